@@ -1,0 +1,1 @@
+//! The mechanisms under test, one module per family with its flavors inside.

@@ -1,0 +1,3 @@
+//! Latency histograms, throughput, and calibration against raw baselines.
+
+pub mod workloads;

@@ -1,0 +1,199 @@
+//! Registered entry points and the re-exec bootstrap behind `StartMethod::Spawn`.
+//!
+//! A spawned child is the current executable started again with `IPCBENCH_ENTRY` naming
+//! an entry point. A constructor (the `ctor` crate) runs before `main` — before libtest or
+//! criterion parse their arguments — so the same mechanism works from the `ipcbench`
+//! binary, from integration tests and from benches, with no custom harness.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+
+pub use linkme;
+
+/// Environment variable naming the entry point a re-executed child runs.
+pub const ENTRY_ENV: &str = "IPCBENCH_ENTRY";
+/// Environment variable carrying the entry's JSON arguments.
+pub const ARGS_ENV: &str = "IPCBENCH_ARGS";
+/// Environment variable giving the fd on which the child writes its outcome.
+pub const RESULT_FD_ENV: &str = "IPCBENCH_RESULT_FD";
+/// Environment variable with the child's display name (for panic messages and reports).
+pub const NAME_ENV: &str = "IPCBENCH_NAME";
+
+/// A function a child process can run, registered by name.
+pub struct EntryPoint {
+    pub name: &'static str,
+    /// JSON arguments in, JSON result (or error text) out.
+    pub run: fn(&str) -> Result<serde_json::Value, String>,
+}
+
+/// Every entry point linked into this executable (library, tests and benches alike).
+#[linkme::distributed_slice]
+pub static ENTRY_POINTS: [EntryPoint];
+
+/// Registers `func` (any `fn(Args) -> Result<R, E>` with serde `Args`/`R` and displayable
+/// `E`) as an entry point named `name`, startable in a child by either start method.
+#[macro_export]
+macro_rules! register_entry {
+    ($name:expr, $func:path) => {
+        const _: () = {
+            #[$crate::process::entry::linkme::distributed_slice(
+                $crate::process::entry::ENTRY_POINTS
+            )]
+            #[linkme(crate = $crate::process::entry::linkme)]
+            static ENTRY: $crate::process::entry::EntryPoint = $crate::process::entry::EntryPoint {
+                name: $name,
+                run: |args| $crate::process::entry::invoke(args, $func),
+            };
+        };
+    };
+}
+
+/// Decodes arguments, runs the entry, encodes its result.
+pub fn invoke<A, R, E, F>(args: &str, func: F) -> Result<serde_json::Value, String>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+    E: std::fmt::Display,
+    F: FnOnce(A) -> Result<R, E>,
+{
+    let args: A =
+        serde_json::from_str(args).map_err(|e| format!("cannot decode entry arguments: {e}"))?;
+    let result = func(args).map_err(|e| e.to_string())?;
+    serde_json::to_value(result).map_err(|e| format!("cannot encode entry result: {e}"))
+}
+
+/// Finds an entry point by name; an unknown or duplicated name is an error listing the
+/// known ones.
+pub fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
+    let mut found = ENTRY_POINTS.iter().filter(|e| e.name == name);
+    match (found.next(), found.next()) {
+        (Some(entry), None) => Ok(entry),
+        (Some(_), Some(_)) => Err(format!("entry point {name:?} is registered twice")),
+        (None, _) => {
+            let mut known: Vec<&str> = ENTRY_POINTS.iter().map(|e| e.name).collect();
+            known.sort_unstable();
+            Err(format!(
+                "no entry point named {name:?} in this executable (known: {})",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// What a child reports to its parent over the result pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Outcome {
+    Returned(serde_json::Value),
+    Failed(String),
+    Panicked(String),
+}
+
+thread_local! {
+    static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Runs an entry point in this (child) process and returns its outcome. Panics are caught
+/// and turned into `Outcome::Panicked` with the message and location.
+///
+/// `quiet_panics` replaces the panic hook with one that only records the message: a forked
+/// child must not take the stderr lock, which another thread of the parent may have held
+/// at the time of fork.
+pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = payload_text(info.payload());
+        PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(format!("{message}{location}")));
+        if !quiet_panics {
+            previous(info);
+        }
+    }));
+    let entry = match lookup(name) {
+        Ok(entry) => entry,
+        Err(e) => return Outcome::Failed(e),
+    };
+    match std::panic::catch_unwind(|| (entry.run)(args)) {
+        Ok(Ok(value)) => Outcome::Returned(value),
+        Ok(Err(message)) => Outcome::Failed(message),
+        Err(payload) => Outcome::Panicked(
+            PANIC_MESSAGE
+                .with(|m| m.borrow_mut().take())
+                .unwrap_or_else(|| payload_text(payload.as_ref())),
+        ),
+    }
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-text payload".to_string()
+    }
+}
+
+/// Writes the outcome on the result fd. Errors are ignored: a parent that stopped
+/// listening learns the child's fate from its exit status.
+pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
+    if fd < 0 {
+        return; // started without a result pipe (the raw exec calibration)
+    }
+    let Ok(bytes) = serde_json::to_vec(outcome) else {
+        return;
+    };
+    // SAFETY: `fd` is the write end of the result pipe handed to this child; it is owned
+    // here and closed when the File drops.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let _ = file.write_all(&bytes);
+}
+
+/// Exit status of a child whose entry returned an error or panicked.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status when the bootstrap itself could not run (bad environment).
+pub const EXIT_BOOTSTRAP: i32 = 3;
+
+/// Runs before `main` in every executable linking this library: if this process was
+/// started as a spawned child, run the named entry and exit without ever reaching main.
+#[ctor::ctor(unsafe)]
+fn bootstrap() {
+    let Ok(name) = std::env::var(ENTRY_ENV) else {
+        return;
+    };
+    let args = std::env::var(ARGS_ENV).unwrap_or_else(|_| "null".into());
+    let fd = std::env::var(RESULT_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok());
+    // SAFETY: this runs before main, with a single thread, so nothing reads the
+    // environment concurrently. Removing the variables keeps grandchildren from
+    // re-entering this entry.
+    unsafe {
+        std::env::remove_var(ENTRY_ENV);
+        std::env::remove_var(ARGS_ENV);
+        std::env::remove_var(RESULT_FD_ENV);
+    }
+    let Some(fd) = fd else {
+        eprintln!("ipcbench: {RESULT_FD_ENV} missing or invalid in spawned child");
+        std::process::exit(EXIT_BOOTSTRAP);
+    };
+    let outcome = run_entry(&name, &args, false);
+    let code = match outcome {
+        Outcome::Returned(_) => 0,
+        _ => EXIT_FAILED,
+    };
+    report_outcome(fd, &outcome);
+    crate::process::hygiene::cleanup_all();
+    std::process::exit(code);
+}
+
+/// Referenced from the spawn path so that any executable able to spawn children also
+/// links the bootstrap constructor.
+pub(crate) fn bootstrap_anchor() -> fn() {
+    bootstrap
+}

@@ -1,0 +1,361 @@
+//! Resource hygiene: the suite tracks what it creates — child pids, shared-memory names
+//! (all starting with [`SHM_PREFIX`]), temp files — and removes it on every exit path,
+//! including SIGINT/SIGTERM of the parent. [`Snapshot`] lets tests and runs prove that
+//! nothing was left.
+
+use nix::unistd::Pid;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// Every shared-memory name the suite creates starts with this.
+pub const SHM_PREFIX: &str = "ipcbench-";
+/// Every temp file or directory the suite creates starts with this.
+pub const TEMP_PREFIX: &str = "ipcbench-";
+
+#[derive(Default)]
+struct Resources {
+    /// pid -> process group the child leads or joined (None: the parent's group).
+    children: BTreeMap<i32, Option<i32>>,
+    shm_names: BTreeSet<String>,
+    temp_paths: BTreeSet<PathBuf>,
+}
+
+static RESOURCES: Mutex<Resources> = Mutex::new(Resources {
+    children: BTreeMap::new(),
+    shm_names: BTreeSet::new(),
+    temp_paths: BTreeSet::new(),
+});
+
+fn resources() -> std::sync::MutexGuard<'static, Resources> {
+    RESOURCES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(crate) fn track_child(pid: Pid, pgid: Option<Pid>) {
+    resources()
+        .children
+        .insert(pid.as_raw(), pgid.map(Pid::as_raw));
+}
+
+pub(crate) fn untrack_child(pid: Pid) {
+    resources().children.remove(&pid.as_raw());
+}
+
+/// Records a shared-memory name this process created and must unlink.
+pub fn track_shm(name: &str) {
+    resources().shm_names.insert(name.to_string());
+}
+
+/// Forgets a name once it has been unlinked (or handed to another owner).
+pub fn untrack_shm(name: &str) {
+    resources().shm_names.remove(name);
+}
+
+/// Records a temp path this process created and must remove.
+pub fn track_temp(path: &Path) {
+    resources().temp_paths.insert(path.to_path_buf());
+}
+
+pub fn untrack_temp(path: &Path) {
+    resources().temp_paths.remove(path);
+}
+
+/// A forked child inherits the parent's registry but owns none of it: without this it
+/// would unlink the parent's segments and kill its siblings on exit.
+pub(crate) fn forget_inherited() {
+    SUBREAPER.store(false, Ordering::SeqCst);
+    let mut r = resources();
+    r.children.clear();
+    r.shm_names.clear();
+    r.temp_paths.clear();
+}
+
+/// A fresh temp directory (prefix `ipcbench-`), tracked until [`remove_temp`].
+pub fn temp_dir() -> std::io::Result<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempdir()?
+        .keep();
+    track_temp(&dir);
+    Ok(dir)
+}
+
+/// Removes a tracked temp file or directory.
+pub fn remove_temp(path: &Path) {
+    if path.is_dir() {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
+    untrack_temp(path);
+}
+
+/// Kills and reaps every tracked child (with its group), unlinks every tracked segment,
+/// removes every tracked temp path, and reaps orphans handed to us as subreaper.
+pub fn cleanup_all() {
+    let (children, shm, temps) = {
+        let mut r = resources();
+        (
+            std::mem::take(&mut r.children),
+            std::mem::take(&mut r.shm_names),
+            std::mem::take(&mut r.temp_paths),
+        )
+    };
+    for (&pid, &pgid) in &children {
+        if let Some(pgid) = pgid {
+            // SAFETY: kill(2) with a negative pid signals a process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        }
+        // SAFETY: kill(2) on a tracked, not yet reaped child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    for &pid in children.keys() {
+        let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
+    }
+    for name in shm {
+        let _ = nix::sys::mman::shm_unlink(name.as_str());
+    }
+    for path in temps {
+        remove_temp(&path);
+    }
+    reap_orphans();
+}
+
+/// Makes this process the subreaper of its descendants, so that orphans come back to the
+/// suite (and are reaped here) instead of to a PID 1 that may never reap them.
+pub fn become_subreaper() {
+    if !SUBREAPER.swap(true, Ordering::SeqCst) {
+        // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) sets a flag on this process only.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+}
+
+/// Whether this process made itself a subreaper (fork does not inherit the flag).
+static SUBREAPER: AtomicBool = AtomicBool::new(false);
+
+/// Reaps zombie children that no `Child` handle owns (orphans reparented to us).
+pub fn reap_orphans() -> usize {
+    if !SUBREAPER.load(Ordering::SeqCst) {
+        return 0; // orphans of our children go elsewhere; ours are reaped by their handles
+    }
+    let owned: BTreeSet<i32> = resources().children.keys().copied().collect();
+    let mut reaped = 0;
+    for proc_info in child_processes() {
+        if proc_info.state == 'Z' && !owned.contains(&proc_info.pid) {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(proc_info.pid), None);
+            reaped += 1;
+        }
+    }
+    reaped
+}
+
+/// Kills every process in `pgid` and reaps those that are our children.
+pub fn kill_group(pgid: Pid) {
+    let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+}
+
+/// Installs SIGINT/SIGTERM/SIGHUP handling: clean up everything tracked, then exit with
+/// 128 + signal as a shell would report it.
+pub fn install_signal_cleanup() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("ipcbench-signal-cleanup".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                cleanup_all();
+                std::process::exit(128 + signal);
+            }
+        })?;
+    Ok(())
+}
+
+/// A process as seen in /proc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub state: char,
+    pub comm: String,
+}
+
+/// Reads /proc/PID/stat. The comm field may hold spaces and parentheses, so split on the
+/// last ')'.
+pub fn proc_info(pid: i32) -> Option<ProcInfo> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat[open + 1..close].to_string();
+    let mut rest = stat[close + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgid = rest.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        state,
+        comm,
+    })
+}
+
+/// Every process in the system.
+pub fn all_processes() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_info)
+        .collect()
+}
+
+/// Direct children of this process, from /proc/self/task/*/children (cheap: no scan of
+/// every process in the system).
+pub fn child_processes() -> Vec<ProcInfo> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut pids: BTreeSet<i32> = BTreeSet::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    pids.into_iter().filter_map(proc_info).collect()
+}
+
+/// Every descendant of this process (children, grandchildren, ...).
+pub fn descendants() -> Vec<ProcInfo> {
+    let all = all_processes();
+    let mut found: Vec<ProcInfo> = Vec::new();
+    let mut frontier = vec![std::process::id() as i32];
+    while let Some(parent) = frontier.pop() {
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            frontier.push(p.pid);
+            found.push(p.clone());
+        }
+    }
+    found
+}
+
+/// Names in /dev/shm that start with the suite's prefix.
+pub fn shm_names() -> BTreeSet<String> {
+    list_prefixed(Path::new("/dev/shm"), SHM_PREFIX)
+}
+
+/// Entries in the temp directory that start with the suite's prefix.
+pub fn temp_names() -> BTreeSet<String> {
+    list_prefixed(&std::env::temp_dir(), TEMP_PREFIX)
+}
+
+fn list_prefixed(dir: &Path, prefix: &str) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> BTreeSet<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the suite could leak, at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub shm: BTreeSet<String>,
+    pub temp: BTreeSet<String>,
+    pub fds: BTreeSet<i32>,
+    pub descendants: Vec<ProcInfo>,
+}
+
+/// Something left behind since a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Leak {
+    Shm(String),
+    Temp(String),
+    Fd { fd: i32, target: String },
+    Process { pid: i32, comm: String, state: char },
+}
+
+impl std::fmt::Display for Leak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leak::Shm(name) => write!(f, "shared-memory name /dev/shm/{name}"),
+            Leak::Temp(name) => {
+                write!(f, "temp path {}", std::env::temp_dir().join(name).display())
+            }
+            Leak::Fd { fd, target } => write!(f, "file descriptor {fd} -> {target}"),
+            Leak::Process { pid, comm, state } if *state == 'Z' => {
+                write!(f, "zombie process {pid} ({comm})")
+            }
+            Leak::Process { pid, comm, state } => {
+                write!(f, "leftover process {pid} ({comm}, state {state})")
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn take() -> Snapshot {
+        Snapshot {
+            shm: shm_names(),
+            temp: temp_names(),
+            fds: open_fds(),
+            descendants: descendants(),
+        }
+    }
+
+    /// What exists now that did not at this snapshot. Processes are checked for a short
+    /// while, since a child that was just killed needs a moment to be reaped.
+    pub fn leaks_since(&self) -> Vec<Leak> {
+        let mut leaks = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            reap_orphans();
+            let now = Snapshot::take();
+            leaks.clear();
+            leaks.extend(now.shm.difference(&self.shm).cloned().map(Leak::Shm));
+            leaks.extend(now.temp.difference(&self.temp).cloned().map(Leak::Temp));
+            for fd in now.fds.difference(&self.fds) {
+                let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                // The read_dir of /proc/self/fd itself shows up as one fd while listing.
+                if !target.starts_with("/proc/") || !target.ends_with("/fd") {
+                    leaks.push(Leak::Fd { fd: *fd, target });
+                }
+            }
+            let before: BTreeSet<i32> = self.descendants.iter().map(|p| p.pid).collect();
+            leaks.extend(
+                now.descendants
+                    .iter()
+                    .filter(|p| !before.contains(&p.pid))
+                    .map(|p| Leak::Process {
+                        pid: p.pid,
+                        comm: p.comm.clone(),
+                        state: p.state,
+                    }),
+            );
+            if leaks.is_empty() || std::time::Instant::now() >= deadline {
+                return leaks;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}

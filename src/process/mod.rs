@@ -1,0 +1,616 @@
+//! Code in real child processes: two start methods (as Python has them), `Child` handles
+//! that are always reaped, a watchdog that turns a hang into a report, and the hygiene
+//! registry that removes what the suite created on every exit path.
+//!
+//! # Start methods
+//!
+//! * [`StartMethod::Spawn`] re-executes the current executable; a constructor that runs
+//!   before `main` enters the registered entry point (see [`entry`]). Safe from any
+//!   binary, test or bench; costs an exec.
+//! * [`StartMethod::Fork`] calls the entry point directly in a `fork(2)`ed copy. Test
+//!   harnesses and criterion are multi-threaded, and only the forking thread survives in
+//!   the child, so a lock another thread held at the moment of fork stays locked forever
+//!   in the child. A forked child therefore must not touch stdout/stderr (their locks),
+//!   must not rely on other threads, and must not start thread pools that were already
+//!   running in the parent. glibc makes `malloc` usable after fork, so ordinary Rust code
+//!   that allocates is fine. Panics are caught and reported without printing, and the
+//!   child always leaves through `_exit`, never through the harness's own exit path.
+//!
+//! # Lifetime
+//!
+//! Every child is reaped. Dropping a `Child` that is still running kills it (SIGKILL)
+//! and reaps it: a handle owns its process, so nothing outlives the handle by accident.
+//! A process that must outlive its handle has to be started by a child that exits (the
+//! orphan then belongs to the nearest subreaper, which the suite makes itself — see
+//! [`hygiene`]).
+
+pub mod entry;
+pub mod hygiene;
+pub mod watchdog;
+
+use entry::Outcome;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+pub use nix::unistd::Pid;
+
+/// How a child process is started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum StartMethod {
+    /// Re-execute the current executable and enter a registered entry point.
+    Spawn,
+    /// `fork(2)` and call the entry point in the copy.
+    Fork,
+}
+
+impl StartMethod {
+    pub const ALL: [StartMethod; 2] = [StartMethod::Spawn, StartMethod::Fork];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StartMethod::Spawn => "spawn",
+            StartMethod::Fork => "fork",
+        }
+    }
+}
+
+/// Which process group the child joins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Group {
+    /// Stay in the parent's group (unless the child is a daemon: daemons lead their own).
+    #[default]
+    Inherit,
+    /// Lead a new group, so that it and everything it starts can be killed at once.
+    New,
+    /// Join an existing group (for example the one a scenario's first process leads).
+    Join(Pid),
+}
+
+/// Options for starting a child.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub name: String,
+    pub method: StartMethod,
+    /// Dies with its parent, even when the parent is SIGKILLed (PR_SET_PDEATHSIG), and
+    /// leads its own process group so that its own children can be killed with it.
+    ///
+    /// Linux delivers the death signal when the parent *thread* ends: start daemons from
+    /// a thread that outlives them.
+    pub daemon: bool,
+    pub group: Group,
+    /// File descriptors the child keeps under the same numbers (pipe ends, sockets).
+    /// Everything else is close-on-exec for a spawned child; a forked child inherits all.
+    pub inherit_fds: Vec<RawFd>,
+    /// Pin the child to this CPU (sched affinity).
+    pub cpu: Option<usize>,
+}
+
+impl Options {
+    pub fn new(name: impl Into<String>) -> Self {
+        Options {
+            name: name.into(),
+            method: StartMethod::Spawn,
+            daemon: false,
+            group: Group::Inherit,
+            inherit_fds: Vec::new(),
+            cpu: None,
+        }
+    }
+    pub fn method(mut self, method: StartMethod) -> Self {
+        self.method = method;
+        self
+    }
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+    pub fn group(mut self, group: Group) -> Self {
+        self.group = group;
+        self
+    }
+    pub fn inherit_fd(mut self, fd: RawFd) -> Self {
+        self.inherit_fds.push(fd);
+        self
+    }
+    pub fn cpu(mut self, cpu: Option<usize>) -> Self {
+        self.cpu = cpu;
+        self
+    }
+}
+
+/// Errors from starting, joining or collecting a child.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start child {name:?}: {reason}")]
+    Start { name: String, reason: String },
+    #[error("child {name:?} (pid {pid}) did not finish within {timeout:?}")]
+    Timeout {
+        name: String,
+        pid: i32,
+        timeout: Duration,
+    },
+    #[error("child {name:?} (pid {pid}) panicked: {message}")]
+    Panicked {
+        name: String,
+        pid: i32,
+        message: String,
+    },
+    #[error("child {name:?} (pid {pid}) failed: {message}")]
+    Failed {
+        name: String,
+        pid: i32,
+        message: String,
+    },
+    #[error("child {name:?} (pid {pid}) was killed by signal {signal} ({})", signal_name(*signal))]
+    Killed { name: String, pid: i32, signal: i32 },
+    #[error("child {name:?} (pid {pid}) exited with code {code} without reporting a result")]
+    NoResult { name: String, pid: i32, code: i32 },
+    #[error("child {name:?} (pid {pid}) returned a result that does not decode: {reason}")]
+    Decode {
+        name: String,
+        pid: i32,
+        reason: String,
+    },
+    #[error("system call failed for child {name:?}: {source}")]
+    Sys {
+        name: String,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// Name of a signal number, e.g. "SIGKILL".
+pub fn signal_name(signal: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown signal")
+}
+
+/// A child process. Always reaped: by `join`, or on drop (after SIGKILL if still running).
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    name: String,
+    daemon: bool,
+    pgid: Option<Pid>,
+    pidfd: OwnedFd,
+    result_pipe: Option<OwnedFd>,
+    result_bytes: Vec<u8>,
+    exitcode: Option<i32>,
+}
+
+/// Starts the registered entry point `entry` with `args` in a new child process.
+pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Child, ProcessError> {
+    let start_error = |reason: String| ProcessError::Start {
+        name: options.name.clone(),
+        reason,
+    };
+    entry::lookup(entry).map_err(start_error)?;
+    let args = serde_json::to_string(args).map_err(|e| start_error(e.to_string()))?;
+    hygiene::become_subreaper();
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| start_error(format!("pipe2: {e}")))?;
+    let parent = nix::unistd::getpid();
+    let setup = ChildSetup {
+        parent,
+        daemon: options.daemon,
+        group: effective_group(&options),
+        cpu: options.cpu,
+    };
+    let pid = match options.method {
+        StartMethod::Spawn => spawn_exec(entry, &args, &options, &setup, write_end.as_raw_fd())
+            .map_err(start_error)?,
+        StartMethod::Fork => fork_entry(
+            entry,
+            &args,
+            &setup,
+            read_end.as_raw_fd(),
+            write_end.as_raw_fd(),
+        )
+        .map_err(start_error)?,
+    };
+    drop(write_end);
+    let pgid = match setup.group {
+        Group::Inherit => None,
+        Group::New => {
+            // Also set from the parent, so the group exists before start() returns.
+            let _ = nix::unistd::setpgid(pid, pid);
+            Some(pid)
+        }
+        Group::Join(leader) => {
+            let _ = nix::unistd::setpgid(pid, leader);
+            Some(leader)
+        }
+    };
+    let pidfd = pidfd_open(pid).map_err(|e| start_error(format!("pidfd_open: {e}")))?;
+    hygiene::track_child(pid, pgid);
+    Ok(Child {
+        pid,
+        name: options.name,
+        daemon: options.daemon,
+        pgid,
+        pidfd,
+        result_pipe: Some(read_end),
+        result_bytes: Vec::new(),
+        exitcode: None,
+    })
+}
+
+fn effective_group(options: &Options) -> Group {
+    match (options.group, options.daemon) {
+        (Group::Inherit, true) => Group::New,
+        (group, _) => group,
+    }
+}
+
+/// What the child does to itself before it runs the entry.
+#[derive(Clone, Copy)]
+struct ChildSetup {
+    parent: Pid,
+    daemon: bool,
+    group: Group,
+    cpu: Option<usize>,
+}
+
+impl ChildSetup {
+    /// Only async-signal-safe calls: this runs between fork and exec (or entry).
+    fn apply(&self) -> std::io::Result<()> {
+        match self.group {
+            Group::Inherit => {}
+            Group::New => {
+                // SAFETY: setpgid is async-signal-safe.
+                unsafe { libc::setpgid(0, 0) };
+            }
+            Group::Join(leader) => {
+                // SAFETY: setpgid is async-signal-safe.
+                unsafe { libc::setpgid(0, leader.as_raw()) };
+            }
+        }
+        if self.daemon {
+            // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            // SAFETY: getppid and _exit are async-signal-safe.
+            unsafe {
+                if libc::getppid() != self.parent.as_raw() {
+                    libc::_exit(1);
+                }
+            }
+        }
+        if let Some(cpu) = self.cpu {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+            // sched_setaffinity only touch this set and this process.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut set);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn spawn_exec(
+    entry: &str,
+    args: &str,
+    options: &Options,
+    setup: &ChildSetup,
+    result_fd: RawFd,
+) -> Result<Pid, String> {
+    let _ = entry::bootstrap_anchor();
+    if args.len() > 100_000 {
+        return Err(format!(
+            "arguments are {} bytes of JSON; the environment allows at most 100000 (pass bulk data through a pipe or shared memory)",
+            args.len()
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut keep: Vec<RawFd> = options.inherit_fds.clone();
+    keep.push(result_fd);
+    let setup = *setup;
+    let mut command = std::process::Command::new(exe);
+    command
+        .env(entry::ENTRY_ENV, entry)
+        .env(entry::ARGS_ENV, args)
+        .env(entry::RESULT_FD_ENV, result_fd.to_string())
+        .env(entry::NAME_ENV, &options.name)
+        .stdin(std::process::Stdio::null());
+    // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
+    // calls (fcntl, setpgid, prctl, getppid, sched_setaffinity).
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &keep {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            setup.apply()
+        });
+    }
+    let child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
+    // std's Child does not reap on drop; we reap through waitpid ourselves.
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+fn fork_entry(
+    entry: &str,
+    args: &str,
+    setup: &ChildSetup,
+    read_fd: RawFd,
+    write_fd: RawFd,
+) -> Result<Pid, String> {
+    // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
+    // entry with panics caught and silent, and leaves through _exit; see the module docs
+    // for what the entry itself may do.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: closing our copy of the read end, which this process does not use.
+            unsafe { libc::close(read_fd) };
+            if setup.apply().is_err() {
+                // SAFETY: _exit is async-signal-safe and skips the harness's exit path.
+                unsafe { libc::_exit(entry::EXIT_BOOTSTRAP) };
+            }
+            hygiene::forget_inherited();
+            let outcome = entry::run_entry(entry, args, true);
+            let code = match outcome {
+                Outcome::Returned(_) => 0,
+                _ => entry::EXIT_FAILED,
+            };
+            entry::report_outcome(write_fd, &outcome);
+            hygiene::cleanup_all();
+            // SAFETY: as above; never return into the parent's code.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+impl Child {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+    /// The process group this child leads or joined, if not the parent's.
+    pub fn pgid(&self) -> Option<Pid> {
+        self.pgid
+    }
+
+    /// None while running; the exit code; or minus the signal number that killed it.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        let _ = self.wait_until(Some(Instant::now()));
+        self.exitcode
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        self.exitcode().is_none()
+    }
+
+    /// Waits for the child to end, at most `timeout` (None: without bound — only for
+    /// children that are known to end). Returns the exit code, or None if still running.
+    pub fn join(&mut self, timeout: Option<Duration>) -> Result<Option<i32>, ProcessError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.wait_until(deadline)?;
+        Ok(self.exitcode)
+    }
+
+    /// SIGTERM, as Python's `terminate()`.
+    pub fn terminate(&self) -> Result<(), ProcessError> {
+        self.signal(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// SIGKILL, as Python's `kill()`.
+    pub fn kill(&self) -> Result<(), ProcessError> {
+        self.signal(nix::sys::signal::Signal::SIGKILL)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<(), ProcessError> {
+        if self.exitcode.is_some() {
+            return Ok(());
+        }
+        // Not yet reaped, so the pid cannot have been reused.
+        match nix::sys::signal::kill(self.pid, signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(source) => Err(ProcessError::Sys {
+                name: self.name.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Kills the child's whole process group (if it has its own) or the child.
+    pub fn kill_group(&self) {
+        match self.pgid {
+            Some(pgid) => {
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            }
+            None => {
+                let _ = self.kill();
+            }
+        }
+    }
+
+    /// Joins and decodes the value the entry returned. A panic, an error, a signal or a
+    /// timeout is an error naming the child; on timeout the child is left running.
+    pub fn result<R: DeserializeOwned>(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<R, ProcessError> {
+        let code = self.join(timeout)?;
+        let Some(code) = code else {
+            return Err(ProcessError::Timeout {
+                name: self.name.clone(),
+                pid: self.pid.as_raw(),
+                timeout: timeout.unwrap_or_default(),
+            });
+        };
+        let (name, pid) = (self.name.clone(), self.pid.as_raw());
+        let outcome: Option<Outcome> = if self.result_bytes.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_slice(&self.result_bytes).map_err(|e| ProcessError::Decode {
+                    name: name.clone(),
+                    pid,
+                    reason: format!("outcome frame: {e}"),
+                })?,
+            )
+        };
+        match (outcome, code) {
+            (Some(Outcome::Returned(value)), _) => {
+                serde_json::from_value(value).map_err(|e| ProcessError::Decode {
+                    name,
+                    pid,
+                    reason: e.to_string(),
+                })
+            }
+            (Some(Outcome::Panicked(message)), _) => {
+                Err(ProcessError::Panicked { name, pid, message })
+            }
+            (Some(Outcome::Failed(message)), _) => Err(ProcessError::Failed { name, pid, message }),
+            (None, code) if code < 0 => Err(ProcessError::Killed {
+                name,
+                pid,
+                signal: -code,
+            }),
+            (None, code) => Err(ProcessError::NoResult { name, pid, code }),
+        }
+    }
+
+    /// Polls the result pipe and the pidfd until the child has exited and been reaped, or
+    /// the deadline passes. Reads the result as it comes so a large one cannot block the
+    /// child on a full pipe.
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<(), ProcessError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        while self.exitcode.is_none() {
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+            };
+            let pipe_ready;
+            let exited;
+            {
+                let mut fds = vec![PollFd::new(self.pidfd.as_fd(), PollFlags::POLLIN)];
+                if let Some(pipe) = &self.result_pipe {
+                    fds.push(PollFd::new(pipe.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(source) => {
+                        return Err(ProcessError::Sys {
+                            name: self.name.clone(),
+                            source,
+                        })
+                    }
+                }
+                exited = fds[0].any().unwrap_or(false);
+                pipe_ready = fds
+                    .get(1)
+                    .map(|f| f.any().unwrap_or(false))
+                    .unwrap_or(false);
+            }
+            if pipe_ready {
+                self.drain_result_pipe();
+            }
+            if exited {
+                // Whatever the child wrote before exiting is in the pipe now.
+                self.drain_result_pipe();
+                self.reap()?;
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_result_pipe(&mut self) {
+        let Some(pipe) = self.result_pipe.take() else {
+            return;
+        };
+        let mut file = std::fs::File::from(pipe);
+        let mut chunk = [0u8; 65536];
+        // Non-blocking read of what is there: set O_NONBLOCK once.
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on an fd we own.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => return, // EOF: every write end closed; drop the pipe.
+                Ok(n) => self.result_bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break, // WouldBlock (or error): keep the pipe for later.
+            }
+        }
+        self.result_pipe = Some(OwnedFd::from(file));
+    }
+
+    fn reap(&mut self) -> Result<(), ProcessError> {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(WaitStatus::Exited(_, code)) => self.exitcode = Some(code),
+                Ok(WaitStatus::Signaled(_, signal, _)) => self.exitcode = Some(-(signal as i32)),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(source) => {
+                    return Err(ProcessError::Sys {
+                        name: self.name.clone(),
+                        source,
+                    })
+                }
+            }
+            hygiene::untrack_child(self.pid);
+            return Ok(());
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.exitcode.is_none() {
+            let _ = self.kill();
+            let _ = self.wait_until(Some(Instant::now() + Duration::from_secs(5)));
+        }
+    }
+}
+
+/// Starts `entry` in a child and waits for its typed result (a convenience for the common
+/// "run this over there" case). On timeout the child is killed.
+pub fn run<A: Serialize, R: DeserializeOwned>(
+    entry: &str,
+    args: &A,
+    options: Options,
+    timeout: Duration,
+) -> Result<R, ProcessError> {
+    let mut child = start(entry, args, options)?;
+    child.result(Some(timeout))
+}

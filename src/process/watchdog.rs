@@ -1,0 +1,149 @@
+//! The watchdog: run a group of processes under a deadline; on expiry, say who is blocked
+//! on what (from /proc/PID/{stat,wchan,syscall}), then kill the whole group.
+
+use super::{Child, ProcessError};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// One process that was still running when the deadline passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedProcess {
+    pub pid: i32,
+    pub name: String,
+    /// Scheduler state from /proc/PID/stat: S (sleeping), R, D, T (stopped), Z ...
+    pub state: char,
+    /// Kernel function the process sleeps in (/proc/PID/wchan), e.g. `pipe_read`.
+    pub wchan: String,
+    /// The system call it is blocked in, by name (from /proc/PID/syscall), e.g. `read`.
+    pub syscall: String,
+}
+
+impl std::fmt::Display for BlockedProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (pid {}) state {} in {} [wchan {}]",
+            self.name, self.pid, self.state, self.syscall, self.wchan
+        )
+    }
+}
+
+/// What a watchdog found at its deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HangReport {
+    pub deadline: Duration,
+    pub blocked: Vec<BlockedProcess>,
+}
+
+impl std::fmt::Display for HangReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "still running after {:?}: ", self.deadline)?;
+        for (i, b) in self.blocked.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{b}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads what process `pid` is doing, from /proc.
+pub fn diagnose(pid: i32, name: &str) -> Option<BlockedProcess> {
+    let info = super::hygiene::proc_info(pid)?;
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .map(|w| w.trim().to_string())
+        .ok()
+        .filter(|w| !w.is_empty() && w != "0")
+        .unwrap_or_else(|| "-".into());
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .map(|s| syscall_text(s.trim()))
+        .unwrap_or_else(|_| "unknown".into());
+    Some(BlockedProcess {
+        pid,
+        name: name.to_string(),
+        state: info.state,
+        wchan,
+        syscall,
+    })
+}
+
+/// /proc/PID/syscall holds "NR arg1 ... sp pc", "running", or "-1 sp pc" (not in a call).
+fn syscall_text(raw: &str) -> String {
+    let first = raw.split_whitespace().next().unwrap_or("");
+    match first.parse::<i64>() {
+        Ok(-1) => "no syscall (user space)".into(),
+        Ok(nr) => syscall_name(nr)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("syscall {nr}")),
+        Err(_) => raw.to_string(),
+    }
+}
+
+/// Names of the system calls a blocked process is likely to sit in (x86_64 and aarch64).
+fn syscall_name(nr: i64) -> Option<&'static str> {
+    let table: &[(i64, &str)] = &[
+        (libc::SYS_read, "read"),
+        (libc::SYS_write, "write"),
+        (libc::SYS_readv, "readv"),
+        (libc::SYS_writev, "writev"),
+        (libc::SYS_futex, "futex"),
+        (libc::SYS_ppoll, "ppoll"),
+        (libc::SYS_pselect6, "pselect6"),
+        (libc::SYS_epoll_pwait, "epoll_pwait"),
+        (libc::SYS_nanosleep, "nanosleep"),
+        (libc::SYS_clock_nanosleep, "clock_nanosleep"),
+        (libc::SYS_wait4, "wait4"),
+        (libc::SYS_waitid, "waitid"),
+        (libc::SYS_flock, "flock"),
+        (libc::SYS_fcntl, "fcntl"),
+        (libc::SYS_accept4, "accept4"),
+        (libc::SYS_connect, "connect"),
+        (libc::SYS_recvfrom, "recvfrom"),
+        (libc::SYS_sendto, "sendto"),
+        (libc::SYS_recvmsg, "recvmsg"),
+        (libc::SYS_sendmsg, "sendmsg"),
+        (libc::SYS_openat, "openat"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_poll, "poll"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_select, "select"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_accept, "accept"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_pause, "pause"),
+        #[cfg(target_arch = "x86_64")]
+        (libc::SYS_epoll_wait, "epoll_wait"),
+    ];
+    table.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
+}
+
+/// Waits for every child to end before `deadline` elapses. On expiry, diagnoses each live
+/// child, kills every child's group, reaps them all, and returns the report.
+pub fn join_all(children: &mut [Child], deadline: Duration) -> Result<(), HangReport> {
+    let until = Instant::now() + deadline;
+    for child in children.iter_mut() {
+        let left = until.saturating_duration_since(Instant::now());
+        match child.join(Some(left)) {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(ProcessError::Timeout { .. }) => break,
+            Err(_) => {}
+        }
+    }
+    let mut blocked = Vec::new();
+    for child in children.iter_mut() {
+        if child.is_alive() {
+            if let Some(b) = diagnose(child.pid().as_raw(), child.name()) {
+                blocked.push(b);
+            }
+        }
+    }
+    if blocked.is_empty() {
+        return Ok(());
+    }
+    for child in children.iter_mut() {
+        child.kill_group();
+        let _ = child.join(Some(Duration::from_secs(5)));
+    }
+    Err(HangReport { deadline, blocked })
+}

@@ -1,0 +1,1 @@
+//! Race scenarios: parameters, a body across real processes, an oracle, a verdict.

@@ -1,0 +1,1 @@
+//! Controlled interleavings across processes: yield points and a turnstile.
