@@ -14,3 +14,4 @@ pub mod process;
 pub mod report;
 pub mod scenario;
 pub mod schedule;
+pub mod stress;

@@ -182,6 +182,7 @@ fn bootstrap() {
         eprintln!("ipcbench: {RESULT_FD_ENV} missing or invalid in spawned child");
         std::process::exit(EXIT_BOOTSTRAP);
     };
+    crate::ipc::pipe::ignore_sigpipe();
     let outcome = run_entry(&name, &args, false);
     let code = match outcome {
         Outcome::Returned(_) => 0,

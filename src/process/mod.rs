@@ -15,6 +15,8 @@
 //!   running in the parent. glibc makes `malloc` usable after fork, so ordinary Rust code
 //!   that allocates is fine. Panics are caught and reported without printing, and the
 //!   child always leaves through `_exit`, never through the harness's own exit path.
+//!   Every fd except stdio, the result pipe and `Options::inherit_fds` is closed in the
+//!   forked child, so it holds exactly what a spawned child would.
 //!
 //! # Lifetime
 //!
@@ -204,14 +206,13 @@ pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Ch
     let pid = match options.method {
         StartMethod::Spawn => spawn_exec(entry, &args, &options, &setup, write_end.as_raw_fd())
             .map_err(start_error)?,
-        StartMethod::Fork => fork_entry(
-            entry,
-            &args,
-            &setup,
-            read_end.as_raw_fd(),
-            write_end.as_raw_fd(),
-        )
-        .map_err(start_error)?,
+        StartMethod::Fork => {
+            let mut keep = options.inherit_fds.clone();
+            keep.extend([0, 1, 2, write_end.as_raw_fd()]);
+            keep.sort_unstable();
+            keep.dedup();
+            fork_entry(entry, &args, &setup, &keep, write_end.as_raw_fd()).map_err(start_error)?
+        }
     };
     drop(write_end);
     let pgid = match setup.group {
@@ -339,11 +340,28 @@ fn spawn_exec(
     Ok(Pid::from_raw(child.id() as i32))
 }
 
+/// In a forked child, closes every fd except `keep` (sorted), so a forked child holds
+/// exactly the ends it was handed, as a spawned one does: an end inherited by accident
+/// would keep a reader from ever seeing end of stream.
+fn close_fds_except(keep: &[RawFd]) {
+    let mut from: u32 = 0;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > from {
+            // SAFETY: close_range is async-signal-safe and only closes fds of this process.
+            unsafe { libc::syscall(libc::SYS_close_range, from, fd - 1, 0) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
+}
+
 fn fork_entry(
     entry: &str,
     args: &str,
     setup: &ChildSetup,
-    read_fd: RawFd,
+    keep_fds: &[RawFd],
     write_fd: RawFd,
 ) -> Result<Pid, String> {
     // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
@@ -352,8 +370,7 @@ fn fork_entry(
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Parent { child } => Ok(child),
         nix::unistd::ForkResult::Child => {
-            // SAFETY: closing our copy of the read end, which this process does not use.
-            unsafe { libc::close(read_fd) };
+            close_fds_except(keep_fds);
             if setup.apply().is_err() {
                 // SAFETY: _exit is async-signal-safe and skips the harness's exit path.
                 unsafe { libc::_exit(entry::EXIT_BOOTSTRAP) };

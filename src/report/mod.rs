@@ -1,3 +1,6 @@
-//! Results model (serde JSON), charts (plotters) and the HTML report.
+//! Results model (serde JSON), charts (plotters), the HTML report, and the CI comparison.
 
+pub mod compare;
 pub mod fonts;
+pub mod html;
+pub mod model;

@@ -1,0 +1,1 @@
+//! Not built yet: see the issue that builds this family.

@@ -1,0 +1,355 @@
+//! The results model: what every command writes as JSON and what `report` and `compare`
+//! read. Versioned: a file of another schema version is refused with a clear error.
+//!
+//! Times are in nanoseconds, rates per second. Every measured figure carries the spread
+//! seen across repeated runs (relative: (max - min) / median of the per-repeat values)
+//! and, where it has one, its ratio to a calibration figure of the same run — the ratio
+//! is what `compare` gates on.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Bump when a field changes meaning or a required field is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub schema_version: u32,
+    pub ipcbench_version: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub created_unix: u64,
+    /// "quick" or "full" (or what the producing command says).
+    pub profile: String,
+    pub machine: Machine,
+    #[serde(default)]
+    pub calibration: Vec<Calibration>,
+    #[serde(default)]
+    pub latency: Vec<Latency>,
+    #[serde(default)]
+    pub throughput: Vec<Throughput>,
+    #[serde(default)]
+    pub scenarios: Vec<ScenarioOutcome>,
+    #[serde(default)]
+    pub stress: Vec<StressOutcome>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub kernel: String,
+    pub hostname: String,
+}
+
+/// Where the two processes of a measurement ran.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Both pinned to one CPU.
+    SameCpu,
+    /// Pinned to two different CPUs.
+    CrossCpu,
+    /// Left to the OS scheduler.
+    #[default]
+    Unpinned,
+}
+
+impl Placement {
+    pub fn label(self) -> &'static str {
+        match self {
+            Placement::SameCpu => "same-cpu",
+            Placement::CrossCpu => "cross-cpu",
+            Placement::Unpinned => "unpinned",
+        }
+    }
+}
+
+/// A raw figure that other results are divided by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// e.g. "pipe-roundtrip", "shm-pingpong", "unix-socket-roundtrip", "memcpy", "fork-exit".
+    pub name: String,
+    pub placement: Placement,
+    /// The figure, in `unit`.
+    pub value: f64,
+    /// "ns" for times, "bytes/s" for bandwidths.
+    pub unit: String,
+    pub spread: f64,
+}
+
+/// Percentiles of a latency distribution, in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub samples: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Unique key, e.g. "queue/shm/roundtrip/64B/cross-cpu".
+    pub workload: String,
+    /// Mechanism family: "pipe", "queue", "lock", "process", "pool", ...
+    pub family: String,
+    /// Flavor within the family: "duplex", "shm", "flock", "fork", ...
+    pub flavor: String,
+    pub placement: Placement,
+    pub message_bytes: u64,
+    pub percentiles: Percentiles,
+    pub spread: f64,
+    /// Name of the calibration figure (same placement) this is divided by.
+    pub calibration: Option<String>,
+    /// p50 / calibration value (lower is better).
+    pub ratio: Option<f64>,
+    /// Points (nanoseconds, cumulative fraction) of the distribution, for the CDF chart.
+    #[serde(default)]
+    pub cdf: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Unique key, e.g. "queue/shm/stream/4KiB/4x4".
+    pub workload: String,
+    pub family: String,
+    pub flavor: String,
+    pub producers: u32,
+    pub consumers: u32,
+    pub message_bytes: u64,
+    pub msgs_per_sec: f64,
+    pub bytes_per_sec: f64,
+    pub spread: f64,
+    pub calibration: Option<String>,
+    /// bytes_per_sec (or msgs_per_sec) / calibration value (higher is better).
+    pub ratio: Option<f64>,
+}
+
+/// What a scenario variant is expected to give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expectation {
+    /// A safe variant: every case must hold.
+    Holds,
+    /// An unsafe variant: the checker must catch it (violated, hung or crashed).
+    Caught,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioOutcome {
+    pub scenario: String,
+    pub variant: String,
+    pub expected: Expectation,
+    /// "holds", "violated", "hung" or "crashed".
+    pub verdict: String,
+    /// Human-readable detail: the invariant and evidence, who hung on what, who crashed.
+    pub detail: String,
+    /// Whether `verdict` is what `expected` asks for.
+    pub matches: bool,
+    pub cases: u32,
+    pub seconds: f64,
+    pub reproduction: Option<Reproduction>,
+}
+
+/// Everything needed to rerun one failing case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reproduction {
+    pub seed: u64,
+    /// The shrunk parameters, as text.
+    pub parameters: String,
+    /// The forced schedule, as text (empty when free-running).
+    pub schedule: String,
+    /// The exact command that reruns this case.
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StressOutcome {
+    pub target: String,
+    pub seconds: f64,
+    pub procs: u32,
+    pub seed: u64,
+    pub kills: u64,
+    pub stops: u64,
+    pub slows: u64,
+    pub messages: u64,
+    /// Lost with a killed process, and so accounted.
+    pub accounted_in_flight: u64,
+    /// Lost with no killed process to account for them (target 0).
+    pub losses: u64,
+    pub duplicates: u64,
+    pub corrupt: u64,
+    pub hangs: Vec<String>,
+    pub leaks: Vec<String>,
+}
+
+/// Reading a results file failed; the message names the file and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid results JSON: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: schema version {found}, but this ipcbench reads version {SCHEMA_VERSION}")]
+    Version { path: String, found: u64 },
+}
+
+impl Results {
+    /// An empty result set describing this machine and build.
+    pub fn new(profile: &str) -> Results {
+        Results {
+            schema_version: SCHEMA_VERSION,
+            ipcbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            profile: profile.to_string(),
+            machine: Machine::current(),
+            ..Results::default()
+        }
+    }
+
+    /// Reads a results file, checking the schema version before the rest of the fields so
+    /// that a file of another version gets that error rather than a field error.
+    pub fn load(path: &Path) -> Result<Results, LoadError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| LoadError::Parse {
+                path: name.clone(),
+                source,
+            })?;
+        let found = value.get("schema_version").and_then(|v| v.as_u64());
+        match found {
+            Some(v) if v == SCHEMA_VERSION as u64 => {}
+            Some(found) => return Err(LoadError::Version { path: name, found }),
+            None => {
+                return Err(LoadError::Parse {
+                    path: name,
+                    source: serde::de::Error::missing_field("schema_version"),
+                })
+            }
+        }
+        serde_json::from_value(value).map_err(|source| LoadError::Parse { path: name, source })
+    }
+
+    /// Writes pretty JSON (atomically: temp file then rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Folds another result set into this one (later entries replace earlier ones with
+    /// the same key).
+    pub fn merge(&mut self, other: Results) {
+        fn upsert<T>(into: &mut Vec<T>, from: Vec<T>, key: impl Fn(&T) -> String) {
+            for item in from {
+                let k = key(&item);
+                match into.iter_mut().find(|i| key(i) == k) {
+                    Some(slot) => *slot = item,
+                    None => into.push(item),
+                }
+            }
+        }
+        upsert(&mut self.calibration, other.calibration, |c| {
+            format!("{}/{}", c.name, c.placement.label())
+        });
+        upsert(&mut self.latency, other.latency, |l| l.workload.clone());
+        upsert(&mut self.throughput, other.throughput, |t| {
+            t.workload.clone()
+        });
+        upsert(&mut self.scenarios, other.scenarios, |s| {
+            format!("{}/{}", s.scenario, s.variant)
+        });
+        upsert(&mut self.stress, other.stress, |s| s.target.clone());
+    }
+}
+
+impl Machine {
+    pub fn current() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let uname = nix::sys::utsname::uname().ok();
+        Machine {
+            cpu_model,
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            kernel: uname
+                .as_ref()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            hostname: uname
+                .as_ref()
+                .map(|u| u.nodename().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let mut results = Results::new("quick");
+        results.calibration.push(Calibration {
+            name: "pipe-roundtrip".into(),
+            placement: Placement::CrossCpu,
+            value: 11_000.0,
+            unit: "ns".into(),
+            spread: 0.05,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        results.save(&path).unwrap();
+        assert_eq!(Results::load(&path).unwrap(), results);
+    }
+
+    #[test]
+    fn other_schema_version_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.json");
+        std::fs::write(&path, r#"{"schema_version": 99}"#).unwrap();
+        let err = Results::load(&path).unwrap_err().to_string();
+        assert!(err.contains("old.json") && err.contains("99"), "{err}");
+        std::fs::write(&path, "{not json").unwrap();
+        let err = Results::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("old.json") && err.contains("not valid"),
+            "{err}"
+        );
+        let err = Results::load(&dir.path().join("missing.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing.json") && err.contains("cannot read"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Bounded stress runs with fault injection. Not built yet (issue 9).

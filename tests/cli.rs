@@ -1,0 +1,47 @@
+//! The command line's contract: help, version, and exit 2 with a clear message on bad
+//! arguments.
+
+use std::process::Command;
+
+fn ipcbench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args(args)
+        .output()
+        .expect("run ipcbench")
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let out = ipcbench(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in [
+        "run", "bench", "check", "stress", "report", "compare", "list",
+    ] {
+        assert!(text.contains(sub), "--help does not mention {sub}: {text}");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = ipcbench(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    for args in [
+        &["no-such-command"][..],
+        &["compare", "a.json", "b.json", "--format", "xml"],
+        &["compare", "a.json", "b.json", "--threshold", "lots"],
+        &["bench", "--no-such-flag"],
+        &[],
+    ] {
+        let out = ipcbench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.trim().is_empty(), "{args:?} printed no message");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

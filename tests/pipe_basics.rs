@@ -1,0 +1,69 @@
+//! Pipe basics across real processes (the conformance suite is in tests/pipe.rs).
+
+use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
+use ipcbench::process::{self, Options, StartMethod};
+use ipcbench::register_entry;
+use std::time::Duration;
+
+fn echo_until_eof(handle: ConnectionHandle) -> Result<u32, String> {
+    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    loop {
+        match conn.recv_bytes() {
+            Ok(bytes) => {
+                conn.send_bytes(&bytes).map_err(|e| e.to_string())?;
+                n += 1;
+            }
+            Err(PipeError::Eof) => return Ok(n),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+register_entry!("pipe-basics-echo", echo_until_eof);
+
+#[test]
+fn duplex_echo_then_eof_in_both_start_methods() {
+    for method in StartMethod::ALL {
+        let (mut parent_end, child_end) = pipe(PipeKind::Duplex).unwrap();
+        let handle = child_end.handle().unwrap();
+        let mut child = process::start(
+            "pipe-basics-echo",
+            &handle,
+            Options::new("echo").method(method).inherit_fd(handle.fd),
+        )
+        .unwrap();
+        drop(child_end);
+        for size in [0usize, 1, 4096, 70_000] {
+            let msg: Vec<u8> = (0..size).map(|i| i as u8).collect();
+            parent_end.send_bytes(&msg).unwrap();
+            assert_eq!(parent_end.recv_bytes().unwrap(), msg, "{method:?} {size}");
+        }
+        parent_end.close();
+        assert!(matches!(
+            parent_end.send_bytes(b"x"),
+            Err(PipeError::Closed)
+        ));
+        assert_eq!(
+            child.result::<u32>(Some(Duration::from_secs(20))).unwrap(),
+            4
+        );
+    }
+}
+
+#[test]
+fn simplex_ends_refuse_the_wrong_direction_and_time_out() {
+    let (reader, writer) = pipe(PipeKind::Simplex).unwrap();
+    assert!(matches!(
+        reader.send_bytes(b"x"),
+        Err(PipeError::NotWritable)
+    ));
+    assert!(matches!(writer.recv_bytes(), Err(PipeError::NotReadable)));
+    assert!(matches!(
+        reader.recv_bytes_timeout(Duration::from_millis(20)),
+        Err(PipeError::Timeout(_))
+    ));
+    writer.send(&("hello", 5)).unwrap();
+    assert_eq!(reader.recv::<(String, i32)>().unwrap(), ("hello".into(), 5));
+    drop(writer);
+    assert!(reader.recv_bytes().unwrap_err().is_eof());
+}
