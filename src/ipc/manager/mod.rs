@@ -74,6 +74,12 @@ impl Manager {
     /// Starts a server process (a daemon: it dies with its parent). The parent binds the
     /// socket and hands it over, so the address accepts connections at once.
     pub fn start(method: StartMethod) -> Result<Manager, ManagerError> {
+        Self::start_on(method, None)
+    }
+
+    /// As [`Manager::start`], with the server pinned to `cpu` (for placement-labelled
+    /// measurements).
+    pub fn start_on(method: StartMethod, cpu: Option<usize>) -> Result<Manager, ManagerError> {
         let start_error = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
         let dir = hygiene::temp_dir().map_err(|e| start_error(&e))?;
         let socket = dir.join("manager.sock");
@@ -89,6 +95,7 @@ impl Manager {
                 Options::new("manager-server")
                     .method(method)
                     .daemon(true)
+                    .cpu(cpu)
                     .inherit_fd(fd.as_raw_fd()),
             )
             .map_err(|e| start_error(&e))
