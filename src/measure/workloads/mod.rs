@@ -16,6 +16,7 @@
 pub mod filestore;
 pub mod lock;
 pub mod manager;
+pub mod pool;
 pub mod process;
 pub mod sync;
 
