@@ -25,7 +25,7 @@ pub struct Search {
 impl Default for Search {
     fn default() -> Search {
         Search {
-            cases: 32,
+            cases: 64,
             seed: 0,
             max_shrink_time: Duration::from_secs(20),
         }

@@ -7,15 +7,14 @@
 //! holder takes the lock, the waiters announce that they are about to wait, then the
 //! holder is killed.
 
-use super::primitives::{FileLock, FileLockKind, Locked, ShmMutex};
 use super::{
     join_workers, results, start_worker, wait_for_events, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
 };
+use crate::ipc::lock::{Acquired, LockAddress, LockFlavor};
 use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub struct LockHolderKilled;
@@ -38,13 +37,6 @@ const VARIANTS: &[Variant] = &[
     ),
     Variant::holds("flock", "the kernel drops a dead holder's flock"),
 ];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Kind {
-    Plain,
-    Robust,
-    Flock,
-}
 
 impl Scenario for LockHolderKilled {
     fn name(&self) -> &'static str {
@@ -78,18 +70,15 @@ impl Scenario for LockHolderKilled {
         context: &CaseContext,
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
-        let kind = match variant {
-            "plain" => Kind::Plain,
-            "robust" => Kind::Robust,
-            "flock" => Kind::Flock,
+        let flavor = match variant {
+            "plain" => LockFlavor::Plain,
+            "robust" => LockFlavor::Robust,
+            "flock" => LockFlavor::Flock,
             other => return Err(format!("lock-holder-killed has no variant {other:?}")),
         };
         let signal = nix::sys::signal::Signal::try_from(params.signal)
             .map_err(|e| format!("signal {}: {e}", params.signal))?;
-        let mutex = match kind {
-            Kind::Flock => None,
-            _ => Some(ShmMutex::create(kind == Kind::Robust).map_err(|e| e.to_string())?),
-        };
+        let lock = flavor.create().map_err(|e| e.to_string())?;
         let workers = params.waiters + 1;
         let log = Turnstile::create(
             workers,
@@ -100,13 +89,10 @@ impl Scenario for LockHolderKilled {
             },
         )
         .map_err(|e| e.to_string())?;
-        let mut fds = vec![log.handle().fd];
-        fds.extend(mutex.as_ref().map(ShmMutex::fd));
+        let fds = [log.handle().fd];
         let args = |index| LockerArgs {
             index,
-            kind,
-            mutex_fd: mutex.as_ref().map(ShmMutex::fd),
-            lock_file: context.temp_dir.join("lock"),
+            lock: lock.address(),
             log: log.handle(),
         };
         let holder = start_worker("ipcbench-scenario-locker", "holder", &args(0), &fds)?;
@@ -136,7 +122,7 @@ impl Scenario for LockHolderKilled {
         let history = log.history();
         match joined {
             Joined::Verdict(v) => return Ok(CaseOutcome::new(v, history)),
-            Joined::Finished(r) => results::<Locked2>(r)?,
+            Joined::Finished(r) => results::<String>(r)?,
         };
         let recovered = history
             .iter()
@@ -151,7 +137,7 @@ impl Scenario for LockHolderKilled {
                 "every waiter gets the lock after the holder dies",
                 format!("{acquired} of {} waiters got it", params.waiters),
             )
-        } else if kind == Kind::Robust && recovered != 1 {
+        } else if recovered != 1 {
             Verdict::violated(
                 "exactly one waiter learns that the owner died",
                 format!("{recovered} waiters were told"),
@@ -163,45 +149,28 @@ impl Scenario for LockHolderKilled {
     }
 }
 
-/// What a waiter saw (the holder never returns).
-type Locked2 = String;
-
 #[derive(Serialize, Deserialize)]
 struct LockerArgs {
     index: usize,
-    kind: Kind,
-    mutex_fd: Option<i32>,
-    lock_file: PathBuf,
+    lock: LockAddress,
     log: TurnstileHandle,
 }
 
-/// Worker 0 takes the lock and waits to be killed; the others wait for the lock (without
-/// bound: the case's watchdog is the bound), take it, and release it.
-fn locker(args: LockerArgs) -> Result<Locked2, String> {
+/// How long a waiter waits: far beyond the case's deadline, so a lock that is never
+/// handed over shows as a hang (the watchdog's bound), not as a timeout.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Worker 0 takes the lock and waits to be killed; the others wait for the lock, take
+/// it, and release it.
+fn locker(args: LockerArgs) -> Result<String, String> {
     let me = args.index;
     let log = Turnstile::adopt(args.log, me).map_err(|e| e.to_string())?;
-    let mutex = match args.mutex_fd {
-        Some(fd) => Some(ShmMutex::adopt(fd).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let file = match args.kind {
-        Kind::Flock => {
-            Some(FileLock::open(&args.lock_file, FileLockKind::Flock).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
+    let lock = args.lock.open().map_err(|e| e.to_string())?;
     if me > 0 {
         log.record(me, "waiting", 0);
     }
-    let how = match (&mutex, &file) {
-        (Some(m), _) => m.lock().map_err(|e| e.to_string())?,
-        (_, Some(f)) => f
-            .lock()
-            .map(|_| Locked::Acquired)
-            .map_err(|e| e.to_string())?,
-        _ => return Err("no lock".to_string()),
-    };
-    let label = if how == Locked::OwnerDied {
+    let how = lock.acquire(WAIT).map_err(|e| e.to_string())?;
+    let label = if how == Acquired::OwnerDied {
         "owner-died"
     } else {
         "acquired"
@@ -212,11 +181,7 @@ fn locker(args: LockerArgs) -> Result<Locked2, String> {
         std::thread::sleep(Duration::from_secs(30));
         return Err("the holder was not killed".to_string());
     }
-    match (&mutex, &file) {
-        (Some(m), _) => m.unlock().map_err(|e| e.to_string())?,
-        (_, Some(f)) => f.unlock().map_err(|e| e.to_string())?,
-        _ => {}
-    }
+    lock.release().map_err(|e| e.to_string())?;
     Ok(label.to_string())
 }
 crate::register_entry!("ipcbench-scenario-locker", locker);

@@ -24,9 +24,10 @@ pub mod check;
 pub mod daemon_children;
 pub mod join_before_drain;
 pub mod lock_holder_killed;
+pub mod manager_lost_update;
 pub mod pipe_end_signal;
 pub mod pipe_same_end;
-pub mod primitives;
+pub mod pool_worker_death;
 pub mod semaphore_capacity;
 pub mod ticket_oversell;
 
@@ -233,34 +234,11 @@ pub fn catalogue() -> &'static [&'static dyn Scenario] {
             ],
         },
         &pipe_end_signal::PipeEndSignal,
-        &PendingScenario {
-            name: "manager-lost-update",
-            about: "several clients increment one Manager value",
-            variants: &[
-                Variant::caught("get-then-set", "proxy get, then set, without a lock")
-                    .pending("needs Manager (branch sync)"),
-                Variant::holds("locked", "a lock around get+set")
-                    .pending("needs Manager (branch sync)"),
-                Variant::holds("server-update", "server-side atomic update")
-                    .pending("needs Manager (branch sync)"),
-            ],
-        },
+        &manager_lost_update::ManagerLostUpdate,
         &lock_holder_killed::LockHolderKilled,
         &semaphore_capacity::SemaphoreCapacity,
         &daemon_children::DaemonChildren,
-        &PendingScenario {
-            name: "pool-worker-death",
-            about: "a pool worker is killed in the middle of a task",
-            variants: &[
-                Variant::caught("naive", "a pool without death handling hangs")
-                    .pending("needs Pool (branch pool)"),
-                Variant::holds(
-                    "supervised",
-                    "the pool replaces the worker and reports the task",
-                )
-                .pending("needs Pool (branch pool)"),
-            ],
-        },
+        &pool_worker_death::PoolWorkerDeath,
         &join_before_drain::JoinBeforeDrain,
     ];
     CATALOGUE
@@ -340,6 +318,10 @@ fn case_leader(args: LeaderArgs) -> Result<CaseOutcome, String> {
         // SAFETY: setting a disposition to SIG_DFL affects only this process.
         unsafe { libc::signal(signal, libc::SIG_DFL) };
     }
+    // Whatever the mechanisms under test create in the temp directory (a file store, a
+    // Manager's socket) goes into the case's own directory, which the parent removes
+    // even when this leader is killed.
+    std::env::set_var("TMPDIR", &args.context.temp_dir);
     let scenario = find(&args.scenario)?;
     let outcome = scenario.run(&args.variant, &args.case, &args.context);
     // Whatever the body left (an orphan it adopted as subreaper) goes with it.
@@ -397,13 +379,28 @@ pub fn run_case(
                 Err(e) => Err(e.to_string()),
             };
             leader.kill_group();
+            let leader_pid = leader.pid().as_raw();
             drop(leader);
+            remove_shm_of(leader_pid);
             outcome
         }
     };
     hygiene::reap_orphans();
     hygiene::remove_temp(&temp_dir);
     outcome
+}
+
+/// Unlinks the shared-memory names a (killed) case leader created and could not remove:
+/// they are `ipcbench-<tag>-<pid>-<n>` (see `ipc::shm::unique_name`).
+fn remove_shm_of(pid: i32) {
+    let pid = pid.to_string();
+    for name in hygiene::shm_names() {
+        let mut parts = name.rsplitn(3, '-');
+        let (_, owner) = (parts.next(), parts.next());
+        if owner == Some(pid.as_str()) {
+            let _ = nix::sys::mman::shm_unlink(name.as_str());
+        }
+    }
 }
 
 /// Starts a worker of a case: forked from the case leader, in the case's group, keeping

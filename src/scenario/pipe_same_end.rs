@@ -9,18 +9,17 @@
 //! same one-frame-per-write(2), write-the-rest-on-EAGAIN loop as `ipc::pipe`, with a yield
 //! point between write calls (the library's loop has none to hook).
 
-use super::primitives::{FileLock, FileLockKind};
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Scenario, Variant,
     Verdict,
 };
 use crate::ipc::frame::{self, HEADER_LEN};
+use crate::ipc::lock::{LockAddress, LockFlavor};
 use crate::ipc::pipe::PIPE_BUF;
 use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
 
 pub struct PipeSameEnd;
 
@@ -87,7 +86,11 @@ impl Scenario for PipeSameEnd {
             return Err(format!("pipe-same-end: bad parameters {params:?}"));
         }
         let per_writer = variant == "pipe-per-writer";
-        let locked = variant == "writer-lock";
+        let lock = if variant == "writer-lock" {
+            Some(LockFlavor::Flock.create().map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         let pipes: Vec<(OwnedFd, OwnedFd)> = (0..if per_writer { params.writers } else { 1 })
             .map(|_| one_page_pipe())
             .collect::<Result<_, _>>()?;
@@ -122,7 +125,7 @@ impl Scenario for PipeSameEnd {
                 fd,
                 frames: params.frames_each,
                 frame_bytes: params.frame_bytes,
-                lock_file: locked.then(|| context.temp_dir.join("writers.lock")),
+                lock: lock.as_ref().map(|l| l.address()),
                 turnstile: turnstile.handle(),
             };
             children.push(start_worker(
@@ -179,7 +182,7 @@ struct WriterArgs {
     fd: RawFd,
     frames: u32,
     frame_bytes: usize,
-    lock_file: Option<PathBuf>,
+    lock: Option<LockAddress>,
     turnstile: TurnstileHandle,
 }
 
@@ -193,16 +196,20 @@ fn payload(index: usize, seq: u32, len: usize) -> Vec<u8> {
 fn writer(args: WriterArgs) -> Result<(), String> {
     let me = args.index;
     let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
-    let lock = match &args.lock_file {
-        Some(path) => Some(FileLock::open(path, FileLockKind::Flock).map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let lock = args
+        .lock
+        .as_ref()
+        .map(LockAddress::open)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let sched = |e: crate::schedule::ScheduleError| e.to_string();
     for seq in 0..args.frames {
         let bytes = frame::encode(&payload(me, seq, args.frame_bytes - HEADER_LEN));
         if let Some(lock) = &lock {
             while !ts
-                .try_step(me, "lock", || lock.try_lock().unwrap_or(false))
+                .try_step(me, "lock", || {
+                    lock.try_acquire().map(|a| a.is_some()).unwrap_or(false)
+                })
                 .map_err(sched)?
             {}
         }
@@ -231,7 +238,7 @@ fn writer(args: WriterArgs) -> Result<(), String> {
             return Err(format!("writer {me}: write: {e}"));
         }
         if let Some(lock) = &lock {
-            ts.step(me, "unlock", || lock.unlock())
+            ts.step(me, "unlock", || lock.release())
                 .map_err(sched)?
                 .map_err(|e| e.to_string())?;
         }

@@ -1,17 +1,16 @@
-//! `semaphore-capacity`: workers enter a section guarded by a semaphore of capacity N;
-//! never more than N may be inside at once. The `miscounted` semaphore has an off-by-one
-//! (it admits while the count is >= 0, not > 0): the schedule that puts N+1 workers in
-//! the section together catches it.
-//!
-//! The semaphore here is a counter in shared memory taken with compare-and-swap, in the
-//! try form a forced schedule needs. The library's Semaphore (`ipc::sync`, branch `sync`)
-//! replaces the `bounded` one when it lands.
+//! `semaphore-capacity`: workers pass, one or more rounds each, through a section
+//! guarded by `ipc::sync::Semaphore` of capacity N; never more than N may be inside at
+//! once. The `miscounted` semaphore (the library's test subject) gives two permits back
+//! for one: the schedule that lets a worker release, then N+1 others in, catches it.
+//! Workers take permits with `try_acquire` (a blocked step when none is left), the form
+//! a forced schedule needs.
 
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Scenario, Variant,
     Verdict,
 };
 use crate::ipc::shm::Shared;
+use crate::ipc::sync::semaphore::Semaphore;
 use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,15 +22,20 @@ pub struct SemaphoreCapacity;
 pub struct Params {
     pub capacity: i64,
     pub workers: usize,
+    /// Times each worker passes through the section.
+    pub rounds: u32,
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught("miscounted", "a semaphore with an off-by-one admits N+1"),
+    Variant::caught(
+        "miscounted",
+        "a semaphore whose release over-counts admits more than N",
+    ),
     Variant::holds("bounded", "never more than N inside at once"),
 ];
 
-/// [0]: the semaphore's count; [1]: how many are inside the section.
-type Counters = [AtomicI64; 2];
+/// How many are inside the section (the oracle's own count, beside the semaphore).
+type Counters = [AtomicI64; 1];
 
 impl Scenario for SemaphoreCapacity {
     fn name(&self) -> &'static str {
@@ -45,12 +49,16 @@ impl Scenario for SemaphoreCapacity {
     }
 
     fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
-        (1i64..=2, 1usize..=2, Schedule::strategy(16, 4))
-            .prop_map(|(capacity, extra, schedule)| {
+        // Two rounds are what the over-counting release needs (a worker must give its
+        // permits back before the excess shows), so they are generated more often.
+        let rounds = prop_oneof![1 => Just(1u32), 3 => Just(2u32)];
+        (1i64..=2, 0usize..=2, rounds, Schedule::strategy(24, 4))
+            .prop_map(|(capacity, extra, rounds, schedule)| {
                 Case::new(
                     &Params {
                         capacity,
-                        workers: capacity as usize + extra,
+                        workers: capacity as usize + extra.max(1),
+                        rounds,
                     },
                     schedule,
                 )
@@ -70,10 +78,16 @@ impl Scenario for SemaphoreCapacity {
             "bounded" => false,
             other => return Err(format!("semaphore-capacity has no variant {other:?}")),
         };
+        let permits = u32::try_from(params.capacity).map_err(|e| e.to_string())?;
+        let semaphore = if miscounted {
+            Semaphore::miscounted(permits)
+        } else {
+            Semaphore::create(permits)
+        }
+        .map_err(|e| e.to_string())?;
         let mut counters: Shared<Counters> =
-            Shared::create("semaphore", 0).map_err(|e| e.to_string())?;
+            Shared::create("inside", 0).map_err(|e| e.to_string())?;
         counters.segment_mut().unlink();
-        counters[0].store(params.capacity, Ordering::SeqCst);
         let turnstile = Turnstile::create(params.workers, &case.schedule, Mode::Forced)
             .map_err(|e| e.to_string())?;
         let fds = [turnstile.handle().fd, counters.segment().raw_fd()];
@@ -81,7 +95,8 @@ impl Scenario for SemaphoreCapacity {
         for index in 0..params.workers {
             let args = WorkerArgs {
                 index,
-                miscounted,
+                rounds: params.rounds,
+                semaphore: semaphore.name().to_string(),
                 counters_fd: fds[1],
                 turnstile: turnstile.handle(),
             };
@@ -105,7 +120,12 @@ impl Scenario for SemaphoreCapacity {
             .max()
             .unwrap_or(0);
         let verdict = if most > params.capacity {
-            let who: Vec<String> = history
+            // The events up to the moment one too many was inside.
+            let upto = history
+                .iter()
+                .position(|e| e.operation == "enter" && e.value > params.capacity)
+                .map_or(history.len(), |i| i + 1);
+            let who: Vec<String> = history[..upto]
                 .iter()
                 .map(|e| format!("worker {} {}", e.worker, e.operation))
                 .collect();
@@ -127,23 +147,10 @@ impl Scenario for SemaphoreCapacity {
 #[derive(Serialize, Deserialize)]
 struct WorkerArgs {
     index: usize,
-    miscounted: bool,
+    rounds: u32,
+    semaphore: String,
     counters_fd: i32,
     turnstile: TurnstileHandle,
-}
-
-fn try_acquire(count: &AtomicI64, miscounted: bool) -> bool {
-    let mut seen = count.load(Ordering::Acquire);
-    loop {
-        let admits = if miscounted { seen >= 0 } else { seen > 0 };
-        if !admits {
-            return false;
-        }
-        match count.compare_exchange(seen, seen - 1, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return true,
-            Err(now) => seen = now,
-        }
-    }
 }
 
 fn worker(args: WorkerArgs) -> Result<(), String> {
@@ -152,21 +159,25 @@ fn worker(args: WorkerArgs) -> Result<(), String> {
     // SAFETY: the fd was handed to this child by `inherit_fd`, for it alone to own.
     let counters: Shared<Counters> =
         unsafe { Shared::from_raw_fd("semaphore", args.counters_fd) }.map_err(|e| e.to_string())?;
+    let semaphore = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
     let sched = |e: crate::schedule::ScheduleError| e.to_string();
-    while !ts
-        .try_step(me, "acquire", || try_acquire(&counters[0], args.miscounted))
-        .map_err(sched)?
-    {}
-    ts.step_value(me, "enter", || {
-        counters[1].fetch_add(1, Ordering::AcqRel) + 1
-    })
-    .map_err(sched)?;
-    ts.step_value(me, "leave", || {
-        counters[1].fetch_sub(1, Ordering::AcqRel) - 1
-    })
-    .map_err(sched)?;
-    ts.step(me, "release", || counters[0].fetch_add(1, Ordering::AcqRel))
+    for _ in 0..args.rounds {
+        while !ts
+            .try_step(me, "acquire", || semaphore.try_acquire())
+            .map_err(sched)?
+        {}
+        ts.step_value(me, "enter", || {
+            counters[0].fetch_add(1, Ordering::AcqRel) + 1
+        })
         .map_err(sched)?;
+        ts.step_value(me, "leave", || {
+            counters[0].fetch_sub(1, Ordering::AcqRel) - 1
+        })
+        .map_err(sched)?;
+        ts.step(me, "release", || semaphore.release())
+            .map_err(sched)?
+            .map_err(|e| e.to_string())?;
+    }
     ts.finish(me).map_err(|e| e.to_string())?;
     Ok(())
 }

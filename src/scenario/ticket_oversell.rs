@@ -3,16 +3,18 @@
 //! sell it (read, read, write, write): sold > stock. The forced schedule [0, 1] — buyer 0
 //! reads, buyer 1 reads, then each runs on — is the shortest that shows it.
 
-use super::primitives::{FileLock, FileLockKind, Locked, ShmMutex};
 use super::{
     describe_history, join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
 };
+use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
+use crate::ipc::lock::{Lock, LockAddress};
+use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
+use crate::process::StartMethod;
 use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub struct TicketOversell;
 
@@ -24,21 +26,25 @@ pub struct Params {
     pub attempts: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum Guard {
-    Unlocked,
-    File(FileLockKind),
-    ShmMutex,
+/// Where the stock lives and what guards it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Store {
+    /// The file store (`ipc::filestore`), with its lock (none for `unlocked`).
+    File {
+        address: StoreAddress,
+        lock: Option<LockAddress>,
+    },
+    /// A Manager counter, decremented on the server by compare-and-set.
+    Manager(ManagerAddress),
 }
 
-fn guard_for(variant: &str) -> Result<Guard, String> {
-    Ok(match variant {
-        "unlocked" => Guard::Unlocked,
-        "flock" => Guard::File(FileLockKind::Flock),
-        "fcntl" => Guard::File(FileLockKind::Fcntl),
-        "shm-mutex" => Guard::ShmMutex,
-        other => return Err(format!("ticket-oversell has no runnable variant {other:?}")),
-    })
+fn lock_kind_for(variant: &str) -> Result<Option<StoreLockKind>, String> {
+    match variant {
+        "manager" => Ok(None),
+        other => StoreLockKind::from_name(other)
+            .map(Some)
+            .ok_or_else(|| format!("ticket-oversell has no variant {other:?}")),
+    }
 }
 
 const VARIANTS: &[Variant] = &[
@@ -49,8 +55,7 @@ const VARIANTS: &[Variant] = &[
     Variant::holds("flock", "flock(2) around read+write"),
     Variant::holds("fcntl", "fcntl(2) record lock around read+write"),
     Variant::holds("shm-mutex", "robust process-shared mutex in shared memory"),
-    Variant::holds("manager", "Manager server-side decrement")
-        .pending("needs Manager (branch sync)"),
+    Variant::holds("manager", "Manager server-side decrement (compare-and-set)"),
 ];
 
 impl Scenario for TicketOversell {
@@ -87,7 +92,7 @@ impl Scenario for TicketOversell {
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
         run_buyers(
-            guard_for(variant)?,
+            lock_kind_for(variant)?,
             &params,
             &case.schedule,
             Mode::Forced,
@@ -100,29 +105,85 @@ impl Scenario for TicketOversell {
 struct BuyerArgs {
     index: usize,
     attempts: u32,
-    guard: Guard,
-    stock_file: PathBuf,
-    lock_file: PathBuf,
+    store: Store,
     turnstile: TurnstileHandle,
-    mutex_fd: Option<i32>,
 }
 
-fn read_stock(file: &std::fs::File) -> Result<i64, String> {
-    let mut buf = [0u8; 32];
-    let n = file
-        .read_at(&mut buf, 0)
-        .map_err(|e| format!("read stock: {e}"))?;
-    let text = std::str::from_utf8(&buf[..n]).map_err(|e| format!("stock file: {e}"))?;
-    text.trim()
-        .parse()
-        .map_err(|e| format!("stock file holds {text:?}: {e}"))
+/// A buyer's view of the stock: the operations its steps are made of.
+enum Stock {
+    File {
+        store: FileStore,
+        lock: Option<Box<dyn Lock>>,
+    },
+    Manager(ManagerClient),
 }
 
-fn write_stock(file: &std::fs::File, stock: i64) -> Result<(), String> {
-    file.set_len(0)
-        .map_err(|e| format!("truncate stock: {e}"))?;
-    file.write_all_at(stock.to_string().as_bytes(), 0)
-        .map_err(|e| format!("write stock: {e}"))
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Stock {
+    fn open(store: &Store) -> Result<Stock, String> {
+        Ok(match store {
+            Store::File { address, lock } => Stock::File {
+                store: FileStore::open(address).map_err(|e| e.to_string())?,
+                lock: lock
+                    .as_ref()
+                    .map(LockAddress::open)
+                    .transpose()
+                    .map_err(|e| e.to_string())?,
+            },
+            Store::Manager(address) => Stock::Manager(
+                ManagerClient::connect(address)
+                    .map_err(|e| e.to_string())?
+                    .with_timeout(CALL_TIMEOUT),
+            ),
+        })
+    }
+
+    fn locked(&self) -> bool {
+        matches!(self, Stock::File { lock: Some(_), .. })
+    }
+
+    fn try_lock(&self) -> Result<bool, String> {
+        match self {
+            Stock::File { lock: Some(l), .. } => l
+                .try_acquire()
+                .map(|a| a.is_some())
+                .map_err(|e| e.to_string()),
+            _ => Ok(true),
+        }
+    }
+
+    fn unlock(&self) -> Result<(), String> {
+        match self {
+            Stock::File { lock: Some(l), .. } => l.release().map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    fn read(&self) -> Result<i64, String> {
+        match self {
+            Stock::File { store, .. } => store.get("stock").map_err(|e| e.to_string()),
+            Stock::Manager(client) => client.counter("stock").get().map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Writes back one less than `seen`; false when the Manager's compare-and-set found
+    /// the stock changed since it was read (the buyer reads again).
+    fn sell(&self, seen: i64) -> Result<bool, String> {
+        match self {
+            Stock::File { store, .. } => {
+                let counts: Counts = [("stock".to_string(), seen - 1)].into();
+                store
+                    .write(&counts)
+                    .map(|_| true)
+                    .map_err(|e| e.to_string())
+            }
+            Stock::Manager(client) => client
+                .counter("stock")
+                .compare_and_set(seen, seen - 1)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// One buyer: per attempt, [lock], read stock, sell if any left, [unlock]. Returns how
@@ -130,108 +191,115 @@ fn write_stock(file: &std::fs::File, stock: i64) -> Result<(), String> {
 fn buyer(args: BuyerArgs) -> Result<u32, String> {
     let me = args.index;
     let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
-    let stock_file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&args.stock_file)
-        .map_err(|e| format!("open {}: {e}", args.stock_file.display()))?;
-    let file_lock = match args.guard {
-        Guard::File(kind) => {
-            Some(FileLock::open(&args.lock_file, kind).map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
-    let mutex = match args.mutex_fd {
-        Some(fd) => Some(ShmMutex::adopt(fd).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let try_lock = || -> Result<bool, String> {
-        match (&file_lock, &mutex) {
-            (Some(l), _) => l.try_lock().map_err(|e| e.to_string()),
-            (_, Some(m)) => Ok(m.try_lock().map_err(|e| e.to_string())? != Locked::Busy),
-            _ => Ok(true),
-        }
-    };
-    let unlock = || -> Result<(), String> {
-        match (&file_lock, &mutex) {
-            (Some(l), _) => l.unlock().map_err(|e| e.to_string()),
-            (_, Some(m)) => m.unlock().map_err(|e| e.to_string()),
-            _ => Ok(()),
-        }
-    };
-    let locked = args.guard != Guard::Unlocked;
+    let stock = Stock::open(&args.store)?;
+    let sched = |e: crate::schedule::ScheduleError| e.to_string();
     let mut sold = 0;
     for _ in 0..args.attempts {
-        if locked {
+        if stock.locked() {
             let mut error = None;
             while !ts
-                .try_step(me, "lock", || match try_lock() {
-                    Ok(got) => got,
-                    Err(e) => {
+                .try_step(me, "lock", || {
+                    stock.try_lock().unwrap_or_else(|e| {
                         error = Some(e);
                         true
-                    }
+                    })
                 })
-                .map_err(|e| e.to_string())?
+                .map_err(sched)?
             {}
             if let Some(e) = error {
                 return Err(e);
             }
         }
-        let stock = ts
-            .step_value(me, "read-stock", || read_stock(&stock_file).unwrap_or(-1))
-            .map_err(|e| e.to_string())?;
-        if stock < 0 {
-            return Err(format!("buyer {me}: cannot read the stock file"));
-        }
-        if stock > 0 {
-            let written = ts
-                .step_value(me, "write-stock", || {
-                    write_stock(&stock_file, stock - 1).map_or(-1, |_| stock - 1)
+        loop {
+            let mut error = None;
+            let seen = ts
+                .step_value(me, "read-stock", || {
+                    stock.read().unwrap_or_else(|e| {
+                        error = Some(e);
+                        -1
+                    })
                 })
-                .map_err(|e| e.to_string())?;
-            if written < 0 {
-                return Err(format!("buyer {me}: cannot write the stock file"));
+                .map_err(sched)?;
+            if let Some(e) = error {
+                return Err(format!("buyer {me}: {e}"));
             }
-            sold += 1;
+            if seen <= 0 {
+                break;
+            }
+            let written = ts
+                .step_value(me, "write-stock", || match stock.sell(seen) {
+                    Ok(true) => seen - 1,
+                    Ok(false) => seen,
+                    Err(e) => {
+                        error = Some(e);
+                        -1
+                    }
+                })
+                .map_err(sched)?;
+            if let Some(e) = error {
+                return Err(format!("buyer {me}: {e}"));
+            }
+            if written == seen - 1 {
+                sold += 1;
+                break;
+            }
         }
-        if locked {
-            ts.step(me, "unlock", unlock).map_err(|e| e.to_string())??;
+        if stock.locked() {
+            ts.step(me, "unlock", || stock.unlock()).map_err(sched)??;
         }
     }
-    ts.finish(me).map_err(|e| e.to_string())?;
+    ts.finish(me).map_err(sched)?;
     Ok(sold)
 }
 crate::register_entry!("ipcbench-scenario-ticket-buyer", buyer);
 
+/// The stock and whatever serves it, owned by the case leader for the case's length.
+enum Holder {
+    File(FileStore),
+    Manager(Manager),
+}
+
 fn run_buyers(
-    guard: Guard,
+    lock: Option<StoreLockKind>,
     params: &Params,
     schedule: &Schedule,
     mode: Mode,
     context: &CaseContext,
 ) -> Result<CaseOutcome, String> {
-    let stock_path = context.temp_dir.join("stock");
-    let lock_path = context.temp_dir.join("stock.lock");
-    std::fs::write(&stock_path, params.tickets.to_string())
-        .map_err(|e| format!("write {}: {e}", stock_path.display()))?;
-    let turnstile = Turnstile::create(params.buyers, schedule, mode).map_err(|e| e.to_string())?;
-    let mutex = match guard {
-        Guard::ShmMutex => Some(ShmMutex::create(true).map_err(|e| e.to_string())?),
-        _ => None,
+    let (holder, store) = match lock {
+        Some(kind) => {
+            let initial: Counts = [("stock".to_string(), params.tickets as i64)].into();
+            let file = FileStore::create(kind, &initial).map_err(|e| e.to_string())?;
+            let address = file.address();
+            let store = Store::File {
+                address: StoreAddress {
+                    path: address.path.clone(),
+                    lock: None,
+                },
+                lock: address.lock,
+            };
+            (Holder::File(file), store)
+        }
+        None => {
+            let manager = Manager::start(StartMethod::Fork).map_err(|e| e.to_string())?;
+            let client = manager.client().map_err(|e| e.to_string())?;
+            client
+                .counter("stock")
+                .set(params.tickets as i64)
+                .map_err(|e| e.to_string())?;
+            let address = manager.address().clone();
+            (Holder::Manager(manager), Store::Manager(address))
+        }
     };
-    let mut fds = vec![turnstile.handle().fd];
-    fds.extend(mutex.as_ref().map(ShmMutex::fd));
+    let turnstile = Turnstile::create(params.buyers, schedule, mode).map_err(|e| e.to_string())?;
+    let fds = [turnstile.handle().fd];
     let mut children = Vec::with_capacity(params.buyers);
     for index in 0..params.buyers {
         let args = BuyerArgs {
             index,
             attempts: params.attempts,
-            guard,
-            stock_file: stock_path.clone(),
-            lock_file: lock_path.clone(),
+            store: store.clone(),
             turnstile: turnstile.handle(),
-            mutex_fd: mutex.as_ref().map(ShmMutex::fd),
         };
         match start_worker(
             "ipcbench-scenario-ticket-buyer",
@@ -257,7 +325,16 @@ fn run_buyers(
         Joined::Finished(r) => results(r)?,
     };
     let total: u32 = sold.iter().sum();
-    let left = read_stock_at(&stock_path)?;
+    let left = match &holder {
+        Holder::File(file) => file.get("stock").map_err(|e| e.to_string())?,
+        Holder::Manager(manager) => manager
+            .client()
+            .and_then(|c| c.counter("stock").get())
+            .map_err(|e| e.to_string())?,
+    };
+    if let Holder::Manager(manager) = holder {
+        manager.shutdown(CALL_TIMEOUT).map_err(|e| e.to_string())?;
+    }
     let verdict = if total > params.tickets || left != params.tickets as i64 - total as i64 {
         Verdict::violated(
             "tickets sold <= stock, and stock left = stock - sold",
@@ -271,9 +348,4 @@ fn run_buyers(
         Verdict::Holds
     };
     Ok(CaseOutcome::new(verdict, history))
-}
-
-fn read_stock_at(path: &Path) -> Result<i64, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    read_stock(&file)
 }
