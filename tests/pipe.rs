@@ -344,3 +344,45 @@ fn a_short_recv_timeout_waits_for_a_message_to_start_and_never_cuts_one_in_half(
         child.result::<()>(Some(LONG)).unwrap();
     });
 }
+
+#[test]
+fn bench_workloads_and_raw_baselines_run_and_clean_up() {
+    use ipcbench::measure::workloads::pipe as workload;
+    use ipcbench::report::model::Placement;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = hygiene::Snapshot::take();
+    for placement in [Placement::SameCpu, Placement::CrossCpu] {
+        assert_eq!(
+            workload::raw_pipe_round_trip(placement, 50)
+                .samples_ns
+                .len(),
+            50
+        );
+        assert_eq!(
+            workload::raw_shm_ping_pong(placement, 50).samples_ns.len(),
+            50
+        );
+        for kind in PipeKind::ALL {
+            assert_eq!(
+                workload::round_trip(kind, 64, placement, 50)
+                    .samples_ns
+                    .len(),
+                50
+            );
+        }
+    }
+    for size in [64, 1 << 20] {
+        assert!(workload::throughput(size, 20, Placement::Unpinned) < LONG);
+    }
+    assert!(workload::memcpy(4096, 10) < LONG);
+    let leaks: Vec<_> = before
+        .leaks_since()
+        .into_iter()
+        .filter(|l| match l {
+            hygiene::Leak::Shm(name) => name.starts_with("ipcbench-pingpong-"),
+            hygiene::Leak::Temp(_) => false,
+            _ => true,
+        })
+        .collect();
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}

@@ -535,3 +535,24 @@ fn run_case(flavor: Flavor, ops: &[(bool, Op)]) -> Result<(), TestCaseError> {
         Ok(())
     }
 }
+
+#[test]
+fn bench_workloads_run_on_every_flavor_and_clean_up() {
+    use ipcbench::measure::workloads::queue as workload;
+    use ipcbench::report::model::Placement;
+    for_each_flavor(|flavor| {
+        let trips = workload::round_trip(flavor, 64, Placement::Unpinned, 50);
+        assert_eq!(trips.samples_ns.len(), 50);
+        for size in [64, 1 << 20] {
+            for (producers, consumers) in [(1, 1), (4, 4)] {
+                let t = std::time::Instant::now();
+                let took = workload::throughput(flavor, size, producers, consumers, 40);
+                eprintln!(
+                    "DBG {flavor:?} {size} {producers}x{consumers}: {took:?} wall {:?}",
+                    t.elapsed()
+                );
+                assert!(took > Duration::ZERO && took < LONG, "{flavor:?} {size}");
+            }
+        }
+    });
+}
