@@ -571,7 +571,6 @@ impl Child {
             return;
         };
         let mut file = std::fs::File::from(pipe);
-        let mut chunk = [0u8; 65536];
         // Non-blocking read of what is there: set O_NONBLOCK once.
         let fd = file.as_raw_fd();
         // SAFETY: fcntl on an fd we own.
@@ -579,13 +578,13 @@ impl Child {
             let flags = libc::fcntl(fd, libc::F_GETFL);
             libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
-        loop {
-            match file.read(&mut chunk) {
-                Ok(0) => return, // EOF: every write end closed; drop the pipe.
-                Ok(n) => self.result_bytes.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock (or error): keep the pipe for later.
-            }
+        // read_to_end grows the heap buffer only as far as the data goes. A large stack
+        // buffer here cost ~16 copy-on-write page faults per start: the parent's stack
+        // pages are shared with a forked child that is still alive.
+        // Ok means EOF (every write end closed): drop the pipe. WouldBlock (or another
+        // error) keeps what was read and the pipe, for later. EINTR is retried inside.
+        if file.read_to_end(&mut self.result_bytes).is_ok() {
+            return;
         }
         self.result_pipe = Some(OwnedFd::from(file));
     }
