@@ -55,14 +55,20 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
         .iter()
         .map(|l| l.workload.as_str())
         .collect();
-    assert_eq!(latency, ["process/fork/start-join/unpinned"]);
+    assert_eq!(
+        latency,
+        [
+            "calibration/fork-exit/unpinned",
+            "process/fork/start-join/unpinned"
+        ]
+    );
     let calibrations: Vec<&str> = results
         .calibration
         .iter()
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(calibrations, ["fork-exit"]);
-    let fork = &results.latency[0];
+    let fork = &results.latency[1];
     assert!(
         fork.percentiles.samples > 0 && fork.ratio.is_some(),
         "{fork:?}"

@@ -73,6 +73,11 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
     match workload.kind {
         Kind::Calibration => {
+            // A time calibration's distribution is kept too (mean included), so its
+            // tail can be charted and its mean compared with tools that report means.
+            if samples.iter().all(|s| matches!(s, Sample::Times(_))) {
+                record_latency(results, workload, samples);
+            }
             let (values, unit) = per_repeat_figures(samples);
             results.calibration.push(Calibration {
                 name: workload
@@ -85,31 +90,7 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
                 spread: spread(&values),
             });
         }
-        Kind::Latency => {
-            let mut merged = LatencyHistogram::new();
-            let mut medians = Vec::new();
-            for sample in samples {
-                if let Sample::Times(trips) = sample {
-                    let histogram = LatencyHistogram::from_samples(&trips.samples_ns);
-                    medians.push(histogram.quantile(0.5));
-                    merged.merge(&histogram);
-                }
-            }
-            let percentiles = merged.percentiles();
-            let base = calibration_for(results, workload);
-            results.latency.push(Latency {
-                workload: workload.name.clone(),
-                family: workload.family.to_string(),
-                flavor: workload.flavor.to_string(),
-                placement: workload.placement,
-                message_bytes: workload.message_bytes,
-                ratio: base.and_then(|c| (c.value > 0.0).then(|| percentiles.p50 / c.value)),
-                calibration: base.map(|c| c.name.clone()),
-                spread: spread(&medians),
-                cdf: merged.cdf(CDF_POINTS),
-                percentiles,
-            });
-        }
+        Kind::Latency => record_latency(results, workload, samples),
         Kind::Throughput => {
             let mut msgs = Vec::new();
             let mut bytes = Vec::new();
@@ -142,6 +123,33 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
             });
         }
     }
+}
+
+/// Adds the merged distribution of time samples, one per repeat.
+fn record_latency(results: &mut Results, workload: &Workload, samples: &[Sample]) {
+    let mut merged = LatencyHistogram::new();
+    let mut medians = Vec::new();
+    for sample in samples {
+        if let Sample::Times(trips) = sample {
+            let histogram = LatencyHistogram::from_samples(&trips.samples_ns);
+            medians.push(histogram.quantile(0.5));
+            merged.merge(&histogram);
+        }
+    }
+    let percentiles = merged.percentiles();
+    let base = calibration_for(results, workload);
+    results.latency.push(Latency {
+        workload: workload.name.clone(),
+        family: workload.family.to_string(),
+        flavor: workload.flavor.to_string(),
+        placement: workload.placement,
+        message_bytes: workload.message_bytes,
+        ratio: base.and_then(|c| (c.value > 0.0).then(|| percentiles.p50 / c.value)),
+        calibration: base.map(|c| c.name.clone()),
+        spread: spread(&medians),
+        cdf: merged.cdf(CDF_POINTS),
+        percentiles,
+    });
 }
 
 /// One figure per repeat: the median time (ns) of a time sample, or bytes/s of a volume.
@@ -269,7 +277,14 @@ mod tests {
         assert_eq!(r.calibration[0].name, "base");
         assert_eq!(r.calibration[0].value, 1_000.0);
         assert_eq!(r.calibration[1].unit, "bytes/s");
-        let latency = &r.latency[0];
+        assert_eq!(
+            r.latency.len(),
+            2,
+            "the time calibration's distribution is kept"
+        );
+        assert_eq!(r.latency[0].workload, "calibration/base/cross-cpu");
+        assert_eq!(r.latency[0].ratio, None);
+        let latency = &r.latency[1];
         assert_eq!(
             latency.percentiles.samples,
             3 * Profile::Quick.repeats() as u64
