@@ -34,10 +34,18 @@ fn key(producer: u32, seq: u64) -> u64 {
     mix(((producer as u64) << 40) ^ seq ^ 0x5354_5245_5353)
 }
 
-/// Body length of message (producer, seq): spread over 0..=max_body so that frames of
-/// many sizes (and partial writes on sockets) occur.
+/// Body length of message (producer, seq): mostly 0..=max_body, and one message in 16
+/// up to 16 × max_body, so that with the default 512 some frames exceed PIPE_BUF (4096)
+/// and go out in several writes — a kill between them leaves a torn frame, which the
+/// mechanism must refuse.
 pub fn body_len(producer: u32, seq: u64, max_body: usize) -> usize {
-    (key(producer, seq) % (max_body as u64 + 1)) as usize
+    let k = key(producer, seq);
+    let limit = if k.is_multiple_of(16) {
+        max_body * 16
+    } else {
+        max_body
+    };
+    ((k >> 8) % (limit as u64 + 1)) as usize
 }
 
 fn body_byte(k: u64, i: usize) -> u8 {
