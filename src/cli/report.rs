@@ -17,9 +17,6 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// Percent change past which the page calls a delta a regression (as `compare`'s default).
-pub const DEFAULT_THRESHOLD_PCT: f64 = 25.0;
-
 pub fn main(args: Args) -> i32 {
     // Every input is read before anything is written, so a bad file leaves no half report.
     let mut merged: Option<Results> = None;
@@ -58,7 +55,8 @@ pub fn main(args: Args) -> i32 {
             .map(|p| p.display().to_string())
             .collect(),
         notes: Vec::new(),
-        threshold_pct: DEFAULT_THRESHOLD_PCT,
+        // The gate's own default, so the page shows what `ipcbench compare` would decide.
+        threshold_pct: crate::report::compare::Policy::default().threshold_pct,
     };
     match html::write(&args.out, &page) {
         Ok(index) => {
