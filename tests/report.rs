@@ -437,3 +437,78 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `ipcbench run` with every step left out: still a report, saying in the terminal and on
+/// the page that nothing ran, rather than showing empty charts as if measured.
+#[test]
+fn run_says_what_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.display().to_string();
+    let out = ipcbench(&[
+        "run",
+        "--quick",
+        "--skip",
+        "bench,check,stress",
+        "--out",
+        &out_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    assert_eq!(results.profile, "quick");
+    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
+    for step in ["bench", "check", "stress"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(step))
+            .unwrap_or_else(|| panic!("no summary line for {step}: {stdout}"));
+        assert!(line.contains("skipped"), "{line}");
+        assert!(html.contains(&format!("not run: skipped (--skip {step})")));
+    }
+    // Calibration ran, or says it is not built yet; it never shows made-up figures.
+    let line = stdout.lines().find(|l| l.starts_with("calibrate")).unwrap();
+    if line.contains("not built yet") {
+        assert!(html.contains("not run: not built yet (the calibrate step"));
+        assert!(results.calibration.is_empty());
+    } else {
+        assert!(line.contains(" ok "), "{line}");
+        assert!(!results.calibration.is_empty());
+    }
+}
+
+#[test]
+fn run_refuses_bad_arguments_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let under_file = file.join("out").display().to_string();
+    for (args, says) in [
+        (
+            vec!["run", "--quick", "--skip", "everything"],
+            "no such step",
+        ),
+        (
+            vec![
+                "run",
+                "--quick",
+                "--skip",
+                "calibrate,bench,check,stress",
+                "--out",
+                &under_file,
+            ],
+            "cannot create",
+        ),
+    ] {
+        let out = ipcbench(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
