@@ -18,11 +18,14 @@ missing or cannot start.
 
 import argparse
 import base64
+import ctypes
+import errno
 import fcntl
 import json
 import os
 import pathlib
 import select
+import signal
 import shutil
 import subprocess
 import sys
@@ -42,10 +45,63 @@ PROCESS_FAMILIES = {"process", "pool"}
 TIMEOUT_S = 60
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    """Chromium's helpers (crashpad) double-fork; as a subreaper this script inherits them
+    and reaps them, so no zombie or orphan outlives the check."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def children():
+    """Pids whose parent is this process (inherited orphans included)."""
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = pathlib.Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # The command may hold spaces and parentheses: the fields follow the last ')'.
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.append(int(entry))
+    return found
+
+
+def reap_all(grace_s=5, deadline_s=15):
+    """Waits for every child (and inherited orphan) to end; after a grace period kills
+    what is left."""
+    start = time.monotonic()
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            continue
+        waited = time.monotonic() - start
+        if waited > deadline_s:
+            raise TimeoutError(f"Chromium processes did not exit: {children()}")
+        if waited > grace_s:
+            for child in children():
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.05)
+
+
 class Browser:
     """A headless Chromium spoken to over fds 3 (commands in) and 4 (replies out)."""
 
     def __init__(self, binary, profile_dir):
+        tmp_dir = os.path.join(profile_dir, "tmp")
+        os.makedirs(tmp_dir, exist_ok=True)
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         # Move the child's ends above 10 so that the dup2 to 3 and 4 cannot clobber them.
@@ -77,6 +133,9 @@ class Browser:
             ],
             pass_fds=(3, 4, hi_r, hi_w),
             preexec_fn=wire,
+            start_new_session=True,
+            # Chromium's own temp files go inside the profile dir, removed with it.
+            env=dict(os.environ, TMPDIR=tmp_dir),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -90,16 +149,25 @@ class Browser:
 
     def close(self):
         try:
-            os.close(self.out)
-        except OSError:
+            # Ask first, so Chromium removes its own files; then insist.
+            self.send("Browser.close", timeout=10)
+        except (OSError, RuntimeError, TimeoutError):
             pass
-        self.proc.terminate()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+            pass
+        try:
+            os.close(self.out)
+        except OSError:
+            pass
+        # Whatever is left of Chromium's session (renderers, zygote, crashpad) goes too.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         os.close(self.inp)
+        reap_all()
 
     def _read_message(self, deadline):
         while b"\0" not in self.buffer:
@@ -197,6 +265,7 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
     index = (report_dir / "index.html").resolve()
     results = json.loads((report_dir / "results.json").read_text())
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    become_subreaper()
     if not binary:
         print("check_report: chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 2
