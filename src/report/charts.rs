@@ -88,7 +88,7 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(0, 0, 0),
 ];
 
-const WIDTH: u32 = 820;
+const WIDTH: u32 = 680;
 const FONT: &str = "sans-serif";
 const LEGEND_ROW: u32 = 22;
 

@@ -116,7 +116,8 @@ pub fn section(
             opt(m.baseline),
             opt(m.current),
             m.worse_by
-                .map(|w| format!("{:+.1}%", w * 100.0))
+                // A change that rounds to nothing shows as 0.0%, never as -0.0%.
+                .map(|w| format!("{:+.1}%", if (w * 100.0).abs() < 0.05 { 0.0 } else { w * 100.0 }))
                 .unwrap_or_else(|| "—".into()),
             num(m.spread),
             if m.gated { "yes" } else { "no (too noisy)" },

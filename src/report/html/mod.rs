@@ -241,14 +241,18 @@ fn figure(chart: &Chart) -> String {
     )
 }
 
-/// A chart with its table beside it (below it on a narrow screen).
-fn pair(chart: Result<Chart, String>, table: &Table) -> String {
-    let chart_html = match chart {
+fn chart_html(chart: Result<Chart, String>) -> String {
+    match chart {
         Ok(chart) => figure(&chart),
         Err(e) => format!("<p class=\"note\">Chart not drawn: {}</p>", esc(&e)),
-    };
+    }
+}
+
+/// A chart with its table beside it (below it on a narrow screen).
+fn pair(chart: Result<Chart, String>, table: &Table) -> String {
     format!(
-        "<div class=\"pair\">{chart_html}<div class=\"table\">{}</div></div>",
+        "<div class=\"pair\">{}<div class=\"table\">{}</div></div>",
+        chart_html(chart),
         table.html()
     )
 }
@@ -300,6 +304,7 @@ table{border-collapse:collapse;background:#fff;font-size:.9em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eee}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
+td[data-field=marker],td[data-field=matches],td[data-field=status]{white-space:nowrap}
 tr.bad td{background:#fde8e0}
 tr.good td{background:#e6f4ea}
 .note{background:#fff6d6;border:1px solid #e0c060;padding:6px 10px;border-radius:4px}
@@ -484,12 +489,17 @@ fn placements_of(items: impl Iterator<Item = Placement>) -> Vec<Placement> {
 
 /// The row label of a latency workload within its family's chart.
 fn latency_label(l: &Latency) -> String {
-    format!(
-        "{} · {} · {}",
-        l.flavor,
-        charts::byte_ticks(l.message_bytes as f64),
-        l.placement.label()
-    )
+    if l.message_bytes == 0 {
+        // No message (a lock, a process start): the size would only be noise.
+        format!("{} · {}", l.flavor, l.placement.label())
+    } else {
+        format!(
+            "{} · {} · {}",
+            l.flavor,
+            charts::byte_ticks(l.message_bytes as f64),
+            l.placement.label()
+        )
+    }
 }
 
 fn latency_table(id: &str, items: &[&Latency]) -> Table {
@@ -548,7 +558,11 @@ fn percentile_chart(id: &str, title: &str, items: &[&Latency]) -> Result<Chart, 
     charts::grouped_bars(
         id,
         title,
-        &Axis::new("time (µs, log scale)", Scale::Log, Ticks::Plain),
+        &Axis::new(
+            "time per operation (µs, log scale)",
+            Scale::Log,
+            Ticks::Plain,
+        ),
         "flavor · message size · placement",
         &labels,
         &[
@@ -575,9 +589,13 @@ fn cdf_chart(id: &str, title: &str, items: &[&Latency]) -> Option<Result<Chart, 
     Some(charts::lines(
         id,
         title,
-        &Axis::new("round-trip time (µs, log scale)", Scale::Log, Ticks::Plain),
         &Axis::new(
-            "fraction of round trips ≤ time (0–1)",
+            "time per operation (µs, log scale)",
+            Scale::Log,
+            Ticks::Plain,
+        ),
+        &Axis::new(
+            "fraction of operations ≤ time (0–1)",
             Scale::Linear,
             Ticks::Plain,
         ),
@@ -617,30 +635,33 @@ fn latency_section(page: &Page) -> String {
         page,
         Section::Latency,
         groups.is_empty(),
-        "Round trips between two processes (ping-pong), one chart pair per mechanism. Bars: \
-         p50, p99 and p99.9 of the round-trip time; curve: the whole distribution (the share \
-         of round trips at or under a time). Lower and further left is faster.",
+        "Time per operation between real processes — a ping-pong round trip for message \
+         passing, a lock+unlock for locks — one chart pair per mechanism. Bars: p50, p99 and \
+         p99.9; curve: the whole distribution (the share of operations at or under a time). \
+         Dashed curves: both processes on one CPU. Lower and further left is faster.",
     );
     for (family, items) in &groups {
         let _ = write!(out, "<h3 id=\"latency-{0}\">{0}</h3>", esc(family));
         let bars = percentile_chart(
             &format!("latency-{family}"),
-            &format!("{family}: round-trip latency percentiles"),
+            &format!("{family}: latency percentiles"),
             items,
         );
         let table = latency_table(&format!("table-latency-{family}"), items);
-        out.push_str(&pair(bars, &table));
+        // The two charts side by side, the table under them (it is wide).
+        let mut charts = chart_html(bars);
         if let Some(cdf) = cdf_chart(
             &format!("cdf-{family}"),
-            &format!("{family}: round-trip time distribution (CDF)"),
+            &format!("{family}: latency distribution (CDF)"),
             items,
         ) {
-            let chart_html = match cdf {
-                Ok(chart) => figure(&chart),
-                Err(e) => format!("<p class=\"note\">Chart not drawn: {}</p>", esc(&e)),
-            };
-            let _ = write!(out, "<div class=\"pair\">{chart_html}</div>");
+            charts.push_str(&chart_html(cdf));
         }
+        let _ = write!(
+            out,
+            "<div class=\"pair\">{charts}</div><div class=\"table\">{}</div>",
+            table.html()
+        );
     }
     out.push_str("</section>");
     out
