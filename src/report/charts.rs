@@ -164,16 +164,22 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     ticks
 }
 
-/// Key points for a byte axis: powers of two, thinned to at most about 8 ticks.
+/// Key points for a byte axis: powers of two, thinned to about 8 ticks, always with both
+/// ends (the smallest and largest sizes measured are the ones a reader looks for).
 fn byte_log_ticks(lo: f64, hi: f64) -> Vec<f64> {
-    let first = lo.log2().floor() as i32;
-    let last = hi.log2().ceil() as i32;
+    let first = lo.log2().ceil() as i32;
+    let last = hi.log2().floor() as i32;
     let stride = ((last - first) / 8 + 1).max(1);
-    (first..=last)
-        .step_by(stride as usize)
-        .map(|e| 2f64.powi(e))
-        .filter(|v| *v >= lo * 0.999 && *v <= hi * 1.001)
-        .collect()
+    let mut exps: Vec<i32> = (first..=last).step_by(stride as usize).collect();
+    if exps.last() != Some(&last) {
+        if let Some(prev) = exps.last().copied() {
+            if 2 * (last - prev) < stride {
+                exps.pop();
+            }
+        }
+        exps.push(last);
+    }
+    exps.into_iter().map(|e| 2f64.powi(e)).collect()
 }
 
 fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
@@ -645,7 +651,7 @@ mod tests {
         assert_eq!(log_ticks(0.1, 1000.0), vec![0.1, 1.0, 10.0, 100.0, 1000.0]);
         let bytes = byte_log_ticks(8.0, 1048576.0);
         assert!(bytes.len() >= 5 && bytes.len() <= 9, "{bytes:?}");
-        assert_eq!(bytes[0], 8.0);
+        assert_eq!((bytes[0], bytes[bytes.len() - 1]), (8.0, 1048576.0));
     }
 
     #[test]
