@@ -423,12 +423,15 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
     let out_dir = dir.path().join("out");
     built(&out_dir, Some(&base_path));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(&out_dir)
-        .arg("--expect-deltas")
-        .output()
-        .expect("run python3");
+    let check = |dir: &Path| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(dir)
+            .arg("--expect-deltas")
+            .output()
+            .expect("run python3")
+    };
+    let out = check(&out_dir);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -436,6 +439,28 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The check can fail: a page that fetches an image, logs an error and lost a chart's
+    // legend is caught on each count.
+    let index = out_dir.join("index.html");
+    let page = std::fs::read_to_string(&index).unwrap();
+    let broken = page
+        .replacen(
+            "</footer>",
+            "<img src=\"http://example.invalid/x.png\"><script>console.error('boom')</script></footer>",
+            1,
+        )
+        .replacen("\np99.9\n</text>", "\n</text>", 1);
+    std::fs::write(&index, broken).unwrap();
+    let out = check(&out_dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for problem in [
+        "network request: http://example.invalid/x.png",
+        "console error",
+        "legend entry 'p99.9' not drawn",
+    ] {
+        assert!(err.contains(problem), "not caught: {problem}: {err}");
+    }
 }
 
 /// `ipcbench run` with every step left out: still a report, saying in the terminal and on

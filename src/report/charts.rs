@@ -286,7 +286,7 @@ fn draw_legend<DB: DrawingBackend>(
     labels: &[String],
     swatch: &Swatch<'_, DB>,
 ) -> Result<(), String> {
-    let style = TextStyle::from((FONT, 14).into_font())
+    let style = TextStyle::from((FONT, 16).into_font())
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
     let (width, _) = area.dim_in_pixel();
@@ -317,7 +317,7 @@ fn legend_rows(labels: &[String]) -> u32 {
     let mut rows = 1;
     let mut x = 70usize;
     for label in labels {
-        let item = 50 + label.chars().count() * 9;
+        let item = 50 + label.chars().count() * 10;
         if x + item > WIDTH as usize && x > 70 {
             rows += 1;
             x = 70;
@@ -362,7 +362,7 @@ pub fn grouped_bars(
         .max()
         .unwrap_or(4)
         .clamp(4, 40) as u32
-        * 8
+        * 9
         + 24;
 
     let mut svg = String::new();
@@ -380,8 +380,9 @@ pub fn grouped_bars(
         let x_format = |v: &f64| value_axis.ticks.format(*v);
         let mut builder = ChartBuilder::on(&plot_area);
         builder
-            .caption(title, (FONT, 20).into_font())
+            .caption(title, (FONT, 23).into_font())
             .margin(12)
+            .margin_right(30)
             .x_label_area_size(44)
             .y_label_area_size(label_width);
         // The categories run top to bottom, as in the tables beside the chart.
@@ -400,8 +401,8 @@ pub fn grouped_bars(
                     .y_desc(category_label)
                     .x_label_formatter(&x_format)
                     .y_label_formatter(&y_format)
-                    .label_style((FONT, 14))
-                    .axis_desc_style((FONT, 15))
+                    .label_style((FONT, 16))
+                    .axis_desc_style((FONT, 17))
                     .draw()
                     .map_err(to_text)?;
                 for (slot, (_, values)) in series.iter().enumerate() {
@@ -514,8 +515,9 @@ pub fn lines(
         let y_format = |v: &f64| y_axis.ticks.format(*v);
         let mut builder = ChartBuilder::on(&plot_area);
         builder
-            .caption(title, (FONT, 20).into_font())
+            .caption(title, (FONT, 23).into_font())
             .margin(12)
+            .margin_right(30)
             .x_label_area_size(44)
             .y_label_area_size(70);
         macro_rules! draw_lines {
@@ -526,8 +528,8 @@ pub fn lines(
                     .y_desc(y_axis.label.as_str())
                     .x_label_formatter(&x_format)
                     .y_label_formatter(&y_format)
-                    .label_style((FONT, 14))
-                    .axis_desc_style((FONT, 15))
+                    .label_style((FONT, 16))
+                    .axis_desc_style((FONT, 17))
                     .light_line_style(WHITE)
                     .draw()
                     .map_err(to_text)?;

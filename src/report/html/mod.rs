@@ -347,14 +347,24 @@ fn header(page: &Page) -> String {
         esc(&m.hostname)
     );
     out.push_str("<div class=\"cards\">");
-    let _ = write!(
+    // A card for a part that has no results says so, rather than a reassuring zero.
+    let count = |n: usize, text: String| {
+        if n == 0 {
+            "none in this run".into()
+        } else {
+            text
+        }
+    };
+    let _ =
+        write!(
         out,
-        "<div class=\"card\" id=\"card-scenarios\">Scenario verdicts as expected<b>{matched} of {}</b></div>",
-        r.scenarios.len()
+        "<div class=\"card\" id=\"card-scenarios\">Scenario verdicts as expected<b>{}</b></div>",
+        count(r.scenarios.len(), format!("{matched} of {}", r.scenarios.len()))
     );
     let _ = write!(
         out,
-        "<div class=\"card\" id=\"card-stress\">Stress losses, duplicates, corrupt, hangs, leaks<b>{stress_bad}</b></div>"
+        "<div class=\"card\" id=\"card-stress\">Stress losses, duplicates, corrupt, hangs, leaks<b>{}</b></div>",
+        count(r.stress.len(), stress_bad.to_string())
     );
     let _ = write!(
         out,
