@@ -488,6 +488,7 @@ fn run_says_what_did_not_run() {
     let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     let results = Results::load(&out_dir.join("results.json")).unwrap();
     assert_eq!(results.profile, "quick");
+    assert!(results.latency.is_empty() && results.scenarios.is_empty());
     assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
     for step in ["bench", "check", "stress"] {
         let line = stdout
@@ -497,14 +498,11 @@ fn run_says_what_did_not_run() {
         assert!(line.contains("skipped"), "{line}");
         assert!(html.contains(&format!("not run: skipped (--skip {step})")));
     }
-    // Calibration ran, or says it is not built yet; it never shows made-up figures.
-    let line = stdout.lines().find(|l| l.starts_with("calibrate")).unwrap();
-    if line.contains("not built yet") {
-        assert!(html.contains("not run: not built yet (the calibrate step"));
-        assert!(results.calibration.is_empty());
-    } else {
-        assert!(line.contains(" ok "), "{line}");
-        assert!(!results.calibration.is_empty());
+    for section in ["calibration", "latency", "scenarios", "stress"] {
+        let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
+        let body = &html[start..start + html[start..].find("</section>").unwrap()];
+        assert!(body.contains("not run: skipped"), "{section}: {body}");
+        assert!(!body.contains("<svg"), "{section} draws a chart of nothing");
     }
 }
 
@@ -524,7 +522,7 @@ fn run_refuses_bad_arguments_with_exit_2() {
                 "run",
                 "--quick",
                 "--skip",
-                "calibrate,bench,check,stress",
+                "bench,check,stress",
                 "--out",
                 &under_file,
             ],

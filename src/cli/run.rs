@@ -19,7 +19,7 @@ pub struct Args {
     /// Directory for index.html and results.json (default: reports/run-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Steps to leave out, comma-separated: calibrate, bench, check, stress.
+    /// Steps to leave out, comma-separated: bench (calibration included), check, stress.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }
@@ -52,16 +52,13 @@ pub struct Step {
     pub run: fn(&mut Results, Profile) -> Outcome,
 }
 
-/// The run, in order. Calibration comes first: the other figures are divided by it.
-pub const STEPS: [Step; 4] = [
-    Step {
-        name: "calibrate",
-        sections: &[Section::Calibration],
-        run: calibrate,
-    },
+/// The run, in order. The bench step calibrates first, in the same measuring run as the
+/// workloads, because every figure is divided by a calibration of that run.
+pub const STEPS: [Step; 3] = [
     Step {
         name: "bench",
         sections: &[
+            Section::Calibration,
             Section::Latency,
             Section::Throughput,
             Section::Scaling,
@@ -80,10 +77,6 @@ pub const STEPS: [Step; 4] = [
         run: stress,
     },
 ];
-
-fn calibrate(_results: &mut Results, _profile: Profile) -> Outcome {
-    Outcome::NotBuilt
-}
 
 fn bench(_results: &mut Results, _profile: Profile) -> Outcome {
     Outcome::NotBuilt
