@@ -29,7 +29,13 @@ fn run(scenario: &str, variant: &str, params: serde_json::Value, choices: &[u8])
 /// /dev/shm is shared by every process on the machine: a name whose owner (the pid in
 /// `ipcbench-<tag>-<pid>-<n>`) is alive and not ours belongs to someone else's run. The
 /// processes of a case are all gone when it returns, so a name of theirs still counts.
+///
+/// Temp paths likewise: other runs on the machine make `ipcbench-*` entries too, while
+/// everything a case makes lives in its own `ipcbench-case-*` directory.
 fn foreign(leak: &Leak) -> bool {
+    if let Leak::Temp(name) = leak {
+        return !name.starts_with(scenario::CASE_DIR_PREFIX);
+    }
     let Leak::Shm(name) = leak else {
         return false;
     };
@@ -241,6 +247,29 @@ fn assert_hung_quickly(
 fn hangs_are_reported_within_two_seconds_naming_who_waits_where() {
     let _guard = serial();
     let before = Snapshot::take();
+    for flavor in ["Pipe", "Shm"] {
+        assert_hung_quickly(
+            "queue-end-signal",
+            "missing-sentinel",
+            serde_json::json!({"flavor": flavor, "producers": 1, "consumers": 2,
+                "items_per_producer": 3, "missing": 1}),
+            "consumer",
+            &["read", "futex", "poll", "ppoll"],
+        );
+        for variant in ["sentinel-per-consumer", "joinable"] {
+            assert_eq!(
+                run(
+                    "queue-end-signal",
+                    variant,
+                    serde_json::json!({"flavor": flavor, "producers": 2, "consumers": 2,
+                        "items_per_producer": 3, "missing": 1}),
+                    &[]
+                ),
+                Verdict::Holds,
+                "{variant} over {flavor}"
+            );
+        }
+    }
     assert_hung_quickly(
         "lock-holder-killed",
         "plain",

@@ -28,6 +28,7 @@ pub mod manager_lost_update;
 pub mod pipe_end_signal;
 pub mod pipe_same_end;
 pub mod pool_worker_death;
+pub mod queue_end_signal;
 pub mod semaphore_capacity;
 pub mod ticket_oversell;
 
@@ -218,21 +219,7 @@ pub fn catalogue() -> &'static [&'static dyn Scenario] {
     static CATALOGUE: &[&dyn Scenario] = &[
         &ticket_oversell::TicketOversell,
         &pipe_same_end::PipeSameEnd,
-        &PendingScenario {
-            name: "queue-end-signal",
-            about: "consumers stop on sentinels from a shared Queue",
-            variants: &[
-                Variant::caught(
-                    "missing-sentinel",
-                    "fewer sentinels than consumers: a consumer blocks in get() forever",
-                )
-                .pending("needs Queue/JoinableQueue (branch queue)"),
-                Variant::holds("sentinel-per-consumer", "one sentinel per consumer")
-                    .pending("needs Queue/JoinableQueue (branch queue)"),
-                Variant::holds("joinable", "JoinableQueue: task_done per item, join")
-                    .pending("needs Queue/JoinableQueue (branch queue)"),
-            ],
-        },
+        &queue_end_signal::QueueEndSignal,
         &pipe_end_signal::PipeEndSignal,
         &manager_lost_update::ManagerLostUpdate,
         &lock_holder_killed::LockHolderKilled,
@@ -242,32 +229,6 @@ pub fn catalogue() -> &'static [&'static dyn Scenario] {
         &join_before_drain::JoinBeforeDrain,
     ];
     CATALOGUE
-}
-
-/// A catalogue row whose mechanism has not landed: listed with its variants, not run.
-struct PendingScenario {
-    name: &'static str,
-    about: &'static str,
-    variants: &'static [Variant],
-}
-
-impl Scenario for PendingScenario {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn about(&self) -> &'static str {
-        self.about
-    }
-    fn variants(&self) -> &'static [Variant] {
-        self.variants
-    }
-    fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
-        use proptest::strategy::Strategy;
-        proptest::strategy::Just(Case::new(&(), Schedule::default())).boxed()
-    }
-    fn run(&self, variant: &str, _: &Case, _: &CaseContext) -> Result<CaseOutcome, String> {
-        Err(format!("{}/{variant} is not built yet", self.name))
-    }
 }
 
 /// Finds a scenario by name; an unknown name is an error listing the valid ones.
@@ -321,7 +282,17 @@ fn case_leader(args: LeaderArgs) -> Result<CaseOutcome, String> {
     // Whatever the mechanisms under test create in the temp directory (a file store, a
     // Manager's socket) goes into the case's own directory, which the parent removes
     // even when this leader is killed.
-    std::env::set_var("TMPDIR", &args.context.temp_dir);
+    //
+    // Not std::env::set_var: it takes std's environment write lock, and this leader was
+    // forked from a process whose other threads may have held that lock at the fork (a
+    // test harness starting commands): it would wait for them forever. libc's setenv
+    // takes no lock another thread could have held; std's readers then see the value.
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::ffi::CString::new(args.context.temp_dir.as_os_str().as_bytes())
+        .map_err(|e| format!("temp dir path: {e}"))?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; this process is
+    // single-threaded here (a fresh fork), so nothing reads the environment concurrently.
+    unsafe { libc::setenv(c"TMPDIR".as_ptr(), dir.as_ptr(), 1) };
     let scenario = find(&args.scenario)?;
     let outcome = scenario.run(&args.variant, &args.case, &args.context);
     // Whatever the body left (an orphan it adopted as subreaper) goes with it.
@@ -342,7 +313,7 @@ pub fn run_case(
     variant: &str,
     case: &Case,
 ) -> Result<CaseOutcome, String> {
-    let temp_dir = hygiene::temp_dir().map_err(|e| format!("temp dir for the case: {e}"))?;
+    let temp_dir = case_temp_dir().map_err(|e| format!("temp dir for the case: {e}"))?;
     let deadline = scenario.deadline();
     let args = LeaderArgs {
         scenario: scenario.name().to_string(),
@@ -388,6 +359,19 @@ pub fn run_case(
     hygiene::reap_orphans();
     hygiene::remove_temp(&temp_dir);
     outcome
+}
+
+/// Every case's directory starts with this (inside the temp directory), so a leftover
+/// one is recognisably a case's.
+pub const CASE_DIR_PREFIX: &str = "ipcbench-case-";
+
+fn case_temp_dir() -> std::io::Result<PathBuf> {
+    let dir = tempfile::Builder::new()
+        .prefix(CASE_DIR_PREFIX)
+        .tempdir()?
+        .keep();
+    hygiene::track_temp(&dir);
+    Ok(dir)
 }
 
 /// Unlinks the shared-memory names a (killed) case leader created and could not remove:

@@ -1,0 +1,141 @@
+//! `queue-end-signal`: producers put items on a Queue, the parent then puts sentinels,
+//! consumers get until they see one. With fewer sentinels than consumers, a consumer
+//! waits in `get` forever: caught as Hung, naming it and the system call it waits in.
+//! One sentinel per consumer, or a JoinableQueue the parent joins, ends every consumer.
+//!
+//! Built on the queue family's producer-consumer program (`ipc::queue::workers`), over
+//! the flavors several consumers can share (pipe, shm).
+
+use super::{Case, CaseContext, CaseOutcome, Scenario, Variant, Verdict};
+use crate::ipc::queue::workers::{producer_consumer, Plan, RunError};
+use crate::ipc::queue::{Config, Flavor};
+use crate::process::StartMethod;
+use crate::schedule::Schedule;
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+pub struct QueueEndSignal;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub flavor: Flavor,
+    pub producers: usize,
+    pub consumers: usize,
+    pub items_per_producer: u32,
+    /// Sentinels left out (missing-sentinel only; at least one).
+    pub missing: usize,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant::caught(
+        "missing-sentinel",
+        "fewer sentinels than consumers: a consumer blocks in get() forever",
+    ),
+    Variant::holds("sentinel-per-consumer", "one sentinel per consumer"),
+    Variant::holds("joinable", "JoinableQueue: task_done per item, join"),
+];
+
+impl Scenario for QueueEndSignal {
+    fn name(&self) -> &'static str {
+        "queue-end-signal"
+    }
+    fn about(&self) -> &'static str {
+        "consumers stop on sentinels from a shared Queue"
+    }
+    fn variants(&self) -> &'static [Variant] {
+        VARIANTS
+    }
+    /// Each phase (producers, consumers) gets half: a missing sentinel is reported
+    /// within about a second.
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
+        (
+            prop_oneof![Just(Flavor::Pipe), Just(Flavor::Shm)],
+            1usize..=2,
+            1usize..=3,
+            0u32..=4,
+            1usize..=3,
+        )
+            .prop_map(
+                |(flavor, producers, consumers, items_per_producer, missing)| {
+                    Case::new(
+                        &Params {
+                            flavor,
+                            producers,
+                            consumers,
+                            items_per_producer,
+                            missing: missing.min(consumers),
+                        },
+                        Schedule::default(),
+                    )
+                },
+            )
+            .boxed()
+    }
+
+    fn run(
+        &self,
+        variant: &str,
+        case: &Case,
+        context: &CaseContext,
+    ) -> Result<CaseOutcome, String> {
+        let params: Params = case.params()?;
+        let mut plan = Plan::new(
+            params.producers,
+            params.consumers,
+            params.items_per_producer,
+        );
+        plan.method = StartMethod::Fork;
+        plan.deadline = context.deadline / 2;
+        match variant {
+            "missing-sentinel" => {
+                plan.sentinels = params.consumers - params.missing.clamp(1, params.consumers)
+            }
+            "sentinel-per-consumer" => plan.sentinels = params.consumers,
+            "joinable" => plan.joinable = true,
+            other => return Err(format!("queue-end-signal has no variant {other:?}")),
+        }
+        let outcome = match producer_consumer(params.flavor, &Config::default(), &plan) {
+            Ok(outcome) => outcome,
+            Err(RunError::Hung(report)) => {
+                return Ok(CaseOutcome::new(
+                    Verdict::Hung {
+                        blocked: report.blocked,
+                    },
+                    Vec::new(),
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let expected: BTreeSet<(u32, u32)> = (0..params.producers as u32)
+            .flat_map(|p| (0..params.items_per_producer).map(move |s| (p, s)))
+            .collect();
+        let received: Vec<(u32, u32)> = outcome.received.iter().flatten().copied().collect();
+        let unique: BTreeSet<(u32, u32)> = received.iter().copied().collect();
+        let verdict = if plan.joinable {
+            if outcome.joined == Some(true) {
+                Verdict::Holds
+            } else {
+                Verdict::violated("join returns once every item is done", "join timed out")
+            }
+        } else if unique != expected || received.len() != expected.len() {
+            Verdict::violated(
+                "every item is received exactly once",
+                format!(
+                    "{} received ({} distinct) of {}",
+                    received.len(),
+                    unique.len(),
+                    expected.len()
+                ),
+            )
+        } else {
+            Verdict::Holds
+        };
+        Ok(CaseOutcome::new(verdict, Vec::new()))
+    }
+}
