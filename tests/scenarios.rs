@@ -31,7 +31,8 @@ fn run(scenario: &str, variant: &str, params: serde_json::Value, choices: &[u8])
 /// processes of a case are all gone when it returns, so a name of theirs still counts.
 ///
 /// Temp paths likewise: other runs on the machine make `ipcbench-*` entries too, while
-/// everything a case makes lives in its own `ipcbench-case-*` directory.
+/// everything a case makes lives in its own `ipcbench-case-*` directory (on /dev/shm,
+/// where a leftover one shows as a name that no process owns).
 fn foreign(leak: &Leak) -> bool {
     if let Leak::Temp(name) = leak {
         return !name.starts_with(scenario::CASE_DIR_PREFIX);
@@ -480,6 +481,9 @@ fn unknown_names_are_errors_listing_the_valid_ones() {
     );
 }
 
+/// Runs the CLI. Callers hold `serial()`: a case reaps the orphans handed to this
+/// process (it is their subreaper), which would reap this command's child under
+/// `Command::output` too.
 fn ipcbench(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ipcbench"))
         .args(args)
@@ -489,6 +493,7 @@ fn ipcbench(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn list_shows_every_catalogue_name() {
+    let _guard = serial();
     let out = ipcbench(&["list"]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -528,6 +533,7 @@ fn list_shows_every_catalogue_name() {
 
 #[test]
 fn check_bad_names_exit_2_naming_the_valid_ones() {
+    let _guard = serial();
     let out = ipcbench(&["check", "--scenario", "no-such"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -48,9 +48,9 @@ impl Scenario for QueueEndSignal {
         VARIANTS
     }
     /// Each phase (producers, consumers) gets half: a missing sentinel is reported
-    /// within about a second.
+    /// within about a second of the consumers' start.
     fn deadline(&self) -> Duration {
-        Duration::from_secs(2)
+        Duration::from_millis(1500)
     }
 
     fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {

@@ -43,7 +43,7 @@ pub const MAX_WORKERS: usize = 32;
 /// Longest schedule (choices past it are ignored).
 pub const MAX_CHOICES: usize = 256;
 /// Most events the log keeps (later ones are counted, not stored).
-pub const MAX_EVENTS: usize = 2048;
+pub const MAX_EVENTS: usize = 512;
 /// Bytes of an operation label kept in the log.
 pub const LABEL_BYTES: usize = 24;
 /// Steps after which a forced run is declared a livelock.
