@@ -538,3 +538,34 @@ fn echo_round_trips_through_both_servers() {
         }
     });
 }
+
+/// Pools fork workers from their supervisor thread while other threads fork too (the
+/// process-per-connection echo server forks from its acceptor thread while the driver
+/// forks clients). A fork child once inherited the process registry's lock held by
+/// another thread and hung; every child must finish.
+#[test]
+fn forking_from_several_threads_at_once_never_hangs_a_child() {
+    leak_checked(|| {
+        let fork_many = |offset: i64| {
+            move || {
+                for x in offset..offset + 150 {
+                    let got: i64 = ipcbench::process::run(
+                        "test-pool-affine",
+                        &x,
+                        ipcbench::process::Options::new("concurrent-fork")
+                            .method(StartMethod::Fork),
+                        LONG,
+                    )
+                    .unwrap();
+                    assert_eq!(got, affine(x).unwrap());
+                }
+            }
+        };
+        let threads: Vec<_> = (0..3)
+            .map(|t| std::thread::spawn(fork_many(t * 1000)))
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    });
+}
