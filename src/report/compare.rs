@@ -1,1 +1,478 @@
-//! Not built yet: the CI comparison (issue 10).
+//! The CI gate: compare a run against a baseline, metric by metric on calibrated ratios
+//! (never absolute times, which differ between machines), and every scenario verdict and
+//! stress result against its expectation.
+//!
+//! The noise rule: a metric regresses only when it got worse by more than the threshold
+//! *and* by more than the spread recorded with it (the larger of the two runs' spreads),
+//! so a metric that varies by 40% between repeats on a shared 2-core machine cannot fail
+//! CI by varying 30%. Metrics whose recorded spread exceeds `max_gated_spread` are shown
+//! but never gate: they are too noisy to gate without flapping.
+
+use super::model::{Expectation, Results};
+use serde::{Deserialize, Serialize};
+
+/// Spread above which a speed metric is informational only (see the README's CI gate
+/// section for the measurements behind the choice).
+pub const DEFAULT_MAX_GATED_SPREAD: f64 = 0.5;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Policy {
+    /// Percent change beyond which a metric counts as regressed (e.g. 25.0).
+    pub threshold_pct: f64,
+    pub max_gated_spread: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            threshold_pct: 25.0,
+            max_gated_spread: DEFAULT_MAX_GATED_SPREAD,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Worse beyond threshold and noise, on a gated metric or a behaviour: fails the gate.
+    Regressed,
+    /// Worse beyond threshold and noise, but too noisy to gate.
+    NoisyWorse,
+    /// In the baseline, not in this run.
+    Missing,
+    /// Better beyond threshold and noise.
+    Improved,
+    /// Within threshold or noise.
+    Unchanged,
+    /// In this run, not in the baseline.
+    New,
+}
+
+impl Status {
+    /// A marker that does not rely on colour.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Status::Regressed => "REGRESSED",
+            Status::NoisyWorse => "worse (noisy, not gated)",
+            Status::Missing => "missing",
+            Status::Improved => "improved",
+            Status::Unchanged => "ok",
+            Status::New => "new",
+        }
+    }
+}
+
+/// Which way is better for a metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricDelta {
+    pub key: String,
+    pub better: Better,
+    pub baseline: Option<f64>,
+    pub current: Option<f64>,
+    /// Relative change in the "worse" direction: +0.3 means 30% worse.
+    pub worse_by: Option<f64>,
+    /// The larger of the two runs' recorded spreads.
+    pub spread: f64,
+    pub gated: bool,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BehaviourDelta {
+    /// "scenario/variant" or "stress/target".
+    pub key: String,
+    pub expected: String,
+    pub baseline: Option<String>,
+    pub current: Option<String>,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub threshold_pct: f64,
+    pub max_gated_spread: f64,
+    /// Regressions first, then the rest by status and key.
+    pub metrics: Vec<MetricDelta>,
+    pub behaviour: Vec<BehaviourDelta>,
+}
+
+impl Comparison {
+    pub fn regressions(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::Regressed)
+            .count()
+            + self
+                .behaviour
+                .iter()
+                .filter(|b| b.status == Status::Regressed)
+                .count()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.regressions() == 0
+    }
+}
+
+/// A calibrated metric of a result set: its ratio, its spread, which way is better.
+struct Metric {
+    key: String,
+    ratio: f64,
+    spread: f64,
+    better: Better,
+}
+
+fn metrics(results: &Results) -> Vec<Metric> {
+    let latency = results.latency.iter().filter_map(|l| {
+        Some(Metric {
+            key: format!("latency/{}", l.workload),
+            ratio: l.ratio?,
+            spread: l.spread,
+            better: Better::Lower,
+        })
+    });
+    let throughput = results.throughput.iter().filter_map(|t| {
+        Some(Metric {
+            key: format!("throughput/{}", t.workload),
+            ratio: t.ratio?,
+            spread: t.spread,
+            better: Better::Higher,
+        })
+    });
+    latency
+        .chain(throughput)
+        .filter(|m| m.ratio.is_finite() && m.ratio > 0.0)
+        .collect()
+}
+
+pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Comparison {
+    let base = metrics(baseline);
+    let cur = metrics(current);
+    let mut deltas = Vec::new();
+    for b in &base {
+        match cur.iter().find(|c| c.key == b.key) {
+            Some(c) => deltas.push(metric_delta(b, c, policy)),
+            None => deltas.push(MetricDelta {
+                key: b.key.clone(),
+                better: b.better,
+                baseline: Some(b.ratio),
+                current: None,
+                worse_by: None,
+                spread: b.spread,
+                gated: false,
+                status: Status::Missing,
+            }),
+        }
+    }
+    for c in cur.iter().filter(|c| !base.iter().any(|b| b.key == c.key)) {
+        deltas.push(MetricDelta {
+            key: c.key.clone(),
+            better: c.better,
+            baseline: None,
+            current: Some(c.ratio),
+            worse_by: None,
+            spread: c.spread,
+            gated: false,
+            status: Status::New,
+        });
+    }
+    deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
+
+    let mut behaviour = scenario_deltas(baseline, current);
+    behaviour.extend(stress_deltas(current));
+    behaviour.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
+    Comparison {
+        threshold_pct: policy.threshold_pct,
+        max_gated_spread: policy.max_gated_spread,
+        metrics: deltas,
+        behaviour,
+    }
+}
+
+fn metric_delta(base: &Metric, cur: &Metric, policy: Policy) -> MetricDelta {
+    let change = (cur.ratio - base.ratio) / base.ratio;
+    let worse_by = match base.better {
+        Better::Lower => change,
+        // Half the throughput is 50% worse; double is 100% better.
+        Better::Higher => -change,
+    };
+    let spread = base.spread.max(cur.spread);
+    let gated = spread <= policy.max_gated_spread;
+    let beyond = |x: f64| x > policy.threshold_pct / 100.0 && x > spread;
+    let status = if beyond(worse_by) {
+        if gated {
+            Status::Regressed
+        } else {
+            Status::NoisyWorse
+        }
+    } else if beyond(-worse_by) {
+        Status::Improved
+    } else {
+        Status::Unchanged
+    };
+    MetricDelta {
+        key: base.key.clone(),
+        better: base.better,
+        baseline: Some(base.ratio),
+        current: Some(cur.ratio),
+        worse_by: Some(worse_by),
+        spread,
+        gated,
+        status,
+    }
+}
+
+fn expectation_text(e: Expectation) -> &'static str {
+    match e {
+        Expectation::Holds => "holds",
+        Expectation::Caught => "caught",
+    }
+}
+
+/// Every scenario of the current run must match its expectation; a scenario the baseline
+/// checked and this run did not is a regression too (behaviour that went unchecked).
+fn scenario_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta> {
+    let mut out = Vec::new();
+    for s in &current.scenarios {
+        let key = format!("{}/{}", s.scenario, s.variant);
+        let before = baseline
+            .scenarios
+            .iter()
+            .find(|b| b.scenario == s.scenario && b.variant == s.variant);
+        let status = if !s.matches {
+            Status::Regressed
+        } else if before.is_none() {
+            Status::New
+        } else {
+            Status::Unchanged
+        };
+        let detail = if s.matches {
+            String::new()
+        } else {
+            let what = match s.expected {
+                Expectation::Holds => "a safe variant failed",
+                Expectation::Caught => "an unsafe variant is no longer caught",
+            };
+            let rerun = s
+                .reproduction
+                .as_ref()
+                .map(|r| format!("; rerun: {}", r.command))
+                .unwrap_or_default();
+            format!("{what}: {}{rerun}", s.detail)
+        };
+        out.push(BehaviourDelta {
+            key,
+            expected: expectation_text(s.expected).into(),
+            baseline: before.map(|b| b.verdict.clone()),
+            current: Some(s.verdict.clone()),
+            status,
+            detail,
+        });
+    }
+    for b in &baseline.scenarios {
+        if !current
+            .scenarios
+            .iter()
+            .any(|s| s.scenario == b.scenario && s.variant == b.variant)
+        {
+            out.push(BehaviourDelta {
+                key: format!("{}/{}", b.scenario, b.variant),
+                expected: expectation_text(b.expected).into(),
+                baseline: Some(b.verdict.clone()),
+                current: None,
+                status: Status::Regressed,
+                detail: "checked in the baseline, not in this run: behaviour went unchecked".into(),
+            });
+        }
+    }
+    out
+}
+
+/// Stress results gate on their zeros: no unaccounted loss, duplicate, corrupt delivery,
+/// hang or leak.
+fn stress_deltas(current: &Results) -> Vec<BehaviourDelta> {
+    current
+        .stress
+        .iter()
+        .map(|s| {
+            let mut problems = Vec::new();
+            for (n, what) in [
+                (s.losses, "unaccounted losses"),
+                (s.duplicates, "duplicates"),
+                (s.corrupt, "corrupt deliveries"),
+            ] {
+                if n > 0 {
+                    problems.push(format!("{n} {what}"));
+                }
+            }
+            problems.extend(s.hangs.iter().map(|h| format!("hang: {h}")));
+            problems.extend(s.leaks.iter().map(|l| format!("leak: {l}")));
+            BehaviourDelta {
+                key: format!("stress/{}", s.target),
+                expected: "no loss, duplicate, corruption, hang or leak".into(),
+                baseline: None,
+                current: Some(
+                    if problems.is_empty() {
+                        "clean"
+                    } else {
+                        "dirty"
+                    }
+                    .into(),
+                ),
+                status: if problems.is_empty() {
+                    Status::Unchanged
+                } else {
+                    Status::Regressed
+                },
+                detail: problems.join("; "),
+            }
+        })
+        .collect()
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+}
+
+/// The change in the metric's own "worse" direction: +30% is 30% worse, -20% is better.
+fn fmt_change(v: Option<f64>) -> String {
+    v.map(|v| format!("{:+.1}%", v * 100.0))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// A plain-text table for people.
+pub fn to_table(c: &Comparison) -> String {
+    let mut out = String::new();
+    let verdict = if c.passed() { "PASS" } else { "FAIL" };
+    out.push_str(&format!(
+        "ipcbench compare: {verdict} — {} regression(s); threshold {}%, metrics with spread above {:.0}% are not gated\n\n",
+        c.regressions(),
+        c.threshold_pct,
+        c.max_gated_spread * 100.0
+    ));
+    out.push_str(&format!(
+        "{:<11} {:<58} {:>10} {:>10} {:>16} {:>8}\n",
+        "status", "metric (ratio to calibration)", "baseline", "current", "worse by", "spread"
+    ));
+    for m in &c.metrics {
+        out.push_str(&format!(
+            "{:<11} {:<58} {:>10} {:>10} {:>16} {:>7.0}%\n",
+            short_marker(m.status),
+            m.key,
+            fmt_opt(m.baseline),
+            fmt_opt(m.current),
+            fmt_change(m.worse_by),
+            m.spread * 100.0
+        ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<11} {:<44} {:<8} {:<10} {:<10} detail\n",
+        "status", "behaviour", "expected", "baseline", "current"
+    ));
+    for b in &c.behaviour {
+        out.push_str(&format!(
+            "{:<11} {:<44} {:<8} {:<10} {:<10} {}\n",
+            short_marker(b.status),
+            b.key,
+            b.expected,
+            b.baseline.as_deref().unwrap_or("-"),
+            b.current.as_deref().unwrap_or("-"),
+            b.detail
+        ));
+    }
+    out
+}
+
+fn short_marker(s: Status) -> &'static str {
+    match s {
+        Status::Regressed => "REGRESSED",
+        Status::NoisyWorse => "worse~",
+        Status::Missing => "missing",
+        Status::Improved => "improved",
+        Status::Unchanged => "ok",
+        Status::New => "new",
+    }
+}
+
+/// Markdown for a pull-request comment: the verdict, the regressions, then the rest
+/// folded away.
+pub fn to_markdown(c: &Comparison) -> String {
+    let mut out = String::new();
+    let (icon, verdict) = if c.passed() {
+        ("✅", "PASS")
+    } else {
+        ("❌", "FAIL")
+    };
+    out.push_str(&format!(
+        "### {icon} ipcbench compare: **{verdict}** — {} regression(s)\n\nThreshold {}%; a metric regresses only when it is worse by more than both the threshold and its recorded spread; metrics with spread above {:.0}% are shown but not gated.\n\n",
+        c.regressions(),
+        c.threshold_pct,
+        c.max_gated_spread * 100.0
+    ));
+    let behaviour_header = "| status | behaviour | expected | baseline | current | detail |\n|---|---|---|---|---|---|\n";
+    let metric_header = "| status | metric (ratio to calibration) | baseline | current | worse by | spread |\n|---|---|---:|---:|---:|---:|\n";
+    let behaviour_row = |b: &BehaviourDelta| {
+        format!(
+            "| {} | `{}` | {} | {} | {} | {} |\n",
+            b.status.marker(),
+            b.key,
+            b.expected,
+            b.baseline.as_deref().unwrap_or("-"),
+            b.current.as_deref().unwrap_or("-"),
+            b.detail.replace('|', "\\|")
+        )
+    };
+    let metric_row = |m: &MetricDelta| {
+        format!(
+            "| {} | `{}` | {} | {} | {} | {:.0}% |\n",
+            m.status.marker(),
+            m.key,
+            fmt_opt(m.baseline),
+            fmt_opt(m.current),
+            fmt_change(m.worse_by),
+            m.spread * 100.0
+        )
+    };
+    let bad_b: Vec<_> = c
+        .behaviour
+        .iter()
+        .filter(|b| b.status == Status::Regressed)
+        .collect();
+    let bad_m: Vec<_> = c
+        .metrics
+        .iter()
+        .filter(|m| m.status == Status::Regressed)
+        .collect();
+    if !bad_b.is_empty() || !bad_m.is_empty() {
+        out.push_str("#### Regressions\n\n");
+        if !bad_b.is_empty() {
+            out.push_str(behaviour_header);
+            bad_b.iter().for_each(|b| out.push_str(&behaviour_row(b)));
+            out.push('\n');
+        }
+        if !bad_m.is_empty() {
+            out.push_str(metric_header);
+            bad_m.iter().for_each(|m| out.push_str(&metric_row(m)));
+            out.push('\n');
+        }
+    }
+    out.push_str("<details><summary>All behaviour checks</summary>\n\n");
+    out.push_str(behaviour_header);
+    c.behaviour
+        .iter()
+        .for_each(|b| out.push_str(&behaviour_row(b)));
+    out.push_str("\n</details>\n\n<details><summary>All metrics</summary>\n\n");
+    out.push_str(metric_header);
+    c.metrics.iter().for_each(|m| out.push_str(&metric_row(m)));
+    out.push_str("\n</details>\n");
+    out
+}

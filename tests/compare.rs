@@ -1,0 +1,325 @@
+//! The CI gate, through the real binary: doctored results are flagged, noise is not, bad
+//! input exits 2 naming the file.
+
+use ipcbench::report::model::{
+    Expectation, Latency, Percentiles, Placement, Reproduction, Results, ScenarioOutcome,
+    StressOutcome, Throughput,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn latency(workload: &str, ratio: f64, spread: f64) -> Latency {
+    Latency {
+        workload: workload.into(),
+        family: "queue".into(),
+        flavor: workload.split('/').nth(1).unwrap_or("x").into(),
+        placement: Placement::CrossCpu,
+        message_bytes: 64,
+        percentiles: Percentiles {
+            p50: ratio * 11_000.0,
+            samples: 1000,
+            ..Percentiles::default()
+        },
+        spread,
+        calibration: Some("pipe-roundtrip".into()),
+        ratio: Some(ratio),
+        cdf: vec![],
+    }
+}
+
+fn throughput(workload: &str, ratio: f64, spread: f64) -> Throughput {
+    Throughput {
+        workload: workload.into(),
+        family: "queue".into(),
+        flavor: "shm".into(),
+        producers: 1,
+        consumers: 1,
+        message_bytes: 1 << 20,
+        msgs_per_sec: 1000.0,
+        bytes_per_sec: 1e9,
+        spread,
+        calibration: Some("memcpy".into()),
+        ratio: Some(ratio),
+    }
+}
+
+fn scenario(name: &str, variant: &str, expected: Expectation, verdict: &str) -> ScenarioOutcome {
+    let matches = match expected {
+        Expectation::Holds => verdict == "holds",
+        Expectation::Caught => verdict != "holds",
+    };
+    ScenarioOutcome {
+        scenario: name.into(),
+        variant: variant.into(),
+        expected,
+        verdict: verdict.into(),
+        detail: String::new(),
+        matches,
+        cases: 16,
+        seconds: 0.5,
+        reproduction: (!matches).then(|| Reproduction {
+            seed: 7,
+            parameters: "buyers=2 tickets=1".into(),
+            schedule: "b0 read, b1 read, b0 write, b1 write".into(),
+            command: format!(
+                "ipcbench check --scenario {name} --variant {variant} --seed 7 --cases 1"
+            ),
+        }),
+    }
+}
+
+fn baseline() -> Results {
+    let mut r = Results::new("quick");
+    r.latency = vec![
+        latency("queue/pipe/roundtrip/64B/cross-cpu", 1.2, 0.08),
+        latency("queue/shm/roundtrip/64B/cross-cpu", 2.5, 0.10),
+        latency("lock/flock/uncontended/unpinned", 1.0, 0.60),
+    ];
+    r.throughput = vec![throughput("queue/shm/stream/1MiB/1x1", 0.6, 0.1)];
+    r.scenarios = vec![
+        scenario(
+            "ticket-oversell",
+            "unlocked",
+            Expectation::Caught,
+            "violated",
+        ),
+        scenario("ticket-oversell", "flock", Expectation::Holds, "holds"),
+    ];
+    r.stress = vec![StressOutcome {
+        target: "queue-shm".into(),
+        messages: 1000,
+        ..StressOutcome::default()
+    }];
+    r
+}
+
+struct Files {
+    dir: PathBuf,
+}
+
+impl Files {
+    fn new(tag: &str) -> Files {
+        let dir = std::env::temp_dir().join(format!(
+            "ipcbench-compare-test-{tag}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Files { dir }
+    }
+    fn write(&self, name: &str, results: &Results) -> PathBuf {
+        let path = self.dir.join(name);
+        results.save(&path).unwrap();
+        path
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn compare(base: &Path, cur: &Path, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .arg("compare")
+        .arg(base)
+        .arg(cur)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn regressed_line<'a>(table: &'a str, key: &str) -> Option<&'a str> {
+    table
+        .lines()
+        .find(|l| l.contains(key) && l.starts_with("REGRESSED"))
+}
+
+#[test]
+fn identical_runs_pass() {
+    let files = Files::new("same");
+    let base = files.write("base.json", &baseline());
+    let (code, out, _) = compare(&base, &base, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("PASS"));
+    assert!(!out.contains("REGRESSED"));
+}
+
+#[test]
+fn a_queue_twice_as_slow_is_flagged() {
+    let files = Files::new("slow");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.latency[1].ratio = Some(5.0); // the shm queue's round trip doubled
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    let line = regressed_line(&out, "queue/shm/roundtrip").expect("the slow queue is flagged");
+    assert!(line.contains("+100.0%"), "{line}");
+    assert!(
+        regressed_line(&out, "queue/pipe/roundtrip").is_none(),
+        "only that queue: {out}"
+    );
+    // Regressions first.
+    let first_metric = out.lines().nth(3).unwrap();
+    assert!(first_metric.starts_with("REGRESSED"), "{out}");
+}
+
+#[test]
+fn halved_throughput_is_flagged() {
+    let files = Files::new("thr");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.throughput[0].ratio = Some(0.3);
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        regressed_line(&out, "queue/shm/stream/1MiB").is_some(),
+        "{out}"
+    );
+}
+
+#[test]
+fn changes_within_threshold_or_noise_are_not_flagged() {
+    let files = Files::new("noise");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    // 20% worse: under the 25% threshold.
+    current.latency[0].ratio = Some(1.2 * 1.2);
+    // 35% worse, past the threshold, but the spread recorded with it is 40%.
+    current.latency[1].ratio = Some(2.5 * 1.35);
+    current.latency[1].spread = 0.40;
+    // 3x worse on a metric too noisy to gate (spread 60%): shown, not failed.
+    current.latency[2].ratio = Some(3.0);
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("worse~") && l.contains("lock/flock")),
+        "{out}"
+    );
+    // The same 35% change with a tight spread does fail.
+    current.latency[1].spread = 0.05;
+    let cur = files.write("cur2.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    // And a looser threshold lets it through.
+    let (code, _, _) = compare(&base, &cur, &["--threshold", "50"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn scenario_expectation_mismatches_are_flagged() {
+    let files = Files::new("scen");
+    let base = files.write("base.json", &baseline());
+    for (variant, expected, verdict, what) in [
+        ("unlocked", Expectation::Caught, "holds", "no longer caught"),
+        (
+            "flock",
+            Expectation::Holds,
+            "violated",
+            "safe variant failed",
+        ),
+    ] {
+        let mut current = baseline();
+        let slot = current
+            .scenarios
+            .iter_mut()
+            .find(|s| s.variant == variant)
+            .unwrap();
+        *slot = scenario("ticket-oversell", variant, expected, verdict);
+        let cur = files.write(&format!("cur-{variant}.json"), &current);
+        let (code, out, _) = compare(&base, &cur, &[]);
+        assert_eq!(code, 1, "{out}");
+        let line = regressed_line(&out, &format!("ticket-oversell/{variant}")).expect("flagged");
+        assert!(line.contains(what), "{line}");
+        assert!(
+            line.contains("ipcbench check --scenario ticket-oversell"),
+            "reproduction shown: {line}"
+        );
+    }
+    // A scenario that was checked in the baseline but not now is not silently passed.
+    let mut current = baseline();
+    current.scenarios.pop();
+    let cur = files.write("cur-missing.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn dirty_stress_results_are_flagged() {
+    let files = Files::new("stress");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.stress[0].duplicates = 2;
+    current.stress[0].leaks = vec!["shared-memory name /dev/shm/ipcbench-x".into()];
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    let line = regressed_line(&out, "stress/queue-shm").unwrap();
+    assert!(
+        line.contains("2 duplicates") && line.contains("leak"),
+        "{line}"
+    );
+}
+
+#[test]
+fn json_and_markdown_formats() {
+    let files = Files::new("fmt");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.latency[1].ratio = Some(5.0);
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &["--format", "json"]);
+    assert_eq!(code, 1);
+    let parsed: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(parsed["metrics"][0]["status"], "regressed");
+    assert_eq!(
+        parsed["metrics"][0]["key"],
+        "latency/queue/shm/roundtrip/64B/cross-cpu"
+    );
+    let (code, out, _) = compare(&base, &cur, &["--format", "markdown"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("### ") && out.contains("**FAIL**"), "{out}");
+    assert!(
+        out.contains("#### Regressions")
+            && out.contains("| REGRESSED | `latency/queue/shm/roundtrip/64B/cross-cpu`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_file() {
+    let files = Files::new("bad");
+    let base = files.write("base.json", &baseline());
+    let missing = files.dir.join("nope.json");
+    let corrupt = files.dir.join("corrupt.json");
+    std::fs::write(&corrupt, "{\"schema_version\": 1, \"latency\": [").unwrap();
+    let other = files.dir.join("v99.json");
+    std::fs::write(&other, "{\"schema_version\": 99}").unwrap();
+    let not_object = files.dir.join("list.json");
+    std::fs::write(&not_object, "[1, 2]").unwrap();
+    for (path, says) in [
+        (&missing, "cannot read"),
+        (&corrupt, "not valid results JSON"),
+        (&other, "schema version 99"),
+        (&not_object, "schema_version"),
+    ] {
+        for (b, c) in [(&base, path), (path, &base)] {
+            let (code, out, err) = compare(b, c, &[]);
+            assert_eq!(code, 2, "{path:?}: {out}{err}");
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(err.contains(name) && err.contains(says), "{err}");
+            assert!(!err.contains("panicked"));
+        }
+    }
+    let (code, _, err) = compare(&base, &base, &["--threshold", "-5"]);
+    assert_eq!(code, 2, "{err}");
+}
