@@ -104,6 +104,15 @@ fn die_once(marker: PathBuf) -> Result<u32, String> {
 }
 register_entry!("test-pool-die-once", die_once);
 
+/// Returns `x`, after waiting for `gate` to open when one is given.
+fn gated_echo((x, gate): (u32, Option<PathBuf>)) -> Result<u32, String> {
+    match gate {
+        Some(gate) => wait_for_file(gate).map(|_| x),
+        None => Ok(x),
+    }
+}
+register_entry!("test-pool-gated-echo", gated_echo);
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + LONG;
     while !done() {
@@ -161,6 +170,30 @@ fn map_and_imap_equal_sequential_results() {
             );
             assert_eq!(pool.stats().deaths, 0, "{method:?}");
         }
+    });
+}
+
+#[test]
+fn imap_yields_the_first_result_while_later_tasks_still_run() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let gate = dir.0.join("gate");
+        let pool = pool(StartMethod::Fork, 2);
+        let items = vec![(7u32, None), (8, Some(gate.clone())), (9, None)];
+        let mut results = pool
+            .imap::<_, u32, _>("test-pool-gated-echo", items, 1)
+            .unwrap();
+        assert_eq!(
+            results.next(),
+            Some(Ok(7)),
+            "first result before the second task ends"
+        );
+        assert!(
+            pool.stats().busy >= 1,
+            "the second task is still blocked on its gate"
+        );
+        std::fs::write(&gate, b"open").unwrap();
+        assert_eq!(results.collect::<Vec<_>>(), vec![Ok(8), Ok(9)]);
     });
 }
 
