@@ -497,6 +497,17 @@ fn await_served(clients: &Clients, count: usize, served: &mut Vec<usize>) {
     }
 }
 
+/// Lets each of `which` (served clients) finish its round trips and close.
+fn release(clients: &Clients, which: &[usize]) {
+    for &i in which {
+        assert!(matches!(
+            clients.next_event(i, LONG).unwrap(),
+            ClientEvent::Done { .. }
+        ));
+        clients.command(i, ClientCommand::Release).unwrap();
+    }
+}
+
 #[test]
 fn echo_pool_of_four_serves_four_clients_at_once_and_the_fifth_waits() {
     leak_checked(|| {
@@ -515,21 +526,11 @@ fn echo_pool_of_four_serves_four_clients_at_once_and_the_fifth_waits() {
         assert_eq!(server.in_service(), 4);
         // Releasing one client frees its worker, which takes the fifth.
         let first = served[0];
-        assert!(matches!(
-            clients.next_event(first, LONG).unwrap(),
-            ClientEvent::Done { .. }
-        ));
-        clients.command(first, ClientCommand::Release).unwrap();
+        release(&clients, &[first]);
         await_served(&clients, 5, &mut served);
         assert_eq!(served[4], waiting);
         assert_eq!(server.most_in_service(), 4, "never more than four at once");
-        for i in served.iter().copied().filter(|&i| i != first) {
-            assert!(matches!(
-                clients.next_event(i, LONG).unwrap(),
-                ClientEvent::Done { .. }
-            ));
-            clients.command(i, ClientCommand::Release).unwrap();
-        }
+        release(&clients, &served[1..]);
         clients.join().unwrap();
         assert_eq!(server.finish().unwrap(), 5 * 64);
     });
@@ -545,13 +546,7 @@ fn echo_process_per_connection_serves_every_client_at_once() {
         await_served(&clients, 5, &mut served);
         assert_eq!(server.in_service(), 5);
         assert_eq!(server.most_in_service(), 5);
-        for i in 0..5 {
-            assert!(matches!(
-                clients.next_event(i, LONG).unwrap(),
-                ClientEvent::Done { .. }
-            ));
-            clients.command(i, ClientCommand::Release).unwrap();
-        }
+        release(&clients, &served);
         clients.join().unwrap();
         assert_eq!(server.finish().unwrap(), 5 * 64);
     });
