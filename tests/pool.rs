@@ -18,25 +18,13 @@ const LONG: Duration = Duration::from_secs(30);
 /// The tests count process-wide children and fds: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path.
-///
-/// /tmp and /dev/shm are shared with every other test binary running on the machine, so
-/// only names this process made count: shared-memory names carry the creator's pid, and
-/// the temp directories these tests make are checked by [`temp_dir`] itself.
+/// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path
+/// (of this run: names carry the run tag, so other test binaries do not count).
 fn leak_checked(body: impl FnOnce()) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let before = hygiene::Snapshot::take();
     body();
-    let ours = format!("-{}-", std::process::id());
-    let leaks: Vec<_> = before
-        .leaks_since()
-        .into_iter()
-        .filter(|leak| match leak {
-            hygiene::Leak::Temp(_) => false,
-            hygiene::Leak::Shm(name) => name.contains(&ours),
-            _ => true,
-        })
-        .collect();
+    let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
 

@@ -80,11 +80,3 @@ fn dispatch(command: Command) -> i32 {
         Command::List(args) => list::main(args),
     }
 }
-
-/// For subcommands whose issue has not landed yet. Unused once every subcommand is built
-/// on main, but branches still in flight may call it.
-#[allow(dead_code)]
-pub(crate) fn not_built(name: &str) -> i32 {
-    eprintln!("ipcbench {name}: not built yet");
-    EXIT_BAD_INPUT
-}
