@@ -4,7 +4,7 @@
 //! and no case leaves anything behind whatever its verdict.
 
 use ipcbench::ipc::pipe::PIPE_BUF;
-use ipcbench::process::hygiene::{self, Leak, Snapshot};
+use ipcbench::process::hygiene::Snapshot;
 use ipcbench::scenario::check::{search, select, Search};
 use ipcbench::scenario::{self, run_case, Case, Expectation, Schedule, Verdict};
 use std::time::{Duration, Instant};
@@ -26,32 +26,11 @@ fn run(scenario: &str, variant: &str, params: serde_json::Value, choices: &[u8])
         .verdict
 }
 
-/// /dev/shm is shared by every process on the machine: a name whose owner (the pid in
-/// `ipcbench-<tag>-<pid>-<n>`) is alive and not ours belongs to someone else's run. The
-/// processes of a case are all gone when it returns, so a name of theirs still counts.
-///
-/// Temp paths likewise: other runs on the machine make `ipcbench-*` entries too, while
-/// everything a case makes lives in its own `ipcbench-case-*` directory (on /dev/shm,
-/// where a leftover one shows as a name that no process owns).
-fn foreign(leak: &Leak) -> bool {
-    if let Leak::Temp(name) = leak {
-        return !name.starts_with(scenario::CASE_DIR_PREFIX);
-    }
-    let Leak::Shm(name) = leak else {
-        return false;
-    };
-    let owner = name.rsplit('-').nth(1).and_then(|p| p.parse::<i32>().ok());
-    owner.is_some_and(|pid| {
-        pid != std::process::id() as i32 && hygiene::proc_info(pid).is_some_and(|p| p.state != 'Z')
-    })
-}
-
 fn assert_no_leaks(before: &Snapshot, what: &str) {
-    let leaks: Vec<Leak> = before
-        .leaks_since()
-        .into_iter()
-        .filter(|l| !foreign(l))
-        .collect();
+    // Only this run's names are looked at (hygiene's run tag): other runs on the machine
+    // are not ours to judge. Case directories live on /dev/shm, so a leftover one shows
+    // as a shared-memory name.
+    let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "{what} left behind: {leaks:?}");
 }
 

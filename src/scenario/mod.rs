@@ -361,9 +361,11 @@ pub fn run_case(
     outcome
 }
 
-/// Every case's directory starts with this (inside the temp directory), so a leftover
-/// one is recognisably a case's.
-pub const CASE_DIR_PREFIX: &str = "ipcbench-case-";
+/// Every case's directory starts with this: the run's prefix (so the run's leak checks
+/// see it) and `case-` (so a leftover one is recognisably a case's).
+pub fn case_dir_prefix() -> String {
+    format!("{}case-", hygiene::run_prefix())
+}
 
 /// The case's directory goes on tmpfs (/dev/shm) when there is one: creating files on a
 /// disk file system (ext4 inode allocation) was a quarter of a case's CPU time, and a
@@ -376,7 +378,7 @@ fn case_temp_dir() -> std::io::Result<PathBuf> {
         std::env::temp_dir()
     };
     let dir = tempfile::Builder::new()
-        .prefix(CASE_DIR_PREFIX)
+        .prefix(&case_dir_prefix())
         .tempdir_in(parent)?
         .keep();
     hygiene::track_temp(&dir);
