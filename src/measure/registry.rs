@@ -288,6 +288,10 @@ fn process_workloads() -> Vec<Workload> {
 pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
+    all.extend(super::workloads::lock::catalogue());
+    all.extend(super::workloads::sync::catalogue());
+    all.extend(super::workloads::manager::catalogue());
+    all.extend(super::workloads::filestore::catalogue());
     all
 }
 

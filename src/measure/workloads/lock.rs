@@ -110,16 +110,50 @@ pub fn acquire_release(flavor: LockFlavor, processes: usize, iters: usize) -> Du
     timed_crowd("measure-lock-contender", &lock.address(), processes, iters)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A registry entry for an "operations by N processes" workload of this family: named
+/// `family/flavor/what/N-proc`, reported as operations per second.
+pub(crate) fn ops_workload(
+    family: &'static str,
+    flavor: &'static str,
+    what: &str,
+    processes: u32,
+    ops: (usize, usize),
+    run: impl Fn(usize) -> Duration + Send + Sync + 'static,
+) -> crate::measure::registry::Workload {
+    use crate::measure::registry::{Kind, Sample, Workload};
+    Workload {
+        name: format!("{family}/{flavor}/{what}/{processes}-proc"),
+        family,
+        flavor,
+        kind: Kind::Throughput,
+        placement: crate::report::model::Placement::Unpinned,
+        message_bytes: 0,
+        producers: processes,
+        consumers: 0,
+        calibration: None,
+        ops,
+        run: std::sync::Arc::new(move |n| Sample::Moved {
+            messages: n as u64,
+            bytes: 0,
+            elapsed: run(n),
+        }),
+    }
+}
 
-    #[test]
-    fn crowds_of_every_size_finish() {
-        for round in 0..100 {
-            for processes in [2, 4] {
-                acquire_release(LockFlavor::Robust, processes, round % 5);
-            }
+/// This family's entries in `measure::registry`.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    let mut all = Vec::new();
+    for flavor in LockFlavor::SAFE {
+        for processes in [1u32, 2, 4] {
+            all.push(ops_workload(
+                "lock",
+                flavor.name(),
+                "acquire-release",
+                processes,
+                (5_000, 50_000),
+                move |n| acquire_release(flavor, processes as usize, n),
+            ));
         }
     }
+    all
 }

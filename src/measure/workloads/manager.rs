@@ -107,3 +107,36 @@ pub fn raw_socket_round_trips(placement: Placement, iters: usize) -> RoundTrips 
     child.result::<()>(Some(BOUND)).expect("echo");
     RoundTrips { samples_ns }
 }
+
+/// This family's entries in `measure::registry`: the RPC round trip divided by the raw
+/// Unix-socket round trip, and increments/s with 1, 2 and 4 clients.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration::UNIX_SOCKET_ROUNDTRIP;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all: Vec<Workload> = PLACEMENTS
+        .into_iter()
+        .map(|placement| {
+            Workload::latency(
+                "manager",
+                "server",
+                "rpc-increment",
+                None,
+                placement,
+                Some(UNIX_SOCKET_ROUNDTRIP),
+                (2_000, 20_000),
+                rpc_round_trips,
+            )
+        })
+        .collect();
+    for clients in [1u32, 2, 4] {
+        all.push(super::lock::ops_workload(
+            "manager",
+            "server",
+            "increments",
+            clients,
+            (2_000, 20_000),
+            move |n| increments(clients as usize, n),
+        ));
+    }
+    all
+}

@@ -120,3 +120,26 @@ pub fn wake_round_trips(primitive: Primitive, placement: Placement, iters: usize
     child.result::<()>(Some(BOUND)).expect("responder");
     RoundTrips { samples_ns }
 }
+
+/// This family's entries in `measure::registry`: wake-up round trips, divided by the raw
+/// pipe round trip (any blocking hand-off costs about that).
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration::PIPE_ROUNDTRIP;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all = Vec::new();
+    for primitive in Primitive::ALL {
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "sync",
+                primitive.name(),
+                "wake-roundtrip",
+                None,
+                placement,
+                Some(PIPE_ROUNDTRIP),
+                (2_000, 20_000),
+                move |placement, n| wake_round_trips(primitive, placement, n),
+            ));
+        }
+    }
+    all
+}
