@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 /// Bound on any wait in a workload: generous, so only a real hang trips it.
 pub(crate) const BOUND: Duration = Duration::from_secs(120);
 
+/// One untimed warm-up `round` (the peer is known to be running after it), then `iters`
+/// rounds timed one by one: the timed part of this family's latency workloads.
+pub fn time_rounds(iters: usize, mut round: impl FnMut()) -> super::RoundTrips {
+    round();
+    let samples_ns = (0..iters)
+        .map(|_| {
+            let started = Instant::now();
+            round();
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    super::RoundTrips { samples_ns }
+}
+
 /// Arguments every crowd member gets: its own share of the work and the start/finish
 /// barrier, beside the workload's own arguments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
