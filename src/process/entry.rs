@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 
 pub use linkme;
 
@@ -84,7 +84,7 @@ pub fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
 }
 
 /// What a child reports to its parent over the result pipe.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Returned(serde_json::Value),
     Failed(String),
@@ -102,6 +102,14 @@ thread_local! {
 /// child must not take the stderr lock, which another thread of the parent may have held
 /// at the time of fork.
 pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
+    capture_panics(quiet_panics);
+    call_entry(name, args)
+}
+
+/// Installs the panic hook that records each panic's message and location for
+/// [`call_entry`]. Install it once per process: a process that runs many entries in turn
+/// (a pool worker) must not stack one hook per call.
+pub fn capture_panics(quiet_panics: bool) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let location = info
@@ -114,10 +122,16 @@ pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
             previous(info);
         }
     }));
+}
+
+/// Runs the entry point `name` once and returns its outcome, a panic included. Relies on
+/// the hook of [`capture_panics`] for the panic's message and location.
+pub fn call_entry(name: &str, args: &str) -> Outcome {
     let entry = match lookup(name) {
         Ok(entry) => entry,
         Err(e) => return Outcome::Failed(e),
     };
+    PANIC_MESSAGE.with(|m| m.borrow_mut().take());
     match std::panic::catch_unwind(|| (entry.run)(args)) {
         Ok(Ok(value)) => Outcome::Returned(value),
         Ok(Err(message)) => Outcome::Failed(message),
@@ -139,8 +153,9 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes the outcome on the result fd. Errors are ignored: a parent that stopped
-/// listening learns the child's fate from its exit status.
+/// Writes the outcome on the result fd; call it only just before the process exits (the
+/// fd is left for the exit to close). Errors are ignored: a parent that stopped listening
+/// learns the child's fate from its exit status.
 pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
     if fd < 0 {
         return; // started without a result pipe (the raw exec calibration)
@@ -149,9 +164,13 @@ pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
         return;
     };
     // SAFETY: `fd` is the write end of the result pipe handed to this child; it is owned
-    // here and closed when the File drops.
+    // here.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     let _ = file.write_all(&bytes);
+    // Left open on purpose: the caller exits right after, and the exit closes it at the
+    // same moment the pidfd turns readable, so the parent wakes once for both. Closing
+    // here cost the parent an extra wake-up (and context switch) per child.
+    let _ = file.into_raw_fd();
 }
 
 /// Exit status of a child whose entry returned an error or panicked.
