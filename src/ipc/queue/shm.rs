@@ -64,6 +64,14 @@ struct Header {
 // name is handed to anyone.
 unsafe impl ShmSafe for Header {}
 
+/// Bumps a wait word and wakes its sleepers, if any (no system call when none sleeps).
+fn signal((word, waiters): &(AtomicU32, AtomicU32)) {
+    word.fetch_add(1, Ordering::SeqCst);
+    if waiters.load(Ordering::SeqCst) > 0 {
+        futex::wake_all(word);
+    }
+}
+
 #[repr(C)]
 struct Slot {
     seq: AtomicU64,
@@ -194,29 +202,37 @@ impl ShmQueue {
         unsafe { self.slot_ptr(pos).add(SLOT_HEADER) }
     }
 
-    fn try_put(&self, message: &[u8]) -> Attempt<()> {
-        let header = self.header();
-        let mut pos = header.enqueue.0.load(Ordering::Relaxed);
+    /// Claims the next position on `counter` (enqueue for a put, dequeue for a get) when
+    /// its slot's sequence says it is this side's turn (`pos + turn`: 0 for a put, 1 for
+    /// a get). None when it is not (the ring is full, or empty).
+    fn claim(&self, counter: &AtomicU64, turn: u64) -> Option<u64> {
+        let mut pos = counter.load(Ordering::Relaxed);
         loop {
-            let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let turn = seq as i64 - pos as i64;
-            if turn == 0 {
-                match header.enqueue.0.compare_exchange_weak(
+            let seq = self.slot(pos).seq.load(Ordering::Acquire);
+            let ahead = seq as i64 - (pos + turn) as i64;
+            if ahead == 0 {
+                match counter.compare_exchange_weak(
                     pos,
                     pos + 1,
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => break,
+                    Ok(_) => return Some(pos),
                     Err(now) => pos = now,
                 }
-            } else if turn < 0 {
-                return Attempt::Blocked;
+            } else if ahead < 0 {
+                return None;
             } else {
-                pos = header.enqueue.0.load(Ordering::Relaxed);
+                pos = counter.load(Ordering::Relaxed);
             }
         }
+    }
+
+    fn try_put(&self, message: &[u8]) -> Attempt<()> {
+        let header = self.header();
+        let Some(pos) = self.claim(&header.enqueue.0, 0) else {
+            return Attempt::Blocked;
+        };
         let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         // SAFETY: the claim gives this process the slot exclusively until it publishes;
@@ -225,37 +241,15 @@ impl ShmQueue {
         slot.len.store(message.len() as u32, Ordering::Relaxed);
         slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
-        let (word, waiters) = &header.published.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.published.0);
         Attempt::Done(())
     }
 
     fn try_get(&self) -> Attempt<Result<Vec<u8>, QueueError>> {
         let header = self.header();
-        let mut pos = header.dequeue.0.load(Ordering::Relaxed);
-        loop {
-            let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let turn = seq as i64 - (pos + 1) as i64;
-            if turn == 0 {
-                match header.dequeue.0.compare_exchange_weak(
-                    pos,
-                    pos + 1,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => pos = now,
-                }
-            } else if turn < 0 {
-                return Attempt::Blocked;
-            } else {
-                pos = header.dequeue.0.load(Ordering::Relaxed);
-            }
-        }
+        let Some(pos) = self.claim(&header.dequeue.0, 1) else {
+            return Attempt::Blocked;
+        };
         let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         let tomb = slot.tomb.load(Ordering::Relaxed);
@@ -286,11 +280,7 @@ impl ShmQueue {
             Ordering::Release,
             Ordering::Relaxed,
         );
-        let (word, waiters) = &header.released.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.released.0);
         Attempt::Done(result)
     }
 
@@ -317,11 +307,7 @@ impl ShmQueue {
         slot.tomb.store(owner, Ordering::Relaxed);
         slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
-        let (word, waiters) = &header.published.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.published.0);
     }
 
     /// The slot a producer needs is held by a consumer that died before releasing it:
@@ -357,11 +343,7 @@ impl ShmQueue {
         {
             header.lost.fetch_add(1, Ordering::Relaxed);
         }
-        let (word, waiters) = &header.released.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.released.0);
     }
 
     /// Retries `attempt` until it is done or the deadline passes: spin (touching only the
@@ -416,20 +398,15 @@ impl ShmQueue {
     #[doc(hidden)]
     pub fn abandon_midway_for_test(&self, put: bool) -> bool {
         let header = self.header();
-        let (counter, expected_turn) = if put {
-            (&header.enqueue.0, 0)
+        let claimed = if put {
+            self.claim(&header.enqueue.0, 0)
         } else {
-            (&header.dequeue.0, 1)
+            self.claim(&header.dequeue.0, 1)
         };
-        let pos = counter.load(Ordering::SeqCst);
-        let slot = self.slot(pos);
-        if slot.seq.load(Ordering::SeqCst) != pos + expected_turn
-            || counter
-                .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-        {
+        let Some(pos) = claimed else {
             return false;
-        }
+        };
+        let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         true
     }

@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// Bound on any one workload's child; a workload that takes longer is broken, not slow.
-const CHILD_LIMIT: Duration = Duration::from_secs(120);
+pub(super) const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
 fn start(entry: &str, args: &impl Serialize, fds: &[RawFd], cpu: Option<usize>) -> Child {
     let options = fds
@@ -21,7 +21,8 @@ fn start(entry: &str, args: &impl Serialize, fds: &[RawFd], cpu: Option<usize>) 
     proc::start(entry, args, options).unwrap_or_else(|e| panic!("workload child {entry}: {e}"))
 }
 
-fn finish(mut child: Child) {
+/// Joins a workload child, which must have succeeded.
+pub(super) fn finish(mut child: Child) {
     if let Err(e) = child.result::<()>(Some(CHILD_LIMIT)) {
         panic!("workload child failed: {e}");
     }
