@@ -17,16 +17,21 @@
 //!    progress ([`faults::Schedule`]).
 
 pub mod board;
+pub mod counter;
 pub mod faults;
 pub mod ledger;
 pub mod message;
 pub mod pipe;
+pub mod pool;
 pub mod rng;
 pub mod runner;
 
 pub use faults::{parse_faults, FaultKind};
-pub use runner::{run, Config, Event, StressReport, Target, Tick, WorkerSpec};
+pub use runner::{
+    run, Accounting, Config, Event, Settlement, StressReport, Target, Tick, Totals, WorkerSpec,
+};
 
+use crate::ipc::lock::LockFlavor;
 use crate::ipc::pipe::PipeKind;
 use std::time::Duration;
 
@@ -41,6 +46,15 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
     for kind in PipeKind::ALL {
         targets.push(Box::new(pipe::PipeTarget::new(kind)));
     }
+    for flavor in LockFlavor::SAFE {
+        targets.push(Box::new(counter::CounterTarget::new(
+            counter::CounterKind::Lock(flavor),
+        )));
+    }
+    targets.push(Box::new(counter::CounterTarget::new(
+        counter::CounterKind::Manager,
+    )));
+    targets.push(Box::new(pool::PoolTarget::new()));
     targets
 }
 
