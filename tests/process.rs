@@ -47,6 +47,12 @@ fn block_in_read(_: ()) -> Result<(), String> {
 }
 register_entry!("test-block-read", block_in_read);
 
+/// A result far larger than a pipe's buffer (64 KiB), made of `len` bytes.
+fn big_result(len: usize) -> Result<String, String> {
+    Ok((0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect())
+}
+register_entry!("test-big-result", big_result);
+
 fn both_methods() -> [StartMethod; 2] {
     StartMethod::ALL
 }
@@ -61,6 +67,24 @@ fn start_then_join_returns_result() {
         assert_eq!(child.result::<u64>(Some(LONG)).unwrap(), 144, "{method:?}");
         assert_eq!(child.exitcode(), Some(0));
         assert!(!child.is_alive());
+    }
+}
+
+/// A result that cannot fit in the result pipe arrives whole: the parent drains the
+/// pipe while the child is still writing (a parent that only waited for the exit would
+/// leave the child blocked on a full pipe until the timeout).
+#[test]
+fn result_larger_than_the_pipe_arrives_whole() {
+    for method in both_methods() {
+        let len = 1 << 20;
+        let text: String = process::run(
+            "test-big-result",
+            &len,
+            Options::new("big").method(method),
+            LONG,
+        )
+        .unwrap();
+        assert_eq!(text, big_result(len).unwrap(), "{method:?}");
     }
 }
 

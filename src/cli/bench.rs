@@ -1,21 +1,232 @@
 //! `ipcbench bench`: run the measurement workloads and print latency and throughput tables.
 
+use crate::measure::registry::{self, Profile};
+use crate::measure::runner;
+use crate::report::model::Results;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Only workloads whose name contains this text.
+    /// Only workloads whose name contains this text (and the calibrations they are
+    /// divided by). A filter that matches nothing is an error listing the workloads.
     #[arg(long)]
     pub filter: Option<String>,
-    /// Short profile.
+    /// Short profile: every family in under a minute on 2 cores.
     #[arg(long)]
     pub quick: bool,
-    /// Write results as JSON to this file.
+    /// Write results as JSON (the versioned schema of the README) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
 
 pub fn main(args: Args) -> i32 {
-    let _ = args;
-    super::not_built("bench")
+    let selection = match registry::select(args.filter.as_deref()) {
+        Ok(selection) => selection,
+        Err(message) => {
+            eprintln!("ipcbench bench: {message}");
+            return super::EXIT_BAD_INPUT;
+        }
+    };
+    if let Some(path) = &args.json {
+        if let Some(problem) = unwritable(path) {
+            eprintln!("ipcbench bench: --json {}: {problem}", path.display());
+            return super::EXIT_BAD_INPUT;
+        }
+    }
+    let profile = if args.quick {
+        Profile::Quick
+    } else {
+        Profile::Full
+    };
+    let repeats = profile.repeats();
+    let bar = indicatif::ProgressBar::new((selection.len() * repeats) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut started = 0u64;
+    let run = runner::run(&selection, profile, |workload, repeat| {
+        bar.set_position(started);
+        started += 1;
+        bar.set_message(format!("{} ({}/{repeats})", workload.name, repeat + 1));
+    });
+    bar.finish_and_clear();
+    print!("{}", table(&run.results));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    for failure in &run.failures {
+        eprintln!(
+            "ipcbench bench: {} failed: {}",
+            failure.workload, failure.message
+        );
+    }
+    if let Some(path) = &args.json {
+        if let Err(e) = run.results.save(path) {
+            eprintln!("ipcbench bench: cannot write {}: {e}", path.display());
+            return super::EXIT_FAILURE;
+        }
+        eprintln!("results written to {}", path.display());
+    }
+    if run.failures.is_empty() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    }
+}
+
+/// Why `path` cannot take the results, checked before minutes of measuring.
+fn unwritable(path: &std::path::Path) -> Option<String> {
+    if path.is_dir() {
+        return Some("is a directory".into());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Some(format!("directory {} does not exist", parent.display()));
+    }
+    None
+}
+
+/// "950 ns", "12.3 µs", "1.25 ms", "2.00 s".
+pub fn format_ns(ns: f64) -> String {
+    match ns {
+        n if n < 1e3 => format!("{n:.0} ns"),
+        n if n < 1e6 => format!("{:.2} µs", n / 1e3),
+        n if n < 1e9 => format!("{:.2} ms", n / 1e6),
+        n => format!("{:.2} s", n / 1e9),
+    }
+}
+
+/// "1.50 M/s", "2.40 GiB/s" and so on.
+fn format_rate(value: f64, unit: &str) -> String {
+    if unit == "bytes/s" {
+        let gib = value / (1u64 << 30) as f64;
+        if gib >= 1.0 {
+            return format!("{gib:.2} GiB/s");
+        }
+        return format!("{:.1} MiB/s", value / (1u64 << 20) as f64);
+    }
+    match value {
+        v if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        v if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
+        v => format!("{v:.0} /s"),
+    }
+}
+
+fn format_ratio(ratio: Option<f64>, calibration: Option<&str>) -> String {
+    match (ratio, calibration) {
+        (Some(r), Some(c)) => format!("{r:.2}x {c}"),
+        _ => "-".into(),
+    }
+}
+
+/// The terminal tables: calibration, latency, throughput.
+pub fn table(results: &Results) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ipcbench {} — {} profile — {} ({} cores), kernel {}",
+        results.ipcbench_version,
+        results.profile,
+        results.machine.cpu_model,
+        results.machine.cores,
+        results.machine.kernel
+    );
+    if !results.calibration.is_empty() {
+        let _ = writeln!(out, "\ncalibration (median of repeats)");
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<10} {:>14} {:>8}",
+            "raw figure", "placement", "value", "spread"
+        );
+        for c in &results.calibration {
+            let value = if c.unit == "ns" {
+                format_ns(c.value)
+            } else {
+                format_rate(c.value, &c.unit)
+            };
+            let _ = writeln!(
+                out,
+                "  {:<26} {:<10} {:>14} {:>7.1}%",
+                c.name,
+                c.placement.label(),
+                value,
+                c.spread * 100.0
+            );
+        }
+    }
+    if !results.latency.is_empty() {
+        let _ = writeln!(out, "\nlatency (per operation)");
+        let _ = writeln!(
+            out,
+            "  {:<44} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}  ratio (p50 / raw)",
+            "workload", "p50", "p99", "p99.9", "max", "samples", "spread"
+        );
+        for l in &results.latency {
+            let p = &l.percentiles;
+            let _ = writeln!(
+                out,
+                "  {:<44} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6.1}%  {}",
+                l.workload,
+                format_ns(p.p50),
+                format_ns(p.p99),
+                format_ns(p.p999),
+                format_ns(p.max),
+                p.samples,
+                l.spread * 100.0,
+                format_ratio(l.ratio, l.calibration.as_deref())
+            );
+        }
+    }
+    if !results.throughput.is_empty() {
+        let _ = writeln!(out, "\nthroughput");
+        let _ = writeln!(
+            out,
+            "  {:<44} {:>12} {:>12} {:>7}  ratio",
+            "workload", "messages", "bytes", "spread"
+        );
+        for t in &results.throughput {
+            let _ = writeln!(
+                out,
+                "  {:<44} {:>12} {:>12} {:>6.1}%  {}",
+                t.workload,
+                format_rate(t.msgs_per_sec, "msgs/s"),
+                format_rate(t.bytes_per_sec, "bytes/s"),
+                t.spread * 100.0,
+                format_ratio(t.ratio, t.calibration.as_deref())
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_rates_read_well() {
+        assert_eq!(format_ns(950.0), "950 ns");
+        assert_eq!(format_ns(12_345.0), "12.35 µs");
+        assert_eq!(format_ns(1_250_000.0), "1.25 ms");
+        assert_eq!(format_rate(2.5e6, "msgs/s"), "2.50 M/s");
+        assert_eq!(
+            format_rate(3.0 * (1u64 << 30) as f64, "bytes/s"),
+            "3.00 GiB/s"
+        );
+    }
+
+    #[test]
+    fn unwritable_json_paths_are_named_before_measuring() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(unwritable(dir.path()).unwrap().contains("directory"));
+        assert!(unwritable(&dir.path().join("missing/r.json"))
+            .unwrap()
+            .contains("does not exist"));
+        assert!(unwritable(&dir.path().join("r.json")).is_none());
+        assert!(unwritable(std::path::Path::new("r.json")).is_none());
+    }
 }

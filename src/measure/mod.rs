@@ -1,3 +1,25 @@
 //! Latency histograms, throughput, and calibration against raw baselines.
+//!
+//! * [`workloads`]: one definition of each measured workload, shared by the criterion
+//!   benches and `ipcbench bench`.
+//! * [`calibration`]: the raw baselines every figure is divided by.
+//! * [`registry`]: the catalogue `ipcbench bench` runs (names, kinds, placements, which
+//!   calibration divides what, quick and full sizes).
+//! * [`runner`]: repeats, histograms and ratios into the results model.
+//! * [`histogram`]: distributions and the statistics on them.
 
+pub mod calibration;
+pub mod histogram;
+pub mod registry;
+pub mod runner;
 pub mod workloads;
+
+/// Serialises the library's own tests that start processes and count fds, since tests in
+/// one binary run in parallel threads.
+#[cfg(test)]
+pub(crate) fn tests_serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

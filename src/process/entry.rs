@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 
 pub use linkme;
 
@@ -153,8 +153,9 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Writes the outcome on the result fd. Errors are ignored: a parent that stopped
-/// listening learns the child's fate from its exit status.
+/// Writes the outcome on the result fd; call it only just before the process exits (the
+/// fd is left for the exit to close). Errors are ignored: a parent that stopped listening
+/// learns the child's fate from its exit status.
 pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
     if fd < 0 {
         return; // started without a result pipe (the raw exec calibration)
@@ -163,9 +164,13 @@ pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
         return;
     };
     // SAFETY: `fd` is the write end of the result pipe handed to this child; it is owned
-    // here and closed when the File drops.
+    // here.
     let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
     let _ = file.write_all(&bytes);
+    // Left open on purpose: the caller exits right after, and the exit closes it at the
+    // same moment the pidfd turns readable, so the parent wakes once for both. Closing
+    // here cost the parent an extra wake-up (and context switch) per child.
+    let _ = file.into_raw_fd();
 }
 
 /// Exit status of a child whose entry returned an error or panicked.

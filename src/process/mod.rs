@@ -196,6 +196,13 @@ pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Ch
     hygiene::become_subreaper();
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| start_error(format!("pipe2: {e}")))?;
+    // Our end never blocks (results are drained as they come); the child's end is a
+    // separate open file description and stays blocking.
+    nix::fcntl::fcntl(
+        &read_end,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| start_error(format!("fcntl O_NONBLOCK: {e}")))?;
     let parent = nix::unistd::getpid();
     let setup = ChildSetup {
         parent,
@@ -321,6 +328,7 @@ fn spawn_exec(
         .env(entry::ARGS_ENV, args)
         .env(entry::RESULT_FD_ENV, result_fd.to_string())
         .env(entry::NAME_ENV, &options.name)
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
         .stdin(std::process::Stdio::null());
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
     // calls (fcntl, setpgid, prctl, getppid, sched_setaffinity).
@@ -364,18 +372,24 @@ fn fork_entry(
     keep_fds: &[RawFd],
     write_fd: RawFd,
 ) -> Result<Pid, String> {
+    // Held across the fork so that no other thread holds the registry's lock when the
+    // child is copied (see `hygiene::lock_for_fork`).
+    let registry = hygiene::lock_for_fork();
     // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
     // entry with panics caught and silent, and leaves through _exit; see the module docs
     // for what the entry itself may do.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(registry);
+            Ok(child)
+        }
         nix::unistd::ForkResult::Child => {
             close_fds_except(keep_fds);
             if setup.apply().is_err() {
                 // SAFETY: _exit is async-signal-safe and skips the harness's exit path.
                 unsafe { libc::_exit(entry::EXIT_BOOTSTRAP) };
             }
-            hygiene::forget_inherited();
+            hygiene::forget_inherited(registry);
             let outcome = entry::run_entry(entry, args, true);
             let code = match outcome {
                 Outcome::Returned(_) => 0,
@@ -571,21 +585,19 @@ impl Child {
             return;
         };
         let mut file = std::fs::File::from(pipe);
-        let mut chunk = [0u8; 65536];
-        // Non-blocking read of what is there: set O_NONBLOCK once.
-        let fd = file.as_raw_fd();
-        // SAFETY: fcntl on an fd we own.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-        loop {
-            match file.read(&mut chunk) {
-                Ok(0) => return, // EOF: every write end closed; drop the pipe.
-                Ok(n) => self.result_bytes.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break, // WouldBlock (or error): keep the pipe for later.
-            }
+        // The fd is non-blocking (set at creation). read_to_end grows the heap buffer
+        // only as far as the data goes: a large stack buffer here cost ~16 copy-on-write
+        // page faults per start, as the parent's stack pages are shared with a forked
+        // child that is still alive. Through `take` it skips File's size probe (statx,
+        // lseek), two system calls per child.
+        // Ok means EOF (every write end closed): drop the pipe. WouldBlock (or another
+        // error) keeps what was read and the pipe, for later. EINTR is retried inside.
+        if (&mut file)
+            .take(u64::MAX)
+            .read_to_end(&mut self.result_bytes)
+            .is_ok()
+        {
+            return;
         }
         self.result_pipe = Some(OwnedFd::from(file));
     }

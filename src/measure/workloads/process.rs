@@ -1,5 +1,6 @@
 //! Process start+join by start method, beside the raw system-call baselines.
 
+use super::RoundTrips;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use std::time::{Duration, Instant};
@@ -42,28 +43,39 @@ impl StartKind {
 
 /// Time for `iters` start+join cycles.
 pub fn start_join(kind: StartKind, iters: usize) -> Duration {
-    let started = Instant::now();
+    start_join_samples(kind, iters).total()
+}
+
+/// Each of `iters` start+join cycles timed on its own, for a distribution.
+pub fn start_join_samples(kind: StartKind, iters: usize) -> RoundTrips {
+    let mut samples_ns = Vec::with_capacity(iters);
     for _ in 0..iters {
-        match kind {
-            StartKind::Fork | StartKind::Spawn => {
-                let method = if kind == StartKind::Fork {
-                    StartMethod::Fork
-                } else {
-                    StartMethod::Spawn
-                };
-                proc::run::<_, ()>(
-                    "measure-empty",
-                    &(),
-                    Options::new("empty").method(method),
-                    Duration::from_secs(30),
-                )
-                .expect("empty child");
-            }
-            StartKind::RawForkExit => raw_fork_exit(),
-            StartKind::RawForkExec => raw_fork_exec(),
-        }
+        let started = Instant::now();
+        start_and_join_one(kind);
+        samples_ns.push(started.elapsed().as_nanos() as u64);
     }
-    started.elapsed()
+    RoundTrips { samples_ns }
+}
+
+fn start_and_join_one(kind: StartKind) {
+    match kind {
+        StartKind::Fork | StartKind::Spawn => {
+            let method = if kind == StartKind::Fork {
+                StartMethod::Fork
+            } else {
+                StartMethod::Spawn
+            };
+            proc::run::<_, ()>(
+                "measure-empty",
+                &(),
+                Options::new("empty").method(method),
+                Duration::from_secs(30),
+            )
+            .expect("empty child");
+        }
+        StartKind::RawForkExit => raw_fork_exit(),
+        StartKind::RawForkExec => raw_fork_exec(),
+    }
 }
 
 fn raw_fork_exit() {

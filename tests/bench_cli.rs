@@ -1,0 +1,91 @@
+//! `ipcbench bench`: `--filter` selects what it says (plus the calibrations it needs),
+//! a filter that matches nothing is exit 2 listing the workloads, and `--json` writes
+//! results that load back. No timing is asserted.
+
+use ipcbench::process::hygiene::Snapshot;
+use ipcbench::report::model::Results;
+use std::process::Command;
+
+fn ipcbench(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args(args)
+        .output()
+        .expect("run ipcbench")
+}
+
+#[test]
+fn filter_matching_nothing_is_exit_2_listing_the_workloads() {
+    let out = ipcbench(&["bench", "--quick", "--filter", "no-such-workload"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-workload"), "{err}");
+    for name in [
+        "process/fork/start-join/unpinned",
+        "calibration/pipe-roundtrip/same-cpu",
+    ] {
+        assert!(err.contains(name), "{name} not listed: {err}");
+    }
+}
+
+#[test]
+fn filter_runs_only_what_it_names_and_json_loads_back() {
+    let before = Snapshot::take();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = ipcbench(&[
+        "bench",
+        "--quick",
+        "--filter",
+        "process/fork",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("process/fork/start-join/unpinned"),
+        "{table}"
+    );
+    assert!(!table.contains("spawn"), "{table}");
+    let results = Results::load(&json).unwrap();
+    assert_eq!(results.profile, "quick");
+    let latency: Vec<&str> = results
+        .latency
+        .iter()
+        .map(|l| l.workload.as_str())
+        .collect();
+    assert_eq!(
+        latency,
+        [
+            "calibration/fork-exit/unpinned",
+            "process/fork/start-join/unpinned"
+        ]
+    );
+    let calibrations: Vec<&str> = results
+        .calibration
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(calibrations, ["fork-exit"]);
+    let fork = &results.latency[1];
+    assert!(
+        fork.percentiles.samples > 0 && fork.ratio.is_some(),
+        "{fork:?}"
+    );
+    assert!(results.machine.cores >= 1);
+    let leaks = before.leaks_since();
+    assert!(leaks.is_empty(), "{leaks:?}");
+}
+
+#[test]
+fn json_into_a_missing_directory_is_refused_before_measuring() {
+    let out = ipcbench(&[
+        "bench",
+        "--quick",
+        "--json",
+        "/nonexistent-ipcbench-dir/r.json",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
