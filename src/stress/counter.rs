@@ -25,7 +25,6 @@ use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::ipc::shm::Shared;
 use crate::process::{self, Child, Options, StartMethod};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -65,8 +64,6 @@ enum Resources {
 pub struct CounterTarget {
     kind: CounterKind,
     resources: Option<Resources>,
-    /// Temp paths created for the lock or the server (for the hygiene check).
-    created: Vec<PathBuf>,
 }
 
 impl CounterTarget {
@@ -74,7 +71,6 @@ impl CounterTarget {
         CounterTarget {
             kind,
             resources: None,
-            created: Vec::new(),
         }
     }
 
@@ -97,16 +93,6 @@ impl CounterTarget {
             },
             Resources::Manager(manager) => CounterAddress::Manager(manager.address().clone()),
         };
-        let path = match &address {
-            CounterAddress::Lock {
-                lock: LockAddress::Flock(path) | LockAddress::Fcntl(path),
-                ..
-            } => Some(path.clone()),
-            CounterAddress::Manager(address) => address.socket.parent().map(PathBuf::from),
-            CounterAddress::Lock { .. } => None,
-        };
-        self.created
-            .extend(path.filter(|p| !self.created.contains(p)));
         Ok(address)
     }
 }
@@ -198,10 +184,6 @@ impl Target for CounterTarget {
                 .daemon(true),
         )
         .map_err(|e| e.to_string())
-    }
-
-    fn temp_paths(&self) -> Vec<PathBuf> {
-        self.created.clone()
     }
 
     fn finish(&mut self, totals: &Totals) -> Settlement {

@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod message;
 pub mod pipe;
 pub mod pool;
+pub mod queue;
 pub mod rng;
 pub mod runner;
 
@@ -43,6 +44,9 @@ pub fn target_names() -> Vec<String> {
 /// Every target, fresh.
 pub fn all_targets() -> Vec<Box<dyn Target>> {
     let mut targets: Vec<Box<dyn Target>> = Vec::new();
+    for flavor in crate::ipc::queue::Flavor::ALL {
+        targets.push(Box::new(queue::QueueTarget::new(flavor)));
+    }
     for kind in PipeKind::ALL {
         targets.push(Box::new(pipe::PipeTarget::new(kind)));
     }

@@ -91,12 +91,6 @@ pub trait Target {
         let _ = totals;
         Settlement::default()
     }
-    /// Temp paths the target created during the run (lock files, server sockets): a
-    /// temp entry carries no creator, so on a machine shared with other ipcbench runs
-    /// only these (and names carrying a pid of this run) are attributed to the run.
-    fn temp_paths(&self) -> Vec<std::path::PathBuf> {
-        Vec::new()
-    }
 }
 
 /// How a run keeps the books of a target.
@@ -292,21 +286,16 @@ pub fn run(
         return report;
     }
     let started = Instant::now();
-    let mut pids = BTreeSet::from([std::process::id() as i32]);
     match Board::create() {
-        Ok(board) => drive(target, config, &board, &mut report, &mut pids, on_tick),
+        Ok(board) => drive(target, config, &board, &mut report, on_tick),
         Err(e) => report
             .errors
             .push(format!("cannot create the progress board: {e}")),
     }
     report.seconds = started.elapsed().as_secs_f64();
-    let declared = target.temp_paths();
-    report.leaks = before
-        .leaks_since()
-        .iter()
-        .filter(|leak| attributable(leak, &pids, &declared))
-        .map(|l| l.to_string())
-        .collect();
+    // The snapshot lists only names of this run (the hygiene run tag), so other ipcbench
+    // runs on the machine are not counted.
+    report.leaks = before.leaks_since().iter().map(|l| l.to_string()).collect();
     report
 }
 
@@ -315,7 +304,6 @@ fn drive(
     config: &Config,
     board: &Board,
     report: &mut StressReport,
-    pids: &mut BTreeSet<i32>,
     on_tick: &mut dyn FnMut(Tick),
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_BACKLOG);
@@ -378,10 +366,7 @@ fn drive(
     let slots_to_start = if external { 0 } else { config.procs };
     for (slot, place) in workers.iter_mut().enumerate().take(slots_to_start) {
         match start(slot, target, &mut ledger, &mut next_producer) {
-            Ok(w) => {
-                pids.insert(w.child.pid().as_raw());
-                *place = Some(w)
-            }
+            Ok(w) => *place = Some(w),
             Err(e) => {
                 report
                     .errors
@@ -443,10 +428,7 @@ fn drive(
             retired_ops += committed;
             retired_extra += extra;
             match start(slot, target, &mut ledger, &mut next_producer) {
-                Ok(w) => {
-                    pids.insert(w.child.pid().as_raw());
-                    workers[slot] = Some(w)
-                }
+                Ok(w) => workers[slot] = Some(w),
                 Err(e) => report
                     .errors
                     .push(format!("cannot replace worker {slot}: {e}")),
@@ -706,32 +688,6 @@ fn handle(
         Event::Failed(text) => report.errors.push(text),
         Event::Excused { producer, seq } => ledger.excuse(producer, seq),
         Event::Ended { producer, sent } => ledger.end(producer, sent, sent, false),
-    }
-}
-
-/// Whether a leak found after the run is this run's: fds and processes are this
-/// process's own; a shared-memory name is if it carries the pid of this process or of
-/// one of its workers (`ipcbench-<tag>-<pid>-<n>`, [`crate::ipc::shm::unique_name`]) or
-/// no pid at all; a temp entry is if the target declared it. Other ipcbench runs on the
-/// same machine (parallel test binaries, other users of /dev/shm) are not this run's.
-fn attributable(
-    leak: &hygiene::Leak,
-    pids: &BTreeSet<i32>,
-    declared: &[std::path::PathBuf],
-) -> bool {
-    match leak {
-        hygiene::Leak::Shm(name) => {
-            let mut fields = name.rsplit('-');
-            let _counter = fields.next();
-            match fields.next().and_then(|p| p.parse::<i32>().ok()) {
-                Some(pid) => pids.contains(&pid),
-                None => true,
-            }
-        }
-        hygiene::Leak::Temp(name) => declared
-            .iter()
-            .any(|p| p.file_name().is_some_and(|f| f.to_string_lossy() == *name)),
-        hygiene::Leak::Fd { .. } | hygiene::Leak::Process { .. } => true,
     }
 }
 
