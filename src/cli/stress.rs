@@ -127,6 +127,15 @@ fn progress_bar(name: &str, duration: Duration) -> indicatif::ProgressBar {
 }
 
 fn print_failures(report: &StressReport) {
+    for note in &report.notes {
+        println!("{}: {note}", report.target);
+    }
+    if report.kills > 0 {
+        println!(
+            "{}: slowest death (SIGKILL to reaped) {:.0} ms; torn frames refused {}",
+            report.target, report.slowest_death_ms, report.torn_rejected
+        );
+    }
     if report.passed() {
         return;
     }

@@ -21,7 +21,7 @@ const SAMPLES: usize = 8;
 
 #[derive(Debug, Default)]
 struct Producer {
-    /// seen[seq]: delivered at least once.
+    /// seen[seq]: delivered (or excused) at least once.
     seen: Vec<bool>,
     /// (attempted, committed, killed) once the producer has ended.
     ended: Option<(u64, u64, bool)>,
@@ -46,6 +46,11 @@ impl Ledger {
     /// Declares a producer before it starts (a message from an undeclared one is corrupt).
     pub fn open(&mut self, producer: u32) {
         self.producers.entry(producer).or_default();
+    }
+
+    /// Undeclares a producer that turned out not to run (nothing was delivered from it).
+    pub fn forget(&mut self, producer: u32) {
+        self.producers.remove(&producer);
     }
 
     /// Records one delivered payload.
@@ -85,6 +90,18 @@ impl Ledger {
         }
     }
 
+    /// The mechanism reported message `seq` of `producer` lost with a killed process: it
+    /// counts as accounted in flight, and delivering it as well (or excusing it twice)
+    /// is a duplicate.
+    pub fn excuse(&mut self, producer: u32, seq: u64) {
+        let before = self.delivered;
+        self.deliver_stamp(Stamp { producer, seq });
+        if self.delivered > before {
+            self.delivered -= 1;
+            self.accounted_in_flight += 1;
+        }
+    }
+
     /// A torn frame was refused by the mechanism.
     pub fn torn(&mut self) {
         self.torn_rejected += 1;
@@ -93,6 +110,20 @@ impl Ledger {
     /// Records how a producer ended (its board counters, read after it was reaped).
     pub fn end(&mut self, producer: u32, attempted: u64, committed: u64, killed: bool) {
         self.producers.entry(producer).or_default().ended = Some((attempted, committed, killed));
+    }
+
+    /// (operations committed by every ended producer, producers killed between starting
+    /// an operation and committing it).
+    pub fn totals(&self) -> (u64, u64) {
+        self.producers.values().filter_map(|p| p.ended).fold(
+            (0, 0),
+            |(c, k), (attempted, committed, killed)| {
+                (
+                    c + committed,
+                    k + u64::from(killed && attempted > committed),
+                )
+            },
+        )
     }
 
     /// Settles every ended producer (call once everything has been drained). A producer

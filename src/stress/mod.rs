@@ -17,16 +17,22 @@
 //!    progress ([`faults::Schedule`]).
 
 pub mod board;
+pub mod counter;
 pub mod faults;
 pub mod ledger;
 pub mod message;
 pub mod pipe;
+pub mod pool;
+pub mod queue;
 pub mod rng;
 pub mod runner;
 
 pub use faults::{parse_faults, FaultKind};
-pub use runner::{run, Config, Event, StressReport, Target, Tick, WorkerSpec};
+pub use runner::{
+    run, Accounting, Config, Event, Settlement, StressReport, Target, Tick, Totals, WorkerSpec,
+};
 
+use crate::ipc::lock::LockFlavor;
 use crate::ipc::pipe::PipeKind;
 use std::time::Duration;
 
@@ -38,9 +44,21 @@ pub fn target_names() -> Vec<String> {
 /// Every target, fresh.
 pub fn all_targets() -> Vec<Box<dyn Target>> {
     let mut targets: Vec<Box<dyn Target>> = Vec::new();
+    for flavor in crate::ipc::queue::Flavor::ALL {
+        targets.push(Box::new(queue::QueueTarget::new(flavor)));
+    }
     for kind in PipeKind::ALL {
         targets.push(Box::new(pipe::PipeTarget::new(kind)));
     }
+    for flavor in LockFlavor::SAFE {
+        targets.push(Box::new(counter::CounterTarget::new(
+            counter::CounterKind::Lock(flavor),
+        )));
+    }
+    targets.push(Box::new(counter::CounterTarget::new(
+        counter::CounterKind::Manager,
+    )));
+    targets.push(Box::new(pool::PoolTarget::new()));
     targets
 }
 

@@ -5,7 +5,7 @@
 
 use super::board::Board;
 use super::message;
-use super::runner::{Event, Target, WorkerSpec};
+use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use crate::process::{self, Child, Options, StartMethod};
 use serde::{Deserialize, Serialize};
@@ -133,13 +133,15 @@ impl Target for PipeTarget {
         Ok(child)
     }
 
-    fn finish(&mut self) -> Vec<String> {
-        let mut failures = Vec::new();
+    fn finish(&mut self, _: &Totals) -> Settlement {
+        let mut settlement = Settlement::default();
         for reader in self.readers.drain(..) {
             if reader.join().is_err() {
-                failures.push("a pipe reader thread panicked".to_string());
+                settlement
+                    .failures
+                    .push("a pipe reader thread panicked".to_string());
             }
         }
-        failures
+        settlement
     }
 }

@@ -24,6 +24,12 @@ pub enum Event {
     Torn { producer: u32, reason: String },
     /// The mechanism failed in a way no fault explains.
     Failed(String),
+    /// The mechanism reported that message `seq` was lost with a killed process (e.g. a
+    /// Pool task whose worker died): accounted in flight, once.
+    Excused { producer: u32, seq: u64 },
+    /// A producer that is not a worker process (e.g. the Pool's submitter in the parent)
+    /// has ended: every seq below `sent` must be delivered or excused.
+    Ended { producer: u32, sent: u64 },
 }
 
 /// Everything a target needs to start one worker.
@@ -36,6 +42,8 @@ pub struct WorkerSpec {
     pub board: String,
     /// Largest message body, bytes.
     pub max_body: usize,
+    /// Worker processes of the run (a target running its own sizes itself by it).
+    pub procs: usize,
 }
 
 /// A mechanism under stress.
@@ -55,14 +63,71 @@ pub trait Target {
         spec: &WorkerSpec,
         events: &SyncSender<Event>,
     ) -> Result<Child, String>;
+    /// Targets whose processes the run does not start itself (the Pool starts its own
+    /// workers): called once before the run, with the producer id for messages the
+    /// parent itself sends through the mechanism. The faults then go to
+    /// [`Target::external_victims`]. The default starts nothing, and the run starts one
+    /// worker per slot with [`Target::start_worker`].
+    fn setup(&mut self, spec: &WorkerSpec, events: &SyncSender<Event>) -> Result<bool, String> {
+        let _ = (spec, events);
+        Ok(false)
+    }
+    /// The processes to inject faults into when the target runs its own (slot i is the
+    /// i-th pid; a killed one is the target's to replace).
+    fn external_victims(&self) -> Vec<crate::process::Pid> {
+        Vec::new()
+    }
+    /// How the run accounts this target's work.
+    fn accounting(&self) -> Accounting {
+        Accounting::Messages
+    }
     /// Every worker has ended: let parent-side consumers finish once drained, so that
     /// every `SyncSender<Event>` they hold is dropped.
     fn close(&mut self) {}
-    /// Final target-specific checks after everything was drained (e.g. a counter under a
-    /// lock); returns failures. Also joins parent-side threads.
-    fn finish(&mut self) -> Vec<String> {
-        Vec::new()
+    /// Final target-specific checks after everything was drained (e.g. the counter under
+    /// a lock), given the run's totals. Also joins parent-side threads and releases what
+    /// the target created (locks, segments, servers), before the hygiene check.
+    fn finish(&mut self, totals: &Totals) -> Settlement {
+        let _ = totals;
+        Settlement::default()
     }
+}
+
+/// How a run keeps the books of a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accounting {
+    /// Stamped messages, each delivered to the parent and settled by the ledger;
+    /// progress is deliveries.
+    Messages,
+    /// Operations counted on the board by the workers (e.g. increments under a lock);
+    /// progress is committed operations, and the target settles them in `finish`.
+    Operations,
+}
+
+/// What the run saw, for a target's own settlement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Totals {
+    /// Operations committed by every producer, live or killed.
+    pub committed: u64,
+    /// Producers killed between starting an operation and committing it.
+    pub killed_mid_operation: u64,
+    pub kills: u64,
+    /// Sum of the board's `extra` word over every producer (e.g. owner deaths reported
+    /// by the lock).
+    pub extra: u64,
+}
+
+/// A target's settlement of its operations.
+#[derive(Clone, Debug, Default)]
+pub struct Settlement {
+    pub accounted_in_flight: u64,
+    pub losses: u64,
+    pub duplicates: u64,
+    pub corrupt: u64,
+    /// Failures no fault explains.
+    pub failures: Vec<String>,
+    /// What else is worth reporting (e.g. owner deaths the lock reported).
+    pub notes: Vec<String>,
 }
 
 /// Parameters of one run.
@@ -126,6 +191,13 @@ pub struct StressReport {
     pub errors: Vec<String>,
     /// Examples of losses, duplicates and corrupt deliveries.
     pub samples: Vec<String>,
+    /// Longest time from a SIGKILL to the reaping of its worker, in milliseconds (a
+    /// holder of a contended robust mutex can take seconds to leave the kernel).
+    #[serde(default)]
+    pub slowest_death_ms: f64,
+    /// Target-specific observations (e.g. owner deaths reported by a lock).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl StressReport {
@@ -221,6 +293,8 @@ pub fn run(
             .push(format!("cannot create the progress board: {e}")),
     }
     report.seconds = started.elapsed().as_secs_f64();
+    // The snapshot lists only names of this run (the hygiene run tag), so other ipcbench
+    // runs on the machine are not counted.
     report.leaks = before.leaks_since().iter().map(|l| l.to_string()).collect();
     report
 }
@@ -244,6 +318,12 @@ fn drive(
     let mut killed: BTreeSet<u32> = BTreeSet::new();
     let mut progress_ops: u64 = 0;
     let name = target.name();
+    let accounting = target.accounting();
+    // Operations committed by producers that have ended, and their `extra` words.
+    let mut retired_ops: u64 = 0;
+    let mut retired_extra: u64 = 0;
+    // Killed workers not yet reaped: (slot, worker, when killed).
+    let mut dying: Vec<(usize, Worker, Instant)> = Vec::new();
 
     let start =
         |slot: usize, target: &mut dyn Target, ledger: &mut Ledger, next_producer: &mut u32| {
@@ -259,7 +339,32 @@ fn drive(
             )
         };
 
-    for (slot, place) in workers.iter_mut().enumerate() {
+    let external = {
+        let producer = next_producer;
+        next_producer += 1;
+        ledger.open(producer);
+        let spec = WorkerSpec {
+            target: name.clone(),
+            slot: 0,
+            producer,
+            board: board.name().to_string(),
+            max_body: config.max_body,
+            procs: config.procs,
+        };
+        let external = match target.setup(&spec, &tx) {
+            Ok(external) => external,
+            Err(e) => {
+                report.errors.push(format!("cannot set up: {e}"));
+                false
+            }
+        };
+        if !external {
+            ledger.forget(producer);
+        }
+        external
+    };
+    let slots_to_start = if external { 0 } else { config.procs };
+    for (slot, place) in workers.iter_mut().enumerate().take(slots_to_start) {
         match start(slot, target, &mut ledger, &mut next_producer) {
             Ok(w) => *place = Some(w),
             Err(e) => {
@@ -287,17 +392,41 @@ fn drive(
             &killed,
             report,
         );
-        let progress = ledger.delivered + progress_ops;
+        let progress = match accounting {
+            Accounting::Messages => ledger.delivered + progress_ops,
+            Accounting::Operations => retired_ops + live_ops(board, &workers),
+        };
         let now = Instant::now();
-        for slot in injector.tick(progress, now, &victims(&workers)) {
-            let Some(mut worker) = workers[slot].take() else {
+        let victims = if external {
+            external_victims(target, config.procs)
+        } else {
+            victims(&workers)
+        };
+        for slot in injector.tick(progress, now, &victims) {
+            if let Some(mut worker) = workers[slot].take() {
+                killed.insert(worker.producer);
+                // Usually gone at once: wait a little so that the replacement is in place
+                // before the next fault (which keeps a seed's run reproducible); a slow
+                // death is left to the reaping below.
+                let _ = worker.child.join(Some(Duration::from_millis(100)));
+                dying.push((slot, worker, now));
+            }
+        }
+        // Reap the killed (without waiting: a dying process may take a while to leave
+        // the kernel) and replace each once it is gone, so its board cell is final.
+        let mut still_dying = Vec::new();
+        for (slot, mut worker, killed_at) in dying.drain(..) {
+            if worker.child.is_alive() {
+                still_dying.push((slot, worker, killed_at));
                 continue;
-            };
-            killed.insert(worker.producer);
-            let _ = worker.child.join(Some(Duration::from_secs(5)));
-            let (attempted, committed, _) = board.read(slot);
+            }
+            report.slowest_death_ms = report
+                .slowest_death_ms
+                .max(killed_at.elapsed().as_secs_f64() * 1000.0);
+            let (attempted, committed, extra) = board.read(slot);
             ledger.end(worker.producer, attempted, committed, true);
-            drop(worker);
+            retired_ops += committed;
+            retired_extra += extra;
             match start(slot, target, &mut ledger, &mut next_producer) {
                 Ok(w) => workers[slot] = Some(w),
                 Err(e) => report
@@ -305,6 +434,7 @@ fn drive(
                     .push(format!("cannot replace worker {slot}: {e}")),
             }
         }
+        dying = still_dying;
         // A worker that ended on its own before the stop request failed.
         for (slot, place) in workers.iter_mut().enumerate() {
             let ended = place.as_mut().is_some_and(|w| !w.child.is_alive());
@@ -319,15 +449,18 @@ fn drive(
                         Err(e) => e.to_string(),
                     }
                 ));
-                let (attempted, committed, _) = board.read(slot);
+                let (attempted, committed, extra) = board.read(slot);
                 ledger.end(worker.producer, attempted, committed, false);
+                retired_ops += committed;
+                retired_extra += extra;
             }
         }
         if progress != last_progress.0 {
             last_progress = (progress, now);
         } else if now.duration_since(last_progress.1) >= config.stall_after {
-            let any_running = (0..workers.len())
-                .any(|slot| workers[slot].is_some() && !injector.is_stopped(slot));
+            let any_running = external
+                || (0..workers.len())
+                    .any(|slot| workers[slot].is_some() && !injector.is_stopped(slot));
             if any_running {
                 report.hangs.push(format!(
                     "no progress for {:?} at {progress} operations: {}",
@@ -350,7 +483,11 @@ fn drive(
 
     // Stop: ask every worker to finish its operation and return, continue the paused.
     board.request_stop();
-    injector.release_all(&victims(&workers));
+    injector.release_all(&if external {
+        external_victims(target, config.procs)
+    } else {
+        victims(&workers)
+    });
     if hung {
         for worker in workers.iter().flatten() {
             let _ = worker.child.kill();
@@ -370,14 +507,23 @@ fn drive(
         );
         let all_done = workers
             .iter_mut()
-            .all(|w| w.as_mut().is_none_or(|w| !w.child.is_alive()));
+            .all(|w| w.as_mut().is_none_or(|w| !w.child.is_alive()))
+            && dying.iter_mut().all(|(_, w, _)| !w.child.is_alive());
         if all_done {
             break;
         }
         if Instant::now() >= end_by {
             report.hangs.push(format!(
-                "workers did not finish within {END_BOUND:?} of the stop request: {}",
-                diagnose(&workers)
+                "workers did not finish within {END_BOUND:?} of the stop request: {}{}",
+                diagnose(&workers),
+                dying
+                    .iter()
+                    .filter_map(|(_, w, _)| watchdog::diagnose(
+                        w.child.pid().as_raw(),
+                        w.child.name()
+                    ))
+                    .map(|b| format!("; killed but not gone: {b}"))
+                    .collect::<String>()
             ));
             for worker in workers.iter().flatten() {
                 let _ = worker.child.kill();
@@ -386,12 +532,25 @@ fn drive(
             break;
         }
     }
+    for (slot, mut worker, killed_at) in dying.drain(..) {
+        // Reaped above, or given up on with a hang report: its cell is as final as it gets.
+        let _ = worker.child.join(Some(Duration::from_secs(5)));
+        report.slowest_death_ms = report
+            .slowest_death_ms
+            .max(killed_at.elapsed().as_secs_f64() * 1000.0);
+        let (attempted, committed, extra) = board.read(slot);
+        ledger.end(worker.producer, attempted, committed, true);
+        retired_ops += committed;
+        retired_extra += extra;
+    }
     for (slot, worker) in workers.iter_mut().enumerate() {
         let Some(mut worker) = worker.take() else {
             continue;
         };
         let was_killed = killed.contains(&worker.producer);
-        let (attempted, committed, _) = board.read(slot);
+        let (attempted, committed, extra) = board.read(slot);
+        retired_ops += committed;
+        retired_extra += extra;
         match worker.child.result::<u64>(Some(Duration::from_secs(5))) {
             Ok(n) if n == committed => {}
             Ok(n) => report.errors.push(format!(
@@ -421,13 +580,31 @@ fn drive(
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
-    report.errors.extend(target.finish());
-    ledger.settle();
+    let kills = injector.count(FaultKind::Kill);
+    let (committed, killed_mid_operation) = ledger.totals();
+    let settlement = target.finish(&Totals {
+        committed,
+        killed_mid_operation,
+        kills,
+        extra: retired_extra,
+    });
+    report.errors.extend(settlement.failures);
+    report.notes.extend(settlement.notes);
+    if accounting == Accounting::Messages {
+        ledger.settle();
+    }
+    ledger.accounted_in_flight += settlement.accounted_in_flight;
+    ledger.losses += settlement.losses;
+    ledger.duplicates += settlement.duplicates;
+    ledger.corrupt += settlement.corrupt;
     report.faults = injector.applied().to_vec();
     report.kills = injector.count(FaultKind::Kill);
     report.stops = injector.count(FaultKind::Stop);
     report.slows = injector.count(FaultKind::Slow);
-    report.messages = ledger.delivered + progress_ops;
+    report.messages = match accounting {
+        Accounting::Messages => ledger.delivered + progress_ops,
+        Accounting::Operations => retired_ops,
+    };
     report.torn_rejected = ledger.torn_rejected;
     report.accounted_in_flight = ledger.accounted_in_flight;
     report.losses = ledger.losses;
@@ -457,6 +634,7 @@ fn start_worker(
         producer,
         board: board.name().to_string(),
         max_body: config.max_body,
+        procs: config.procs,
     };
     let child = target.start_worker(&spec, tx)?;
     Ok(Worker { child, producer })
@@ -508,7 +686,31 @@ fn handle(
             "torn frame from producer {producer}, which was not killed: {reason}"
         )),
         Event::Failed(text) => report.errors.push(text),
+        Event::Excused { producer, seq } => ledger.excuse(producer, seq),
+        Event::Ended { producer, sent } => ledger.end(producer, sent, sent, false),
     }
+}
+
+/// Operations committed so far by the live workers.
+fn live_ops(board: &Board, workers: &[Option<Worker>]) -> u64 {
+    workers
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.is_some())
+        .map(|(slot, _)| board.read(slot).1)
+        .sum()
+}
+
+fn external_victims(target: &dyn Target, slots: usize) -> Vec<Option<Victim>> {
+    let pids = target.external_victims();
+    (0..slots)
+        .map(|slot| {
+            pids.get(slot).map(|&pid| Victim {
+                pid,
+                producer: u32::MAX,
+            })
+        })
+        .collect()
 }
 
 fn victims(workers: &[Option<Worker>]) -> Vec<Option<Victim>> {

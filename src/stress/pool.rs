@@ -1,0 +1,180 @@
+//! Stress target: the Pool. The parent submits tasks without pause (a bounded window of
+//! them outstanding); each task returns the stamped message for its number, delivered
+//! through the task's callback. The faults hit the pool's own worker processes: the pool
+//! must replace a killed worker and report its task as failed (`WorkerDied`) — accounted
+//! in flight, once — and every other task must come back exactly once.
+
+use super::message;
+use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
+use crate::ipc::pool::{Pool, PoolError, PoolOptions};
+use crate::process::{Pid, StartMethod};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Tasks outstanding at most: enough to keep every worker busy.
+const WINDOW: u64 = 64;
+/// Bound on the pool's own waits (a task, join).
+const POOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Serialize, Deserialize)]
+struct TaskArgs {
+    producer: u32,
+    seq: u64,
+    max_body: usize,
+}
+
+fn stamped_task(args: TaskArgs) -> Result<Vec<u8>, String> {
+    Ok(message::encode(args.producer, args.seq, args.max_body))
+}
+crate::register_entry!("stress-pool-task", stamped_task);
+
+#[derive(Default)]
+pub struct PoolTarget {
+    pool: Option<Arc<Pool>>,
+    stop: Arc<AtomicBool>,
+    submitter: Option<JoinHandle<()>>,
+}
+
+impl PoolTarget {
+    pub fn new() -> PoolTarget {
+        PoolTarget::default()
+    }
+}
+
+fn submit_until_stopped(
+    pool: Arc<Pool>,
+    spec: WorkerSpec,
+    events: SyncSender<Event>,
+    stop: Arc<AtomicBool>,
+) {
+    let outstanding = Arc::new(AtomicU64::new(0));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if outstanding.load(Ordering::SeqCst) >= WINDOW {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        outstanding.fetch_add(1, Ordering::SeqCst);
+        let (events_cb, outstanding_cb, producer) =
+            (events.clone(), outstanding.clone(), spec.producer);
+        let this = seq;
+        let submitted = pool.apply_async_with(
+            "stress-pool-task",
+            &TaskArgs {
+                producer,
+                seq,
+                max_body: spec.max_body,
+            },
+            move |result: Result<Vec<u8>, PoolError>| {
+                let event = match result {
+                    Ok(payload) => Event::Delivered(payload),
+                    Err(PoolError::WorkerDied { .. }) => Event::Excused {
+                        producer,
+                        seq: this,
+                    },
+                    Err(e) => Event::Failed(format!("pool task {this}: {e}")),
+                };
+                let _ = events_cb.send(event);
+                outstanding_cb.fetch_sub(1, Ordering::SeqCst);
+            },
+        );
+        if let Err(e) = submitted {
+            outstanding.fetch_sub(1, Ordering::SeqCst);
+            let _ = events.send(Event::Failed(format!("submit of task {seq}: {e}")));
+            break;
+        }
+        seq += 1;
+    }
+    // Every submitted task's callback runs before the pool's join returns; wait for them
+    // here too (bounded), then declare how many were sent.
+    let until = Instant::now() + POOL_TIMEOUT;
+    while outstanding.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = events.send(Event::Ended {
+        producer: spec.producer,
+        sent: seq,
+    });
+}
+
+impl Target for PoolTarget {
+    fn name(&self) -> String {
+        "pool".into()
+    }
+    fn family(&self) -> &'static str {
+        "pool"
+    }
+    fn mean_fault_gap(&self) -> u64 {
+        400
+    }
+
+    fn setup(&mut self, spec: &WorkerSpec, events: &SyncSender<Event>) -> Result<bool, String> {
+        let pool = Pool::new(
+            PoolOptions::new()
+                .name("stress-pool")
+                .size(spec.procs)
+                .method(StartMethod::Fork)
+                .timeout(POOL_TIMEOUT),
+        )
+        .map_err(|e| e.to_string())?;
+        let pool = Arc::new(pool);
+        self.pool = Some(pool.clone());
+        let (spec, events, stop) = (spec.clone(), events.clone(), self.stop.clone());
+        self.submitter = Some(
+            std::thread::Builder::new()
+                .name("stress-pool-submitter".into())
+                .spawn(move || submit_until_stopped(pool, spec, events, stop))
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(true)
+    }
+
+    fn external_victims(&self) -> Vec<Pid> {
+        self.pool
+            .as_ref()
+            .map(|p| p.worker_pids())
+            .unwrap_or_default()
+    }
+
+    fn start_worker(
+        &mut self,
+        _: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<crate::process::Child, String> {
+        Err("the pool starts its own workers".into())
+    }
+
+    fn close(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(submitter) = self.submitter.take() {
+            let _ = submitter.join();
+        }
+    }
+
+    fn finish(&mut self, totals: &Totals) -> Settlement {
+        let mut settlement = Settlement::default();
+        if let Some(pool) = self.pool.take() {
+            match Arc::try_unwrap(pool) {
+                Ok(mut pool) => {
+                    pool.close();
+                    if let Err(e) = pool.join(Some(POOL_TIMEOUT)) {
+                        settlement.failures.push(format!("pool join: {e}"));
+                    }
+                    let stats = pool.stats();
+                    settlement.notes.push(format!(
+                        "pool saw {} worker deaths over {} kills",
+                        stats.deaths, totals.kills
+                    ));
+                }
+                Err(_) => settlement
+                    .failures
+                    .push("the pool is still shared at the end of the run".into()),
+            }
+        }
+        settlement
+    }
+}
