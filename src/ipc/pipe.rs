@@ -174,6 +174,14 @@ impl Connection {
         ))
     }
 
+    /// Wraps a connected stream socket (a Unix-socket client or an accepted connection)
+    /// as a duplex Connection, so every byte stream in the suite shares one framing and
+    /// one deadline-bounded I/O path (the Manager's RPC uses this).
+    pub fn from_socket(fd: OwnedFd) -> Result<Connection, PipeError> {
+        set_nonblocking(&fd)?;
+        Ok(Connection::new(fd, true, true, PipeKind::Duplex))
+    }
+
     pub fn kind(&self) -> PipeKind {
         self.kind
     }

@@ -176,6 +176,37 @@ impl Workload {
         }
     }
 
+    /// Operations done by `processes` processes together (lock acquire+release, file
+    /// store updates, tasks, requests): `run(ops)` gives the time for all of them; the
+    /// figure is operations per second. Named `family/flavor/what`.
+    pub fn operations(
+        family: &'static str,
+        flavor: &'static str,
+        what: &str,
+        processes: u32,
+        calibration: Option<&'static str>,
+        ops: (usize, usize),
+        run: impl Fn(usize) -> Duration + Send + Sync + 'static,
+    ) -> Workload {
+        Workload {
+            name: format!("{family}/{flavor}/{what}"),
+            family,
+            flavor,
+            kind: Kind::Throughput,
+            placement: Placement::Unpinned,
+            message_bytes: 0,
+            producers: processes,
+            consumers: processes,
+            calibration,
+            ops,
+            run: Arc::new(move |n| Sample::Moved {
+                messages: n as u64,
+                bytes: 0,
+                elapsed: run(n),
+            }),
+        }
+    }
+
     fn calibration(
         name: &'static str,
         placement: Placement,
@@ -284,10 +315,239 @@ fn process_workloads() -> Vec<Workload> {
     .collect()
 }
 
+/// Lock acquire+release, alone and contended by 2 and 4 processes. Divided by the
+/// cache-line ping-pong: the floor of any hand-off of a lock between processes.
+fn lock_workloads() -> Vec<Workload> {
+    use crate::ipc::lock::LockFlavor;
+    use crate::measure::workloads::lock;
+    let mut all = Vec::new();
+    for flavor in [
+        LockFlavor::Flock,
+        LockFlavor::Fcntl,
+        LockFlavor::Robust,
+        LockFlavor::Plain,
+    ] {
+        for processes in [1usize, 2, 4] {
+            all.push(Workload::operations(
+                "lock",
+                flavor.name(),
+                &format!("acquire-release/{processes}-proc"),
+                processes as u32,
+                Some(cal::SHM_PINGPONG),
+                (20_000, 200_000),
+                move |n| lock::acquire_release(flavor, processes, n),
+            ));
+        }
+    }
+    all
+}
+
+/// Semaphore and Event wake-up round trips, divided by the pipe round trip of the same
+/// placement (any blocking hand-off costs about that much).
+fn sync_workloads() -> Vec<Workload> {
+    use crate::measure::workloads::sync::{self, Primitive};
+    let mut all = Vec::new();
+    for primitive in Primitive::ALL {
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "sync",
+                primitive.name(),
+                "wake-roundtrip",
+                None,
+                placement,
+                Some(cal::PIPE_ROUNDTRIP),
+                (2_000, 20_000),
+                move |placement, n| sync::wake_round_trips(primitive, placement, n),
+            ));
+        }
+    }
+    all
+}
+
+/// Manager RPC round trips (and the raw socket round trip the Manager's bench measures
+/// beside them), divided by the raw Unix-socket round trip; server-side increments by
+/// 1, 2 and 4 clients.
+fn manager_workloads() -> Vec<Workload> {
+    use crate::measure::workloads::manager;
+    let mut all = Vec::new();
+    for placement in PLACEMENTS {
+        all.push(Workload::latency(
+            "manager",
+            "rpc",
+            "increment-roundtrip",
+            None,
+            placement,
+            Some(cal::UNIX_SOCKET_ROUNDTRIP),
+            (2_000, 20_000),
+            manager::rpc_round_trips,
+        ));
+        all.push(Workload::latency(
+            "manager",
+            "raw-unix-socket",
+            "roundtrip",
+            Some(manager::RAW_MESSAGE as u64),
+            placement,
+            Some(cal::UNIX_SOCKET_ROUNDTRIP),
+            (2_000, 20_000),
+            manager::raw_socket_round_trips,
+        ));
+    }
+    for clients in [1usize, 2, 4] {
+        all.push(Workload::operations(
+            "manager",
+            "rpc",
+            &format!("increments/{clients}-clients"),
+            clients as u32,
+            Some(cal::UNIX_SOCKET_ROUNDTRIP),
+            (2_000, 20_000),
+            move |n| manager::increments(clients, n),
+        ));
+    }
+    all
+}
+
+/// File-store read-modify-write per lock kind, by 1 and 2 processes. No raw baseline
+/// fits (file I/O under a lock), so no ratio.
+fn filestore_workloads() -> Vec<Workload> {
+    use crate::ipc::filestore::StoreLockKind;
+    use crate::measure::workloads::filestore;
+    let mut all = Vec::new();
+    for kind in StoreLockKind::ALL {
+        for processes in [1usize, 2] {
+            all.push(Workload::operations(
+                "filestore",
+                kind.name(),
+                &format!("read-modify-write/{processes}-proc"),
+                processes as u32,
+                None,
+                // About 1-2 k updates/s on 2 busy cores: keep the quick run short.
+                (300, 3_000),
+                move |n| filestore::read_modify_write(kind, processes, n),
+            ));
+        }
+    }
+    all
+}
+
+/// Short tasks through a pool of 2 (started outside the timed part) vs one process per
+/// task vs in-process; apply_async; the echo servers. Task rates are divided by the raw
+/// fork+_exit+waitpid: tasks done per raw process start.
+fn pool_workloads() -> Vec<Workload> {
+    use crate::ipc::pool::echo::ServerKind;
+    use crate::ipc::pool::{Pool, PoolOptions};
+    use crate::measure::workloads::pool;
+    use crate::process::StartMethod;
+    fn with_pool<T>(run: impl FnOnce(&Pool) -> T) -> T {
+        let pool =
+            Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("start pool");
+        run(&pool)
+    }
+    let mut all = vec![
+        Workload::operations(
+            "pool",
+            "sequential",
+            "short-tasks",
+            1,
+            Some(cal::FORK_EXIT),
+            (2_000, 20_000),
+            pool::short_tasks_sequential,
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-map",
+            "short-tasks/chunksize-1",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, 1)),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-map",
+            "short-tasks/chunksize-auto",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, p.default_chunksize(n))),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-apply-async",
+            "round-trip",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::apply_async_round_trips(p, n)),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-apply-async",
+            "pipelined",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::apply_async_pipelined(p, n)),
+        ),
+    ];
+    for (method, ops) in [
+        (StartMethod::Fork, (100, 1_000)),
+        (StartMethod::Spawn, (30, 300)),
+    ] {
+        all.push(Workload::operations(
+            "pool",
+            match method {
+                StartMethod::Fork => "process-per-task-fork",
+                StartMethod::Spawn => "process-per-task-spawn",
+            },
+            "short-tasks",
+            1,
+            Some(cal::FORK_EXIT),
+            ops,
+            move |n| pool::short_tasks_process_per_task(method, n),
+        ));
+    }
+    for (kind, flavor) in [
+        (
+            ServerKind::ProcessPerConnection,
+            "echo-process-per-connection",
+        ),
+        (ServerKind::Pool { workers: 4 }, "echo-pool-4"),
+    ] {
+        for clients in [1usize, 4, 16] {
+            all.push(Workload::operations(
+                "pool",
+                flavor,
+                &format!(
+                    "roundtrip/{}/{clients}-clients",
+                    size_label(pool::ECHO_MESSAGE as u64)
+                ),
+                clients as u32,
+                Some(cal::UNIX_SOCKET_ROUNDTRIP),
+                // Multiples of 16, so every client does the same number of rounds.
+                (256, 2_048),
+                move |rounds| {
+                    pool::echo_round_trips(
+                        kind,
+                        clients,
+                        rounds.div_ceil(clients),
+                        StartMethod::Fork,
+                    )
+                },
+            ));
+        }
+    }
+    all
+}
+
 /// Every workload, calibrations first.
 pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
+    all.extend(lock_workloads());
+    all.extend(sync_workloads());
+    all.extend(manager_workloads());
+    all.extend(filestore_workloads());
+    all.extend(pool_workloads());
     all
 }
 

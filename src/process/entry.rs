@@ -84,7 +84,7 @@ pub fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
 }
 
 /// What a child reports to its parent over the result pipe.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     Returned(serde_json::Value),
     Failed(String),
@@ -102,6 +102,14 @@ thread_local! {
 /// child must not take the stderr lock, which another thread of the parent may have held
 /// at the time of fork.
 pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
+    capture_panics(quiet_panics);
+    call_entry(name, args)
+}
+
+/// Installs the panic hook that records each panic's message and location for
+/// [`call_entry`]. Install it once per process: a process that runs many entries in turn
+/// (a pool worker) must not stack one hook per call.
+pub fn capture_panics(quiet_panics: bool) {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let location = info
@@ -114,10 +122,16 @@ pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
             previous(info);
         }
     }));
+}
+
+/// Runs the entry point `name` once and returns its outcome, a panic included. Relies on
+/// the hook of [`capture_panics`] for the panic's message and location.
+pub fn call_entry(name: &str, args: &str) -> Outcome {
     let entry = match lookup(name) {
         Ok(entry) => entry,
         Err(e) => return Outcome::Failed(e),
     };
+    PANIC_MESSAGE.with(|m| m.borrow_mut().take());
     match std::panic::catch_unwind(|| (entry.run)(args)) {
         Ok(Ok(value)) => Outcome::Returned(value),
         Ok(Err(message)) => Outcome::Failed(message),

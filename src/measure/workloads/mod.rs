@@ -13,7 +13,12 @@
 //!   cross-CPU figures are measured apart and labelled (on 2 cores a pipe round trip is
 //!   ~6 µs on one CPU and ~11 µs across two; unpinned runs flip between them).
 
+pub mod filestore;
+pub mod lock;
+pub mod manager;
+pub mod pool;
 pub mod process;
+pub mod sync;
 
 use crate::report::model::Placement;
 use std::time::Duration;

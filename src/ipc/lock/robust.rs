@@ -1,0 +1,234 @@
+//! Process-shared pthread mutexes in shared memory (libc, not raw_sync: raw_sync's
+//! mutex is not robust and its timed lock fails with EINVAL for sub-second timeouts —
+//! ../shared/DEPENDENCIES.md).
+//!
+//! * [`RobustMutex`]: `PTHREAD_MUTEX_ROBUST`. When the holder dies, the kernel walks its
+//!   robust-futex list and marks the mutex; the next locker gets `EOWNERDEAD`, calls
+//!   `pthread_mutex_consistent` and is told [`Acquired::OwnerDied`].
+//! * [`PlainMutex`]: **test subject only** — the same mutex without the robust flag, which
+//!   is what Python's `multiprocessing.Lock` (a POSIX semaphore) amounts to: when its
+//!   holder is killed, every waiter sleeps in `futex(FUTEX_WAIT)` until its own bound.
+//!   Its acquire is still timed (`pthread_mutex_timedlock`): a caller that wants the
+//!   "blocked forever" of the `lock-holder-killed/plain` scenario passes a bound longer
+//!   than the scenario's watchdog deadline, and the watchdog reports the waiter as Hung
+//!   (blocked in the futex syscall) and kills the group.
+//!
+//! Both are `PTHREAD_MUTEX_ERRORCHECK`, so a release by a thread that does not hold the
+//! mutex is refused (EPERM) instead of unlocking someone else's lock. Ownership is per
+//! thread (the kernel's futex owner is a tid). The timed lock measures its deadline on
+//! CLOCK_REALTIME (glibc's `pthread_mutex_clocklock` is not in the libc crate): a wall
+//! clock step during a wait shifts its bound.
+
+use super::{Acquired, Lock, LockAddress, LockError};
+use crate::ipc::shm::{Shared, ShmSafe};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+const READY: u32 = 0x4d55_5458; // "MUTX"
+
+/// The mutex as it lies in shared memory.
+#[repr(C)]
+pub struct MutexCell {
+    /// READY once the creator has initialised the mutex.
+    ready: AtomicU32,
+    /// 1 robust, 2 plain: an opener of the wrong kind is refused.
+    kind: AtomicU32,
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
+}
+
+// SAFETY: the pthread mutex is designed for concurrent use (PTHREAD_PROCESS_SHARED) and
+// is only touched through pthread calls; the other fields are atomics.
+unsafe impl Sync for MutexCell {}
+// SAFETY: no pointers; all-zero is a valid "not ready" state that `open` refuses.
+unsafe impl ShmSafe for MutexCell {}
+
+/// A process-shared pthread mutex; `ROBUST` selects the robust protocol.
+pub struct PthreadMutex<const ROBUST: bool> {
+    cell: Shared<MutexCell>,
+}
+
+/// Reports owner death: the flavor to use.
+pub type RobustMutex = PthreadMutex<true>;
+/// Does not: a test subject (see the module docs).
+pub type PlainMutex = PthreadMutex<false>;
+
+fn kind_code(robust: bool) -> u32 {
+    if robust {
+        1
+    } else {
+        2
+    }
+}
+
+impl<const ROBUST: bool> PthreadMutex<ROBUST> {
+    fn address_of(name: &str) -> LockAddress {
+        if ROBUST {
+            LockAddress::Robust(name.to_string())
+        } else {
+            LockAddress::Plain(name.to_string())
+        }
+    }
+
+    /// A new mutex in a new shared-memory segment, removed when this handle drops in the
+    /// creating process.
+    pub fn create() -> Result<Self, LockError> {
+        let cell: Shared<MutexCell> = Shared::create(if ROBUST { "robust" } else { "plain" }, 0)
+            .map_err(|e| LockError::Open {
+                address: "new shared-memory mutex".into(),
+                message: e.to_string(),
+            })?;
+        let fail = |what: &str, code: i32| LockError::Sys {
+            address: Self::address_of(cell.name()).to_string(),
+            message: format!("{what}: {}", std::io::Error::from_raw_os_error(code)),
+        };
+        // SAFETY: the attribute object is initialised before use and destroyed after; the
+        // mutex lives in a fresh mapping nobody else has opened yet (the name is not
+        // handed out before `ready` is set).
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            let r = libc::pthread_mutexattr_init(&mut attr);
+            if r != 0 {
+                return Err(fail("pthread_mutexattr_init", r));
+            }
+            let mut r = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+            if r == 0 {
+                r = libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
+            }
+            if r == 0 && ROBUST {
+                r = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+            }
+            if r == 0 {
+                r = libc::pthread_mutex_init(cell.mutex.get(), &attr);
+            }
+            libc::pthread_mutexattr_destroy(&mut attr);
+            if r != 0 {
+                return Err(fail("pthread_mutex_init", r));
+            }
+        }
+        cell.kind.store(kind_code(ROBUST), Ordering::Relaxed);
+        cell.ready.store(READY, Ordering::Release);
+        Ok(PthreadMutex { cell })
+    }
+
+    /// Opens a mutex another process created.
+    pub fn open(name: &str) -> Result<Self, LockError> {
+        let open_error = |message: String| LockError::Open {
+            address: Self::address_of(name).to_string(),
+            message,
+        };
+        let cell: Shared<MutexCell> = Shared::open(name).map_err(|e| open_error(e.to_string()))?;
+        if cell.ready.load(Ordering::Acquire) != READY {
+            return Err(open_error("not an initialised ipcbench mutex".into()));
+        }
+        if cell.kind.load(Ordering::Relaxed) != kind_code(ROBUST) {
+            return Err(open_error(format!(
+                "it is not a {} mutex",
+                if ROBUST { "robust" } else { "plain" }
+            )));
+        }
+        Ok(PthreadMutex { cell })
+    }
+
+    pub fn name(&self) -> &str {
+        self.cell.name()
+    }
+
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        self.cell.mutex.get()
+    }
+
+    /// Maps a pthread lock result to the outcome; Ok(None) for "busy" or "timed out".
+    fn outcome(&self, r: i32, what: &str) -> Result<Option<Acquired>, LockError> {
+        match r {
+            0 => Ok(Some(Acquired::Clean)),
+            libc::EOWNERDEAD => {
+                // SAFETY: we hold the mutex (EOWNERDEAD hands it over); marking it
+                // consistent lets later lockers use it normally.
+                let r = unsafe { libc::pthread_mutex_consistent(self.mutex()) };
+                if r != 0 {
+                    return Err(self.sys("pthread_mutex_consistent", r));
+                }
+                Ok(Some(Acquired::OwnerDied))
+            }
+            libc::EBUSY | libc::ETIMEDOUT => Ok(None),
+            libc::EDEADLK => Err(LockError::Sys {
+                address: self.address().to_string(),
+                message: "this thread already holds it (use RLock to re-enter)".into(),
+            }),
+            r => Err(self.sys(what, r)),
+        }
+    }
+
+    fn sys(&self, what: &str, code: i32) -> LockError {
+        LockError::Sys {
+            address: self.address().to_string(),
+            message: format!("{what}: {}", std::io::Error::from_raw_os_error(code)),
+        }
+    }
+}
+
+fn realtime_deadline(timeout: Duration) -> libc::timespec {
+    // SAFETY: clock_gettime writes one timespec.
+    let mut now: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let nanos = now.tv_nsec as u64 + timeout.subsec_nanos() as u64;
+    libc::timespec {
+        tv_sec: now
+            .tv_sec
+            .saturating_add(timeout.as_secs().min(i32::MAX as u64) as libc::time_t)
+            .saturating_add((nanos / 1_000_000_000) as libc::time_t),
+        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+    }
+}
+
+impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
+    fn acquire(&self, timeout: Duration) -> Result<Acquired, LockError> {
+        let deadline = realtime_deadline(timeout);
+        loop {
+            // SAFETY: the mutex was initialised by its creator (checked at open) and stays
+            // mapped while `self` lives.
+            let r = unsafe { libc::pthread_mutex_timedlock(self.mutex(), &deadline) };
+            if r == libc::EINTR {
+                continue;
+            }
+            return self
+                .outcome(r, "pthread_mutex_timedlock")?
+                .ok_or_else(|| LockError::Timeout {
+                    address: self.address().to_string(),
+                    timeout,
+                });
+        }
+    }
+
+    fn try_acquire(&self) -> Result<Option<Acquired>, LockError> {
+        // SAFETY: as in acquire.
+        let r = unsafe { libc::pthread_mutex_trylock(self.mutex()) };
+        self.outcome(r, "pthread_mutex_trylock")
+    }
+
+    fn release(&self) -> Result<(), LockError> {
+        // SAFETY: as in acquire; an error-checking mutex refuses a non-owner (EPERM).
+        match unsafe { libc::pthread_mutex_unlock(self.mutex()) } {
+            0 => Ok(()),
+            libc::EPERM => Err(LockError::NotHeld {
+                address: self.address().to_string(),
+            }),
+            r => Err(self.sys("pthread_mutex_unlock", r)),
+        }
+    }
+
+    fn address(&self) -> LockAddress {
+        Self::address_of(self.cell.name())
+    }
+}
+
+impl<const ROBUST: bool> Drop for PthreadMutex<ROBUST> {
+    fn drop(&mut self) {
+        // A handle dropped while its thread holds the mutex releases it (EPERM otherwise,
+        // ignored): the mapping is about to go away.
+        // SAFETY: as in acquire.
+        unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+    }
+}

@@ -1,0 +1,441 @@
+//! Manager (Python's `multiprocessing.Manager`): a server process holding named values —
+//! counters, dicts (string -> JSON value), lists — and proxies that reach it from any
+//! process that has its address, over a Unix socket with the suite's frame codec
+//! (`ipc::frame`, through `pipe::Connection`).
+//!
+//! * Every call is bounded by the client's timeout ([`DEFAULT_CALL_TIMEOUT`] unless set).
+//! * Every request is applied atomically on the server, so [`Counter::increment`] and
+//!   `compare_and_set` are safe from any number of clients; a proxy `get` then `set` is
+//!   not (the lost update of the `manager-lost-update` scenario).
+//! * The server's death is [`ManagerError::ServerGone`] in every call, at once (the
+//!   kernel closes its sockets): never a hang.
+//! * A malformed request gets an error reply; the server keeps serving (a frame that
+//!   fails its checks also closes that one connection, whose stream is no longer in
+//!   step).
+//! * [`Manager::shutdown`] ends the server process; dropping the [`Manager`] kills it.
+
+pub mod protocol;
+pub mod server;
+
+pub use protocol::{Key, Request, Response};
+
+use crate::ipc::pipe::{Connection, PipeError};
+use crate::process::{self, hygiene, Child, Options, StartMethod};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    #[error("manager server at {address} is gone: {reason}")]
+    ServerGone { address: String, reason: String },
+    #[error("manager server at {address} did not answer within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    #[error("manager server at {address} refused the request: {message}")]
+    Remote { address: String, message: String },
+    #[error("manager at {address}: unexpected reply: {reason}")]
+    Protocol { address: String, reason: String },
+    #[error("cannot start the manager server: {0}")]
+    Start(String),
+}
+
+impl ManagerError {
+    pub fn is_server_gone(&self) -> bool {
+        matches!(self, ManagerError::ServerGone { .. })
+    }
+}
+
+/// The server's socket path (serde, to pass to a child).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerAddress {
+    pub socket: PathBuf,
+}
+
+impl std::fmt::Display for ManagerAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.socket.display())
+    }
+}
+
+/// The server process, owned by the process that started it.
+pub struct Manager {
+    child: Child,
+    address: ManagerAddress,
+    dir: PathBuf,
+}
+
+impl Manager {
+    /// Starts a server process (a daemon: it dies with its parent). The parent binds the
+    /// socket and hands it over, so the address accepts connections at once.
+    pub fn start(method: StartMethod) -> Result<Manager, ManagerError> {
+        Self::start_on(method, None)
+    }
+
+    /// As [`Manager::start`], with the server pinned to `cpu` (for placement-labelled
+    /// measurements).
+    pub fn start_on(method: StartMethod, cpu: Option<usize>) -> Result<Manager, ManagerError> {
+        let start_error = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
+        let dir = hygiene::temp_dir().map_err(|e| start_error(&e))?;
+        let socket = dir.join("manager.sock");
+        let started = (|| {
+            let listener = UnixListener::bind(&socket).map_err(|e| start_error(&e))?;
+            let fd = OwnedFd::from(listener);
+            let args = server::ServerArgs {
+                listener_fd: fd.as_raw_fd(),
+            };
+            process::start(
+                "manager-server",
+                &args,
+                Options::new("manager-server")
+                    .method(method)
+                    .daemon(true)
+                    .cpu(cpu)
+                    .inherit_fd(fd.as_raw_fd()),
+            )
+            .map_err(|e| start_error(&e))
+        })();
+        match started {
+            Ok(child) => Ok(Manager {
+                child,
+                address: ManagerAddress { socket },
+                dir,
+            }),
+            Err(e) => {
+                hygiene::remove_temp(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn address(&self) -> &ManagerAddress {
+        &self.address
+    }
+
+    /// The server process (to kill it in a test, or read its pid).
+    pub fn process(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    pub fn client(&self) -> Result<ManagerClient, ManagerError> {
+        ManagerClient::connect(&self.address)
+    }
+
+    /// Asks the server to stop and waits for its process to end; returns the number of
+    /// requests it served.
+    pub fn shutdown(mut self, timeout: Duration) -> Result<u64, ManagerError> {
+        let client = ManagerClient::connect(&self.address)?.with_timeout(timeout);
+        client.call(&Request::Shutdown)?;
+        self.child
+            .result::<u64>(Some(timeout))
+            .map_err(|e| ManagerError::ServerGone {
+                address: self.address.to_string(),
+                reason: format!("did not end cleanly: {e}"),
+            })
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.join(Some(Duration::from_secs(5)));
+        hygiene::remove_temp(&self.dir);
+    }
+}
+
+/// A connection to a Manager server. Calls from several threads are serialised, so each
+/// reply meets its request. After a timeout the connection is dropped (its late reply
+/// would answer the next request) and the next call reconnects.
+pub struct ManagerClient {
+    address: ManagerAddress,
+    conn: Mutex<Option<Connection>>,
+    timeout: Duration,
+}
+
+impl ManagerClient {
+    pub fn connect(address: &ManagerAddress) -> Result<ManagerClient, ManagerError> {
+        let client = ManagerClient {
+            address: address.clone(),
+            conn: Mutex::new(None),
+            timeout: DEFAULT_CALL_TIMEOUT,
+        };
+        *client.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.open()?);
+        Ok(client)
+    }
+
+    /// Sets the bound on every call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn address(&self) -> &ManagerAddress {
+        &self.address
+    }
+
+    fn open(&self) -> Result<Connection, ManagerError> {
+        let stream = UnixStream::connect(&self.address.socket).map_err(|e| self.gone(e))?;
+        let mut conn = Connection::from_socket(OwnedFd::from(stream)).map_err(|e| self.gone(e))?;
+        conn.set_timeout(self.timeout);
+        Ok(conn)
+    }
+
+    fn gone(&self, reason: impl std::fmt::Display) -> ManagerError {
+        ManagerError::ServerGone {
+            address: self.address.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Sends one request and returns the server's value (an error reply is `Remote`).
+    pub fn call(&self, request: &Request) -> Result<Value, ManagerError> {
+        let bytes = serde_json::to_vec(request).map_err(|e| ManagerError::Protocol {
+            address: self.address.to_string(),
+            reason: format!("cannot encode request: {e}"),
+        })?;
+        match self.call_raw(&bytes)? {
+            Response::Ok(value) => Ok(value),
+            Response::Err(message) => Err(ManagerError::Remote {
+                address: self.address.to_string(),
+                message,
+            }),
+        }
+    }
+
+    /// Sends `payload` as one frame, whatever it holds, and decodes the reply: for tests
+    /// of the server's handling of malformed requests, and the raw-bytes benchmark.
+    pub fn call_raw(&self, payload: &[u8]) -> Result<Response, ManagerError> {
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.open()?);
+        }
+        let conn = slot.as_ref().expect("connected above");
+        let result = conn
+            .send_bytes_timeout(payload, self.timeout)
+            .and_then(|()| conn.recv_bytes_timeout(self.timeout));
+        let bytes = match result {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                *slot = None;
+                return Err(match e {
+                    PipeError::Timeout(_) => ManagerError::Timeout {
+                        address: self.address.to_string(),
+                        timeout: self.timeout,
+                    },
+                    other => self.gone(other),
+                });
+            }
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ManagerError::Protocol {
+            address: self.address.to_string(),
+            reason: format!("reply does not decode: {e}"),
+        })
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, ManagerError> {
+        let value = self.call(&request)?;
+        serde_json::from_value(value.clone()).map_err(|e| ManagerError::Protocol {
+            address: self.address.to_string(),
+            reason: format!("reply {value} to {request:?}: {e}"),
+        })
+    }
+
+    pub fn ping(&self) -> Result<(), ManagerError> {
+        self.call(&Request::Ping).map(|_| ())
+    }
+
+    pub fn counter(&self, name: &str) -> Counter<'_> {
+        Counter {
+            client: self,
+            name: name.to_string(),
+        }
+    }
+    pub fn dict(&self, name: &str) -> Dict<'_> {
+        Dict {
+            client: self,
+            name: name.to_string(),
+        }
+    }
+    pub fn list(&self, name: &str) -> List<'_> {
+        List {
+            client: self,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// A named integer on the server.
+pub struct Counter<'a> {
+    client: &'a ManagerClient,
+    name: String,
+}
+
+impl Counter<'_> {
+    pub fn get(&self) -> Result<i64, ManagerError> {
+        self.client.typed(Request::Get {
+            name: self.name.clone(),
+            key: None,
+        })
+    }
+    pub fn set(&self, value: i64) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Set {
+                name: self.name.clone(),
+                key: None,
+                value: json!(value),
+            })
+            .map(|_| ())
+    }
+    /// Server-side add (a missing counter starts at 0); returns the new value.
+    pub fn increment(&self, by: i64) -> Result<i64, ManagerError> {
+        self.client.typed(Request::Increment {
+            name: self.name.clone(),
+            key: None,
+            by,
+        })
+    }
+    pub fn compare_and_set(&self, expected: i64, new: i64) -> Result<bool, ManagerError> {
+        self.client.typed(Request::CompareAndSet {
+            name: self.name.clone(),
+            key: None,
+            expected: json!(expected),
+            new: json!(new),
+        })
+    }
+    pub fn delete(&self) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Delete {
+                name: self.name.clone(),
+                key: None,
+            })
+            .map(|_| ())
+    }
+}
+
+/// A named dict (string -> JSON value) on the server.
+pub struct Dict<'a> {
+    client: &'a ManagerClient,
+    name: String,
+}
+
+impl Dict<'_> {
+    fn key(key: &str) -> Option<Key> {
+        Some(Key::Field(key.to_string()))
+    }
+    pub fn get(&self, key: &str) -> Result<Value, ManagerError> {
+        self.client.call(&Request::Get {
+            name: self.name.clone(),
+            key: Self::key(key),
+        })
+    }
+    pub fn set(&self, key: &str, value: Value) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Set {
+                name: self.name.clone(),
+                key: Self::key(key),
+                value,
+            })
+            .map(|_| ())
+    }
+    pub fn delete(&self, key: &str) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Delete {
+                name: self.name.clone(),
+                key: Self::key(key),
+            })
+            .map(|_| ())
+    }
+    pub fn keys(&self) -> Result<Vec<String>, ManagerError> {
+        self.client.typed(Request::Keys {
+            name: self.name.clone(),
+        })
+    }
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.client.typed(Request::Len {
+            name: self.name.clone(),
+        })
+    }
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+    pub fn increment(&self, key: &str, by: i64) -> Result<i64, ManagerError> {
+        self.client.typed(Request::Increment {
+            name: self.name.clone(),
+            key: Self::key(key),
+            by,
+        })
+    }
+    /// Sets `new` if the field equals `expected` (null: missing); returns whether it did.
+    pub fn compare_and_set(
+        &self,
+        key: &str,
+        expected: Value,
+        new: Value,
+    ) -> Result<bool, ManagerError> {
+        self.client.typed(Request::CompareAndSet {
+            name: self.name.clone(),
+            key: Self::key(key),
+            expected,
+            new,
+        })
+    }
+}
+
+/// A named list on the server.
+pub struct List<'a> {
+    client: &'a ManagerClient,
+    name: String,
+}
+
+impl List<'_> {
+    pub fn get(&self, index: usize) -> Result<Value, ManagerError> {
+        self.client.call(&Request::Get {
+            name: self.name.clone(),
+            key: Some(Key::Index(index)),
+        })
+    }
+    pub fn set(&self, index: usize, value: Value) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Set {
+                name: self.name.clone(),
+                key: Some(Key::Index(index)),
+                value,
+            })
+            .map(|_| ())
+    }
+    /// Appends; returns the new length.
+    pub fn push(&self, value: Value) -> Result<usize, ManagerError> {
+        self.client.typed(Request::Push {
+            name: self.name.clone(),
+            value,
+        })
+    }
+    pub fn delete(&self, index: usize) -> Result<(), ManagerError> {
+        self.client
+            .call(&Request::Delete {
+                name: self.name.clone(),
+                key: Some(Key::Index(index)),
+            })
+            .map(|_| ())
+    }
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.client.typed(Request::Len {
+            name: self.name.clone(),
+        })
+    }
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+    /// The whole list.
+    pub fn items(&self) -> Result<Vec<Value>, ManagerError> {
+        self.client.typed(Request::Get {
+            name: self.name.clone(),
+            key: None,
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! The Manager's wire protocol: one JSON request per frame, one JSON response per frame.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where inside a named value an operation applies: a dict field or a list index. None
+/// (in the requests) means the whole value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Key {
+    Field(String),
+    Index(usize),
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Key::Field(k) => write!(f, "[{k:?}]"),
+            Key::Index(i) => write!(f, "[{i}]"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    Get {
+        name: String,
+        key: Option<Key>,
+    },
+    /// Creates the named value (or dict field) if missing.
+    Set {
+        name: String,
+        key: Option<Key>,
+        value: Value,
+    },
+    Delete {
+        name: String,
+        key: Option<Key>,
+    },
+    /// A dict's keys.
+    Keys {
+        name: String,
+    },
+    /// A dict's or list's length.
+    Len {
+        name: String,
+    },
+    /// Atomic add on an integer (a missing one counts as 0); returns the new value.
+    Increment {
+        name: String,
+        key: Option<Key>,
+        by: i64,
+    },
+    /// Atomic: sets `new` if the current value (null when missing) equals `expected`;
+    /// returns whether it did.
+    CompareAndSet {
+        name: String,
+        key: Option<Key>,
+        expected: Value,
+        new: Value,
+    },
+    /// Appends to a list (created if missing); returns the new length.
+    Push {
+        name: String,
+        value: Value,
+    },
+    Ping,
+    /// Replies, then ends the server process.
+    Shutdown,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Response {
+    Ok(Value),
+    Err(String),
+}

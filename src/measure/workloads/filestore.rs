@@ -1,0 +1,47 @@
+//! File-store read-modify-write (lock, read JSON, change, write temp + rename, unlock)
+//! per lock flavor, by one process or several.
+
+use super::lock::{crowd_member, timed_crowd, CrowdArgs, BOUND};
+use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
+use crate::register_entry;
+use std::time::{Duration, Instant};
+
+fn buy(counts: &mut Counts) {
+    *counts.entry("stock".into()).or_default() -= 1;
+    *counts.entry("sold".into()).or_default() += 1;
+}
+
+fn buyer(args: CrowdArgs<StoreAddress>) -> Result<(), String> {
+    crowd_member(
+        args,
+        |address| FileStore::open(address).map_err(|e| e.to_string()),
+        |store| {
+            store
+                .update(BOUND, buy)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+}
+register_entry!("measure-filestore-buyer", buyer);
+
+/// Time for `iters` ticket purchases on a fresh store guarded by `kind`: by this process
+/// alone when `processes` is 1, else shared among that many child processes. (The
+/// unlocked kind loses updates when contended; its time is still the cost of the I/O.)
+pub fn read_modify_write(kind: StoreLockKind, processes: usize, iters: usize) -> Duration {
+    let initial = Counts::from([("stock".into(), i64::MAX / 2), ("sold".into(), 0)]);
+    let store = FileStore::create(kind, &initial).expect("create store");
+    if processes <= 1 {
+        let started = Instant::now();
+        for _ in 0..iters {
+            store.update(BOUND, buy).expect("update");
+        }
+        return started.elapsed();
+    }
+    timed_crowd(
+        "measure-filestore-buyer",
+        &store.address(),
+        processes,
+        iters,
+    )
+}

@@ -1,0 +1,108 @@
+//! The seed's claim about pools made measurable: short tasks through a pool vs one
+//! process per task vs in-process; the per-task cost of `apply_async`; the echo servers
+//! (one process per connection vs a pool of 4) under 1..N concurrent clients.
+
+use crate::ipc::pool::echo::{self, ServerKind};
+use crate::ipc::pool::Pool;
+use crate::process::{self as proc, Options, StartMethod};
+use crate::register_entry;
+use std::time::{Duration, Instant};
+
+/// The short task: a few microseconds of arithmetic, so what is measured is the cost of
+/// getting work to another process and the result back.
+pub const SHORT_TASK: &str = "measure-pool-short-task";
+
+/// Bytes per echo round trip.
+pub const ECHO_MESSAGE: usize = 64;
+
+fn short_task(seed: u64) -> Result<u64, String> {
+    let mut x = seed;
+    for i in 0..1000u64 {
+        x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
+    }
+    Ok(x)
+}
+register_entry!("measure-pool-short-task", short_task);
+
+/// `tasks` short tasks run one after another in this process.
+pub fn short_tasks_sequential(tasks: usize) -> Duration {
+    let started = Instant::now();
+    for seed in 0..tasks as u64 {
+        std::hint::black_box(short_task(std::hint::black_box(seed)).expect("short task"));
+    }
+    started.elapsed()
+}
+
+/// `tasks` short tasks through `pool.map` (the pool is started beforehand: reusing its
+/// workers is the point of a pool).
+pub fn short_tasks_pool_map(pool: &Pool, tasks: usize, chunksize: usize) -> Duration {
+    let started = Instant::now();
+    let results: Vec<u64> = pool
+        .map(SHORT_TASK, 0..tasks as u64, chunksize)
+        .expect("pool map");
+    assert_eq!(results.len(), tasks);
+    started.elapsed()
+}
+
+/// `tasks` short tasks, one new process each: all started, then all joined (the usual
+/// `Process` pattern).
+pub fn short_tasks_process_per_task(method: StartMethod, tasks: usize) -> Duration {
+    let started = Instant::now();
+    let mut children: Vec<_> = (0..tasks as u64)
+        .map(|seed| {
+            proc::start(
+                SHORT_TASK,
+                &seed,
+                Options::new(format!("task-{seed}")).method(method),
+            )
+            .expect("start task process")
+        })
+        .collect();
+    for child in &mut children {
+        child
+            .result::<u64>(Some(Duration::from_secs(60)))
+            .expect("task process");
+    }
+    started.elapsed()
+}
+
+/// `iters` short tasks, each `apply_async` then `get` before the next: the full per-task
+/// round trip through the pool.
+pub fn apply_async_round_trips(pool: &Pool, iters: usize) -> Duration {
+    let started = Instant::now();
+    for seed in 0..iters as u64 {
+        pool.apply_async::<_, u64>(SHORT_TASK, &seed)
+            .expect("apply_async")
+            .get(pool.timeout())
+            .expect("get");
+    }
+    started.elapsed()
+}
+
+/// `iters` short tasks submitted at once with `apply_async`, then every result fetched:
+/// the per-task cost when the pool's workers are kept busy.
+pub fn apply_async_pipelined(pool: &Pool, iters: usize) -> Duration {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..iters as u64)
+        .map(|seed| {
+            pool.apply_async::<_, u64>(SHORT_TASK, &seed)
+                .expect("apply_async")
+        })
+        .collect();
+    for handle in handles {
+        handle.get(pool.timeout()).expect("get");
+    }
+    started.elapsed()
+}
+
+/// `clients` concurrent clients each doing `rounds` echo round trips of
+/// [`ECHO_MESSAGE`] bytes against a server of `kind`; the time from the start signal to
+/// the last client done (processes are started beforehand).
+pub fn echo_round_trips(
+    kind: ServerKind,
+    clients: usize,
+    rounds: usize,
+    method: StartMethod,
+) -> Duration {
+    echo::round_trips(kind, clients, rounds, ECHO_MESSAGE, method).expect("echo round trips")
+}

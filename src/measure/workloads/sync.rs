@@ -1,0 +1,122 @@
+//! Semaphore and Event wake-up latency across two processes: ping-pong round trips.
+
+use super::{cpus_for, pin, RoundTrips};
+use crate::ipc::sync::{Event, Semaphore};
+use crate::process::{self as proc, Options, StartMethod};
+use crate::register_entry;
+use crate::report::model::Placement;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+use super::lock::BOUND;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Primitive {
+    Semaphore,
+    Event,
+}
+
+impl Primitive {
+    pub const ALL: [Primitive; 2] = [Primitive::Semaphore, Primitive::Event];
+    pub fn name(self) -> &'static str {
+        match self {
+            Primitive::Semaphore => "semaphore",
+            Primitive::Event => "event",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Responder {
+    primitive: String,
+    ping: String,
+    pong: String,
+    rounds: usize,
+}
+
+fn respond(args: Responder) -> Result<(), String> {
+    let e = |e: crate::ipc::sync::SyncError| e.to_string();
+    if args.primitive == "semaphore" {
+        let (ping, pong) = (
+            Semaphore::open(&args.ping).map_err(e)?,
+            Semaphore::open(&args.pong).map_err(e)?,
+        );
+        for _ in 0..args.rounds {
+            ping.acquire(BOUND).map_err(e)?;
+            pong.release().map_err(e)?;
+        }
+    } else {
+        let (ping, pong) = (
+            Event::open(&args.ping).map_err(e)?,
+            Event::open(&args.pong).map_err(e)?,
+        );
+        for _ in 0..args.rounds {
+            if !ping.wait(BOUND) {
+                return Err("ping never set".into());
+            }
+            ping.clear();
+            pong.set();
+        }
+    }
+    Ok(())
+}
+register_entry!("measure-sync-respond", respond);
+
+/// `iters` wake-up round trips: this process releases (sets) "ping", the responder
+/// process wakes and releases (sets) "pong", this process wakes. One untimed warm-up
+/// round first, so the responder is known to be running.
+pub fn wake_round_trips(primitive: Primitive, placement: Placement, iters: usize) -> RoundTrips {
+    let (mine, theirs) = cpus_for(placement);
+    let _pin = pin(mine);
+    enum Pair {
+        Sem(Semaphore, Semaphore),
+        Ev(Event, Event),
+    }
+    let pair = match primitive {
+        Primitive::Semaphore => Pair::Sem(
+            Semaphore::with_bound(0, 1).expect("semaphore"),
+            Semaphore::with_bound(0, 1).expect("semaphore"),
+        ),
+        Primitive::Event => Pair::Ev(
+            Event::create().expect("event"),
+            Event::create().expect("event"),
+        ),
+    };
+    let (ping, pong) = match &pair {
+        Pair::Sem(a, b) => (a.name(), b.name()),
+        Pair::Ev(a, b) => (a.name(), b.name()),
+    };
+    let mut child = proc::start(
+        "measure-sync-respond",
+        &Responder {
+            primitive: primitive.name().into(),
+            ping: ping.into(),
+            pong: pong.into(),
+            rounds: iters + 1,
+        },
+        Options::new("responder")
+            .method(StartMethod::Fork)
+            .cpu(theirs),
+    )
+    .expect("start responder");
+    let round = || match &pair {
+        Pair::Sem(ping, pong) => {
+            ping.release().expect("release ping");
+            pong.acquire(BOUND).expect("acquire pong");
+        }
+        Pair::Ev(ping, pong) => {
+            ping.set();
+            assert!(pong.wait(BOUND), "pong never set");
+            pong.clear();
+        }
+    };
+    round();
+    let mut samples_ns = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let started = Instant::now();
+        round();
+        samples_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    child.result::<()>(Some(BOUND)).expect("responder");
+    RoundTrips { samples_ns }
+}

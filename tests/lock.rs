@@ -1,0 +1,233 @@
+//! Lock flavors across real processes: exclusion, a holder killed in its critical
+//! section, RLock. Written once over the `Lock` trait, run on every flavor.
+
+mod sync_support;
+
+use ipcbench::ipc::lock::rlock::RLock;
+use ipcbench::ipc::lock::{Acquired, Lock, LockAddress, LockError, LockExt, LockFlavor};
+use ipcbench::ipc::shm::Shared;
+use ipcbench::ipc::sync::Event;
+use ipcbench::process::{self, hygiene, Options, StartMethod};
+use ipcbench::register_entry;
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use sync_support::{leak_checked, results, start_all};
+
+const PROCESSES: usize = 4;
+const INCREMENTS: u64 = 2_000;
+const ACQUIRE: Duration = Duration::from_secs(20);
+
+#[derive(Serialize, Deserialize)]
+struct IncrementArgs {
+    lock: LockAddress,
+    counter_file: PathBuf,
+    counter_shm: String,
+    times: u64,
+}
+
+/// Non-atomic read-then-write increments of a counter in a file and one in shared memory,
+/// under the lock: only exclusion keeps the totals exact.
+fn increment_under_lock(args: IncrementArgs) -> Result<u32, String> {
+    let lock = args.lock.open().map_err(|e| e.to_string())?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&args.counter_file)
+        .map_err(|e| e.to_string())?;
+    let shm: Shared<AtomicU64> = Shared::open(&args.counter_shm).map_err(|e| e.to_string())?;
+    let mut owner_died = 0;
+    for _ in 0..args.times {
+        let guard = lock.lock(ACQUIRE).map_err(|e| e.to_string())?;
+        owner_died += guard.owner_died() as u32;
+        let mut bytes = [0u8; 8];
+        file.read_exact_at(&mut bytes, 0)
+            .map_err(|e| e.to_string())?;
+        let value = u64::from_le_bytes(bytes);
+        std::hint::spin_loop();
+        file.write_all_at(&(value + 1).to_le_bytes(), 0)
+            .map_err(|e| e.to_string())?;
+        let seen = shm.load(Ordering::Relaxed);
+        std::hint::spin_loop();
+        shm.store(seen + 1, Ordering::Relaxed);
+        guard.release().map_err(|e| e.to_string())?;
+    }
+    Ok(owner_died)
+}
+register_entry!("lock-test-increment", increment_under_lock);
+
+#[test]
+fn exclusion_is_exact_under_every_flavor() {
+    leak_checked(|| {
+        for flavor in LockFlavor::SAFE {
+            let lock = flavor.create().unwrap();
+            let dir = hygiene::temp_dir().unwrap();
+            let counter_file = dir.join("counter");
+            std::fs::write(&counter_file, 0u64.to_le_bytes()).unwrap();
+            let shm: Shared<AtomicU64> = Shared::create("lock-test", 0).unwrap();
+            let args: Vec<IncrementArgs> = (0..PROCESSES)
+                .map(|_| IncrementArgs {
+                    lock: lock.address(),
+                    counter_file: counter_file.clone(),
+                    counter_shm: shm.name().to_string(),
+                    times: INCREMENTS,
+                })
+                .collect();
+            let owner_deaths: Vec<u32> = results(start_all("lock-test-increment", &args));
+            assert_eq!(owner_deaths, vec![0; PROCESSES], "{flavor:?}");
+            let file_total = u64::from_le_bytes(
+                std::fs::read(&counter_file).unwrap()[..8]
+                    .try_into()
+                    .unwrap(),
+            );
+            let expected = PROCESSES as u64 * INCREMENTS;
+            assert_eq!(file_total, expected, "{flavor:?}: file counter");
+            assert_eq!(
+                shm.load(Ordering::SeqCst),
+                expected,
+                "{flavor:?}: shm counter"
+            );
+            hygiene::remove_temp(&dir);
+        }
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct HoldArgs {
+    lock: LockAddress,
+    holding: String,
+}
+
+/// Takes the lock, says so, and stays in its critical section until killed.
+fn hold_until_killed(args: HoldArgs) -> Result<(), String> {
+    let lock = args.lock.open().map_err(|e| e.to_string())?;
+    let _guard = lock.lock(ACQUIRE).map_err(|e| e.to_string())?;
+    Event::open(&args.holding).map_err(|e| e.to_string())?.set();
+    std::thread::sleep(Duration::from_secs(60));
+    Err("was not killed".into())
+}
+register_entry!("lock-test-hold", hold_until_killed);
+
+/// Starts a holder of `lock`, waits until it holds it, SIGKILLs it inside its critical
+/// section and reaps it.
+fn kill_holder_inside(lock: &dyn Lock, method: StartMethod) {
+    let holding = Event::create().unwrap();
+    let mut holder = process::start(
+        "lock-test-hold",
+        &HoldArgs {
+            lock: lock.address(),
+            holding: holding.name().to_string(),
+        },
+        Options::new("holder").method(method),
+    )
+    .unwrap();
+    assert!(
+        holding.wait(Duration::from_secs(30)),
+        "holder never got the lock"
+    );
+    holder.kill().unwrap();
+    assert_eq!(
+        holder.join(Some(Duration::from_secs(10))).unwrap(),
+        Some(-9)
+    );
+}
+
+#[test]
+fn a_holder_killed_inside_its_critical_section_is_reported_to_the_next_acquirer() {
+    leak_checked(|| {
+        for flavor in LockFlavor::SAFE {
+            for method in StartMethod::ALL {
+                let lock = flavor.create().unwrap();
+                kill_holder_inside(lock.as_ref(), method);
+                let started = Instant::now();
+                let guard = lock
+                    .lock(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("{flavor:?}/{method:?}: {e}"));
+                assert!(
+                    guard.owner_died(),
+                    "{flavor:?}/{method:?}: death not reported"
+                );
+                assert!(started.elapsed() < Duration::from_secs(10));
+                guard.release().unwrap();
+                // Consistent again: the next holder is told nothing.
+                assert_eq!(
+                    lock.acquire(ACQUIRE).unwrap(),
+                    Acquired::Clean,
+                    "{flavor:?}"
+                );
+                lock.release().unwrap();
+            }
+        }
+    });
+}
+
+/// The test subject shows the hazard the others avoid: its waiters wait out their whole
+/// bound (Python's Lock would wait forever).
+#[test]
+fn the_plain_mutex_leaves_a_waiter_blocked_when_its_holder_dies() {
+    leak_checked(|| {
+        let lock = LockFlavor::Plain.create().unwrap();
+        kill_holder_inside(lock.as_ref(), StartMethod::Fork);
+        assert!(matches!(
+            lock.acquire(Duration::from_millis(300)),
+            Err(LockError::Timeout { .. })
+        ));
+        assert_eq!(lock.try_acquire().unwrap(), None);
+    });
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Intruder {
+    release_refused: bool,
+    got_it_while_held: bool,
+}
+
+fn intrude(address: LockAddress) -> Result<Intruder, String> {
+    let lock = RLock::open(&address).map_err(|e| e.to_string())?;
+    let release_refused = matches!(lock.release(), Err(LockError::NotHeld { .. }));
+    let got_it_while_held = lock.try_acquire().map_err(|e| e.to_string())?.is_some();
+    Ok(Intruder {
+        release_refused,
+        got_it_while_held,
+    })
+}
+register_entry!("lock-test-intrude", intrude);
+
+#[test]
+fn rlock_nests_refuses_an_extra_release_and_cannot_be_released_by_another_process() {
+    leak_checked(|| {
+        for flavor in LockFlavor::SAFE {
+            let lock = RLock::new(flavor.create().unwrap());
+            for depth in 1..=3 {
+                assert_eq!(lock.acquire(ACQUIRE).unwrap(), Acquired::Clean);
+                assert_eq!(lock.depth(), depth);
+            }
+            let intruder: Intruder =
+                results(start_all("lock-test-intrude", &[lock.address()])).remove(0);
+            assert_eq!(
+                intruder,
+                Intruder {
+                    release_refused: true,
+                    got_it_while_held: false
+                },
+                "{flavor:?}"
+            );
+            for _ in 0..3 {
+                lock.release().unwrap();
+            }
+            assert!(
+                matches!(lock.release(), Err(LockError::NotHeld { .. })),
+                "{flavor:?}: extra release"
+            );
+            // Really released: another process gets it now.
+            let intruder: Intruder =
+                results(start_all("lock-test-intrude", &[lock.address()])).remove(0);
+            assert!(
+                intruder.got_it_while_held,
+                "{flavor:?}: still held after release"
+            );
+        }
+    });
+}

@@ -1,0 +1,198 @@
+//! The Manager across real processes: exact server-side increments, the server killed
+//! mid-run, malformed requests, proxies for dicts and lists, shutdown.
+
+mod sync_support;
+
+use ipcbench::ipc::manager::{Manager, ManagerAddress, ManagerClient, ManagerError, Response};
+use ipcbench::process::StartMethod;
+use ipcbench::register_entry;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use sync_support::{leak_checked, results, start_all};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Serialize, Deserialize)]
+struct IncrementArgs {
+    manager: ManagerAddress,
+    /// None: until the server is gone.
+    times: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct IncrementReport {
+    done: u64,
+    /// The error that ended an open-ended run, and how long that failing call took.
+    ended_by: Option<(String, bool, u64)>,
+}
+
+fn increment(args: IncrementArgs) -> Result<IncrementReport, String> {
+    let client = ManagerClient::connect(&args.manager)
+        .map_err(|e| e.to_string())?
+        .with_timeout(CALL_TIMEOUT);
+    let counter = client.counter("hits");
+    let mut done = 0;
+    while args.times.is_none_or(|t| done < t) {
+        let started = Instant::now();
+        match counter.increment(1) {
+            Ok(_) => done += 1,
+            Err(e) => {
+                let ms = started.elapsed().as_millis() as u64;
+                return Ok(IncrementReport {
+                    done,
+                    ended_by: Some((e.to_string(), e.is_server_gone(), ms)),
+                });
+            }
+        }
+    }
+    Ok(IncrementReport {
+        done,
+        ended_by: None,
+    })
+}
+register_entry!("manager-test-increment", increment);
+
+#[test]
+fn server_side_increments_from_four_processes_are_exact() {
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Spawn).unwrap();
+        let args: Vec<IncrementArgs> = (0..4)
+            .map(|_| IncrementArgs {
+                manager: manager.address().clone(),
+                times: Some(1_000),
+            })
+            .collect();
+        for report in results::<IncrementReport>(start_all("manager-test-increment", &args)) {
+            assert_eq!(report.done, 1_000);
+        }
+        let client = manager.client().unwrap();
+        assert_eq!(client.counter("hits").get().unwrap(), 4_000);
+        assert!(manager.shutdown(CALL_TIMEOUT).unwrap() >= 4_001);
+    });
+}
+
+#[test]
+fn killing_the_server_mid_run_fails_every_client_call_with_server_gone() {
+    leak_checked(|| {
+        let mut manager = Manager::start(StartMethod::Fork).unwrap();
+        let args: Vec<IncrementArgs> = (0..4)
+            .map(|_| IncrementArgs {
+                manager: manager.address().clone(),
+                times: None,
+            })
+            .collect();
+        let clients = start_all("manager-test-increment", &args);
+        let watcher = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while watcher.counter("hits").get().unwrap_or(0) < 200 {
+            assert!(Instant::now() < deadline, "clients made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        manager.process().kill().unwrap();
+        manager.process().join(Some(CALL_TIMEOUT)).unwrap();
+        for report in results::<IncrementReport>(clients) {
+            let (error, gone, ms) = report.ended_by.expect("run ended by an error");
+            assert!(gone && error.contains("is gone"), "{error}");
+            assert!(
+                ms <= CALL_TIMEOUT.as_millis() as u64,
+                "failed after {ms} ms"
+            );
+        }
+        let err = watcher.counter("hits").get().unwrap_err();
+        assert!(err.is_server_gone(), "{err}");
+        assert!(ManagerClient::connect(manager.address())
+            .err()
+            .unwrap()
+            .is_server_gone());
+    });
+}
+
+#[test]
+fn a_malformed_request_gets_an_error_reply_and_the_server_goes_on() {
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Spawn).unwrap();
+        let bystander = manager.client().unwrap();
+        bystander.counter("n").set(1).unwrap();
+        let client = manager.client().unwrap();
+        for garbage in [&b"not json"[..], br#"{"op":"fly"}"#, br#"{"op":"get"}"#] {
+            match client.call_raw(garbage).unwrap() {
+                Response::Err(message) => assert!(message.contains("malformed"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Bytes that are not a frame at all: an error reply, then that connection (whose
+        // stream is out of step) is closed.
+        {
+            use std::io::Write;
+            let mut raw =
+                std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+            raw.write_all(b"GARBAGE-GARBAGE-GARBAGE").unwrap();
+            let conn = ipcbench::ipc::pipe::Connection::from_socket(raw.into()).unwrap();
+            match conn.recv_timeout::<Response>(CALL_TIMEOUT).unwrap() {
+                Response::Err(message) => assert!(message.contains("malformed frame"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(conn.recv_bytes_timeout(CALL_TIMEOUT).unwrap_err().is_eof());
+        }
+        // The same connection and the others still work.
+        assert_eq!(client.counter("n").increment(1).unwrap(), 2);
+        assert_eq!(bystander.counter("n").get().unwrap(), 2);
+        // A bad request of the right shape is refused with a reason, too.
+        let err = client.dict("n").keys().unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Remote { message, .. } if message.contains("not a dict")),
+            "{err}"
+        );
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
+
+fn fill(manager: ManagerAddress) -> Result<(), String> {
+    let client = ManagerClient::connect(&manager).map_err(|e| e.to_string())?;
+    let e = |e: ManagerError| e.to_string();
+    let dict = client.dict("beds");
+    dict.set("alice", json!(1)).map_err(e)?;
+    dict.set("bob", json!({"bed": 2})).map_err(e)?;
+    let list = client.list("queue");
+    for who in ["carol", "dave", "erin"] {
+        list.push(json!(who)).map_err(e)?;
+    }
+    Ok(())
+}
+register_entry!("manager-test-fill", fill);
+
+#[test]
+fn dict_and_list_proxies_see_another_process_writes() {
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Spawn).unwrap();
+        results::<()>(start_all("manager-test-fill", &[manager.address().clone()]));
+        let client = manager.client().unwrap();
+        let dict = client.dict("beds");
+        assert_eq!(dict.keys().unwrap(), vec!["alice", "bob"]);
+        assert_eq!(dict.len().unwrap(), 2);
+        assert_eq!(dict.get("bob").unwrap(), json!({"bed": 2}));
+        assert!(dict.compare_and_set("alice", json!(1), json!(3)).unwrap());
+        assert!(!dict.compare_and_set("alice", json!(1), json!(4)).unwrap());
+        dict.delete("alice").unwrap();
+        assert!(dict.get("alice").is_err());
+        let list = client.list("queue");
+        assert_eq!(list.len().unwrap(), 3);
+        assert_eq!(list.get(1).unwrap(), json!("dave"));
+        list.set(1, json!("frank")).unwrap();
+        list.delete(0).unwrap();
+        assert_eq!(list.items().unwrap(), vec![json!("frank"), json!("erin")]);
+        assert!(list.get(5).is_err());
+        let counter = client.counter("c");
+        assert!(
+            !counter.compare_and_set(0, 5).unwrap(),
+            "a missing counter is null, not 0"
+        );
+        counter.set(0).unwrap();
+        assert!(counter.compare_and_set(0, 5).unwrap());
+        assert_eq!(counter.get().unwrap(), 5);
+        let started = Instant::now();
+        let served = manager.shutdown(CALL_TIMEOUT).unwrap();
+        assert!(served > 10 && started.elapsed() < CALL_TIMEOUT);
+    });
+}

@@ -1,0 +1,540 @@
+//! Pool across real worker processes: results, callbacks, panics, terminate, worker
+//! death (SIGKILL mid-task), the elastic pool, and the seed's echo servers. Every test
+//! proves it left nothing behind.
+
+use ipcbench::ipc::pool::echo::{ClientCommand, ClientEvent, Clients, EchoServer, ServerKind};
+use ipcbench::ipc::pool::{DeathHandling, Pool, PoolError, PoolOptions};
+use ipcbench::process::{hygiene, StartMethod};
+use ipcbench::register_entry;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Bound on any single wait in these tests: only a hang reaches it.
+const LONG: Duration = Duration::from_secs(30);
+
+/// The tests count process-wide children and fds: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path.
+///
+/// /tmp and /dev/shm are shared with every other test binary running on the machine, so
+/// only names this process made count: shared-memory names carry the creator's pid, and
+/// the temp directories these tests make are checked by [`temp_dir`] itself.
+fn leak_checked(body: impl FnOnce()) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = hygiene::Snapshot::take();
+    body();
+    let ours = format!("-{}-", std::process::id());
+    let leaks: Vec<_> = before
+        .leaks_since()
+        .into_iter()
+        .filter(|leak| match leak {
+            hygiene::Leak::Temp(_) => false,
+            hygiene::Leak::Shm(name) => name.contains(&ours),
+            _ => true,
+        })
+        .collect();
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// A tracked temp directory that is removed, and checked gone, when dropped.
+struct TempDir(PathBuf);
+
+fn temp_dir() -> TempDir {
+    TempDir(hygiene::temp_dir().unwrap())
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        hygiene::remove_temp(&self.0);
+        if !std::thread::panicking() {
+            assert!(!self.0.exists(), "{} left behind", self.0.display());
+        }
+    }
+}
+
+fn affine(x: i64) -> Result<i64, String> {
+    Ok(x.wrapping_mul(3).wrapping_sub(7))
+}
+register_entry!("test-pool-affine", affine);
+
+fn panic_on_three(x: u32) -> Result<u32, String> {
+    if x == 3 {
+        panic!("three is not allowed");
+    }
+    Ok(x + 1)
+}
+register_entry!("test-pool-panic-on-three", panic_on_three);
+
+fn fail_with(message: String) -> Result<u32, String> {
+    Err(message)
+}
+register_entry!("test-pool-fail", fail_with);
+
+fn sleep_ms(ms: u64) -> Result<u32, String> {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(std::process::id())
+}
+register_entry!("test-pool-sleep", sleep_ms);
+
+/// Blocks until `path` exists (bounded): a gate the test opens.
+fn wait_for_file(path: PathBuf) -> Result<u32, String> {
+    let deadline = Instant::now() + LONG;
+    while !path.exists() {
+        if Instant::now() >= deadline {
+            return Err(format!("gate {} never opened", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(std::process::id())
+}
+register_entry!("test-pool-gate", wait_for_file);
+
+/// SIGKILLs its own worker the first time (leaving `marker`), returns 42 the second.
+fn die_once(marker: PathBuf) -> Result<u32, String> {
+    if !marker.exists() {
+        std::fs::write(&marker, b"died").map_err(|e| e.to_string())?;
+        // SAFETY: kill(2) of this very process.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+    Ok(42)
+}
+register_entry!("test-pool-die-once", die_once);
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn pool(method: StartMethod, workers: usize) -> Pool {
+    Pool::new(
+        PoolOptions::new()
+            .size(workers)
+            .method(method)
+            .timeout(LONG),
+    )
+    .unwrap()
+}
+
+#[test]
+fn map_and_imap_equal_sequential_results() {
+    leak_checked(|| {
+        for method in StartMethod::ALL {
+            let pool = pool(method, 2);
+            let config = Config {
+                cases: 24,
+                failure_persistence: None,
+                ..Config::default()
+            };
+            let mut runner = TestRunner::new(config);
+            runner
+                .run(
+                    &(proptest::collection::vec(any::<i64>(), 0..40), 1usize..9),
+                    |(items, chunksize)| {
+                        let expected: Vec<i64> =
+                            items.iter().map(|&x| affine(x).unwrap()).collect();
+                        let mapped: Vec<i64> = pool
+                            .map("test-pool-affine", items.clone(), chunksize)
+                            .unwrap();
+                        prop_assert_eq!(&mapped, &expected);
+                        let lazily: Vec<i64> = pool
+                            .imap("test-pool-affine", items.clone(), chunksize)
+                            .unwrap()
+                            .collect::<Result<_, _>>()
+                            .unwrap();
+                        prop_assert_eq!(&lazily, &expected);
+                        Ok(())
+                    },
+                )
+                .unwrap();
+            let auto = pool.default_chunksize(100);
+            let mapped: Vec<i64> = pool.map("test-pool-affine", 0..100i64, auto).unwrap();
+            assert_eq!(
+                mapped,
+                (0..100).map(|x| affine(x).unwrap()).collect::<Vec<_>>()
+            );
+            assert_eq!(pool.stats().deaths, 0, "{method:?}");
+        }
+    });
+}
+
+#[test]
+fn callbacks_run_in_the_parent_once_per_task() {
+    leak_checked(|| {
+        let pool = pool(StartMethod::Fork, 2);
+        let seen: Arc<Mutex<Vec<(u32, i64)>>> = Arc::default();
+        let handles: Vec<_> = (0..20i64)
+            .map(|x| {
+                let seen = Arc::clone(&seen);
+                pool.apply_async_with("test-pool-affine", &x, move |r: Result<i64, PoolError>| {
+                    seen.lock().unwrap().push((std::process::id(), r.unwrap()));
+                })
+                .unwrap()
+            })
+            .collect();
+        for (x, handle) in handles.iter().enumerate() {
+            assert_eq!(handle.get(LONG).unwrap(), affine(x as i64).unwrap());
+            assert!(handle.ready());
+            assert_eq!(handle.successful(), Some(true));
+        }
+        let mut seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 20, "one callback per task");
+        assert!(
+            seen.iter().all(|&(pid, _)| pid == std::process::id()),
+            "ran in the parent"
+        );
+        seen.sort_by_key(|&(_, value)| value);
+        let mut expected: Vec<i64> = (0..20).map(|x| affine(x).unwrap()).collect();
+        expected.sort();
+        assert_eq!(seen.iter().map(|&(_, v)| v).collect::<Vec<_>>(), expected);
+    });
+}
+
+#[test]
+fn a_panicking_or_failing_task_errors_alone() {
+    leak_checked(|| {
+        for method in StartMethod::ALL {
+            let pool = pool(method, 2);
+            let pids = pool.worker_pids();
+            let handles: Vec<_> = (0..6u32)
+                .map(|x| {
+                    pool.apply_async::<_, u32>("test-pool-panic-on-three", &x)
+                        .unwrap()
+                })
+                .collect();
+            for (x, handle) in handles.iter().enumerate() {
+                match handle.get(LONG) {
+                    Ok(v) => assert_eq!(v as usize, x + 1),
+                    Err(PoolError::Panicked { message, .. }) => {
+                        assert_eq!(x, 3);
+                        assert!(message.contains("three is not allowed"), "{message}");
+                        assert_eq!(handle.successful(), Some(false));
+                    }
+                    Err(e) => panic!("task {x}: {e}"),
+                }
+            }
+            let err = pool
+                .map::<_, u32, _>("test-pool-panic-on-three", 0..6u32, 2)
+                .unwrap_err();
+            assert!(
+                matches!(err, PoolError::Panicked { index: 3, .. }),
+                "map reports the item: {err}"
+            );
+            let err = pool
+                .apply::<_, u32>("test-pool-fail", &"no such thing".to_string())
+                .unwrap_err();
+            assert!(err.to_string().contains("no such thing"), "{err}");
+            assert_eq!(pool.worker_pids(), pids, "a panic does not cost a worker");
+        }
+    });
+}
+
+#[test]
+fn bad_calls_are_clear_errors() {
+    leak_checked(|| {
+        assert!(matches!(
+            Pool::new(PoolOptions::new().elastic(3, 2)),
+            Err(PoolError::BadOptions(_))
+        ));
+        assert!(matches!(
+            Pool::new(PoolOptions::new().size(0)),
+            Err(PoolError::BadOptions(_))
+        ));
+        let mut pool = pool(StartMethod::Fork, 1);
+        assert!(matches!(
+            pool.map::<_, i64, _>("test-pool-affine", [1i64], 0),
+            Err(PoolError::BadInput(_))
+        ));
+        let err = pool.apply::<_, i64>("no-such-task", &1).unwrap_err();
+        assert!(
+            matches!(err, PoolError::UnknownTask(ref m) if m.contains("no-such-task")),
+            "{err}"
+        );
+        let err = pool
+            .apply::<_, String>("test-pool-affine", &1i64)
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Decode { .. }), "{err}");
+        assert_eq!(pool.join(Some(LONG)), Err(PoolError::StillRunning));
+        pool.close();
+        assert_eq!(
+            pool.apply::<_, i64>("test-pool-affine", &1i64).unwrap_err(),
+            PoolError::Closed
+        );
+        pool.join(Some(LONG)).unwrap();
+        assert_eq!(pool.size(), 0);
+    });
+}
+
+#[test]
+fn terminate_while_tasks_run_leaves_no_process() {
+    leak_checked(|| {
+        for method in StartMethod::ALL {
+            let mut pool = pool(method, 2);
+            let pids = pool.worker_pids();
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    pool.apply_async::<_, u32>("test-pool-sleep", &60_000u64)
+                        .unwrap()
+                })
+                .collect();
+            wait_until("both workers busy", || pool.stats().busy == 2);
+            pool.terminate().unwrap();
+            for handle in &handles {
+                assert!(matches!(
+                    handle.get(LONG),
+                    Err(PoolError::Terminated { .. })
+                ));
+            }
+            for pid in pids {
+                let alive = hygiene::proc_info(pid.as_raw())
+                    .is_some_and(|p| p.ppid == std::process::id() as i32);
+                assert!(!alive, "worker {pid} survived terminate");
+            }
+        }
+    });
+}
+
+#[test]
+fn sigkill_of_a_worker_mid_task_fails_that_task_only_and_replaces_the_worker() {
+    leak_checked(|| {
+        for method in StartMethod::ALL {
+            let pool = pool(method, 2);
+            let victim = pool
+                .apply_async::<_, u32>("test-pool-sleep", &60_000u64)
+                .unwrap();
+            wait_until("the victim task reaches a worker", || {
+                victim.worker_pid().is_some()
+            });
+            let victim_pid = victim.worker_pid().unwrap();
+            let others: Vec<_> = (0..10i64)
+                .map(|x| pool.apply_async::<_, i64>("test-pool-affine", &x).unwrap())
+                .collect();
+            nix::sys::signal::kill(victim_pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+            match victim.get(LONG) {
+                Err(PoolError::WorkerDied { pid, how, .. }) => {
+                    assert_eq!(pid, victim_pid.as_raw());
+                    assert!(how.contains("SIGKILL"), "{how}");
+                }
+                other => panic!("{method:?}: expected a worker death, got {other:?}"),
+            }
+            assert!(victim
+                .get(LONG)
+                .unwrap_err()
+                .to_string()
+                .starts_with("worker died"));
+            for (x, handle) in others.iter().enumerate() {
+                assert_eq!(handle.get(LONG).unwrap(), affine(x as i64).unwrap());
+            }
+            wait_until("the dead worker is replaced", || {
+                pool.size() == 2 && !pool.worker_pids().contains(&victim_pid)
+            });
+            assert_eq!(pool.stats().deaths, 1);
+            let after: Vec<i64> = pool.map("test-pool-affine", 0..8i64, 1).unwrap();
+            assert_eq!(after.len(), 8, "the pool stays usable");
+        }
+    });
+}
+
+fn marker(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[test]
+fn a_task_whose_worker_dies_is_retried_once_when_asked() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        for retry in [false, true] {
+            let pool = Pool::new(
+                PoolOptions::new()
+                    .size(1)
+                    .method(StartMethod::Fork)
+                    .retry_on_death(retry)
+                    .timeout(LONG),
+            )
+            .unwrap();
+            let result =
+                pool.apply::<_, u32>("test-pool-die-once", &marker(&dir.0, &format!("m{retry}")));
+            if retry {
+                assert_eq!(result.unwrap(), 42, "ran again in the replacement worker");
+            } else {
+                let err = result.unwrap_err();
+                assert!(matches!(err, PoolError::WorkerDied { .. }), "{err}");
+            }
+            assert_eq!(pool.stats().deaths, 1);
+            assert_eq!(pool.apply::<_, i64>("test-pool-affine", &1i64).unwrap(), -4);
+        }
+    });
+}
+
+#[test]
+fn without_death_handling_the_lost_task_times_out_instead_of_hanging() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let pool = Pool::new(
+            PoolOptions::new()
+                .size(1)
+                .method(StartMethod::Fork)
+                .death_handling(DeathHandling::IgnoreLikePython)
+                .timeout(LONG),
+        )
+        .unwrap();
+        let lost = pool
+            .apply_async::<_, u32>("test-pool-die-once", &marker(&dir.0, "lost"))
+            .unwrap();
+        let wait = Duration::from_millis(300);
+        wait_until("the worker dies", || pool.stats().deaths == 1);
+        assert_eq!(
+            lost.get(wait),
+            Err(PoolError::Timeout {
+                entry: "test-pool-die-once".into(),
+                timeout: wait
+            })
+        );
+        assert!(!lost.ready(), "as in Python, the task never completes");
+        assert_eq!(
+            pool.apply::<_, i64>("test-pool-affine", &2i64).unwrap(),
+            -1,
+            "replaced"
+        );
+        drop(pool);
+    });
+}
+
+#[test]
+fn elastic_pool_grows_to_max_under_a_burst_and_shrinks_back_when_idle() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let gate = dir.0.join("gate");
+        let pool = Pool::new(
+            PoolOptions::new()
+                .elastic(1, 4)
+                .idle_timeout(Duration::from_millis(200))
+                .method(StartMethod::Fork)
+                .timeout(LONG),
+        )
+        .unwrap();
+        assert_eq!(pool.size(), 1);
+        let burst: Vec<_> = (0..8)
+            .map(|_| pool.apply_async::<_, u32>("test-pool-gate", &gate).unwrap())
+            .collect();
+        wait_until("the pool grows to its maximum", || pool.stats().busy == 4);
+        let stats = pool.stats();
+        assert_eq!((stats.workers, stats.queued), (4, 4), "{stats:?}");
+        std::fs::write(&gate, b"open").unwrap();
+        let served: std::collections::BTreeSet<u32> =
+            burst.iter().map(|h| h.get(LONG).unwrap()).collect();
+        assert_eq!(served.len(), 4, "the burst ran on four workers: {served:?}");
+        wait_until("the pool shrinks back to its minimum", || pool.size() == 1);
+        assert_eq!(pool.stats().peak_workers, 4);
+        assert_eq!(pool.stats().deaths, 0, "shrinking is not dying");
+        assert_eq!(pool.apply::<_, i64>("test-pool-affine", &0i64).unwrap(), -7);
+        drop(pool);
+    });
+}
+
+/// Starts `n` holding clients and waits until each has connected and been told to go.
+fn holding_clients(server: &EchoServer, n: usize) -> Clients {
+    let clients = Clients::start(server.addr(), n, 1, 64, true, StartMethod::Fork).unwrap();
+    for i in 0..n {
+        assert_eq!(clients.next_event(i, LONG).unwrap(), ClientEvent::Connected);
+    }
+    for i in 0..n {
+        clients.command(i, ClientCommand::Go).unwrap();
+    }
+    clients
+}
+
+/// Collects `Served` events until `count` clients have been served; returns which.
+fn await_served(clients: &Clients, count: usize, served: &mut Vec<usize>) {
+    let deadline = Instant::now() + LONG;
+    while served.len() < count {
+        assert!(Instant::now() < deadline, "only {served:?} were served");
+        for i in 0..clients.len() {
+            if !served.contains(&i) && clients.has_event(i, Duration::from_millis(5)) {
+                assert_eq!(clients.next_event(i, LONG).unwrap(), ClientEvent::Served);
+                served.push(i);
+            }
+        }
+    }
+}
+
+#[test]
+fn echo_pool_of_four_serves_four_clients_at_once_and_the_fifth_waits() {
+    leak_checked(|| {
+        let server =
+            EchoServer::start(ServerKind::Pool { workers: 4 }, StartMethod::Fork, 5).unwrap();
+        let clients = holding_clients(&server, 5);
+        let mut served = Vec::new();
+        await_served(&clients, 4, &mut served);
+        assert_eq!(server.in_service(), 4);
+        let waiting = (0..5).find(|i| !served.contains(i)).unwrap();
+        // Every worker holds a connection: the fifth is connected but cannot be served.
+        assert!(
+            !clients.has_event(waiting, Duration::from_millis(300)),
+            "a fifth client was served while four held the pool's four workers"
+        );
+        assert_eq!(server.in_service(), 4);
+        // Releasing one client frees its worker, which takes the fifth.
+        let first = served[0];
+        assert!(matches!(
+            clients.next_event(first, LONG).unwrap(),
+            ClientEvent::Done { .. }
+        ));
+        clients.command(first, ClientCommand::Release).unwrap();
+        await_served(&clients, 5, &mut served);
+        assert_eq!(served[4], waiting);
+        assert_eq!(server.most_in_service(), 4, "never more than four at once");
+        for i in served.iter().copied().filter(|&i| i != first) {
+            assert!(matches!(
+                clients.next_event(i, LONG).unwrap(),
+                ClientEvent::Done { .. }
+            ));
+            clients.command(i, ClientCommand::Release).unwrap();
+        }
+        clients.join().unwrap();
+        assert_eq!(server.finish().unwrap(), 5 * 64);
+    });
+}
+
+#[test]
+fn echo_process_per_connection_serves_every_client_at_once() {
+    leak_checked(|| {
+        let server =
+            EchoServer::start(ServerKind::ProcessPerConnection, StartMethod::Fork, 5).unwrap();
+        let clients = holding_clients(&server, 5);
+        let mut served = Vec::new();
+        await_served(&clients, 5, &mut served);
+        assert_eq!(server.in_service(), 5);
+        assert_eq!(server.most_in_service(), 5);
+        for i in 0..5 {
+            assert!(matches!(
+                clients.next_event(i, LONG).unwrap(),
+                ClientEvent::Done { .. }
+            ));
+            clients.command(i, ClientCommand::Release).unwrap();
+        }
+        clients.join().unwrap();
+        assert_eq!(server.finish().unwrap(), 5 * 64);
+    });
+}
+
+#[test]
+fn echo_round_trips_through_both_servers() {
+    leak_checked(|| {
+        for kind in [
+            ServerKind::ProcessPerConnection,
+            ServerKind::Pool { workers: 4 },
+        ] {
+            let elapsed =
+                ipcbench::ipc::pool::echo::round_trips(kind, 6, 20, 100, StartMethod::Spawn)
+                    .unwrap();
+            assert!(elapsed < LONG, "{kind:?}");
+        }
+    });
+}

@@ -1,0 +1,243 @@
+//! Semaphore, Event and Barrier across real processes that open them by name.
+
+mod sync_support;
+
+use ipcbench::ipc::shm::Shared;
+use ipcbench::ipc::sync::{Barrier, Event, Semaphore, SyncError};
+use ipcbench::process::{self, Options, StartMethod};
+use ipcbench::register_entry;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use sync_support::{leak_checked, results, start_all};
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[derive(Serialize, Deserialize)]
+struct RoomArgs {
+    semaphore: String,
+    /// [inside now, most ever inside]
+    room: String,
+    visits: u32,
+}
+
+/// The seed's four-bed room: enter (acquire), count heads, stay a moment, leave.
+fn visit_room(args: RoomArgs) -> Result<u32, String> {
+    let semaphore = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
+    let room: Shared<[AtomicU32; 2]> = Shared::open(&args.room).map_err(|e| e.to_string())?;
+    for _ in 0..args.visits {
+        semaphore.acquire(LONG).map_err(|e| e.to_string())?;
+        let inside = room[0].fetch_add(1, Ordering::SeqCst) + 1;
+        room[1].fetch_max(inside, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(2));
+        room[0].fetch_sub(1, Ordering::SeqCst);
+        semaphore.release().map_err(|e| e.to_string())?;
+    }
+    Ok(args.visits)
+}
+register_entry!("sync-test-room", visit_room);
+
+fn crowd_the_room(semaphore: &Semaphore) -> u32 {
+    let room: Shared<[AtomicU32; 2]> = Shared::create("sync-test", 0).unwrap();
+    let args: Vec<RoomArgs> = (0..10)
+        .map(|_| RoomArgs {
+            semaphore: semaphore.name().to_string(),
+            room: room.name().to_string(),
+            visits: 5,
+        })
+        .collect();
+    let visits: Vec<u32> = results(start_all("sync-test-room", &args));
+    assert_eq!(visits, vec![5; 10], "every process got in every time");
+    assert_eq!(room[0].load(Ordering::SeqCst), 0);
+    room[1].load(Ordering::SeqCst)
+}
+
+#[test]
+fn semaphore_of_four_never_lets_a_fifth_in_and_everyone_gets_in() {
+    leak_checked(|| {
+        let semaphore = Semaphore::create(4).unwrap();
+        let most = crowd_the_room(&semaphore);
+        assert!((1..=4).contains(&most), "{most} inside at once");
+        assert_eq!(semaphore.value(), 4);
+    });
+}
+
+#[test]
+fn bounded_semaphore_refuses_a_release_past_its_bound_and_times_out() {
+    leak_checked(|| {
+        let semaphore = Semaphore::create(1).unwrap();
+        assert!(matches!(
+            semaphore.release(),
+            Err(SyncError::ReleasedTooMany { bound: 1, .. })
+        ));
+        semaphore.acquire(LONG).unwrap();
+        let other = Semaphore::open(semaphore.name()).unwrap();
+        assert!(!other.try_acquire());
+        assert!(matches!(
+            other.acquire(Duration::from_millis(50)),
+            Err(SyncError::Timeout { .. })
+        ));
+        other.release().unwrap();
+        assert_eq!(semaphore.value(), 1);
+        assert!(Semaphore::create(5).is_ok() && Semaphore::with_bound(3, 2).is_err());
+    });
+}
+
+/// The test subject over-counts, so the same crowd overfills the room (the
+/// semaphore-capacity scenario relies on this being caught).
+#[test]
+fn miscounted_semaphore_overfills() {
+    leak_checked(|| {
+        let semaphore = Semaphore::miscounted(1).unwrap();
+        semaphore.acquire(LONG).unwrap();
+        semaphore.release().unwrap();
+        assert_eq!(semaphore.value(), 2, "one release gave back two permits");
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct WaitArgs {
+    event: String,
+    timeout_ms: u64,
+}
+
+fn wait_for_event(args: WaitArgs) -> Result<bool, String> {
+    let event = Event::open(&args.event).map_err(|e| e.to_string())?;
+    Ok(event.wait(Duration::from_millis(args.timeout_ms)))
+}
+register_entry!("sync-test-wait", wait_for_event);
+
+#[test]
+fn one_set_wakes_every_waiter_and_an_unset_wait_times_out() {
+    leak_checked(|| {
+        let event = Event::create().unwrap();
+        let unset: bool = results(start_all(
+            "sync-test-wait",
+            &[WaitArgs {
+                event: event.name().to_string(),
+                timeout_ms: 100,
+            }],
+        ))
+        .remove(0);
+        assert!(!unset, "wait returned true with the event unset");
+        let waiters = start_all(
+            "sync-test-wait",
+            &(0..4)
+                .map(|_| WaitArgs {
+                    event: event.name().to_string(),
+                    timeout_ms: 30_000,
+                })
+                .collect::<Vec<_>>(),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        event.set();
+        assert!(event.is_set());
+        assert_eq!(results::<bool>(waiters), vec![true; 4]);
+        event.clear();
+        assert!(!event.is_set());
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct PartyArgs {
+    barrier: String,
+    /// Arrivals counted before waiting.
+    arrived: String,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Passed {
+    arrived_when_passing: u32,
+}
+
+fn party(args: PartyArgs) -> Result<Passed, String> {
+    let barrier = Barrier::open(&args.barrier).map_err(|e| e.to_string())?;
+    let arrived: Shared<AtomicU32> = Shared::open(&args.arrived).map_err(|e| e.to_string())?;
+    arrived.fetch_add(1, Ordering::SeqCst);
+    barrier.wait(LONG).map_err(|e| e.to_string())?;
+    Ok(Passed {
+        arrived_when_passing: arrived.load(Ordering::SeqCst),
+    })
+}
+register_entry!("sync-test-party", party);
+
+fn sleeping_party(barrier: String) -> Result<(), String> {
+    let _barrier = Barrier::open(&barrier).map_err(|e| e.to_string())?;
+    std::thread::sleep(Duration::from_secs(60));
+    Ok(())
+}
+register_entry!("sync-test-sleeping-party", sleeping_party);
+
+#[test]
+fn barrier_parties_pass_together() {
+    leak_checked(|| {
+        let barrier = Barrier::create(4).unwrap();
+        let arrived: Shared<AtomicU32> = Shared::create("sync-test", 0).unwrap();
+        let args: Vec<PartyArgs> = (0..4)
+            .map(|_| PartyArgs {
+                barrier: barrier.name().to_string(),
+                arrived: arrived.name().to_string(),
+            })
+            .collect();
+        for passed in results::<Passed>(start_all("sync-test-party", &args)) {
+            assert_eq!(
+                passed.arrived_when_passing, 4,
+                "passed before everyone arrived"
+            );
+        }
+        assert!(!barrier.is_broken());
+    });
+}
+
+#[test]
+fn barrier_breaks_for_everyone_when_a_party_is_killed() {
+    leak_checked(|| {
+        let barrier = Barrier::create(4).unwrap();
+        let arrived: Shared<AtomicU32> = Shared::create("sync-test", 0).unwrap();
+        let mut victim = process::start(
+            "sync-test-sleeping-party",
+            &barrier.name().to_string(),
+            Options::new("victim").method(StartMethod::Fork),
+        )
+        .unwrap();
+        let args: Vec<PartyArgs> = (0..3)
+            .map(|_| PartyArgs {
+                barrier: barrier.name().to_string(),
+                arrived: arrived.name().to_string(),
+            })
+            .collect();
+        let waiters = start_all("sync-test-party", &args);
+        let deadline = std::time::Instant::now() + LONG;
+        while barrier.n_waiting() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "parties never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        victim.kill().unwrap();
+        victim.join(Some(LONG)).unwrap();
+        for mut waiter in waiters {
+            let err = waiter.result::<Passed>(Some(LONG)).unwrap_err().to_string();
+            assert!(err.contains("broken") && err.contains("died"), "{err}");
+        }
+        assert!(barrier.is_broken());
+    });
+}
+
+#[test]
+fn barrier_breaks_on_timeout_and_abort() {
+    leak_checked(|| {
+        let barrier = Barrier::create(2).unwrap();
+        assert!(matches!(
+            barrier.wait(Duration::from_millis(50)),
+            Err(SyncError::Timeout { .. })
+        ));
+        assert!(matches!(barrier.wait(LONG), Err(SyncError::Broken { .. })));
+        let other = Barrier::create(3).unwrap();
+        other.abort();
+        let err = other.wait(LONG).unwrap_err().to_string();
+        assert!(err.contains("aborted"), "{err}");
+        assert!(Barrier::create(0).is_err());
+    });
+}

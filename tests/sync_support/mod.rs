@@ -1,0 +1,75 @@
+//! Shared by the lock, sync, filestore and manager tests: serialisation of tests that
+//! count process-wide resources, the leak check, and starting a crowd of children.
+
+#![allow(dead_code)]
+
+use ipcbench::process::{self, hygiene, Child, Options, StartMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Bound on any child in these tests: far above what they need, low enough that a hang
+/// fails the test instead of stalling it.
+pub const CHILD_BOUND: Duration = Duration::from_secs(60);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `body` alone among this binary's tests and then proves it left nothing behind
+/// (processes, shared-memory names, temp files, fds).
+pub fn leak_checked(body: impl FnOnce()) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = hygiene::Snapshot::take();
+    body();
+    let leaks: Vec<_> = before
+        .leaks_since()
+        .into_iter()
+        .filter(|leak| !created_by_a_stranger(leak))
+        .collect();
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// Starts `entry` once per argument, forked (fast; the entries here only do system
+/// calls and allocate).
+pub fn start_all<A: Serialize>(entry: &str, args: &[A]) -> Vec<Child> {
+    args.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            process::start(
+                entry,
+                a,
+                Options::new(format!("{entry}-{i}")).method(StartMethod::Fork),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+/// Every child's result, each bounded by [`CHILD_BOUND`] (a child still running then is
+/// killed when its handle drops).
+pub fn results<R: DeserializeOwned>(children: Vec<Child>) -> Vec<R> {
+    children
+        .into_iter()
+        .map(|mut child| {
+            child
+                .result(Some(CHILD_BOUND))
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+/// /dev/shm is machine-wide: a name created by a live process other than this one (every
+/// child of these tests has been reaped by the time leaks are counted) belongs to some
+/// other program running meanwhile — another test binary, say — not to this test. Names
+/// are `ipcbench-<tag>-<pid>-<n>`.
+fn created_by_a_stranger(leak: &hygiene::Leak) -> bool {
+    let hygiene::Leak::Shm(name) = leak else {
+        return false;
+    };
+    let mut parts = name.rsplit('-');
+    let _n = parts.next();
+    let Some(pid) = parts.next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() as i32 && hygiene::proc_info(pid).is_some_and(|p| p.state != 'Z')
+}
