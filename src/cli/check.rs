@@ -1,23 +1,137 @@
 //! `ipcbench check`: run the race scenarios and compare each verdict with its expectation.
+//!
+//! Prints one row per variant (scenario, variant, expected, verdict, cases, time, cases/s)
+//! and, for every case that did not hold, its reproduction: seed, shrunk parameters,
+//! schedule and the exact command that reruns that one case (`--replay`). Exit 0 when
+//! every verdict matches its expectation, 1 when one does not, 2 on bad input.
 
+use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use crate::report::model::{Expectation, Results};
+use crate::scenario::check::{self as search, Search, VariantResult};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// Only this scenario (see `ipcbench list`).
     #[arg(long)]
     pub scenario: Option<String>,
+    /// Only this variant of the scenario.
     #[arg(long)]
     pub variant: Option<String>,
     /// Generated cases per variant.
     #[arg(long)]
     pub cases: Option<u32>,
+    /// Seed of the case generator (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Also write the results (schema of `report::model::Results`) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Rerun exactly one case, given as the JSON a reproduction prints.
+    #[arg(long, requires_all = ["scenario", "variant"])]
+    pub replay: Option<String>,
 }
 
 pub fn main(args: Args) -> i32 {
-    let _ = args;
-    super::not_built("check")
+    match run(&args) {
+        Ok(results) => {
+            print_table(&results);
+            if let Some(path) = &args.json {
+                let mut model = Results::new("check");
+                model.scenarios = results.iter().map(VariantResult::to_model).collect();
+                if let Err(e) = model.save(path) {
+                    eprintln!("ipcbench check: cannot write {}: {e}", path.display());
+                    return EXIT_BAD_INPUT;
+                }
+            }
+            if results.iter().all(VariantResult::matches) {
+                EXIT_OK
+            } else {
+                EXIT_FAILURE
+            }
+        }
+        Err(message) => {
+            eprintln!("ipcbench check: {message}");
+            EXIT_BAD_INPUT
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<Vec<VariantResult>, String> {
+    if let Some(case) = &args.replay {
+        let scenario = args.scenario.as_deref().unwrap_or_default();
+        let variant = args.variant.as_deref().unwrap_or_default();
+        return Ok(vec![search::replay(scenario, variant, case)?]);
+    }
+    if args.cases == Some(0) {
+        return Err("--cases must be at least 1".to_string());
+    }
+    let selected = search::select(args.scenario.as_deref(), args.variant.as_deref())?;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    println!("seed {seed}");
+    let mut results = Vec::new();
+    for (scenario, variant) in selected {
+        if let Some(reason) = variant.pending {
+            println!("{}/{}: not run ({reason})", scenario.name(), variant.name);
+            continue;
+        }
+        let options = Search {
+            cases: args.cases.unwrap_or(Search::default().cases),
+            seed,
+            max_shrink_time: Duration::from_secs(20),
+        };
+        results.push(search::search(scenario, variant, options));
+    }
+    Ok(results)
+}
+
+fn expected_label(expected: Expectation) -> &'static str {
+    match expected {
+        Expectation::Holds => "holds",
+        Expectation::Caught => "caught",
+    }
+}
+
+fn print_table(results: &[VariantResult]) {
+    println!(
+        "{:<22} {:<22} {:<8} {:<9} {:<5} {:>6} {:>9} {:>8}",
+        "scenario", "variant", "expected", "verdict", "ok", "cases", "time", "cases/s"
+    );
+    for r in results {
+        println!(
+            "{:<22} {:<22} {:<8} {:<9} {:<5} {:>6} {:>8.2}s {:>8.1}",
+            r.scenario,
+            r.variant.name,
+            expected_label(r.variant.expected),
+            r.verdict_label(),
+            if r.matches() { "yes" } else { "NO" },
+            r.cases,
+            r.elapsed.as_secs_f64(),
+            r.cases_per_second()
+        );
+    }
+    for r in results
+        .iter()
+        .filter(|r| r.failing.is_some() || r.outcome.is_err())
+    {
+        println!();
+        let what = if r.matches() {
+            "caught, as expected"
+        } else {
+            "UNEXPECTED"
+        };
+        println!("{}/{} ({what}): {}", r.scenario, r.variant.name, r.detail());
+        if let Some(repro) = r.reproduction() {
+            println!("  seed:       {}", repro.seed);
+            println!("  parameters: {}", repro.parameters);
+            println!("  schedule:   {}", repro.schedule);
+            println!("  rerun:      {}", repro.command);
+        }
+    }
 }

@@ -1,9 +1,58 @@
 //! `ipcbench list`: list the scenarios with their variants, and the benchmark workloads.
+//!
+//! Each section is one function returning rows, so another family of names (benchmark
+//! workloads) is one more section in [`sections`].
+
+use super::EXIT_OK;
+use crate::report::model::Expectation;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
+/// One listed name with what it is and what is expected of it.
+pub struct Row {
+    pub name: String,
+    pub expected: String,
+    pub about: String,
+}
+
+/// The sections `list` prints, in order: a title and its rows.
+pub fn sections() -> Vec<(&'static str, Vec<Row>)> {
+    vec![(
+        "scenarios (ipcbench check --scenario NAME --variant V)",
+        scenario_rows(),
+    )]
+}
+
+fn scenario_rows() -> Vec<Row> {
+    let mut rows = Vec::new();
+    for scenario in crate::scenario::catalogue() {
+        for variant in scenario.variants() {
+            let expected = match variant.expected {
+                Expectation::Holds => "must hold",
+                Expectation::Caught => "must be caught",
+            };
+            let about = match variant.pending {
+                Some(reason) => format!("{} [not run yet: {reason}]", variant.about),
+                None => variant.about.to_string(),
+            };
+            rows.push(Row {
+                name: format!("{}/{}", scenario.name(), variant.name),
+                expected: expected.to_string(),
+                about,
+            });
+        }
+    }
+    rows
+}
+
 pub fn main(args: Args) -> i32 {
     let _ = args;
-    super::not_built("list")
+    for (title, rows) in sections() {
+        println!("{title}");
+        for row in rows {
+            println!("  {:<44} {:<15} {}", row.name, row.expected, row.about);
+        }
+    }
+    EXIT_OK
 }

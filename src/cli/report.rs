@@ -1,5 +1,7 @@
 //! `ipcbench report`: build the HTML report from results files.
 
+use crate::report::html::{self, Page};
+use crate::report::model::Results;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -16,6 +18,54 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> i32 {
-    let _ = args;
-    super::not_built("report")
+    // Every input is read before anything is written, so a bad file leaves no half report.
+    let mut merged: Option<Results> = None;
+    for path in &args.results {
+        match Results::load(path) {
+            Ok(results) => match &mut merged {
+                Some(all) => all.merge(results),
+                None => merged = Some(results),
+            },
+            Err(e) => {
+                eprintln!("ipcbench report: {e}");
+                return super::EXIT_BAD_INPUT;
+            }
+        }
+    }
+    let Some(results) = merged else {
+        eprintln!("ipcbench report: no results files given");
+        return super::EXIT_BAD_INPUT;
+    };
+    let baseline = match &args.baseline {
+        Some(path) => match Results::load(path) {
+            Ok(b) => Some((b, path.display().to_string())),
+            Err(e) => {
+                eprintln!("ipcbench report: baseline {e}");
+                return super::EXIT_BAD_INPUT;
+            }
+        },
+        None => None,
+    };
+    let page = Page {
+        results: &results,
+        baseline: baseline.as_ref().map(|(b, name)| (b, name.clone())),
+        sources: args
+            .results
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        notes: Vec::new(),
+        // The gate's own default, so the page shows what `ipcbench compare` would decide.
+        threshold_pct: crate::report::compare::Policy::default().threshold_pct,
+    };
+    match html::write(&args.out, &page) {
+        Ok(index) => {
+            println!("{}", index.display());
+            super::EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("ipcbench report: {e}");
+            super::EXIT_BAD_INPUT
+        }
+    }
 }

@@ -1,6 +1,18 @@
 //! `ipcbench run`: the main job: calibrate, bench, check scenarios, stress, and write the HTML report.
+//!
+//! An orchestrator over small steps with the results model as the glue: each step adds
+//! its part to one `Results`, and the report is built from it. A step whose module is not
+//! built yet says so (in the terminal and on the page) instead of producing figures; a
+//! step that fails or panics is reported and the others still run, so one broken part
+//! never costs the whole report.
 
+use crate::process::{hygiene, watchdog};
+use crate::report::html::{self, Page, Section};
+use crate::report::model::Results;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -10,9 +22,350 @@ pub struct Args {
     /// Directory for index.html and results.json (default: reports/run-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Steps to leave out, comma-separated: bench (calibration included), check, stress.
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+}
+
+/// What the steps are given.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub quick: bool,
+    /// Where a step may leave files (its JSON results): the report's directory.
+    pub dir: PathBuf,
+    /// Seed for the steps that draw random cases or faults: the run's start time, so a
+    /// run can be repeated from its report.
+    pub seed: u64,
+}
+
+/// What a step did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Ran; `summary` is one line for the terminal, `ok` false when it found a problem
+    /// (an unexpected verdict, a loss under stress).
+    Done { summary: String, ok: bool },
+    /// The module this step drives has not landed yet.
+    NotBuilt,
+    /// Left out with --skip.
+    Skipped,
+    /// Could not run to the end: the error.
+    Failed(String),
+}
+
+/// One step of the run.
+pub struct Step {
+    pub name: &'static str,
+    /// The parts of the page it fills.
+    pub sections: &'static [Section],
+    pub run: fn(&mut Results, &Profile) -> Outcome,
+}
+
+/// The run, in order. The bench step calibrates first, in the same measuring run as the
+/// workloads, because every figure is divided by a calibration of that run.
+pub const STEPS: [Step; 3] = [
+    Step {
+        name: "bench",
+        sections: &[
+            Section::Calibration,
+            Section::Latency,
+            Section::Throughput,
+            Section::Scaling,
+            Section::ProcessPool,
+        ],
+        run: bench,
+    },
+    Step {
+        name: "check",
+        sections: &[Section::Scenarios],
+        run: check,
+    },
+    Step {
+        name: "stress",
+        sections: &[Section::Stress],
+        run: stress,
+    },
+];
+
+fn bench(_results: &mut Results, _profile: &Profile) -> Outcome {
+    Outcome::NotBuilt
+}
+
+fn check(_results: &mut Results, _profile: &Profile) -> Outcome {
+    Outcome::NotBuilt
+}
+
+fn stress(_results: &mut Results, _profile: &Profile) -> Outcome {
+    Outcome::NotBuilt
+}
+
+/// Runs `ipcbench SUBCOMMAND ARGS... --json DIR/SUBCOMMAND.json` as a child process and
+/// folds the results it wrote into `results`. The subcommand is the one a user would run
+/// (same flags, same output on the terminal), so a step is only the glue; as a separate
+/// process in its own process group it is bounded by `limit` and cannot take the run
+/// down with it.
+#[allow(dead_code)] // Used by each step as its module lands.
+fn run_subcommand(
+    results: &mut Results,
+    profile: &Profile,
+    subcommand: &str,
+    args: &[String],
+    limit: Duration,
+) -> Result<i32, String> {
+    let json = profile.dir.join(format!("{subcommand}.json"));
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find ipcbench itself: {e}"))?;
+    let mut command = Command::new(exe);
+    command
+        .arg(subcommand)
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .process_group(0);
+    let status = wait_bounded(&mut command, subcommand, limit)?;
+    let code = status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt as _;
+        -status.signal().unwrap_or(0)
+    });
+    let part = Results::load(&json).map_err(|e| {
+        format!("ipcbench {subcommand} exited with {code} and left no results: {e}")
+    })?;
+    let _ = std::fs::remove_file(&json);
+    results.merge(part);
+    Ok(code)
+}
+
+/// Starts `command` (which must start a new process group) and waits for it at most
+/// `limit`; past that, says what it was blocked in and kills its whole group.
+fn wait_bounded(command: &mut Command, name: &str, limit: Duration) -> Result<ExitStatus, String> {
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    let pid = child.id() as i32;
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // Whatever it left in its group (it should be nothing) goes too.
+                hygiene::kill_group(nix::unistd::Pid::from_raw(pid));
+                return Ok(status);
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let blocked = watchdog::diagnose(pid, name)
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| format!("{name} (pid {pid})"));
+                hygiene::kill_group(nix::unistd::Pid::from_raw(pid));
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "did not finish within {} s: {blocked}; killed",
+                    limit.as_secs()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => return Err(format!("cannot wait for {name}: {e}")),
+        }
+    }
+}
+
+/// Runs one step, turning a panic into a failure so the other steps and the report go on.
+fn run_step(step: &Step, results: &mut Results, profile: &Profile) -> Outcome {
+    let mut scratch = results.clone();
+    let run = step.run;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut scratch, profile))) {
+        Ok(outcome) => {
+            // A step that failed half-way keeps what it measured: the page shows it,
+            // beside the failure note.
+            *results = scratch;
+            outcome
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Outcome::Failed(format!("panicked: {what}"))
+        }
+    }
+}
+
+/// The note a step's sections carry on the page when it did not run.
+fn note(step: &Step, outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Done { .. } => None,
+        Outcome::NotBuilt => Some(format!(
+            "not run: not built yet (the {} step of ipcbench run)",
+            step.name
+        )),
+        Outcome::Skipped => Some(format!("not run: skipped (--skip {})", step.name)),
+        Outcome::Failed(e) => Some(format!("{} step failed: {e}", step.name)),
+    }
+}
+
+fn status_text(outcome: &Outcome) -> (&'static str, String) {
+    match outcome {
+        Outcome::Done { summary, ok: true } => ("ok", summary.clone()),
+        Outcome::Done { summary, ok: false } => ("PROBLEM", summary.clone()),
+        Outcome::NotBuilt => ("not run", "not built yet".into()),
+        Outcome::Skipped => ("not run", "skipped (--skip)".into()),
+        Outcome::Failed(e) => ("FAILED", e.clone()),
+    }
+}
+
+/// reports/run-20261127-043300 (UTC), relative to the working directory.
+fn default_out_dir(created_unix: u64) -> PathBuf {
+    let stamp: String = html::utc_text(created_unix)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == ' ')
+        .collect::<String>()
+        .trim()
+        .replacen(' ', "-", 1)
+        .replace(' ', "");
+    PathBuf::from("reports").join(format!("run-{stamp}"))
 }
 
 pub fn main(args: Args) -> i32 {
-    let _ = args;
-    super::not_built("run")
+    for name in &args.skip {
+        if !STEPS.iter().any(|s| s.name == name) {
+            eprintln!(
+                "ipcbench run: --skip {name}: no such step (steps: {})",
+                STEPS.map(|s| s.name).join(", ")
+            );
+            return super::EXIT_BAD_INPUT;
+        }
+    }
+    let mut results = Results::new(if args.quick { "quick" } else { "full" });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out_dir(results.created_unix));
+    let profile = Profile {
+        quick: args.quick,
+        dir: out.clone(),
+        seed: results.created_unix,
+    };
+    // Fail on an unusable output directory now, not after minutes of measuring.
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("ipcbench run: {}: cannot create: {e}", out.display());
+        return super::EXIT_BAD_INPUT;
+    }
+
+    let started = Instant::now();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for step in &STEPS {
+        let t0 = Instant::now();
+        let outcome = if args.skip.iter().any(|s| s == step.name) {
+            Outcome::Skipped
+        } else {
+            eprintln!("== {}", step.name);
+            run_step(step, &mut results, &profile)
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        if let Some(text) = note(step, &outcome) {
+            notes.extend(step.sections.iter().map(|s| (*s, text.clone())));
+        }
+        rows.push((step.name, outcome, seconds));
+    }
+
+    let page = Page {
+        results: &results,
+        baseline: None,
+        sources: Vec::new(),
+        notes,
+        threshold_pct: crate::report::compare::Policy::default().threshold_pct,
+    };
+    let index = match html::write(&out, &page) {
+        Ok(index) => index,
+        Err(e) => {
+            eprintln!("ipcbench run: {e}");
+            return super::EXIT_BAD_INPUT;
+        }
+    };
+
+    println!("{:<10} {:<8} {:>8}  result", "step", "status", "seconds");
+    let mut all_ok = true;
+    for (name, outcome, seconds) in &rows {
+        let (status, text) = status_text(outcome);
+        all_ok &= !matches!(
+            outcome,
+            Outcome::Failed(_) | Outcome::Done { ok: false, .. }
+        );
+        println!("{name:<10} {status:<8} {seconds:>8.1}  {text}");
+    }
+    println!(
+        "total {:.1} s; report: {}",
+        started.elapsed().as_secs_f64(),
+        index.display()
+    );
+    if all_ok {
+        super::EXIT_OK
+    } else {
+        super::EXIT_FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_past_its_limit_is_killed_with_its_group_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("background.pid");
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "sleep 30 & echo $! > {}; sleep 30",
+                pid_file.display()
+            ))
+            .process_group(0);
+        let started = Instant::now();
+        let err = wait_bounded(&mut command, "sleeper", Duration::from_millis(500)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(10), "not bounded");
+        assert!(
+            err.contains("did not finish") && err.contains("sleeper"),
+            "{err}"
+        );
+        // The background sleep was in the step's group: killed with it.
+        let background: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while hygiene::proc_info(background).is_some_and(|p| p.state != 'Z') {
+            assert!(
+                Instant::now() < deadline,
+                "pid {background} outlived its group"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn default_dir_is_stamped_in_utc() {
+        assert_eq!(
+            default_out_dir(1_795_754_000),
+            PathBuf::from("reports/run-20261127-043320")
+        );
+    }
+
+    #[test]
+    fn a_panicking_step_is_a_failure_not_a_crash() {
+        let step = Step {
+            name: "boom",
+            sections: &[Section::Stress],
+            run: |_, _| panic!("deliberate"),
+        };
+        let mut results = Results::new("quick");
+        let profile = Profile {
+            quick: true,
+            dir: PathBuf::from("."),
+            seed: 1,
+        };
+        let outcome = run_step(&step, &mut results, &profile);
+        assert_eq!(outcome, Outcome::Failed("panicked: deliberate".into()));
+        assert!(note(&step, &outcome).unwrap().contains("deliberate"));
+    }
 }

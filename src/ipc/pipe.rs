@@ -243,6 +243,7 @@ impl Connection {
             &frame::encode(payload),
             Instant::now() + timeout,
             timeout,
+            self.mid_frame_bound(timeout),
         )
     }
 
@@ -258,8 +259,9 @@ impl Connection {
             return Err(PipeError::NotReadable);
         }
         let deadline = Instant::now() + timeout;
+        let mid_frame = self.mid_frame_bound(timeout);
         let mut header = [0u8; HEADER_LEN];
-        let got = read_exact(fd, &mut header, deadline, timeout)?;
+        let got = read_exact(fd, &mut header, deadline, timeout, mid_frame)?;
         if got == 0 {
             return Err(PipeError::Eof);
         }
@@ -272,7 +274,13 @@ impl Connection {
         }
         let header = frame::decode_header(&header, self.max_payload)?;
         let mut payload = vec![0u8; header.len];
-        let got = read_exact(fd, &mut payload, deadline, timeout)?;
+        // The frame has started: its payload gets the mid-frame bound, and a stall before
+        // its first byte is a cut frame, not a "no message" timeout.
+        let payload_deadline = deadline.max(Instant::now() + mid_frame);
+        let got = match read_exact(fd, &mut payload, payload_deadline, timeout, mid_frame) {
+            Err(PipeError::Timeout(_)) => 0,
+            other => other?,
+        };
         if got < header.len {
             return Err(FrameError::Truncated {
                 read: HEADER_LEN + got,
@@ -282,6 +290,14 @@ impl Connection {
         }
         frame::check_payload(header, &payload)?;
         Ok(payload)
+    }
+
+    /// How long a frame that has started may take to finish. A caller's timeout bounds
+    /// the wait for a message to *start* (or for room to start sending one); cutting a
+    /// frame in half at that timeout would desynchronise the stream for good, so once
+    /// the first byte has moved the frame gets the connection's own bound (at least).
+    fn mid_frame_bound(&self, timeout: Duration) -> Duration {
+        self.timeout.max(timeout)
     }
 
     /// Sends a serde value (JSON in a frame).
@@ -347,18 +363,25 @@ pub(crate) fn wait_fd(
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read. Times out only
-/// while waiting for data.
+/// while waiting for data: before the first byte at `deadline`, after it at the later of
+/// `deadline` and `mid_frame` from then.
 fn read_exact(
     fd: &OwnedFd,
     buf: &mut [u8],
-    deadline: Instant,
+    mut deadline: Instant,
     timeout: Duration,
+    mid_frame: Duration,
 ) -> Result<usize, PipeError> {
     let mut filled = 0;
     while filled < buf.len() {
         match nix::unistd::read(fd, &mut buf[filled..]) {
             Ok(0) => return Ok(filled),
-            Ok(n) => filled += n,
+            Ok(n) => {
+                if filled == 0 {
+                    deadline = deadline.max(Instant::now() + mid_frame);
+                }
+                filled += n;
+            }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
                 if !wait_fd(fd, libc::POLLIN, Some(deadline))? {
@@ -381,19 +404,34 @@ fn read_exact(
     Ok(filled)
 }
 
+/// Writes all of `bytes`. Times out at `deadline` only before the first byte; once part
+/// of a frame is out, the rest gets `mid_frame` more (see `Connection::mid_frame_bound`).
 fn write_all(
     fd: &OwnedFd,
-    mut bytes: &[u8],
-    deadline: Instant,
+    bytes: &[u8],
+    mut deadline: Instant,
     timeout: Duration,
+    mid_frame: Duration,
 ) -> Result<(), PipeError> {
-    while !bytes.is_empty() {
-        match write_nosignal(fd, bytes) {
-            Ok(n) => bytes = &bytes[n..],
+    let mut written = 0;
+    while written < bytes.len() {
+        match write_nosignal(fd, &bytes[written..]) {
+            Ok(n) => {
+                if written == 0 {
+                    deadline = deadline.max(Instant::now() + mid_frame);
+                }
+                written += n;
+            }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
                 if !wait_fd(fd, libc::POLLOUT, Some(deadline))? {
-                    return Err(PipeError::Timeout(timeout));
+                    if written == 0 {
+                        return Err(PipeError::Timeout(timeout));
+                    }
+                    return Err(PipeError::Io(std::io::Error::other(format!(
+                        "send stalled after {written} of {} bytes: the reader stopped reading mid-frame, and the stream now holds a torn frame",
+                        bytes.len()
+                    ))));
                 }
             }
             Err(nix::errno::Errno::EPIPE) | Err(nix::errno::Errno::ECONNRESET) => {

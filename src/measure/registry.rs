@@ -315,6 +315,105 @@ fn process_workloads() -> Vec<Workload> {
     .collect()
 }
 
+/// Message sizes of the throughput workloads.
+pub const SIZES: [u64; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+
+/// Messages per throughput repeat: (quick, full); multiples of 4 so that 4 producers
+/// share them evenly.
+fn stream_messages(size: u64) -> (usize, usize) {
+    let quick = ((4u64 << 20) / size).clamp(16, 4_000) as usize;
+    let full = ((64u64 << 20) / size).clamp(32, 20_000) as usize;
+    (quick, full)
+}
+
+/// Pipe round trips of 64 B (divided by the raw pipe round trip of the same placement)
+/// and streams from 64 B to 1 MiB (divided by memcpy bandwidth).
+fn pipe_workloads() -> Vec<Workload> {
+    use crate::ipc::pipe::PipeKind;
+    use crate::measure::workloads::pipe;
+    let mut all = Vec::new();
+    for (kind, flavor) in [(PipeKind::Duplex, "duplex"), (PipeKind::Simplex, "simplex")] {
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "pipe",
+                flavor,
+                "roundtrip",
+                Some(64),
+                placement,
+                Some(cal::PIPE_ROUNDTRIP),
+                (2_000, 20_000),
+                move |placement, n| pipe::round_trip(kind, 64, placement, n),
+            ));
+        }
+    }
+    for size in SIZES {
+        all.push(Workload::throughput(
+            "pipe",
+            "duplex",
+            size,
+            1,
+            1,
+            Some(cal::MEMCPY),
+            stream_messages(size),
+            move |n| pipe::throughput(size as usize, n, Placement::Unpinned),
+        ));
+    }
+    all
+}
+
+/// Queue round trips of 64 B per flavor, each divided by the raw figure its flavor rides
+/// on (pipe flavor: raw pipe; shm flavor: cache-line ping-pong; ipc-channel: Unix
+/// socket), and streams 64 B to 1 MiB, 1→1 and 4→4, divided by memcpy bandwidth.
+fn queue_workloads() -> Vec<Workload> {
+    use crate::ipc::queue::Flavor;
+    use crate::measure::workloads::queue;
+    let mut all = Vec::new();
+    for flavor in Flavor::ALL {
+        let base = match flavor {
+            Flavor::Pipe => cal::PIPE_ROUNDTRIP,
+            Flavor::Shm => cal::SHM_PINGPONG,
+            Flavor::Channel => cal::UNIX_SOCKET_ROUNDTRIP,
+        };
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "queue",
+                flavor.name(),
+                "roundtrip",
+                Some(64),
+                placement,
+                Some(base),
+                (2_000, 20_000),
+                move |placement, n| queue::round_trip(flavor, 64, placement, n),
+            ));
+        }
+    }
+    for flavor in Flavor::ALL {
+        for (producers, consumers) in [(1u32, 1u32), (4, 4)] {
+            for size in SIZES {
+                all.push(Workload::throughput(
+                    "queue",
+                    flavor.name(),
+                    size,
+                    producers,
+                    consumers,
+                    Some(cal::MEMCPY),
+                    stream_messages(size),
+                    move |n| {
+                        queue::throughput(
+                            flavor,
+                            size as usize,
+                            producers as usize,
+                            consumers as usize,
+                            n,
+                        )
+                    },
+                ));
+            }
+        }
+    }
+    all
+}
+
 /// Lock acquire+release, alone and contended by 2 and 4 processes. Divided by the
 /// cache-line ping-pong: the floor of any hand-off of a lock between processes.
 fn lock_workloads() -> Vec<Workload> {
@@ -543,6 +642,8 @@ fn pool_workloads() -> Vec<Workload> {
 pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
+    all.extend(pipe_workloads());
+    all.extend(queue_workloads());
     all.extend(lock_workloads());
     all.extend(sync_workloads());
     all.extend(manager_workloads());

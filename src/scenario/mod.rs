@@ -1,1 +1,536 @@
-//! Race scenarios: parameters, a body across real processes, an oracle, a verdict.
+//! Race scenarios: parameters (a proptest strategy), a body across real processes, a
+//! recorded history, and an oracle that returns a [`Verdict`].
+//!
+//! Each scenario comes in variants: the *unsafe* ones must be caught (violated, hung or
+//! crashed), the *safe* ones must hold. [`check`] searches a variant's cases with
+//! proptest — parameters and forced schedules together — and shrinks a failure to its
+//! smallest parameters and shortest schedule.
+//!
+//! # One process group per case
+//!
+//! [`run_case`] forks a *case leader* that leads a new process group and runs the
+//! scenario's body there: the body starts its workers (forked from the single-threaded
+//! leader, so the fork is clean), joins them under the watchdog, and applies the oracle.
+//! The parent bounds the leader too, and kills the whole group afterwards, so nothing a
+//! case started outlives it — whatever its verdict, even a timed-out one. The case's temp
+//! directory is made and removed by the parent; the leader removes each shared-memory
+//! name as soon as it is mapped, so a killed case cannot leave one behind.
+//!
+//! proptest's own fork mode kills only its direct child on a timeout (DEPENDENCIES.md), so
+//! cases are run here, under our watchdog, and proptest only generates and shrinks them.
+//! A forced schedule makes each case deterministic, which shrinking needs.
+
+pub mod check;
+pub mod daemon_children;
+pub mod join_before_drain;
+pub mod lock_holder_killed;
+pub mod pipe_end_signal;
+pub mod pipe_same_end;
+pub mod primitives;
+pub mod semaphore_capacity;
+pub mod ticket_oversell;
+
+pub use crate::report::model::Expectation;
+pub use crate::schedule::{Event, Schedule};
+
+use crate::process::watchdog::{self, BlockedProcess};
+use crate::process::{self, hygiene, Child, Group, Options, ProcessError, StartMethod};
+use crate::schedule::Turnstile;
+use proptest::strategy::BoxedStrategy;
+use serde::{Deserialize, Serialize};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What the oracle concluded about one case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    Holds,
+    Violated {
+        invariant: String,
+        evidence: String,
+    },
+    /// Still running at the deadline: who waits, in which system call.
+    Hung {
+        blocked: Vec<BlockedProcess>,
+    },
+    Crashed {
+        who: String,
+        signal: i32,
+    },
+}
+
+impl Verdict {
+    /// "holds", "violated", "hung" or "crashed" (as in the results JSON).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Violated { .. } => "violated",
+            Verdict::Hung { .. } => "hung",
+            Verdict::Crashed { .. } => "crashed",
+        }
+    }
+
+    pub fn holds(&self) -> bool {
+        matches!(self, Verdict::Holds)
+    }
+
+    /// Whether this verdict is what `expected` asks for.
+    pub fn matches(&self, expected: Expectation) -> bool {
+        self.holds() == (expected == Expectation::Holds)
+    }
+
+    pub fn violated(invariant: impl Into<String>, evidence: impl Into<String>) -> Verdict {
+        Verdict::Violated {
+            invariant: invariant.into(),
+            evidence: evidence.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Holds => write!(f, "holds"),
+            Verdict::Violated {
+                invariant,
+                evidence,
+            } => write!(f, "violated: {invariant}: {evidence}"),
+            Verdict::Hung { blocked } => {
+                write!(f, "hung: ")?;
+                for (i, b) in blocked.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, "; ")?;
+                    }
+                    write!(f, "{b}")?;
+                }
+                Ok(())
+            }
+            Verdict::Crashed { who, signal } => write!(
+                f,
+                "crashed: {who} killed by signal {signal} ({})",
+                process::signal_name(*signal)
+            ),
+        }
+    }
+}
+
+/// A variant of a scenario and what it must give.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    pub name: &'static str,
+    pub expected: Expectation,
+    pub about: &'static str,
+    /// Some(reason) when the mechanism it needs has not landed yet: listed, not run.
+    pub pending: Option<&'static str>,
+}
+
+impl Variant {
+    pub const fn caught(name: &'static str, about: &'static str) -> Variant {
+        Variant {
+            name,
+            expected: Expectation::Caught,
+            about,
+            pending: None,
+        }
+    }
+    pub const fn holds(name: &'static str, about: &'static str) -> Variant {
+        Variant {
+            name,
+            expected: Expectation::Holds,
+            about,
+            pending: None,
+        }
+    }
+    pub const fn pending(self, reason: &'static str) -> Variant {
+        Variant {
+            pending: Some(reason),
+            ..self
+        }
+    }
+}
+
+/// One generated case: the scenario's parameters (its own type, as JSON) and a schedule.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Case {
+    pub params: serde_json::Value,
+    pub schedule: Schedule,
+}
+
+impl Case {
+    pub fn new<P: Serialize>(params: &P, schedule: Schedule) -> Case {
+        Case {
+            params: serde_json::to_value(params).expect("scenario parameters serialise"),
+            schedule,
+        }
+    }
+
+    /// The parameters as the scenario's own type; a mismatch is a clear error.
+    pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P, String> {
+        serde_json::from_value(self.params.clone())
+            .map_err(|e| format!("bad parameters {}: {e}", self.params))
+    }
+}
+
+/// What one case gave: the verdict and the history it was judged on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseOutcome {
+    pub verdict: Verdict,
+    pub history: Vec<Event>,
+}
+
+impl CaseOutcome {
+    pub fn new(verdict: Verdict, history: Vec<Event>) -> CaseOutcome {
+        CaseOutcome { verdict, history }
+    }
+}
+
+/// What the body of a case gets from the runner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CaseContext {
+    /// A fresh directory for the case's files, removed by the parent afterwards.
+    pub temp_dir: PathBuf,
+    /// How long the case's processes may run before the watchdog calls it hung.
+    pub deadline: Duration,
+}
+
+/// A race scenario. Implementations are stateless: `run` executes in the case leader
+/// process, which finds the scenario again by name.
+pub trait Scenario: Send + Sync {
+    /// The catalogue name (a contract: `ipcbench check --scenario NAME`).
+    fn name(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    fn variants(&self) -> &'static [Variant];
+    /// The cases proptest searches for `variant`.
+    fn cases(&self, variant: &str) -> BoxedStrategy<Case>;
+    /// Runs one case (in the case leader, in its own process group) and judges it.
+    fn run(&self, variant: &str, case: &Case, context: &CaseContext)
+        -> Result<CaseOutcome, String>;
+    /// The watchdog's deadline for one case.
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+/// Every scenario, in catalogue order.
+pub fn catalogue() -> &'static [&'static dyn Scenario] {
+    static CATALOGUE: &[&dyn Scenario] = &[
+        &ticket_oversell::TicketOversell,
+        &pipe_same_end::PipeSameEnd,
+        &PendingScenario {
+            name: "queue-end-signal",
+            about: "consumers stop on sentinels from a shared Queue",
+            variants: &[
+                Variant::caught(
+                    "missing-sentinel",
+                    "fewer sentinels than consumers: a consumer blocks in get() forever",
+                )
+                .pending("needs Queue/JoinableQueue (branch queue)"),
+                Variant::holds("sentinel-per-consumer", "one sentinel per consumer")
+                    .pending("needs Queue/JoinableQueue (branch queue)"),
+                Variant::holds("joinable", "JoinableQueue: task_done per item, join")
+                    .pending("needs Queue/JoinableQueue (branch queue)"),
+            ],
+        },
+        &pipe_end_signal::PipeEndSignal,
+        &PendingScenario {
+            name: "manager-lost-update",
+            about: "several clients increment one Manager value",
+            variants: &[
+                Variant::caught("get-then-set", "proxy get, then set, without a lock")
+                    .pending("needs Manager (branch sync)"),
+                Variant::holds("locked", "a lock around get+set")
+                    .pending("needs Manager (branch sync)"),
+                Variant::holds("server-update", "server-side atomic update")
+                    .pending("needs Manager (branch sync)"),
+            ],
+        },
+        &lock_holder_killed::LockHolderKilled,
+        &semaphore_capacity::SemaphoreCapacity,
+        &daemon_children::DaemonChildren,
+        &PendingScenario {
+            name: "pool-worker-death",
+            about: "a pool worker is killed in the middle of a task",
+            variants: &[
+                Variant::caught("naive", "a pool without death handling hangs")
+                    .pending("needs Pool (branch pool)"),
+                Variant::holds(
+                    "supervised",
+                    "the pool replaces the worker and reports the task",
+                )
+                .pending("needs Pool (branch pool)"),
+            ],
+        },
+        &join_before_drain::JoinBeforeDrain,
+    ];
+    CATALOGUE
+}
+
+/// A catalogue row whose mechanism has not landed: listed with its variants, not run.
+struct PendingScenario {
+    name: &'static str,
+    about: &'static str,
+    variants: &'static [Variant],
+}
+
+impl Scenario for PendingScenario {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn about(&self) -> &'static str {
+        self.about
+    }
+    fn variants(&self) -> &'static [Variant] {
+        self.variants
+    }
+    fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
+        use proptest::strategy::Strategy;
+        proptest::strategy::Just(Case::new(&(), Schedule::default())).boxed()
+    }
+    fn run(&self, variant: &str, _: &Case, _: &CaseContext) -> Result<CaseOutcome, String> {
+        Err(format!("{}/{variant} is not built yet", self.name))
+    }
+}
+
+/// Finds a scenario by name; an unknown name is an error listing the valid ones.
+pub fn find(name: &str) -> Result<&'static dyn Scenario, String> {
+    catalogue()
+        .iter()
+        .copied()
+        .find(|s| s.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = catalogue().iter().map(|s| s.name()).collect();
+            format!(
+                "unknown scenario {name:?}; valid scenarios: {}",
+                names.join(", ")
+            )
+        })
+}
+
+/// Finds a variant of a scenario; an unknown one is an error listing the valid ones.
+pub fn find_variant(scenario: &dyn Scenario, name: &str) -> Result<Variant, String> {
+    scenario
+        .variants()
+        .iter()
+        .copied()
+        .find(|v| v.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = scenario.variants().iter().map(|v| v.name).collect();
+            format!(
+                "unknown variant {name:?} of scenario {}; valid variants: {}",
+                scenario.name(),
+                names.join(", ")
+            )
+        })
+}
+
+#[derive(Serialize, Deserialize)]
+struct LeaderArgs {
+    scenario: String,
+    variant: String,
+    case: Case,
+    context: CaseContext,
+}
+
+fn case_leader(args: LeaderArgs) -> Result<CaseOutcome, String> {
+    // A forked leader inherits the parent's signal handlers (the CLI's cleanup handler)
+    // without the thread that serves them: restore the defaults, so that SIGTERM ends a
+    // worker as a scenario expects.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: setting a disposition to SIG_DFL affects only this process.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    let scenario = find(&args.scenario)?;
+    let outcome = scenario.run(&args.variant, &args.case, &args.context);
+    // Whatever the body left (an orphan it adopted as subreaper) goes with it.
+    hygiene::cleanup_all();
+    outcome
+}
+crate::register_entry!("ipcbench-scenario-case", case_leader);
+
+/// Slack the parent gives the leader beyond the scenario's own deadline (diagnosis,
+/// killing and reaping take a moment, more on a loaded machine).
+const LEADER_SLACK: Duration = Duration::from_secs(10);
+
+/// Runs one case of `scenario`/`variant` in its own process group and returns its outcome.
+/// Nothing the case started survives this call: the group is killed, orphans are reaped,
+/// the temp directory is removed. An error means the case could not be run at all.
+pub fn run_case(
+    scenario: &dyn Scenario,
+    variant: &str,
+    case: &Case,
+) -> Result<CaseOutcome, String> {
+    let temp_dir = hygiene::temp_dir().map_err(|e| format!("temp dir for the case: {e}"))?;
+    let deadline = scenario.deadline();
+    let args = LeaderArgs {
+        scenario: scenario.name().to_string(),
+        variant: variant.to_string(),
+        case: case.clone(),
+        context: CaseContext {
+            temp_dir: temp_dir.clone(),
+            deadline,
+        },
+    };
+    let name = format!("case {}/{variant}", scenario.name());
+    let outcome = match process::start(
+        "ipcbench-scenario-case",
+        &args,
+        Options::new(name.clone())
+            .method(StartMethod::Fork)
+            .group(Group::New),
+    ) {
+        Err(e) => Err(e.to_string()),
+        Ok(mut leader) => {
+            let result = leader.result::<CaseOutcome>(Some(deadline + LEADER_SLACK));
+            let outcome = match result {
+                Ok(outcome) => Ok(outcome),
+                Err(ProcessError::Timeout { .. }) => {
+                    let blocked = watchdog::diagnose(leader.pid().as_raw(), &name)
+                        .into_iter()
+                        .collect();
+                    Ok(CaseOutcome::new(Verdict::Hung { blocked }, Vec::new()))
+                }
+                Err(ProcessError::Killed { signal, .. }) => Ok(CaseOutcome::new(
+                    Verdict::Crashed { who: name, signal },
+                    Vec::new(),
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            leader.kill_group();
+            drop(leader);
+            outcome
+        }
+    };
+    hygiene::reap_orphans();
+    hygiene::remove_temp(&temp_dir);
+    outcome
+}
+
+/// Starts a worker of a case: forked from the case leader, in the case's group, keeping
+/// exactly `fds`.
+pub fn start_worker<A: Serialize>(
+    entry: &str,
+    name: impl Into<String>,
+    args: &A,
+    fds: &[RawFd],
+) -> Result<Child, String> {
+    let mut options = Options::new(name).method(StartMethod::Fork);
+    for &fd in fds {
+        options = options.inherit_fd(fd);
+    }
+    process::start(entry, args, options).map_err(|e| e.to_string())
+}
+
+/// How the workers of a case ended.
+pub enum Joined {
+    /// Every worker exited; each one's result (or the error it returned), in order.
+    Finished(Vec<Result<serde_json::Value, String>>),
+    /// The verdict is already known: some worker hung or was killed by a signal.
+    Verdict(Verdict),
+}
+
+/// Joins every worker before `deadline` passes. A worker killed by a signal is a
+/// `Crashed` verdict (and is taken off the turnstile, so the others are not left waiting
+/// for its turn); workers still running at the deadline are a `Hung` verdict naming what
+/// each waits on, and are killed.
+pub fn join_workers(
+    children: &mut [Child],
+    deadline: Duration,
+    turnstile: Option<&Turnstile>,
+) -> Joined {
+    let until = Instant::now() + deadline;
+    let mut crashed: Option<Verdict> = None;
+    let mut done = vec![false; children.len()];
+    let slice = Duration::from_millis(50);
+    loop {
+        for (index, child) in children.iter_mut().enumerate() {
+            if done[index] {
+                continue;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            let _ = child.join(Some(left.min(slice)));
+            if let Some(code) = child.exitcode() {
+                done[index] = true;
+                // A worker that ended without finishing (error, signal) must not keep the
+                // others waiting for its turn.
+                if let Some(t) = turnstile {
+                    t.abandon(index);
+                }
+                if code < 0 {
+                    crashed.get_or_insert(Verdict::Crashed {
+                        who: child.name().to_string(),
+                        signal: -code,
+                    });
+                }
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        if Instant::now() >= until {
+            let hang = watchdog::join_all(children, Duration::ZERO);
+            if let Some(verdict) = crashed {
+                return Joined::Verdict(verdict);
+            }
+            if let Err(report) = hang {
+                return Joined::Verdict(Verdict::Hung {
+                    blocked: report.blocked,
+                });
+            }
+            break;
+        }
+    }
+    if let Some(verdict) = crashed {
+        return Joined::Verdict(verdict);
+    }
+    Joined::Finished(
+        children
+            .iter_mut()
+            .map(|c| {
+                c.result::<serde_json::Value>(Some(Duration::ZERO))
+                    .map_err(|e| e.to_string())
+            })
+            .collect(),
+    )
+}
+
+/// Decodes each worker's result as `R`; the first error fails the case.
+pub fn results<R: serde::de::DeserializeOwned>(
+    results: Vec<Result<serde_json::Value, String>>,
+) -> Result<Vec<R>, String> {
+    results
+        .into_iter()
+        .map(|r| {
+            r.and_then(|v| serde_json::from_value(v).map_err(|e| format!("worker result: {e}")))
+        })
+        .collect()
+}
+
+/// Formats a history for evidence: "buyer 0 read-stock=1, buyer 1 read-stock=1, ...".
+pub fn describe_history(history: &[Event], who: &str, with_values: bool) -> String {
+    history
+        .iter()
+        .map(|e| {
+            if with_values {
+                format!("{who} {} {}={}", e.worker, e.operation, e.value)
+            } else {
+                format!("{who} {} {}", e.worker, e.operation)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Waits (polling the history, bounded by `bound`) until `ready` holds of it.
+pub fn wait_for_events(log: &Turnstile, bound: Duration, ready: impl Fn(&[Event]) -> bool) -> bool {
+    let until = Instant::now() + bound;
+    loop {
+        if ready(&log.history()) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}

@@ -16,8 +16,10 @@
 pub mod filestore;
 pub mod lock;
 pub mod manager;
+pub mod pipe;
 pub mod pool;
 pub mod process;
+pub mod queue;
 pub mod sync;
 
 use crate::report::model::Placement;

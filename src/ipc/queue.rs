@@ -1,1 +1,0 @@
-//! Not built yet: see the issue that builds this family.

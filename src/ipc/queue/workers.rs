@@ -1,0 +1,223 @@
+//! The classic producer-consumer program over a queue, in real processes: N producers
+//! put numbered items, the parent then puts a configurable number of sentinels, M
+//! consumers get until they see one. With one sentinel per consumer every consumer ends;
+//! with fewer, a consumer blocks in `get` and the watchdog reports it as hung (the
+//! `queue-end-signal/missing-sentinel` scenario is built on this). With `joinable`, the
+//! parent instead waits in `JoinableQueue::join` for every item to be marked done, then
+//! stops the consumers (as Python programs with daemon consumers do).
+
+use super::joinable::{JoinableHandle, JoinableQueue};
+use super::{Config, Flavor, QueueError, Role};
+use crate::process::watchdog::{self, HangReport};
+use crate::process::{self, Child, Options, ProcessError, StartMethod};
+use crate::register_entry;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// The end-of-work message. Items are never empty (they carry producer and sequence).
+pub const SENTINEL: &[u8] = &[];
+
+/// Entry point names, for scenarios that start the workers themselves.
+pub const PRODUCER_ENTRY: &str = "queue-pc-producer";
+pub const CONSUMER_ENTRY: &str = "queue-pc-consumer";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub producers: usize,
+    pub consumers: usize,
+    pub items_per_producer: u32,
+    /// Bytes per item, at least 8 (producer and sequence numbers, then filler).
+    pub payload: usize,
+    /// Sentinels the parent puts once every producer is done (one per consumer is right).
+    pub sentinels: usize,
+    /// Use `JoinableQueue::join` to learn that the work is done, instead of the sentinels.
+    pub joinable: bool,
+    pub method: StartMethod,
+    /// Bound on each phase (producers, then consumers); past it, a `Hung` report.
+    pub deadline: Duration,
+}
+
+impl Plan {
+    /// One sentinel per consumer, spawn, 20 s per phase.
+    pub fn new(producers: usize, consumers: usize, items_per_producer: u32) -> Plan {
+        Plan {
+            producers,
+            consumers,
+            items_per_producer,
+            payload: 8,
+            sentinels: consumers,
+            joinable: false,
+            method: StartMethod::Spawn,
+            deadline: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What the run produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Per consumer, the (producer, sequence) items it received, in the order received.
+    /// Empty for consumers that were stopped after `join` (they report nothing).
+    pub received: Vec<Vec<(u32, u32)>>,
+    /// `Some(true)` when `join` returned (joinable plans), `Some(false)` when it timed out.
+    pub joined: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("processes still blocked: {0}")]
+    Hung(HangReport),
+    #[error("the {flavor} queue flavor has a single consumer; this plan has {consumers}")]
+    Unsupported {
+        flavor: &'static str,
+        consumers: usize,
+    },
+    #[error("bad plan: {0}")]
+    BadPlan(String),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProducerArgs {
+    queue: JoinableHandle,
+    producer: u32,
+    items: u32,
+    payload: usize,
+}
+
+fn producer(args: ProducerArgs) -> Result<u32, QueueError> {
+    let queue = JoinableQueue::open(args.queue)?;
+    let mut item = vec![0u8; args.payload.max(8)];
+    for seq in 0..args.items {
+        item[..4].copy_from_slice(&args.producer.to_le_bytes());
+        item[4..8].copy_from_slice(&seq.to_le_bytes());
+        queue.put(&item, None)?;
+    }
+    Ok(args.items)
+}
+register_entry!(PRODUCER_ENTRY, producer);
+
+/// Gets until a sentinel, marking each item done; returns what it received.
+fn consumer(queue: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
+    let queue = JoinableQueue::open(queue)?;
+    let mut received = Vec::new();
+    loop {
+        let item = queue.get(None)?;
+        queue.task_done()?;
+        if item.as_slice() == SENTINEL {
+            return Ok(received);
+        }
+        if item.len() < 8 {
+            return Err(QueueError::Corrupt(format!(
+                "item of {} bytes (expected at least 8)",
+                item.len()
+            )));
+        }
+        let word = |at: usize| u32::from_le_bytes(item[at..at + 4].try_into().expect("4 bytes"));
+        received.push((word(0), word(4)));
+    }
+}
+register_entry!(CONSUMER_ENTRY, consumer);
+
+/// Runs `plan` over a new queue of `flavor`. A consumer still blocked at the deadline
+/// makes the result `Err(RunError::Hung)` naming it and the system call it waits in.
+pub fn producer_consumer(
+    flavor: Flavor,
+    config: &Config,
+    plan: &Plan,
+) -> Result<Outcome, RunError> {
+    if plan.consumers > 1 && !flavor.multi_consumer() {
+        return Err(RunError::Unsupported {
+            flavor: flavor.name(),
+            consumers: plan.consumers,
+        });
+    }
+    if plan.consumers == 0 || plan.producers == 0 {
+        return Err(RunError::BadPlan(
+            "at least one producer and one consumer".into(),
+        ));
+    }
+    let queue = JoinableQueue::new(flavor.create(config)?)?;
+    let start = |entry: &str,
+                 name: String,
+                 role: Role,
+                 args: &dyn Fn(JoinableHandle) -> serde_json::Value|
+     -> Result<Child, RunError> {
+        let handle = queue.handle(role)?;
+        let options = handle.inherit(Options::new(name).method(plan.method));
+        Ok(process::start(entry, &args(handle), options)?)
+    };
+    let mut consumers = (0..plan.consumers)
+        .map(|i| {
+            start(
+                CONSUMER_ENTRY,
+                format!("consumer-{i}"),
+                Role::Consumer,
+                &|h| serde_json::to_value(h).expect("handle encodes"),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut producers = (0..plan.producers)
+        .map(|i| {
+            start(
+                PRODUCER_ENTRY,
+                format!("producer-{i}"),
+                Role::Producer,
+                &|h| {
+                    serde_json::to_value(ProducerArgs {
+                        queue: h,
+                        producer: i as u32,
+                        items: plan.items_per_producer,
+                        payload: plan.payload,
+                    })
+                    .expect("args encode")
+                },
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    watchdog::join_all(&mut producers, plan.deadline).map_err(RunError::Hung)?;
+    for p in &mut producers {
+        p.result::<u32>(Some(Duration::ZERO))?;
+    }
+    for _ in 0..plan.sentinels {
+        queue.put(SENTINEL, Some(plan.deadline))?;
+    }
+    if plan.joinable {
+        let joined = queue.join(plan.deadline);
+        let until = Instant::now() + plan.deadline;
+        let mut received = Vec::new();
+        for c in &mut consumers {
+            // A consumer that got a sentinel reports; one still waiting for work is stopped.
+            let left = until.saturating_duration_since(Instant::now());
+            let done = c.join(Some(if joined {
+                Duration::from_millis(200)
+            } else {
+                left
+            }))?;
+            received.push(match done {
+                Some(_) => c.result(Some(Duration::ZERO)).unwrap_or_default(),
+                None => {
+                    c.kill()?;
+                    c.join(Some(Duration::from_secs(5)))?;
+                    Vec::new()
+                }
+            });
+        }
+        return Ok(Outcome {
+            received,
+            joined: Some(joined),
+        });
+    }
+    watchdog::join_all(&mut consumers, plan.deadline).map_err(RunError::Hung)?;
+    let received = consumers
+        .iter_mut()
+        .map(|c| c.result(Some(Duration::ZERO)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Outcome {
+        received,
+        joined: None,
+    })
+}

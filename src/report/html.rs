@@ -1,1 +1,0 @@
-//! Not built yet: the HTML report (issue 8).

@@ -1,0 +1,129 @@
+//! The report's deltas against a baseline. The verdicts are `compare`'s, the CI gate's own
+//! (calibrated ratios, noise-aware rule), so the page never disagrees with the gate; this
+//! module only lays them out: regressions first, the largest first, each row with a text
+//! marker ("▲ REGRESSED", "▼ improved", "= ok") so that nothing depends on colour.
+
+use super::{esc, num};
+use crate::report::compare::{self, Comparison, MetricDelta, Policy, Status};
+use crate::report::model::Results;
+use std::fmt::Write as _;
+
+/// The marker shown for a status: a symbol and words.
+pub fn marker(status: Status) -> String {
+    let symbol = match status {
+        Status::Regressed => "▲",
+        Status::NoisyWorse => "△",
+        Status::Missing => "?",
+        Status::Improved => "▼",
+        Status::Unchanged => "=",
+        Status::New => "+",
+    };
+    format!("{symbol} {}", status.marker())
+}
+
+fn row_class(status: Status) -> &'static str {
+    match status {
+        Status::Regressed => "bad",
+        Status::Improved => "good",
+        _ => "",
+    }
+}
+
+/// The comparison with, inside each status, the largest change first.
+pub fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Comparison {
+    let mut comparison = compare::compare(
+        baseline,
+        current,
+        Policy {
+            threshold_pct,
+            ..Policy::default()
+        },
+    );
+    let size = |m: &MetricDelta| m.worse_by.map(f64::abs).unwrap_or(0.0);
+    comparison.metrics.sort_by(|a, b| {
+        a.status
+            .cmp(&b.status)
+            .then(size(b).total_cmp(&size(a)))
+            .then(a.key.cmp(&b.key))
+    });
+    comparison
+}
+
+/// The deltas section of the page.
+pub fn section(
+    baseline: &Results,
+    baseline_name: &str,
+    current: &Results,
+    threshold_pct: f64,
+) -> String {
+    let c = compute(baseline, current, threshold_pct);
+    let regressions = c.regressions();
+    let mut out = format!(
+        "<section id=\"deltas\"><h2>Deltas against the baseline</h2><p>Baseline \
+         <code>{}</code> ({}). As the CI gate (<code>ipcbench compare</code>) decides: \
+         timings compare by their ratio to a calibration of the same run; a metric regresses \
+         when it got worse by more than {}% <i>and</i> by more than the spread either run \
+         recorded; a metric whose spread exceeds {} is shown but not gated. Every scenario \
+         verdict must match its expectation and every stress run must be clean.</p>",
+        esc(baseline_name),
+        esc(&super::utc_text(baseline.created_unix)),
+        num(c.threshold_pct),
+        num(c.max_gated_spread),
+    );
+    let _ = write!(
+        out,
+        "<p id=\"delta-summary\" class=\"{}\"><b>{regressions} regression{}</b> — the gate \
+         would {}.</p>",
+        if regressions > 0 { "note" } else { "" },
+        if regressions == 1 { "" } else { "s" },
+        if regressions > 0 { "FAIL" } else { "pass" },
+    );
+    out.push_str(
+        "<h3>Behaviour</h3><div class=\"table\"><table id=\"table-deltas-behaviour\"><thead><tr>\
+         <th>status</th><th>scenario or stress target</th><th>expected</th><th>baseline</th>\
+         <th>current</th><th>detail</th></tr></thead><tbody>",
+    );
+    for b in &c.behaviour {
+        let _ = write!(
+            out,
+            "<tr data-key=\"{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row_class(b.status),
+            marker(b.status),
+            esc(&b.expected),
+            esc(b.baseline.as_deref().unwrap_or("—")),
+            esc(b.current.as_deref().unwrap_or("—")),
+            esc(&b.detail),
+            key = esc(&b.key),
+        );
+    }
+    out.push_str(
+        "</tbody></table></div><h3>Speed (calibrated ratios)</h3><div class=\"table\">\
+         <table id=\"table-deltas\"><thead><tr><th>status</th><th>metric</th>\
+         <th>baseline ratio</th><th>current ratio</th><th>worse by</th><th>spread</th>\
+         <th>gated</th></tr></thead><tbody>",
+    );
+    for m in &c.metrics {
+        let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "—".into());
+        let _ = write!(
+            out,
+            "<tr data-key=\"{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
+             <td data-field=\"baseline\" class=\"n\">{}</td><td data-field=\"current\" class=\"n\">{}</td>\
+             <td data-field=\"worse_by\" class=\"n\">{}</td><td data-field=\"spread\" class=\"n\">{}</td>\
+             <td>{}</td></tr>",
+            row_class(m.status),
+            marker(m.status),
+            opt(m.baseline),
+            opt(m.current),
+            m.worse_by
+                // A change that rounds to nothing shows as 0.0%, never as -0.0%.
+                .map(|w| format!("{:+.1}%", if (w * 100.0).abs() < 0.05 { 0.0 } else { w * 100.0 }))
+                .unwrap_or_else(|| "—".into()),
+            num(m.spread),
+            if m.gated { "yes" } else { "no (too noisy)" },
+            key = esc(&m.key),
+        );
+    }
+    out.push_str("</tbody></table></div></section>");
+    out
+}

@@ -1,0 +1,244 @@
+//! Searching a variant's cases with proptest, and what the search found.
+//!
+//! Both kinds of variant run the same property, "the case holds". For a safe variant a
+//! failure is a mismatch; for an unsafe one it is the expected catch. Either way proptest
+//! shrinks the failing case to its smallest parameters and shortest schedule, which is
+//! the reproduction printed with the exact command that reruns it.
+
+use super::{find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant};
+use crate::report::model::{Reproduction, ScenarioOutcome};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How hard to search.
+#[derive(Clone, Copy, Debug)]
+pub struct Search {
+    /// Generated cases per variant (shrinking runs more).
+    pub cases: u32,
+    pub seed: u64,
+    /// Bound on shrinking time per variant.
+    pub max_shrink_time: Duration,
+}
+
+impl Default for Search {
+    fn default() -> Search {
+        Search {
+            cases: 32,
+            seed: 0,
+            max_shrink_time: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What the search of one variant found.
+#[derive(Clone, Debug)]
+pub struct VariantResult {
+    pub scenario: &'static str,
+    pub variant: Variant,
+    /// The verdict of the failing (shrunk) case, or Holds when every case held.
+    pub outcome: Result<CaseOutcome, String>,
+    /// The shrunk failing case, if any.
+    pub failing: Option<Case>,
+    /// Cases run, shrinking included.
+    pub cases: u32,
+    pub elapsed: Duration,
+    pub seed: u64,
+}
+
+impl VariantResult {
+    pub fn matches(&self) -> bool {
+        match &self.outcome {
+            Ok(o) => o.verdict.matches(self.variant.expected),
+            Err(_) => false,
+        }
+    }
+
+    pub fn verdict_label(&self) -> &'static str {
+        match &self.outcome {
+            Ok(o) => o.verdict.label(),
+            Err(_) => "error",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match &self.outcome {
+            Ok(o) => o.verdict.to_string(),
+            Err(e) => format!("could not run: {e}"),
+        }
+    }
+
+    pub fn cases_per_second(&self) -> f64 {
+        self.cases as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Everything needed to rerun the failing case.
+    pub fn reproduction(&self) -> Option<Reproduction> {
+        let case = self.failing.as_ref()?;
+        Some(Reproduction {
+            seed: self.seed,
+            parameters: case.params.to_string(),
+            schedule: self.schedule_text(case),
+            command: replay_command(self.scenario, self.variant.name, case),
+        })
+    }
+
+    /// The schedule and the order of steps it gave (worker per step, from the history).
+    fn schedule_text(&self, case: &Case) -> String {
+        let steps: Vec<String> = match &self.outcome {
+            Ok(o) => o.history.iter().map(|e| e.worker.to_string()).collect(),
+            Err(_) => Vec::new(),
+        };
+        if steps.is_empty() {
+            case.schedule.to_string()
+        } else {
+            format!("{} -> steps by worker {}", case.schedule, steps.join(","))
+        }
+    }
+
+    /// The entry for the results JSON.
+    pub fn to_model(&self) -> ScenarioOutcome {
+        ScenarioOutcome {
+            scenario: self.scenario.to_string(),
+            variant: self.variant.name.to_string(),
+            expected: self.variant.expected,
+            verdict: self.verdict_label().to_string(),
+            detail: self.detail(),
+            matches: self.matches(),
+            cases: self.cases,
+            seconds: self.elapsed.as_secs_f64(),
+            reproduction: self.reproduction(),
+        }
+    }
+}
+
+/// The command that reruns exactly `case` (the JSON is quoted for a POSIX shell).
+pub fn replay_command(scenario: &str, variant: &str, case: &Case) -> String {
+    let json = serde_json::to_string(case).expect("a case serialises");
+    format!(
+        "ipcbench check --scenario {scenario} --variant {variant} --replay '{}'",
+        json.replace('\'', r"'\''")
+    )
+}
+
+fn case_key(case: &Case) -> String {
+    serde_json::to_string(case).unwrap_or_default()
+}
+
+fn rng_for(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(
+            &(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes(),
+        );
+    }
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+/// Searches `variant` of `scenario`: runs generated cases until one fails (then shrinks
+/// it) or `search.cases` have held.
+pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search) -> VariantResult {
+    let started = Instant::now();
+    let config = Config {
+        cases: search.cases.max(1),
+        failure_persistence: None,
+        max_shrink_time: search.max_shrink_time.as_millis().min(u32::MAX as u128) as u32,
+        max_shrink_iters: 256,
+        max_global_rejects: 16,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(config, rng_for(search.seed));
+    let seen: RefCell<HashMap<String, Result<CaseOutcome, String>>> = RefCell::new(HashMap::new());
+    let count = std::cell::Cell::new(0u32);
+    let result = runner.run(&scenario.cases(variant.name), |case| {
+        count.set(count.get() + 1);
+        let outcome = run_case(scenario, variant.name, &case);
+        let verdict = match &outcome {
+            Ok(o) if o.verdict.holds() => None,
+            Ok(o) => Some(o.verdict.to_string()),
+            Err(e) => Some(format!("could not run: {e}")),
+        };
+        seen.borrow_mut().insert(case_key(&case), outcome);
+        match verdict {
+            None => Ok(()),
+            Some(text) => Err(TestCaseError::fail(text)),
+        }
+    });
+    let (outcome, failing) = match result {
+        Ok(()) => (
+            Ok(CaseOutcome::new(super::Verdict::Holds, Vec::new())),
+            None,
+        ),
+        Err(TestError::Fail(reason, case)) => {
+            let outcome = seen
+                .borrow_mut()
+                .remove(&case_key(&case))
+                .unwrap_or_else(|| Err(reason.to_string()));
+            (outcome, Some(case))
+        }
+        Err(TestError::Abort(reason)) => (Err(format!("search aborted: {reason}")), None),
+    };
+    VariantResult {
+        scenario: scenario.name(),
+        variant,
+        outcome,
+        failing,
+        cases: count.get(),
+        elapsed: started.elapsed(),
+        seed: search.seed,
+    }
+}
+
+/// Reruns one case given as JSON (from a reproduction's command).
+pub fn replay(scenario: &str, variant: &str, case_json: &str) -> Result<VariantResult, String> {
+    let scenario = find(scenario)?;
+    let variant = find_variant(scenario, variant)?;
+    let case: Case =
+        serde_json::from_str(case_json).map_err(|e| format!("--replay: not a case: {e}"))?;
+    let started = Instant::now();
+    let outcome = run_case(scenario, variant.name, &case);
+    let failing = match &outcome {
+        Ok(o) if o.verdict.holds() => None,
+        _ => Some(case),
+    };
+    Ok(VariantResult {
+        scenario: scenario.name(),
+        variant,
+        outcome,
+        failing,
+        cases: 1,
+        elapsed: started.elapsed(),
+        seed: 0,
+    })
+}
+
+/// Every runnable (scenario, variant) pair, filtered by name; unknown names are errors
+/// listing the valid ones.
+pub fn select(
+    scenario: Option<&str>,
+    variant: Option<&str>,
+) -> Result<Vec<(&'static dyn Scenario, Variant)>, String> {
+    let scenarios: Vec<&'static dyn Scenario> = match scenario {
+        Some(name) => vec![find(name)?],
+        None => super::catalogue().to_vec(),
+    };
+    let mut selected = Vec::new();
+    for s in scenarios {
+        match variant {
+            Some(v) => {
+                if scenario.is_none() {
+                    return Err("--variant needs --scenario".to_string());
+                }
+                selected.push((s, find_variant(s, v)?));
+            }
+            None => selected.extend(s.variants().iter().map(|v| (s, *v))),
+        }
+    }
+    Ok(selected)
+}
+
+/// Convenience for tests: the verdict a variant must give.
+pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, String> {
+    Ok(find_variant(find(scenario)?, variant)?.expected)
+}

@@ -1,0 +1,222 @@
+//! `lock-holder-killed`: a worker is killed inside its critical section while others wait
+//! for the lock. With a plain process-shared mutex the waiters block in futex forever
+//! (caught as Hung, naming them); a robust mutex hands the lock to one waiter with
+//! EOWNERDEAD; the kernel drops a dead holder's flock.
+//!
+//! The order is forced by events, not by a turnstile (the waiters really block): the
+//! holder takes the lock, the waiters announce that they are about to wait, then the
+//! holder is killed.
+
+use super::primitives::{FileLock, FileLockKind, Locked, ShmMutex};
+use super::{
+    join_workers, results, start_worker, wait_for_events, Case, CaseContext, CaseOutcome, Joined,
+    Scenario, Variant, Verdict,
+};
+use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct LockHolderKilled;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    pub waiters: usize,
+    /// SIGKILL or SIGTERM.
+    pub signal: i32,
+}
+
+const VARIANTS: &[Variant] = &[
+    Variant::caught(
+        "plain",
+        "non-robust mutex: the waiters block forever (caught as Hung)",
+    ),
+    Variant::holds(
+        "robust",
+        "robust mutex: a waiter gets EOWNERDEAD and recovers",
+    ),
+    Variant::holds("flock", "the kernel drops a dead holder's flock"),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    Plain,
+    Robust,
+    Flock,
+}
+
+impl Scenario for LockHolderKilled {
+    fn name(&self) -> &'static str {
+        "lock-holder-killed"
+    }
+    fn about(&self) -> &'static str {
+        "the holder of a lock is killed inside its critical section"
+    }
+    fn variants(&self) -> &'static [Variant] {
+        VARIANTS
+    }
+    fn deadline(&self) -> Duration {
+        Duration::from_millis(1500)
+    }
+
+    fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
+        (
+            1usize..=3,
+            prop_oneof![Just(libc::SIGKILL), Just(libc::SIGTERM)],
+        )
+            .prop_map(|(waiters, signal)| {
+                Case::new(&Params { waiters, signal }, Schedule::default())
+            })
+            .boxed()
+    }
+
+    fn run(
+        &self,
+        variant: &str,
+        case: &Case,
+        context: &CaseContext,
+    ) -> Result<CaseOutcome, String> {
+        let params: Params = case.params()?;
+        let kind = match variant {
+            "plain" => Kind::Plain,
+            "robust" => Kind::Robust,
+            "flock" => Kind::Flock,
+            other => return Err(format!("lock-holder-killed has no variant {other:?}")),
+        };
+        let signal = nix::sys::signal::Signal::try_from(params.signal)
+            .map_err(|e| format!("signal {}: {e}", params.signal))?;
+        let mutex = match kind {
+            Kind::Flock => None,
+            _ => Some(ShmMutex::create(kind == Kind::Robust).map_err(|e| e.to_string())?),
+        };
+        let workers = params.waiters + 1;
+        let log = Turnstile::create(
+            workers,
+            &Schedule::default(),
+            Mode::Free {
+                jitter_us: 0,
+                seed: 0,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let mut fds = vec![log.handle().fd];
+        fds.extend(mutex.as_ref().map(ShmMutex::fd));
+        let args = |index| LockerArgs {
+            index,
+            kind,
+            mutex_fd: mutex.as_ref().map(ShmMutex::fd),
+            lock_file: context.temp_dir.join("lock"),
+            log: log.handle(),
+        };
+        let holder = start_worker("ipcbench-scenario-locker", "holder", &args(0), &fds)?;
+        let bound = context.deadline;
+        if !wait_for_events(&log, bound, |h| h.iter().any(|e| e.operation == "acquired")) {
+            return Err("the holder did not take the lock".to_string());
+        }
+        let mut waiters = Vec::new();
+        for index in 1..workers {
+            waiters.push(start_worker(
+                "ipcbench-scenario-locker",
+                format!("waiter {index}"),
+                &args(index),
+                &fds,
+            )?);
+        }
+        let announced = wait_for_events(&log, bound, |h| {
+            h.iter().filter(|e| e.operation == "waiting").count() == params.waiters
+        });
+        if !announced {
+            return Err("the waiters did not start waiting".to_string());
+        }
+        nix::sys::signal::kill(holder.pid(), signal).map_err(|e| format!("kill holder: {e}"))?;
+        let mut holder = vec![holder];
+        let _ = join_workers(&mut holder, bound, None);
+        let joined = join_workers(&mut waiters, bound, None);
+        let history = log.history();
+        match joined {
+            Joined::Verdict(v) => return Ok(CaseOutcome::new(v, history)),
+            Joined::Finished(r) => results::<Locked2>(r)?,
+        };
+        let recovered = history
+            .iter()
+            .filter(|e| e.operation == "owner-died")
+            .count();
+        let acquired = history
+            .iter()
+            .filter(|e| e.worker > 0 && (e.operation == "acquired" || e.operation == "owner-died"))
+            .count();
+        let verdict = if acquired != params.waiters {
+            Verdict::violated(
+                "every waiter gets the lock after the holder dies",
+                format!("{acquired} of {} waiters got it", params.waiters),
+            )
+        } else if kind == Kind::Robust && recovered != 1 {
+            Verdict::violated(
+                "exactly one waiter learns that the owner died",
+                format!("{recovered} waiters were told"),
+            )
+        } else {
+            Verdict::Holds
+        };
+        Ok(CaseOutcome::new(verdict, history))
+    }
+}
+
+/// What a waiter saw (the holder never returns).
+type Locked2 = String;
+
+#[derive(Serialize, Deserialize)]
+struct LockerArgs {
+    index: usize,
+    kind: Kind,
+    mutex_fd: Option<i32>,
+    lock_file: PathBuf,
+    log: TurnstileHandle,
+}
+
+/// Worker 0 takes the lock and waits to be killed; the others wait for the lock (without
+/// bound: the case's watchdog is the bound), take it, and release it.
+fn locker(args: LockerArgs) -> Result<Locked2, String> {
+    let me = args.index;
+    let log = Turnstile::adopt(args.log, me).map_err(|e| e.to_string())?;
+    let mutex = match args.mutex_fd {
+        Some(fd) => Some(ShmMutex::adopt(fd).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let file = match args.kind {
+        Kind::Flock => {
+            Some(FileLock::open(&args.lock_file, FileLockKind::Flock).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    if me > 0 {
+        log.record(me, "waiting", 0);
+    }
+    let how = match (&mutex, &file) {
+        (Some(m), _) => m.lock().map_err(|e| e.to_string())?,
+        (_, Some(f)) => f
+            .lock()
+            .map(|_| Locked::Acquired)
+            .map_err(|e| e.to_string())?,
+        _ => return Err("no lock".to_string()),
+    };
+    let label = if how == Locked::OwnerDied {
+        "owner-died"
+    } else {
+        "acquired"
+    };
+    log.record(me, label, 0);
+    if me == 0 {
+        // Hold the lock until killed (bounded, in case nobody does).
+        std::thread::sleep(Duration::from_secs(30));
+        return Err("the holder was not killed".to_string());
+    }
+    match (&mutex, &file) {
+        (Some(m), _) => m.unlock().map_err(|e| e.to_string())?,
+        (_, Some(f)) => f.unlock().map_err(|e| e.to_string())?,
+        _ => {}
+    }
+    Ok(label.to_string())
+}
+crate::register_entry!("ipcbench-scenario-locker", locker);

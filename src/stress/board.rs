@@ -1,0 +1,85 @@
+//! The progress board: one cell block per worker slot in shared memory, written by the
+//! worker and read by the parent. It lives outside the worker, so what a SIGKILLed worker
+//! had attempted and committed is still there after it died — the basis of the
+//! exactly-once books ([`super::ledger`]). A `stop` word asks every worker to finish.
+
+use crate::ipc::shm::{Shared, ShmSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Most worker slots a run can have.
+pub const MAX_SLOTS: usize = 256;
+
+/// One worker's counters.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Cell {
+    /// Operations started (bumped before the operation).
+    pub attempted: AtomicU64,
+    /// Operations completed (bumped after the operation returned).
+    pub committed: AtomicU64,
+    /// Target-specific: e.g. a lock target's count of owner deaths it recovered.
+    pub extra: AtomicU64,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct Cells {
+    pub stop: AtomicU32,
+    pub slots: [Cell; MAX_SLOTS],
+}
+
+// SAFETY: only atomics, valid when zeroed, no pointers; Sync.
+unsafe impl ShmSafe for Cells {}
+
+/// The board, created by the parent and opened by name in each worker.
+pub struct Board {
+    shared: Shared<Cells>,
+}
+
+impl Board {
+    pub fn create() -> std::io::Result<Board> {
+        Ok(Board {
+            shared: Shared::create("stress-board", 0)?,
+        })
+    }
+
+    pub fn open(name: &str) -> std::io::Result<Board> {
+        Ok(Board {
+            shared: Shared::open(name)?,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.shared.name()
+    }
+
+    pub fn cell(&self, slot: usize) -> &Cell {
+        &self.shared.slots[slot]
+    }
+
+    /// Zeroes a slot for the worker about to start in it.
+    pub fn reset(&self, slot: usize) {
+        let cell = self.cell(slot);
+        cell.attempted.store(0, Ordering::SeqCst);
+        cell.committed.store(0, Ordering::SeqCst);
+        cell.extra.store(0, Ordering::SeqCst);
+    }
+
+    /// (attempted, committed, extra) of a slot.
+    pub fn read(&self, slot: usize) -> (u64, u64, u64) {
+        let cell = self.cell(slot);
+        (
+            cell.attempted.load(Ordering::SeqCst),
+            cell.committed.load(Ordering::SeqCst),
+            cell.extra.load(Ordering::SeqCst),
+        )
+    }
+
+    pub fn request_stop(&self) {
+        self.shared.stop.store(1, Ordering::SeqCst);
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed) != 0
+    }
+}

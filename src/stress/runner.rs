@@ -1,0 +1,539 @@
+//! The run loop shared by every target: start the workers, account every delivery, apply
+//! the fault schedule at its points of progress, replace killed workers, sample progress
+//! and turn a stall into a `Hung` report, stop, drain, settle the books, check hygiene.
+
+use super::board::{Board, MAX_SLOTS};
+use super::faults::{AppliedFault, FaultKind, Injector, Schedule, Victim};
+use super::ledger::Ledger;
+use crate::process::{hygiene, watchdog, Child};
+use crate::report::model::StressOutcome;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+/// What a target's parent side (reader threads, consumers) tells the accountant.
+#[derive(Debug)]
+pub enum Event {
+    /// A payload came out of the mechanism.
+    Delivered(Vec<u8>),
+    /// Progress of a target that moves no messages (e.g. lock increments).
+    Progress(u64),
+    /// The mechanism refused bytes as a torn or corrupt frame (expected only from a
+    /// killed producer).
+    Torn { producer: u32, reason: String },
+    /// The mechanism failed in a way no fault explains.
+    Failed(String),
+}
+
+/// Everything a target needs to start one worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    pub target: String,
+    pub slot: usize,
+    pub producer: u32,
+    /// Name of the shared progress board ([`Board::open`]).
+    pub board: String,
+    /// Largest message body, bytes.
+    pub max_body: usize,
+}
+
+/// A mechanism under stress.
+pub trait Target {
+    /// Unique name, e.g. "pipe-duplex".
+    fn name(&self) -> String;
+    /// Family, e.g. "pipe" (`--target FAMILY` runs every flavor of it).
+    fn family(&self) -> &'static str;
+    /// Progress units (deliveries) between two faults on average: tuned so that a
+    /// target sees a few faults per second at its pace under load.
+    fn mean_fault_gap(&self) -> u64 {
+        2_000
+    }
+    /// Starts the worker process for `spec`; parent-side delivery sends on `events`.
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        events: &SyncSender<Event>,
+    ) -> Result<Child, String>;
+    /// Every worker has ended: let parent-side consumers finish once drained, so that
+    /// every `SyncSender<Event>` they hold is dropped.
+    fn close(&mut self) {}
+    /// Final target-specific checks after everything was drained (e.g. a counter under a
+    /// lock); returns failures. Also joins parent-side threads.
+    fn finish(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Parameters of one run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub duration: Duration,
+    pub procs: usize,
+    pub faults: Vec<FaultKind>,
+    pub seed: u64,
+    /// No progress for this long while some worker runs: a hang.
+    pub stall_after: Duration,
+    /// Override of the target's mean fault gap (progress units).
+    pub fault_gap: Option<u64>,
+    pub max_body: usize,
+}
+
+impl Config {
+    pub fn new(duration: Duration, procs: usize, faults: Vec<FaultKind>, seed: u64) -> Config {
+        Config {
+            duration,
+            procs,
+            faults,
+            seed,
+            stall_after: Duration::from_secs(10),
+            fault_gap: None,
+            max_body: 512,
+        }
+    }
+}
+
+/// Progress while running, for a bar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tick {
+    pub elapsed: Duration,
+    pub messages: u64,
+    pub faults: u64,
+}
+
+/// The result of one target's run, with more detail than the JSON model keeps.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StressReport {
+    pub target: String,
+    pub family: String,
+    pub seconds: f64,
+    pub procs: usize,
+    pub seed: u64,
+    pub faults: Vec<AppliedFault>,
+    pub kills: u64,
+    pub stops: u64,
+    pub slows: u64,
+    /// Messages delivered (or operations done, for targets without messages).
+    pub messages: u64,
+    pub torn_rejected: u64,
+    pub accounted_in_flight: u64,
+    pub losses: u64,
+    pub duplicates: u64,
+    pub corrupt: u64,
+    pub hangs: Vec<String>,
+    pub leaks: Vec<String>,
+    /// Failures no fault explains (a worker's error, a mechanism error, a failed check).
+    pub errors: Vec<String>,
+    /// Examples of losses, duplicates and corrupt deliveries.
+    pub samples: Vec<String>,
+}
+
+impl StressReport {
+    /// Every zero the run must hold.
+    pub fn passed(&self) -> bool {
+        self.losses == 0
+            && self.duplicates == 0
+            && self.corrupt == 0
+            && self.hangs.is_empty()
+            && self.leaks.is_empty()
+            && self.errors.is_empty()
+    }
+
+    pub fn fault_count(&self) -> u64 {
+        self.kills + self.stops + self.slows
+    }
+
+    pub fn faults_per_minute(&self) -> f64 {
+        self.fault_count() as f64 * 60.0 / self.seconds.max(1e-9)
+    }
+
+    pub fn messages_per_second(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
+
+    /// The results-model view. Errors no fault explains are listed with the hangs, as
+    /// the model has no field of its own for them and they fail the run alike.
+    pub fn outcome(&self) -> StressOutcome {
+        StressOutcome {
+            target: self.target.clone(),
+            seconds: self.seconds,
+            procs: self.procs as u32,
+            seed: self.seed,
+            kills: self.kills,
+            stops: self.stops,
+            slows: self.slows,
+            messages: self.messages,
+            accounted_in_flight: self.accounted_in_flight,
+            losses: self.losses,
+            duplicates: self.duplicates,
+            corrupt: self.corrupt,
+            hangs: self
+                .hangs
+                .iter()
+                .cloned()
+                .chain(self.errors.iter().map(|e| format!("error: {e}")))
+                .collect(),
+            leaks: self.leaks.clone(),
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    producer: u32,
+}
+
+/// Events waiting for the accountant at most: readers block beyond it, so a mechanism
+/// faster than the books pushes back on its producers instead of filling memory.
+const EVENT_BACKLOG: usize = 4096;
+
+/// How long the end of a run may take (stop, drain, join) before it is a hang.
+const END_BOUND: Duration = Duration::from_secs(15);
+
+/// Runs `target` under `config`. Never hangs: a stall is reported in `hangs` and the
+/// run ends. The caller should not run two stress runs at once in one process: the
+/// hygiene check counts the whole process's children and fds.
+pub fn run(
+    target: &mut dyn Target,
+    config: &Config,
+    on_tick: &mut dyn FnMut(Tick),
+) -> StressReport {
+    let before = hygiene::Snapshot::take();
+    let mut report = StressReport {
+        target: target.name(),
+        family: target.family().to_string(),
+        procs: config.procs,
+        seed: config.seed,
+        ..StressReport::default()
+    };
+    if config.procs == 0 || config.procs > MAX_SLOTS {
+        report.errors.push(format!(
+            "procs must be 1..={MAX_SLOTS}, not {}",
+            config.procs
+        ));
+        return report;
+    }
+    let started = Instant::now();
+    match Board::create() {
+        Ok(board) => drive(target, config, &board, &mut report, on_tick),
+        Err(e) => report
+            .errors
+            .push(format!("cannot create the progress board: {e}")),
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.leaks = before.leaks_since().iter().map(|l| l.to_string()).collect();
+    report
+}
+
+fn drive(
+    target: &mut dyn Target,
+    config: &Config,
+    board: &Board,
+    report: &mut StressReport,
+    on_tick: &mut dyn FnMut(Tick),
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_BACKLOG);
+    let mut ledger = Ledger::default();
+    let gap = config.fault_gap.unwrap_or_else(|| target.mean_fault_gap());
+    let mut injector = Injector::new(
+        Schedule::new(config.seed, &config.faults, config.procs, gap),
+        config.procs,
+    );
+    let mut workers: Vec<Option<Worker>> = (0..config.procs).map(|_| None).collect();
+    let mut next_producer: u32 = 0;
+    let mut killed: BTreeSet<u32> = BTreeSet::new();
+    let mut progress_ops: u64 = 0;
+    let name = target.name();
+
+    let start =
+        |slot: usize, target: &mut dyn Target, ledger: &mut Ledger, next_producer: &mut u32| {
+            start_worker(
+                slot,
+                target,
+                ledger,
+                next_producer,
+                board,
+                config,
+                &name,
+                &tx,
+            )
+        };
+
+    for (slot, place) in workers.iter_mut().enumerate() {
+        match start(slot, target, &mut ledger, &mut next_producer) {
+            Ok(w) => *place = Some(w),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("cannot start worker {slot}: {e}"));
+                break;
+            }
+        }
+    }
+
+    let deadline = Instant::now() + config.duration;
+    let began = Instant::now();
+    let mut last_progress = (0u64, Instant::now());
+    let mut last_tick = Instant::now();
+    let mut hung = false;
+    while report.errors.is_empty() && Instant::now() < deadline {
+        let due = injector.next_due();
+        drain_events(
+            &rx,
+            Duration::from_millis(2),
+            due,
+            &mut ledger,
+            &mut progress_ops,
+            &killed,
+            report,
+        );
+        let progress = ledger.delivered + progress_ops;
+        let now = Instant::now();
+        for slot in injector.tick(progress, now, &victims(&workers)) {
+            let Some(mut worker) = workers[slot].take() else {
+                continue;
+            };
+            killed.insert(worker.producer);
+            let _ = worker.child.join(Some(Duration::from_secs(5)));
+            let (attempted, committed, _) = board.read(slot);
+            ledger.end(worker.producer, attempted, committed, true);
+            drop(worker);
+            match start(slot, target, &mut ledger, &mut next_producer) {
+                Ok(w) => workers[slot] = Some(w),
+                Err(e) => report
+                    .errors
+                    .push(format!("cannot replace worker {slot}: {e}")),
+            }
+        }
+        // A worker that ended on its own before the stop request failed.
+        for (slot, place) in workers.iter_mut().enumerate() {
+            let ended = place.as_mut().is_some_and(|w| !w.child.is_alive());
+            if ended {
+                let mut worker = place.take().expect("present");
+                let outcome = worker.child.result::<u64>(Some(Duration::ZERO));
+                report.errors.push(format!(
+                    "worker {slot} (producer {}) ended before the stop request: {}",
+                    worker.producer,
+                    match outcome {
+                        Ok(n) => format!("returned after {n} operations"),
+                        Err(e) => e.to_string(),
+                    }
+                ));
+                let (attempted, committed, _) = board.read(slot);
+                ledger.end(worker.producer, attempted, committed, false);
+            }
+        }
+        if progress != last_progress.0 {
+            last_progress = (progress, now);
+        } else if now.duration_since(last_progress.1) >= config.stall_after {
+            let any_running = (0..workers.len())
+                .any(|slot| workers[slot].is_some() && !injector.is_stopped(slot));
+            if any_running {
+                report.hangs.push(format!(
+                    "no progress for {:?} at {progress} operations: {}",
+                    config.stall_after,
+                    diagnose(&workers)
+                ));
+                hung = true;
+                break;
+            }
+        }
+        if now.duration_since(last_tick) >= Duration::from_millis(100) {
+            last_tick = now;
+            on_tick(Tick {
+                elapsed: began.elapsed(),
+                messages: progress,
+                faults: injector.applied().len() as u64,
+            });
+        }
+    }
+
+    // Stop: ask every worker to finish its operation and return, continue the paused.
+    board.request_stop();
+    injector.release_all(&victims(&workers));
+    if hung {
+        for worker in workers.iter().flatten() {
+            let _ = worker.child.kill();
+            killed.insert(worker.producer);
+        }
+    }
+    let end_by = Instant::now() + END_BOUND;
+    loop {
+        drain_events(
+            &rx,
+            Duration::from_millis(5),
+            None,
+            &mut ledger,
+            &mut progress_ops,
+            &killed,
+            report,
+        );
+        let all_done = workers
+            .iter_mut()
+            .all(|w| w.as_mut().is_none_or(|w| !w.child.is_alive()));
+        if all_done {
+            break;
+        }
+        if Instant::now() >= end_by {
+            report.hangs.push(format!(
+                "workers did not finish within {END_BOUND:?} of the stop request: {}",
+                diagnose(&workers)
+            ));
+            for worker in workers.iter().flatten() {
+                let _ = worker.child.kill();
+                killed.insert(worker.producer);
+            }
+            break;
+        }
+    }
+    for (slot, worker) in workers.iter_mut().enumerate() {
+        let Some(mut worker) = worker.take() else {
+            continue;
+        };
+        let was_killed = killed.contains(&worker.producer);
+        let (attempted, committed, _) = board.read(slot);
+        match worker.child.result::<u64>(Some(Duration::from_secs(5))) {
+            Ok(n) if n == committed => {}
+            Ok(n) => report.errors.push(format!(
+                "worker {slot} (producer {}) returned {n} operations, the board says {committed}",
+                worker.producer
+            )),
+            Err(_) if was_killed => {}
+            Err(e) => report.errors.push(format!("worker {slot}: {e}")),
+        }
+        ledger.end(worker.producer, attempted, committed, was_killed);
+    }
+    target.close();
+    drop(tx);
+    // Everything in flight comes out now; the channel disconnects when every parent-side
+    // reader has seen its stream end.
+    let drained_by = Instant::now() + END_BOUND;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(event) => handle(event, &mut ledger, &mut progress_ops, &killed, report),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) if Instant::now() >= drained_by => {
+                report.hangs.push(format!(
+                    "deliveries still pending {END_BOUND:?} after every worker ended"
+                ));
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    report.errors.extend(target.finish());
+    ledger.settle();
+    report.faults = injector.applied().to_vec();
+    report.kills = injector.count(FaultKind::Kill);
+    report.stops = injector.count(FaultKind::Stop);
+    report.slows = injector.count(FaultKind::Slow);
+    report.messages = ledger.delivered + progress_ops;
+    report.torn_rejected = ledger.torn_rejected;
+    report.accounted_in_flight = ledger.accounted_in_flight;
+    report.losses = ledger.losses;
+    report.duplicates = ledger.duplicates;
+    report.corrupt = ledger.corrupt;
+    report.samples = ledger.samples.clone();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_worker(
+    slot: usize,
+    target: &mut dyn Target,
+    ledger: &mut Ledger,
+    next_producer: &mut u32,
+    board: &Board,
+    config: &Config,
+    name: &str,
+    tx: &SyncSender<Event>,
+) -> Result<Worker, String> {
+    board.reset(slot);
+    let producer = *next_producer;
+    *next_producer += 1;
+    ledger.open(producer);
+    let spec = WorkerSpec {
+        target: name.to_string(),
+        slot,
+        producer,
+        board: board.name().to_string(),
+        max_body: config.max_body,
+    };
+    let child = target.start_worker(&spec, tx)?;
+    Ok(Worker { child, producer })
+}
+
+/// Takes the events queued (waiting up to `wait` for the first), stopping early once
+/// progress reaches `until` (the next fault's point) and after a bounded batch, so that
+/// faults land at their exact point and timed pauses are not starved.
+fn drain_events(
+    rx: &Receiver<Event>,
+    wait: Duration,
+    until: Option<u64>,
+    ledger: &mut Ledger,
+    progress_ops: &mut u64,
+    killed: &BTreeSet<u32>,
+    report: &mut StressReport,
+) {
+    let reached = |ledger: &Ledger, ops: u64| until.is_some_and(|u| ledger.delivered + ops >= u);
+    if reached(ledger, *progress_ops) {
+        return;
+    }
+    match rx.recv_timeout(wait) {
+        Ok(event) => handle(event, ledger, progress_ops, killed, report),
+        Err(_) => return,
+    }
+    for _ in 0..2_000 {
+        if reached(ledger, *progress_ops) {
+            return;
+        }
+        match rx.try_recv() {
+            Ok(event) => handle(event, ledger, progress_ops, killed, report),
+            Err(_) => return,
+        }
+    }
+}
+
+fn handle(
+    event: Event,
+    ledger: &mut Ledger,
+    progress_ops: &mut u64,
+    killed: &BTreeSet<u32>,
+    report: &mut StressReport,
+) {
+    match event {
+        Event::Delivered(payload) => ledger.deliver(&payload),
+        Event::Progress(n) => *progress_ops += n,
+        Event::Torn { producer, .. } if killed.contains(&producer) => ledger.torn(),
+        Event::Torn { producer, reason } => report.errors.push(format!(
+            "torn frame from producer {producer}, which was not killed: {reason}"
+        )),
+        Event::Failed(text) => report.errors.push(text),
+    }
+}
+
+fn victims(workers: &[Option<Worker>]) -> Vec<Option<Victim>> {
+    workers
+        .iter()
+        .map(|w| {
+            w.as_ref().map(|w| Victim {
+                pid: w.child.pid(),
+                producer: w.producer,
+            })
+        })
+        .collect()
+}
+
+/// What each live worker is doing, from /proc (the watchdog's diagnosis).
+fn diagnose(workers: &[Option<Worker>]) -> String {
+    let found: Vec<String> = workers
+        .iter()
+        .flatten()
+        .filter_map(|w| watchdog::diagnose(w.child.pid().as_raw(), w.child.name()))
+        .map(|b| b.to_string())
+        .collect();
+    if found.is_empty() {
+        "no worker alive".into()
+    } else {
+        found.join("; ")
+    }
+}

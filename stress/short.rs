@@ -1,0 +1,240 @@
+//! The short stress profile: every target for a few seconds under every fault, asserting
+//! the zeros (losses outside the accounted ones, duplicates, corrupt deliveries, hangs,
+//! leaks), that a seed reproduces its fault schedule, and that a stall is reported rather
+//! than waited on. Run with `cargo test --release --test stress`.
+
+use ipcbench::process::{self, Child, Options, StartMethod};
+use ipcbench::register_entry;
+use ipcbench::stress::board::Board;
+use ipcbench::stress::{self, Config, Event, FaultKind, StressReport, Target, WorkerSpec};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+/// Stress runs count the whole process's children and fds: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const SEED: u64 = 0x5EED_0009;
+
+fn short_config(seed: u64) -> Config {
+    let mut config = Config::new(Duration::from_secs(3), 8, FaultKind::ALL.to_vec(), seed);
+    config.stall_after = Duration::from_secs(10);
+    config
+}
+
+fn explain(report: &StressReport) -> String {
+    format!(
+        "{}: {} msgs, faults {}/{}/{} (kill/stop/slow), in flight {}, torn rejected {}, \
+         losses {}, duplicates {}, corrupt {}\nhangs: {:#?}\nleaks: {:#?}\nerrors: {:#?}\nsamples: {:#?}",
+        report.target,
+        report.messages,
+        report.kills,
+        report.stops,
+        report.slows,
+        report.accounted_in_flight,
+        report.torn_rejected,
+        report.losses,
+        report.duplicates,
+        report.corrupt,
+        report.hangs,
+        report.leaks,
+        report.errors,
+        report.samples
+    )
+}
+
+#[test]
+fn every_target_holds_its_zeros_under_every_fault() {
+    let _serial = serial();
+    for mut target in stress::all_targets() {
+        let started = Instant::now();
+        let report = stress::run(target.as_mut(), &short_config(SEED), &mut |_| {});
+        let text = explain(&report);
+        eprintln!("{text}\n({:.1} s)", started.elapsed().as_secs_f64());
+        assert!(report.passed(), "{text}");
+        assert!(report.messages > 0, "nothing moved: {text}");
+        assert!(
+            report.kills > 0 && report.stops + report.slows > 0,
+            "the faults did not fire: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_seed_reproduces_its_fault_schedule() {
+    let _serial = serial();
+    let mut runs = Vec::new();
+    for seed in [SEED, SEED, SEED + 1] {
+        let mut config = short_config(seed);
+        config.duration = Duration::from_secs(2);
+        config.fault_gap = Some(1_000);
+        let mut target = stress::pipe::PipeTarget::new(ipcbench::ipc::pipe::PipeKind::Simplex);
+        let report = stress::run(&mut target, &config, &mut |_| {});
+        assert!(report.passed(), "{}", explain(&report));
+        for fault in &report.faults {
+            assert!(fault.progress >= fault.planned.at_progress, "{fault:?}");
+        }
+        runs.push(report.faults);
+    }
+    let common = runs[0].len().min(runs[1].len());
+    assert!(common >= 5, "too few faults to compare: {common}");
+    assert_eq!(
+        runs[0][..common],
+        runs[1][..common],
+        "same seed, other faults"
+    );
+    let planned = |r: &Vec<stress::faults::AppliedFault>| -> Vec<_> {
+        r.iter()
+            .take(common.min(r.len()))
+            .map(|f| f.planned)
+            .collect()
+    };
+    assert_ne!(
+        planned(&runs[0]),
+        planned(&runs[2]),
+        "another seed, same faults"
+    );
+}
+
+/// A target whose workers stop making progress after a few operations (a bounded sleep
+/// standing for a lost wake-up): the run must end with a `Hung` report naming them.
+struct Stalling;
+
+fn stalling_worker(spec: WorkerSpec) -> Result<u64, String> {
+    let board = Board::open(&spec.board).map_err(|e| e.to_string())?;
+    let cell = board.cell(spec.slot);
+    cell.attempted.store(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(60));
+    cell.committed.store(1, Ordering::SeqCst);
+    Ok(1)
+}
+register_entry!("stress-test-stalling-worker", stalling_worker);
+
+impl Target for Stalling {
+    fn name(&self) -> String {
+        "stalling".into()
+    }
+    fn family(&self) -> &'static str {
+        "test"
+    }
+    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+        process::start(
+            "stress-test-stalling-worker",
+            spec,
+            Options::new(format!("stalling-w{}", spec.slot))
+                .method(StartMethod::Fork)
+                .daemon(true),
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn a_stall_becomes_a_hang_report_not_a_stuck_run() {
+    let _serial = serial();
+    let mut config = Config::new(Duration::from_secs(30), 2, Vec::new(), 1);
+    config.stall_after = Duration::from_millis(700);
+    let started = Instant::now();
+    let report = stress::run(&mut Stalling, &config, &mut |_| {});
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run waited on the stall"
+    );
+    assert_eq!(report.hangs.len(), 1, "{}", explain(&report));
+    let hang = &report.hangs[0];
+    assert!(
+        hang.contains("stalling-w0") && hang.contains("stalling-w1") && hang.contains("nanosleep"),
+        "{hang}"
+    );
+    assert!(report.leaks.is_empty(), "{}", explain(&report));
+    assert!(!report.passed());
+}
+
+fn ipcbench(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args(args)
+        .output()
+        .expect("run ipcbench")
+}
+
+#[test]
+fn the_command_refuses_bad_values_with_exit_2() {
+    let _serial = serial();
+    for (args, named) in [
+        (&["stress", "--duration", "forever"][..], "forever"),
+        (&["stress", "--faults", "explode"], "explode"),
+        (&["stress", "--faults", "kill,,stop"], "\"\""),
+        (&["stress", "--target", "telepathy"], "telepathy"),
+        (&["stress", "--procs", "0"], "--procs"),
+        (&["stress", "--procs", "many"], "many"),
+        (&["stress", "--seed", "-3"], "-3"),
+        (
+            &["stress", "--json", "/no/such/dir/out.json"],
+            "/no/such/dir",
+        ),
+    ] {
+        let out = ipcbench(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{args:?} should name {named}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn the_command_runs_a_target_and_writes_json() {
+    let _serial = serial();
+    let dir = ipcbench::process::hygiene::temp_dir().unwrap();
+    let json = dir.join("stress.json");
+    let out = ipcbench(&[
+        "stress",
+        "--duration",
+        "1500ms",
+        "--procs",
+        "4",
+        "--target",
+        "pipe-simplex",
+        "--seed",
+        "9",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let results = ipcbench::report::model::Results::load(&json);
+    ipcbench::process::hygiene::remove_temp(&dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pipe-simplex") && stdout.contains("seed 9"),
+        "{stdout}"
+    );
+    let results = results.unwrap();
+    assert_eq!(results.stress.len(), 1);
+    let outcome = &results.stress[0];
+    assert_eq!(
+        (outcome.target.as_str(), outcome.procs, outcome.seed),
+        ("pipe-simplex", 4, 9)
+    );
+    assert!(
+        outcome.messages > 0 && outcome.kills + outcome.stops + outcome.slows > 0,
+        "{outcome:?}"
+    );
+    assert_eq!(
+        (outcome.losses, outcome.duplicates, outcome.corrupt),
+        (0, 0, 0)
+    );
+    assert!(
+        outcome.hangs.is_empty() && outcome.leaks.is_empty(),
+        "{outcome:?}"
+    );
+}

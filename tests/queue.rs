@@ -1,0 +1,558 @@
+//! Queue conformance: every test is written once over the `Queue` trait and run on every
+//! flavor, across real processes, and proves it left nothing behind.
+
+use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
+use ipcbench::ipc::queue::shm::ShmQueue;
+use ipcbench::ipc::queue::workers::{producer_consumer, Plan, RunError};
+use ipcbench::ipc::queue::{
+    self, Config, Flavor, JoinableQueue, Queue, QueueError, QueueHandle, Role,
+};
+use ipcbench::process::{self, hygiene, Options, StartMethod};
+use ipcbench::register_entry;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, TestRunner};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Serialises the tests of this binary: fds and children are process-wide.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// What this binary left behind since `before`: every fd and process, and the
+/// shared-memory names of queues (`ipcbench-queue-*`). /dev/shm and the temp directory
+/// are machine-wide and other suites may run at the same time, so their other
+/// `ipcbench-*` names are not ours to count (the queue code creates no temp files).
+fn leaks_since(before: &hygiene::Snapshot) -> Vec<hygiene::Leak> {
+    before
+        .leaks_since()
+        .into_iter()
+        .filter(|leak| match leak {
+            hygiene::Leak::Shm(name) => name.starts_with("ipcbench-queue-"),
+            hygiene::Leak::Temp(_) => false,
+            _ => true,
+        })
+        .collect()
+}
+
+/// Runs `body` for every flavor, then checks that nothing leaked.
+fn for_each_flavor(body: impl Fn(Flavor)) {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    for flavor in Flavor::ALL {
+        let before = hygiene::Snapshot::take();
+        body(flavor);
+        let leaks = leaks_since(&before);
+        assert!(leaks.is_empty(), "{flavor:?} left behind: {leaks:?}");
+    }
+}
+
+fn start(
+    entry: &str,
+    args: &impl Serialize,
+    handle: &QueueHandle,
+    method: StartMethod,
+) -> process::Child {
+    let options = handle.inherit(Options::new(entry).method(method));
+    process::start(entry, args, options).unwrap()
+}
+
+/// Deterministic, seed-dependent bytes, so a message that arrives garbled or swapped
+/// cannot compare equal.
+fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
+#[derive(Serialize, Deserialize)]
+struct PutArgs {
+    queue: QueueHandle,
+    sizes: Vec<usize>,
+}
+
+fn put_patterns(args: PutArgs) -> Result<usize, QueueError> {
+    let queue = queue::open(args.queue)?;
+    for (i, &len) in args.sizes.iter().enumerate() {
+        queue.put(&pattern(i as u32, len), None)?;
+    }
+    Ok(args.sizes.len())
+}
+register_entry!("queue-test-put-patterns", put_patterns);
+
+#[test]
+fn payloads_from_0_bytes_to_1_mib_arrive_intact() {
+    let sizes = vec![0, 1, 4095, 4096, 4097, 64 << 10, 1 << 20];
+    for_each_flavor(|flavor| {
+        for method in StartMethod::ALL {
+            let config = Config::default().maxsize(3).max_message(1 << 20);
+            let queue = flavor.create(&config).unwrap();
+            let handle = queue.handle(Role::Producer).unwrap();
+            let mut child = start(
+                "queue-test-put-patterns",
+                &PutArgs {
+                    queue: handle.clone(),
+                    sizes: sizes.clone(),
+                },
+                &handle,
+                method,
+            );
+            for (i, &len) in sizes.iter().enumerate() {
+                let got = queue.get(Some(LONG)).unwrap();
+                assert_eq!(got.len(), len, "{flavor:?} {method:?} message {i}");
+                assert!(
+                    got == pattern(i as u32, len),
+                    "{flavor:?} {method:?} message {i} garbled"
+                );
+            }
+            assert_eq!(child.result::<usize>(Some(LONG)).unwrap(), sizes.len());
+            assert!(matches!(
+                queue.put_nowait(&vec![0; (1 << 20) + 1]),
+                Err(QueueError::TooLarge { len, max }) if len == (1 << 20) + 1 && max == 1 << 20
+            ));
+        }
+    });
+}
+
+#[test]
+fn four_producers_to_four_consumers_lose_nothing_and_keep_each_producers_order() {
+    for_each_flavor(|flavor| {
+        let consumers = if flavor.multi_consumer() { 4 } else { 1 };
+        let plan = Plan::new(4, consumers, 10_000);
+        let outcome = producer_consumer(flavor, &Config::default().maxsize(256), &plan).unwrap();
+        let mut seen = BTreeSet::new();
+        for (c, items) in outcome.received.iter().enumerate() {
+            let mut last = [None::<u32>; 4];
+            for &(producer, seq) in items {
+                assert!(
+                    seen.insert((producer, seq)),
+                    "{flavor:?}: ({producer}, {seq}) delivered twice"
+                );
+                let previous = last[producer as usize].replace(seq);
+                assert!(
+                    previous < Some(seq),
+                    "{flavor:?}: consumer {c} got producer {producer}'s {seq} after {previous:?}"
+                );
+            }
+        }
+        assert_eq!(seen.len(), 40_000, "{flavor:?}: items lost");
+    });
+}
+
+#[derive(Serialize, Deserialize)]
+struct FillArgs {
+    queue: QueueHandle,
+}
+
+/// Fills the queue with nowait puts, then checks a timed put on the full queue fails.
+fn fill(args: FillArgs) -> Result<(usize, bool, bool), QueueError> {
+    let queue = queue::open(args.queue)?;
+    let mut n = 0;
+    let refused = loop {
+        match queue.put_nowait(&pattern(n as u32, 10)) {
+            Ok(()) => n += 1,
+            Err(QueueError::Full) => break true,
+            Err(e) => return Err(e),
+        }
+        if n > 1000 {
+            break false;
+        }
+    };
+    let timed_out = matches!(
+        queue.put(b"late", Some(Duration::from_millis(50))),
+        Err(QueueError::Full)
+    );
+    Ok((n, refused, timed_out))
+}
+register_entry!("queue-test-fill", fill);
+
+#[test]
+fn maxsize_makes_put_block_and_time_out_and_nowait_calls_report_full_and_empty() {
+    for_each_flavor(|flavor| {
+        let config = Config::default()
+            .maxsize(3)
+            .block_limit(Duration::from_millis(200));
+        let queue = flavor.create(&config).unwrap();
+        assert_eq!(queue.maxsize(), 3);
+        assert!(queue.empty() && !queue.full());
+        let handle = queue.handle(Role::Producer).unwrap();
+        let args = FillArgs {
+            queue: handle.clone(),
+        };
+        let mut child = start("queue-test-fill", &args, &handle, StartMethod::Fork);
+        assert_eq!(
+            child.result::<(usize, bool, bool)>(Some(LONG)).unwrap(),
+            (3, true, true),
+            "{flavor:?}: (accepted, then Full, then timed put Full)"
+        );
+        assert_eq!(queue.qsize(), 3);
+        assert!(queue.full() && !queue.empty());
+        assert!(matches!(queue.put_nowait(b"x"), Err(QueueError::Full)));
+        for n in 0..3 {
+            assert_eq!(queue.get_nowait().unwrap(), pattern(n, 10), "{flavor:?}");
+        }
+        assert!(matches!(queue.get_nowait(), Err(QueueError::Empty)));
+        assert!(matches!(
+            queue.get(Some(Duration::from_millis(30))),
+            Err(QueueError::Empty)
+        ));
+        // No timeout: bounded by the block limit, and said so.
+        assert!(matches!(
+            queue.get(None),
+            Err(QueueError::Stalled { op: "get", .. })
+        ));
+        assert!(queue.empty());
+    });
+}
+
+#[test]
+fn closed_handles_refuse_and_single_consumer_flavors_say_so() {
+    for_each_flavor(|flavor| {
+        let mut queue = flavor.create(&Config::default()).unwrap();
+        assert_eq!(queue.multi_consumer(), flavor.multi_consumer());
+        if !queue.multi_consumer() {
+            let _first = queue.handle(Role::Consumer).unwrap();
+            assert!(!queue.can_get());
+            assert!(matches!(
+                queue.get_nowait(),
+                Err(QueueError::NotConsumer { .. })
+            ));
+            assert!(matches!(
+                queue.handle(Role::Consumer),
+                Err(QueueError::SingleConsumer { .. })
+            ));
+        }
+        queue.close();
+        assert!(matches!(queue.put_nowait(b"x"), Err(QueueError::Closed)));
+        assert!(matches!(queue.get_nowait(), Err(QueueError::Closed)));
+        assert!(matches!(
+            queue.handle(Role::Producer),
+            Err(QueueError::Closed)
+        ));
+    });
+}
+
+#[test]
+fn one_sentinel_per_consumer_ends_them_all_and_a_missing_one_is_caught_as_hung() {
+    for_each_flavor(|flavor| {
+        let consumers = if flavor.multi_consumer() { 3 } else { 1 };
+        let mut plan = Plan::new(2, consumers, 200);
+        plan.method = StartMethod::Fork;
+        let outcome = producer_consumer(flavor, &Config::default(), &plan).unwrap();
+        assert_eq!(outcome.received.iter().map(Vec::len).sum::<usize>(), 400);
+
+        plan.sentinels = consumers - 1;
+        plan.deadline = Duration::from_secs(2);
+        match producer_consumer(flavor, &Config::default(), &plan) {
+            Err(RunError::Hung(report)) => {
+                assert_eq!(report.blocked.len(), 1, "{flavor:?}: {report}");
+                assert!(report.blocked[0].name.starts_with("consumer-"), "{report}");
+            }
+            other => panic!("{flavor:?}: a missing sentinel was not caught: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn joinable_join_returns_once_every_item_is_done_and_extra_task_done_is_an_error() {
+    for_each_flavor(|flavor| {
+        let consumers = if flavor.multi_consumer() { 2 } else { 1 };
+        let mut plan = Plan::new(2, consumers, 100);
+        plan.method = StartMethod::Fork;
+        plan.sentinels = 0;
+        plan.joinable = true;
+        let outcome = producer_consumer(flavor, &Config::default(), &plan).unwrap();
+        assert_eq!(outcome.joined, Some(true), "{flavor:?}");
+
+        let queue = JoinableQueue::new(flavor.create(&Config::default()).unwrap()).unwrap();
+        queue.put(b"one", None).unwrap();
+        assert!(
+            !queue.join(Duration::from_millis(20)),
+            "join before task_done"
+        );
+        assert_eq!(queue.get(None).unwrap(), b"one");
+        queue.task_done().unwrap();
+        assert!(queue.join(Duration::from_millis(20)));
+        assert!(matches!(
+            queue.task_done(),
+            Err(QueueError::TooManyTaskDone)
+        ));
+    });
+}
+
+fn get_one(queue: QueueHandle) -> Result<Vec<u8>, QueueError> {
+    queue::open(queue)?.get(None)
+}
+register_entry!("queue-test-get-one", get_one);
+
+#[test]
+fn a_consumer_killed_while_waiting_does_not_wedge_the_queue() {
+    for_each_flavor(|flavor| {
+        let queue = flavor.create(&Config::default().maxsize(4)).unwrap();
+        // The channel flavor's receiver moves to the child; the others stay usable here.
+        let handle = queue.handle(Role::Consumer).unwrap();
+        let mut child = start("queue-test-get-one", &handle, &handle, StartMethod::Fork);
+        std::thread::sleep(Duration::from_millis(100)); // let it block inside get
+        child.kill().unwrap();
+        assert_eq!(child.join(Some(LONG)).unwrap(), Some(-9));
+        let put = queue.put(b"after", Some(Duration::from_secs(5)));
+        if queue.can_get() {
+            put.unwrap();
+            assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"after");
+        } else {
+            // The only consumer is gone (channel flavor): an error at once, not a hang.
+            assert!(
+                matches!(put, Err(QueueError::Disconnected)),
+                "{flavor:?}: {put:?}"
+            );
+        }
+    });
+}
+
+fn abandon_midway(args: (QueueHandle, bool)) -> Result<bool, QueueError> {
+    let queue = ShmQueue::open(args.0)?;
+    Ok(queue.abandon_midway_for_test(args.1))
+}
+register_entry!("queue-test-shm-abandon", abandon_midway);
+
+#[test]
+fn shm_ring_moves_past_a_producer_or_consumer_that_died_mid_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = hygiene::Snapshot::take();
+    {
+        let queue = Flavor::Shm.create(&Config::default().maxsize(2)).unwrap();
+        let handle = queue.handle(Role::Both).unwrap();
+        // A producer dies between claiming a slot and publishing it.
+        let pid = {
+            let mut child = start(
+                "queue-test-shm-abandon",
+                &(handle.clone(), true),
+                &handle,
+                StartMethod::Fork,
+            );
+            assert!(child.result::<bool>(Some(LONG)).unwrap());
+            child.pid().as_raw()
+        };
+        queue.put(b"behind", None).unwrap();
+        match queue.get(Some(Duration::from_secs(5))) {
+            Err(QueueError::PeerDied {
+                pid: dead,
+                op: "put",
+            }) => assert_eq!(dead, pid),
+            other => panic!("expected the lost message to be reported, got {other:?}"),
+        }
+        assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"behind");
+        // A consumer dies between claiming a message and releasing its slot: the queue
+        // is full of it and one more; a producer must get room back.
+        queue.put(b"taken", None).unwrap();
+        queue.put(b"kept", None).unwrap();
+        let mut child = start(
+            "queue-test-shm-abandon",
+            &(handle.clone(), false),
+            &handle,
+            StartMethod::Fork,
+        );
+        assert!(child.result::<bool>(Some(LONG)).unwrap());
+        queue.put(b"room", Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(queue.get(None).unwrap(), b"kept");
+        assert_eq!(queue.get(None).unwrap(), b"room");
+    }
+    let leaks = leaks_since(&before);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+// ---- proptest: random operations from two processes against a model queue ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Op {
+    Put { len: usize },
+    PutNowait { len: usize },
+    PutTimeout { len: usize },
+    Get,
+    GetNowait,
+    GetTimeout,
+    Qsize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Reply {
+    Done,
+    Message(Vec<u8>),
+    Full,
+    Empty,
+    NotConsumer,
+    Size(usize),
+    Failed(String),
+}
+
+const MODEL_MAXSIZE: usize = 3;
+const SHORT: Duration = Duration::from_millis(5);
+
+fn apply(queue: &dyn Queue, op: Op, seed: u32) -> Reply {
+    let outcome = match op {
+        Op::Put { len } => queue
+            .put(&pattern(seed, len), Some(SHORT))
+            .map(|_| Reply::Done),
+        Op::PutNowait { len } => queue.put_nowait(&pattern(seed, len)).map(|_| Reply::Done),
+        Op::PutTimeout { len } => queue
+            .put(&pattern(seed, len), Some(Duration::from_millis(1)))
+            .map(|_| Reply::Done),
+        Op::Get => queue.get(Some(SHORT)).map(Reply::Message),
+        Op::GetNowait => queue.get_nowait().map(Reply::Message),
+        Op::GetTimeout => queue
+            .get(Some(Duration::from_millis(1)))
+            .map(Reply::Message),
+        Op::Qsize => Ok(Reply::Size(queue.qsize())),
+    };
+    match outcome {
+        Ok(reply) => reply,
+        Err(QueueError::Full) => Reply::Full,
+        Err(QueueError::Empty) => Reply::Empty,
+        Err(QueueError::NotConsumer { .. }) => Reply::NotConsumer,
+        Err(e) => Reply::Failed(e.to_string()),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ServeArgs {
+    queue: QueueHandle,
+    control: ConnectionHandle,
+}
+
+/// The second process: runs each operation it is sent and replies with the outcome.
+fn serve_ops(args: ServeArgs) -> Result<(), String> {
+    let queue = queue::open(args.queue).map_err(|e| e.to_string())?;
+    let control = Connection::adopt(args.control).map_err(|e| e.to_string())?;
+    loop {
+        match control.recv::<Option<(Op, u32)>>() {
+            Ok(Some((op, seed))) => control
+                .send(&apply(&*queue, op, seed))
+                .map_err(|e| e.to_string())?,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+register_entry!("queue-test-serve-ops", serve_ops);
+
+/// What the model says `op` gives, given who can get.
+fn expect(model: &mut VecDeque<Vec<u8>>, op: Op, seed: u32, can_get: bool) -> Reply {
+    match op {
+        Op::Put { len } | Op::PutNowait { len } | Op::PutTimeout { len } => {
+            if model.len() >= MODEL_MAXSIZE {
+                Reply::Full
+            } else {
+                model.push_back(pattern(seed, len));
+                Reply::Done
+            }
+        }
+        Op::Get | Op::GetNowait | Op::GetTimeout if !can_get => Reply::NotConsumer,
+        Op::Get | Op::GetNowait | Op::GetTimeout => {
+            model.pop_front().map_or(Reply::Empty, Reply::Message)
+        }
+        Op::Qsize => Reply::Size(model.len()),
+    }
+}
+
+fn op_strategy() -> impl Strategy<Value = (bool, Op)> {
+    let len = 0usize..300;
+    let op = prop_oneof![
+        len.clone().prop_map(|len| Op::Put { len }),
+        len.clone().prop_map(|len| Op::PutNowait { len }),
+        len.prop_map(|len| Op::PutTimeout { len }),
+        Just(Op::Get),
+        Just(Op::GetNowait),
+        Just(Op::GetTimeout),
+        Just(Op::Qsize),
+    ];
+    (any::<bool>(), op)
+}
+
+#[test]
+fn random_operations_from_two_processes_match_a_model_queue() {
+    for_each_flavor(|flavor| {
+        let mut runner = TestRunner::new(ProptestConfig {
+            cases: 24,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&prop::collection::vec(op_strategy(), 1..40), |ops| {
+            let case_start = hygiene::Snapshot::take();
+            run_case(flavor, &ops)?;
+            let leaks = leaks_since(&case_start);
+            prop_assert!(leaks.is_empty(), "left behind: {:?}", leaks);
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{flavor:?}: {e}");
+        }
+    });
+}
+
+fn run_case(flavor: Flavor, ops: &[(bool, Op)]) -> Result<(), TestCaseError> {
+    {
+        let config = Config::default().maxsize(MODEL_MAXSIZE);
+        let queue = flavor.create(&config).unwrap();
+        // The child may get; on a single-consumer flavor the receiver moves to it.
+        let handle = queue.handle(Role::Both).unwrap();
+        let (control, child_end) = pipe(PipeKind::Duplex).unwrap();
+        let child_handle = child_end.handle().unwrap();
+        let options = handle
+            .inherit(Options::new("ops").method(StartMethod::Fork))
+            .inherit_fd(child_handle.fd);
+        let mut child = process::start(
+            "queue-test-serve-ops",
+            &ServeArgs {
+                queue: handle,
+                control: child_handle,
+            },
+            options,
+        )
+        .unwrap();
+        drop(child_end);
+        let mut model = VecDeque::new();
+        for (i, &(in_child, op)) in ops.iter().enumerate() {
+            let seed = i as u32;
+            let got = if in_child {
+                control.send(&Some((op, seed))).unwrap();
+                control.recv::<Reply>().unwrap()
+            } else {
+                apply(&*queue, op, seed)
+            };
+            let can_get = in_child || queue.can_get();
+            let want = expect(&mut model, op, seed, can_get);
+            prop_assert_eq!(
+                got,
+                want,
+                "op {} {:?} in {}",
+                i,
+                op,
+                if in_child { "child" } else { "parent" }
+            );
+        }
+        control.send(&None::<(Op, u32)>).unwrap();
+        child.result::<()>(Some(LONG)).unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn bench_workloads_run_on_every_flavor_and_clean_up() {
+    use ipcbench::measure::workloads::queue as workload;
+    use ipcbench::report::model::Placement;
+    for_each_flavor(|flavor| {
+        let trips = workload::round_trip(flavor, 64, Placement::Unpinned, 50);
+        assert_eq!(trips.samples_ns.len(), 50);
+        for size in [64, 1 << 20] {
+            for (producers, consumers) in [(1, 1), (4, 4)] {
+                let t = std::time::Instant::now();
+                let took = workload::throughput(flavor, size, producers, consumers, 40);
+                eprintln!(
+                    "DBG {flavor:?} {size} {producers}x{consumers}: {took:?} wall {:?}",
+                    t.elapsed()
+                );
+                assert!(took > Duration::ZERO && took < LONG, "{flavor:?} {size}");
+            }
+        }
+    });
+}

@@ -1,0 +1,537 @@
+//! `ipcbench report` over a fixed, realistic results file (tests/fixtures/results.json):
+//! the numbers shown are the JSON's, every section and chart is there with its title,
+//! axis labels and legend, deltas put regressions first, bad input exits 2 naming the
+//! file, and the page renders in headless Chromium with no request and no console error.
+
+use ipcbench::report::model::{Results, SCHEMA_VERSION};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json")
+}
+
+fn ipcbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args(args)
+        .output()
+        .expect("run ipcbench")
+}
+
+fn report(inputs: &[&Path], baseline: Option<&Path>, out: &Path) -> Output {
+    let mut args: Vec<String> = vec!["report".into()];
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    if let Some(b) = baseline {
+        args.push("--baseline".into());
+        args.push(b.display().to_string());
+    }
+    args.push("--out".into());
+    args.push(out.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ipcbench(&args)
+}
+
+fn built(dir: &Path, baseline: Option<&Path>) -> String {
+    let out = report(&[&fixture()], baseline, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(dir.join("index.html")).unwrap()
+}
+
+/// The text of the cell `field` in the table row keyed `key` (the first such row).
+fn cell(html: &str, key: &str, field: &str) -> Option<String> {
+    let row_start = html.find(&format!("<tr data-key=\"{key}\""))?;
+    let row = &html[row_start..];
+    let row = &row[..row.find("</tr>")?];
+    let at = row.find(&format!("data-field=\"{field}\""))?;
+    let content = &row[at..];
+    let content = &content[content.find('>')? + 1..];
+    Some(content[..content.find("</td>")?].to_string())
+}
+
+fn shown_number(html: &str, key: &str, field: &str) -> f64 {
+    let text = cell(html, key, field).unwrap_or_else(|| panic!("no {field} cell in row {key}"));
+    let token = text.split_whitespace().next().unwrap_or("");
+    token
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} {field}: {text:?} is not a number"))
+}
+
+/// The tables round to three decimals (four significant digits below 1).
+fn assert_same(html: &str, key: &str, field: &str, want: f64) {
+    let shown = shown_number(html, key, field);
+    let tolerance = if want.abs() >= 1.0 {
+        5e-4
+    } else {
+        want.abs() * 1e-3 + 1e-12
+    };
+    assert!(
+        (shown - want).abs() <= tolerance,
+        "{key} {field}: the page shows {shown}, results.json has {want}"
+    );
+}
+
+#[test]
+fn tables_show_the_numbers_of_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = built(dir.path(), None);
+    let results = Results::load(&fixture()).unwrap();
+    assert!(!results.latency.is_empty() && !results.throughput.is_empty());
+    for c in &results.calibration {
+        let key = format!("{}/{}", c.name, c.placement.label());
+        assert_same(&html, &key, "value", c.value);
+        assert_same(&html, &key, "spread", c.spread);
+    }
+    for l in &results.latency {
+        let p = &l.percentiles;
+        for (field, want) in [
+            ("p50", p.p50),
+            ("p90", p.p90),
+            ("p99", p.p99),
+            ("p999", p.p999),
+            ("max", p.max),
+            ("mean", p.mean),
+            ("samples", p.samples as f64),
+        ] {
+            assert_same(&html, &l.workload, field, want);
+        }
+        if let Some(ratio) = l.ratio {
+            assert_same(&html, &l.workload, "ratio", ratio);
+        }
+    }
+    for t in &results.throughput {
+        assert_same(&html, &t.workload, "msgs_per_sec", t.msgs_per_sec);
+        assert_same(&html, &t.workload, "bytes_per_sec", t.bytes_per_sec);
+        assert_same(&html, &t.workload, "message_bytes", t.message_bytes as f64);
+        if let Some(ratio) = t.ratio {
+            assert_same(&html, &t.workload, "ratio", ratio);
+        }
+    }
+    for s in &results.stress {
+        for (field, want) in [
+            ("messages", s.messages),
+            ("kills", s.kills),
+            ("stops", s.stops),
+            ("slows", s.slows),
+            ("losses", s.losses),
+            ("duplicates", s.duplicates),
+            ("corrupt", s.corrupt),
+            ("accounted_in_flight", s.accounted_in_flight),
+        ] {
+            assert_same(&html, &s.target, field, want as f64);
+        }
+    }
+    for s in &results.scenarios {
+        let key = format!("{}/{}", s.scenario, s.variant);
+        assert_eq!(cell(&html, &key, "verdict").as_deref(), Some(&*s.verdict));
+        assert_same(&html, &key, "cases", s.cases as f64);
+        let marker = cell(&html, &key, "matches").unwrap();
+        assert_eq!(marker.contains("yes"), s.matches, "{key}: {marker}");
+    }
+    // The written results.json is the input, unchanged.
+    assert_eq!(
+        Results::load(&dir.path().join("results.json")).unwrap(),
+        results
+    );
+}
+
+#[test]
+fn every_section_and_chart_is_there_with_labels_and_legend() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = built(dir.path(), None);
+    for section in [
+        "calibration",
+        "latency",
+        "throughput",
+        "scaling",
+        "process-pool",
+        "scenarios",
+        "stress",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{section}\">")),
+            "section {section} missing"
+        );
+    }
+    let results = Results::load(&fixture()).unwrap();
+    let mut charts = vec![
+        "calibration".to_string(),
+        "throughput".into(),
+        "scaling".into(),
+        "process-pool".into(),
+        "stress".into(),
+    ];
+    for l in results
+        .latency
+        .iter()
+        .filter(|l| l.family != "process" && l.family != "pool")
+    {
+        charts.push(format!("latency-{}", l.family));
+        charts.push(format!("cdf-{}", l.family));
+    }
+    for id in charts {
+        let start = html
+            .find(&format!("<figure class=\"chart\" id=\"chart-{id}\""))
+            .unwrap_or_else(|| panic!("chart {id} missing"));
+        let figure = &html[start..start + html[start..].find("</figure>").unwrap()];
+        let attr = |name: &str| -> String {
+            let at = figure.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            figure[at..at + figure[at..].find('"').unwrap()].to_string()
+        };
+        let svg = &figure[figure
+            .find("<svg")
+            .unwrap_or_else(|| panic!("{id}: no SVG"))..];
+        let texts: String = svg
+            .split("<text")
+            .skip(1)
+            .map(|t| &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()])
+            .collect::<Vec<_>>()
+            .join("\n");
+        for what in ["data-title", "data-x-label", "data-y-label"] {
+            let want = attr(what);
+            assert!(!want.is_empty(), "{id}: empty {what}");
+            assert!(texts.contains(&want), "{id}: {what} {want:?} not drawn");
+        }
+        assert!(
+            attr("data-x-label").contains('('),
+            "{id}: x axis has no unit"
+        );
+        let legend: Vec<String> =
+            serde_json::from_str(&attr("data-legend").replace("&quot;", "\"")).unwrap();
+        assert!(!legend.is_empty(), "{id}: no legend");
+        for entry in legend {
+            let entry = entry.replace('&', "&amp;").replace('<', "&lt;");
+            assert!(texts.contains(&entry), "{id}: legend {entry:?} not drawn");
+        }
+        // Tick labels: more than title + axis labels + legend.
+        assert!(texts.lines().count() >= 6, "{id}: axes have no ticks");
+    }
+}
+
+#[test]
+fn the_page_fetches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = built(dir.path(), None);
+    for banned in [
+        "<script", "<link", "<img", "<iframe", "@import", "url(", "src=",
+    ] {
+        assert!(!html.contains(banned), "the page contains {banned}");
+    }
+    // The only URL is the SVG namespace, which names and does not fetch.
+    let without_ns = html.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+    assert!(!without_ns.contains("http://") && !without_ns.contains("https://"));
+}
+
+#[test]
+fn failures_show_their_reproduction_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = built(dir.path(), None);
+    let results = Results::load(&fixture()).unwrap();
+    let failed = results
+        .scenarios
+        .iter()
+        .find(|s| !s.matches)
+        .expect("the fixture has a failure");
+    let repro = failed.reproduction.as_ref().unwrap();
+    let key = format!("{}/{}", failed.scenario, failed.variant);
+    assert!(html.contains(&format!(
+        "{} of {} verdicts are NOT as expected",
+        1,
+        results.scenarios.len()
+    )));
+    let block = html
+        .find(&format!("id=\"repro-{key}\""))
+        .expect("repro block");
+    // Before the reproductions of the caught unsafe variants.
+    for s in results
+        .scenarios
+        .iter()
+        .filter(|s| s.matches && s.reproduction.is_some())
+    {
+        let other = html
+            .find(&format!("id=\"repro-{}/{}\"", s.scenario, s.variant))
+            .unwrap();
+        assert!(block < other, "{key} is not listed first");
+    }
+    let tail = &html[block..];
+    for text in [&repro.command, &repro.seed.to_string(), &repro.parameters] {
+        assert!(
+            tail[..tail.find("</div>").unwrap()].contains(text.as_str()),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn deltas_put_regressions_first_with_a_text_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = Results::load(&fixture()).unwrap();
+    let mut baseline = current.clone();
+    // The baseline had queue/shm twice as fast; pipe/duplex 5% different (within noise).
+    let slower = "queue/shm/roundtrip/64B/cross-cpu";
+    let noisy = "pipe/duplex/roundtrip/64B/cross-cpu";
+    for l in &mut baseline.latency {
+        if l.workload == slower {
+            l.ratio = l.ratio.map(|r| r / 2.0);
+            l.percentiles.p50 /= 2.0;
+        }
+        if l.workload == noisy {
+            l.ratio = l.ratio.map(|r| r * 0.95);
+        }
+    }
+    // ...and its unexpected scenario verdict was fine then.
+    for s in &mut baseline.scenarios {
+        if !s.matches {
+            s.matches = true;
+            s.verdict = "holds".into();
+        }
+    }
+    let base_path = dir.path().join("baseline.json");
+    baseline.save(&base_path).unwrap();
+    let out_dir = dir.path().join("out");
+    let html = built(&out_dir, Some(&base_path));
+    let rows = |id: &str| -> Vec<String> {
+        let table = &html[html.find(&format!("id=\"{id}\"")).expect(id)..];
+        let table = &table[..table.find("</table>").unwrap()];
+        table
+            .split("<tr data-key=")
+            .skip(1)
+            .map(String::from)
+            .collect()
+    };
+    // Behaviour: the verdict that became unexpected, and the fixture's dirty stress run,
+    // lead the table.
+    let behaviour = rows("table-deltas-behaviour");
+    assert!(behaviour[..2].iter().all(|r| r.contains("▲ REGRESSED")));
+    assert!(behaviour[..2]
+        .iter()
+        .any(|r| r.contains("manager-lost-update/locked")));
+    assert!(behaviour[2..].iter().all(|r| !r.contains("REGRESSED")));
+    // Speed: the 2x slower queue first, with its numbers; the 5% one is within noise.
+    let speed = rows("table-deltas");
+    assert!(
+        speed[0].contains(slower) && speed[0].contains("▲ REGRESSED"),
+        "{}",
+        speed[0]
+    );
+    assert!(speed[0].contains("+100.0%"), "{}", speed[0]);
+    let noisy_row = speed.iter().find(|r| r.contains(noisy)).unwrap();
+    assert!(noisy_row.contains("= ok"), "{noisy_row}");
+    assert_eq!(speed.iter().filter(|r| r.contains("REGRESSED")).count(), 1);
+    assert!(html.contains("<b>3 regressions</b>"));
+}
+
+#[test]
+fn several_inputs_are_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = Results::load(&fixture()).unwrap();
+    let mut bench = all.clone();
+    bench.scenarios.clear();
+    bench.stress.clear();
+    let mut check = all.clone();
+    check.latency.clear();
+    check.throughput.clear();
+    check.calibration.clear();
+    let (a, b) = (dir.path().join("bench.json"), dir.path().join("check.json"));
+    bench.save(&a).unwrap();
+    check.save(&b).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = report(&[&a, &b], None, &out_dir);
+    assert_eq!(out.status.code(), Some(0));
+    let merged = Results::load(&out_dir.join("results.json")).unwrap();
+    assert_eq!(merged.latency, all.latency);
+    assert_eq!(merged.scenarios, all.scenarios);
+    assert_eq!(merged.stress, all.stress);
+}
+
+#[test]
+fn bad_input_names_the_file_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{\"schema_version\": 1, \"latency\": [").unwrap();
+    let old = dir.path().join("old-version.json");
+    std::fs::write(&old, "{\"schema_version\": 99}").unwrap();
+    let wrong_shape = dir.path().join("wrong-shape.json");
+    std::fs::write(
+        &wrong_shape,
+        format!("{{\"schema_version\": {SCHEMA_VERSION}, \"profile\": 3}}"),
+    )
+    .unwrap();
+    let unreadable = dir.path().join("a-directory.json");
+    std::fs::create_dir(&unreadable).unwrap();
+    let missing = dir.path().join("missing.json");
+    let fixture = fixture();
+    let cases: Vec<(Vec<&Path>, Option<&Path>, &str, &str)> = vec![
+        (vec![&missing], None, "missing.json", "cannot read"),
+        (vec![&unreadable], None, "a-directory.json", "cannot read"),
+        (vec![&corrupt], None, "corrupt.json", "not valid"),
+        (vec![&wrong_shape], None, "wrong-shape.json", "not valid"),
+        (vec![&old], None, "old-version.json", "schema version 99"),
+        (vec![&fixture, &corrupt], None, "corrupt.json", "not valid"),
+        (
+            vec![&fixture],
+            Some(&missing),
+            "missing.json",
+            "cannot read",
+        ),
+        (
+            vec![&fixture],
+            Some(&old),
+            "old-version.json",
+            "schema version 99",
+        ),
+    ];
+    for (inputs, baseline, file, what) in cases {
+        let out_dir = dir.path().join("out");
+        let out = report(&inputs, baseline, &out_dir);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{inputs:?} {baseline:?}: {err}");
+        assert!(err.contains(file) && err.contains(what), "{file}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out_dir.exists(), "a report was written despite bad input");
+    }
+}
+
+/// The page in a real browser: runs tests/browser/check_report.py (headless Chromium over
+/// the DevTools pipe). Without Chromium it says so and passes, unless
+/// IPCBENCH_REQUIRE_BROWSER=1 (as .ci/run sets, after installing chromium).
+#[test]
+fn renders_in_headless_chromium_without_requests_or_errors() {
+    let required = std::env::var("IPCBENCH_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
+    let have_chromium = ["chromium", "chromium-browser"].iter().any(|b| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {b}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !have_chromium {
+        assert!(
+            !required,
+            "IPCBENCH_REQUIRE_BROWSER=1 but chromium is not installed"
+        );
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let current = Results::load(&fixture()).unwrap();
+    let base_path = dir.path().join("baseline.json");
+    current.save(&base_path).unwrap();
+    let out_dir = dir.path().join("out");
+    built(&out_dir, Some(&base_path));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.py");
+    let check = |dir: &Path| {
+        Command::new("python3")
+            .arg(&script)
+            .arg(dir)
+            .arg("--expect-deltas")
+            .output()
+            .expect("run python3")
+    };
+    let out = check(&out_dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The check can fail: a page that fetches an image, logs an error and lost a chart's
+    // legend is caught on each count.
+    let index = out_dir.join("index.html");
+    let page = std::fs::read_to_string(&index).unwrap();
+    let broken = page
+        .replacen(
+            "</footer>",
+            "<img src=\"http://example.invalid/x.png\"><script>console.error('boom')</script></footer>",
+            1,
+        )
+        .replacen("\np99.9\n</text>", "\n</text>", 1);
+    std::fs::write(&index, broken).unwrap();
+    let out = check(&out_dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for problem in [
+        "network request: http://example.invalid/x.png",
+        "console error",
+        "legend entry 'p99.9' not drawn",
+    ] {
+        assert!(err.contains(problem), "not caught: {problem}: {err}");
+    }
+}
+
+/// `ipcbench run` with every step left out: still a report, saying in the terminal and on
+/// the page that nothing ran, rather than showing empty charts as if measured.
+#[test]
+fn run_says_what_did_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.display().to_string();
+    let out = ipcbench(&[
+        "run",
+        "--quick",
+        "--skip",
+        "bench,check,stress",
+        "--out",
+        &out_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    assert_eq!(results.profile, "quick");
+    assert!(results.latency.is_empty() && results.scenarios.is_empty());
+    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
+    for step in ["bench", "check", "stress"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(step))
+            .unwrap_or_else(|| panic!("no summary line for {step}: {stdout}"));
+        assert!(line.contains("skipped"), "{line}");
+        assert!(html.contains(&format!("not run: skipped (--skip {step})")));
+    }
+    for section in ["calibration", "latency", "scenarios", "stress"] {
+        let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
+        let body = &html[start..start + html[start..].find("</section>").unwrap()];
+        assert!(body.contains("not run: skipped"), "{section}: {body}");
+        assert!(!body.contains("<svg"), "{section} draws a chart of nothing");
+    }
+}
+
+#[test]
+fn run_refuses_bad_arguments_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let under_file = file.join("out").display().to_string();
+    for (args, says) in [
+        (
+            vec!["run", "--quick", "--skip", "everything"],
+            "no such step",
+        ),
+        (
+            vec![
+                "run",
+                "--quick",
+                "--skip",
+                "bench,check,stress",
+                "--out",
+                &under_file,
+            ],
+            "cannot create",
+        ),
+    ] {
+        let out = ipcbench(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
