@@ -107,3 +107,17 @@ fn json_into_a_missing_directory_is_refused_before_measuring() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn list_shows_every_workload() {
+    let out = ipcbench(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for workload in ipcbench::measure::registry::all() {
+        assert!(
+            text.contains(&workload.name),
+            "{} not listed",
+            workload.name
+        );
+    }
+}
