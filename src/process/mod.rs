@@ -371,6 +371,7 @@ fn fork_entry(
     keep_fds: &[RawFd],
     write_fd: RawFd,
 ) -> Result<Pid, String> {
+    entry::prepare_fork();
     // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
     // entry with panics caught and silent, and leaves through _exit; see the module docs
     // for what the entry itself may do.
