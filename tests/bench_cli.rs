@@ -2,7 +2,7 @@
 //! a filter that matches nothing is exit 2 listing the workloads, and `--json` writes
 //! results that load back. No timing is asserted.
 
-use ipcbench::process::hygiene::{Leak, Snapshot};
+use ipcbench::process::hygiene::{self, Snapshot};
 use ipcbench::report::model::Results;
 use std::process::Command;
 
@@ -32,7 +32,10 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
+    // The bench tags its shm and temp names with this test's run tag, so the snapshot
+    // (which sees only this run's names on a shared machine) covers them.
     let child = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
         .args([
             "bench",
             "--quick",
@@ -45,7 +48,6 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run ipcbench");
-    let bench_pid = child.id();
     let out = child.wait_with_output().expect("wait for ipcbench");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -81,18 +83,7 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
         "{fork:?}"
     );
     assert!(results.machine.cores >= 1);
-    // /dev/shm and the temp directory are shared with every other process on the
-    // machine: count only the names this run created (they carry its pid).
-    let mine = format!("-{bench_pid}-");
-    let leaks: Vec<Leak> = before
-        .leaks_since()
-        .into_iter()
-        .filter(|leak| match leak {
-            Leak::Shm(name) => name.contains(&mine),
-            Leak::Temp(_) => false,
-            _ => true,
-        })
-        .collect();
+    let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "{leaks:?}");
 }
 

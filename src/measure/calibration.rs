@@ -355,7 +355,7 @@ pub fn fork_exec(iters: usize) -> RoundTrips {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::hygiene::{Leak, Snapshot};
+    use crate::process::hygiene::Snapshot;
 
     /// Both latency helpers move exactly the bytes they say and leave nothing behind;
     /// no timing is asserted.
@@ -370,18 +370,7 @@ mod tests {
         assert_eq!(shm_pingpong(Placement::CrossCpu, 50).samples_ns.len(), 50);
         assert_eq!(fork_exit(3).samples_ns.len(), 3);
         assert!(memcpy_bandwidth(1) > 0.0);
-        // /dev/shm and the temp directory are shared with every process on the machine:
-        // count only the names this process created (they carry its pid).
-        let mine = format!("-{}-", std::process::id());
-        let leaks: Vec<Leak> = before
-            .leaks_since()
-            .into_iter()
-            .filter(|leak| match leak {
-                Leak::Shm(name) => name.contains(&mine),
-                Leak::Temp(_) => false,
-                _ => true,
-            })
-            .collect();
+        let leaks = before.leaks_since();
         assert!(leaks.is_empty(), "{leaks:?}");
     }
 }

@@ -542,6 +542,17 @@ fn pool_workloads() -> Vec<Workload> {
         run(&pool)
     }
     let mut all = vec![
+        // One task through a running pool, timed per task for a distribution.
+        Workload::latency(
+            "pool",
+            "fork",
+            "apply-async",
+            None,
+            Placement::Unpinned,
+            Some(cal::FORK_EXIT),
+            (300, 3_000),
+            |_, n| pool::apply_async_samples(n),
+        ),
         Workload::operations(
             "pool",
             "sequential",

@@ -14,6 +14,29 @@ pub const SHM_PREFIX: &str = "ipcbench-";
 /// Every temp file or directory the suite creates starts with this.
 pub const TEMP_PREFIX: &str = "ipcbench-";
 
+/// Environment variable carrying the run tag from a process to the children it spawns.
+pub const RUN_ENV: &str = "IPCBENCH_RUN";
+
+/// A tag shared by a top-level process and all its descendants (spawned children get it
+/// through [`RUN_ENV`], forked ones inherit it), embedded in every shm and temp name
+/// the suite creates: `ipcbench-<run>-...`. Leak checks look only at names of their own
+/// run, so two test binaries — or two CI jobs — on one machine never see each other's
+/// live resources as leaks.
+pub fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        std::env::var(RUN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| format!("r{}", std::process::id()))
+    })
+}
+
+/// The prefix of every shm or temp name this run creates.
+pub fn run_prefix() -> String {
+    format!("{SHM_PREFIX}{}-", run_tag())
+}
+
 #[derive(Default)]
 struct Resources {
     /// pid -> process group the child leads or joined (None: the parent's group).
@@ -63,11 +86,22 @@ pub fn untrack_temp(path: &Path) {
     resources().temp_paths.remove(path);
 }
 
+/// The registry, held across `fork(2)` by the forking thread (as a `pthread_atfork`
+/// handler would). Another thread may hold the registry's lock at the moment of fork; the
+/// child's copy of the lock would then stay locked forever, since that thread does not
+/// exist in the child, and the child would hang in [`forget_inherited`]. Held by the
+/// forking thread itself, the lock is released in the child by dropping the guard.
+pub(crate) struct ForkGuard(std::sync::MutexGuard<'static, Resources>);
+
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    ForkGuard(resources())
+}
+
 /// A forked child inherits the parent's registry but owns none of it: without this it
 /// would unlink the parent's segments and kill its siblings on exit.
-pub(crate) fn forget_inherited() {
+pub(crate) fn forget_inherited(guard: ForkGuard) {
     SUBREAPER.store(false, Ordering::SeqCst);
-    let mut r = resources();
+    let mut r = guard.0;
     r.children.clear();
     r.shm_names.clear();
     r.temp_paths.clear();
@@ -76,7 +110,7 @@ pub(crate) fn forget_inherited() {
 /// A fresh temp directory (prefix `ipcbench-`), tracked until [`remove_temp`].
 pub fn temp_dir() -> std::io::Result<PathBuf> {
     let dir = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&run_prefix())
         .tempdir()?
         .keep();
     track_temp(&dir);
@@ -245,14 +279,14 @@ pub fn descendants() -> Vec<ProcInfo> {
     found
 }
 
-/// Names in /dev/shm that start with the suite's prefix.
+/// Names in /dev/shm that this run created (see [`run_tag`]).
 pub fn shm_names() -> BTreeSet<String> {
-    list_prefixed(Path::new("/dev/shm"), SHM_PREFIX)
+    list_prefixed(Path::new("/dev/shm"), &run_prefix())
 }
 
-/// Entries in the temp directory that start with the suite's prefix.
+/// Entries in the temp directory that this run created.
 pub fn temp_names() -> BTreeSet<String> {
-    list_prefixed(&std::env::temp_dir(), TEMP_PREFIX)
+    list_prefixed(&std::env::temp_dir(), &run_prefix())
 }
 
 fn list_prefixed(dir: &Path, prefix: &str) -> BTreeSet<String> {
