@@ -414,120 +414,6 @@ fn queue_workloads() -> Vec<Workload> {
     all
 }
 
-/// Lock acquire+release, alone and contended by 2 and 4 processes. Divided by the
-/// cache-line ping-pong: the floor of any hand-off of a lock between processes.
-fn lock_workloads() -> Vec<Workload> {
-    use crate::ipc::lock::LockFlavor;
-    use crate::measure::workloads::lock;
-    let mut all = Vec::new();
-    for flavor in [
-        LockFlavor::Flock,
-        LockFlavor::Fcntl,
-        LockFlavor::Robust,
-        LockFlavor::Plain,
-    ] {
-        for processes in [1usize, 2, 4] {
-            all.push(Workload::operations(
-                "lock",
-                flavor.name(),
-                &format!("acquire-release/{processes}-proc"),
-                processes as u32,
-                Some(cal::SHM_PINGPONG),
-                (20_000, 200_000),
-                move |n| lock::acquire_release(flavor, processes, n),
-            ));
-        }
-    }
-    all
-}
-
-/// Semaphore and Event wake-up round trips, divided by the pipe round trip of the same
-/// placement (any blocking hand-off costs about that much).
-fn sync_workloads() -> Vec<Workload> {
-    use crate::measure::workloads::sync::{self, Primitive};
-    let mut all = Vec::new();
-    for primitive in Primitive::ALL {
-        for placement in PLACEMENTS {
-            all.push(Workload::latency(
-                "sync",
-                primitive.name(),
-                "wake-roundtrip",
-                None,
-                placement,
-                Some(cal::PIPE_ROUNDTRIP),
-                (2_000, 20_000),
-                move |placement, n| sync::wake_round_trips(primitive, placement, n),
-            ));
-        }
-    }
-    all
-}
-
-/// Manager RPC round trips (and the raw socket round trip the Manager's bench measures
-/// beside them), divided by the raw Unix-socket round trip; server-side increments by
-/// 1, 2 and 4 clients.
-fn manager_workloads() -> Vec<Workload> {
-    use crate::measure::workloads::manager;
-    let mut all = Vec::new();
-    for placement in PLACEMENTS {
-        all.push(Workload::latency(
-            "manager",
-            "rpc",
-            "increment-roundtrip",
-            None,
-            placement,
-            Some(cal::UNIX_SOCKET_ROUNDTRIP),
-            (2_000, 20_000),
-            manager::rpc_round_trips,
-        ));
-        all.push(Workload::latency(
-            "manager",
-            "raw-unix-socket",
-            "roundtrip",
-            Some(manager::RAW_MESSAGE as u64),
-            placement,
-            Some(cal::UNIX_SOCKET_ROUNDTRIP),
-            (2_000, 20_000),
-            manager::raw_socket_round_trips,
-        ));
-    }
-    for clients in [1usize, 2, 4] {
-        all.push(Workload::operations(
-            "manager",
-            "rpc",
-            &format!("increments/{clients}-clients"),
-            clients as u32,
-            Some(cal::UNIX_SOCKET_ROUNDTRIP),
-            (2_000, 20_000),
-            move |n| manager::increments(clients, n),
-        ));
-    }
-    all
-}
-
-/// File-store read-modify-write per lock kind, by 1 and 2 processes. No raw baseline
-/// fits (file I/O under a lock), so no ratio.
-fn filestore_workloads() -> Vec<Workload> {
-    use crate::ipc::filestore::StoreLockKind;
-    use crate::measure::workloads::filestore;
-    let mut all = Vec::new();
-    for kind in StoreLockKind::ALL {
-        for processes in [1usize, 2] {
-            all.push(Workload::operations(
-                "filestore",
-                kind.name(),
-                &format!("read-modify-write/{processes}-proc"),
-                processes as u32,
-                None,
-                // About 1-2 k updates/s on 2 busy cores: keep the quick run short.
-                (300, 3_000),
-                move |n| filestore::read_modify_write(kind, processes, n),
-            ));
-        }
-    }
-    all
-}
-
 /// Short tasks through a pool of 2 (started outside the timed part) vs one process per
 /// task vs in-process; apply_async; the echo servers. Task rates are divided by the raw
 /// fork+_exit+waitpid: tasks done per raw process start.
@@ -655,11 +541,11 @@ pub fn all() -> Vec<Workload> {
     all.extend(process_workloads());
     all.extend(pipe_workloads());
     all.extend(queue_workloads());
-    all.extend(lock_workloads());
-    all.extend(sync_workloads());
-    all.extend(manager_workloads());
-    all.extend(filestore_workloads());
     all.extend(pool_workloads());
+    all.extend(super::workloads::lock::catalogue());
+    all.extend(super::workloads::sync::catalogue());
+    all.extend(super::workloads::manager::catalogue());
+    all.extend(super::workloads::filestore::catalogue());
     all
 }
 
