@@ -2,7 +2,7 @@
 //! a filter that matches nothing is exit 2 listing the workloads, and `--json` writes
 //! results that load back. No timing is asserted.
 
-use ipcbench::process::hygiene::Snapshot;
+use ipcbench::process::hygiene::{self, Snapshot};
 use ipcbench::report::model::Results;
 use std::process::Command;
 
@@ -32,14 +32,23 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = ipcbench(&[
-        "bench",
-        "--quick",
-        "--filter",
-        "process/fork",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
+    // The bench tags its shm and temp names with this test's run tag, so the snapshot
+    // (which sees only this run's names on a shared machine) covers them.
+    let child = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
+        .args([
+            "bench",
+            "--quick",
+            "--filter",
+            "process/fork",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ipcbench");
+    let out = child.wait_with_output().expect("wait for ipcbench");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let table = String::from_utf8_lossy(&out.stdout);
@@ -88,4 +97,18 @@ fn json_into_a_missing_directory_is_refused_before_measuring() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn list_shows_every_workload() {
+    let out = ipcbench(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for workload in ipcbench::measure::registry::all() {
+        assert!(
+            text.contains(&workload.name),
+            "{} not listed",
+            workload.name
+        );
+    }
 }

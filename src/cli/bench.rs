@@ -185,16 +185,20 @@ pub fn table(results: &Results) -> String {
         let _ = writeln!(out, "\nthroughput");
         let _ = writeln!(
             out,
-            "  {:<44} {:>12} {:>12} {:>7}  ratio",
-            "workload", "messages", "bytes", "spread"
+            "  {:<58} {:>12} {:>12} {:>7}  ratio",
+            "workload", "ops", "bytes", "spread"
         );
         for t in &results.throughput {
             let _ = writeln!(
                 out,
-                "  {:<44} {:>12} {:>12} {:>6.1}%  {}",
+                "  {:<58} {:>12} {:>12} {:>6.1}%  {}",
                 t.workload,
                 format_rate(t.msgs_per_sec, "msgs/s"),
-                format_rate(t.bytes_per_sec, "bytes/s"),
+                if t.bytes_per_sec > 0.0 {
+                    format_rate(t.bytes_per_sec, "bytes/s")
+                } else {
+                    "-".to_string()
+                },
                 t.spread * 100.0,
                 format_ratio(t.ratio, t.calibration.as_deref())
             );

@@ -18,10 +18,33 @@ pub struct Row {
 
 /// The sections `list` prints, in order: a title and its rows.
 pub fn sections() -> Vec<(&'static str, Vec<Row>)> {
-    vec![(
-        "scenarios (ipcbench check --scenario NAME --variant V)",
-        scenario_rows(),
-    )]
+    vec![
+        (
+            "scenarios (ipcbench check --scenario NAME --variant V)",
+            scenario_rows(),
+        ),
+        ("workloads (ipcbench bench --filter TEXT)", workload_rows()),
+    ]
+}
+
+fn workload_rows() -> Vec<Row> {
+    use crate::measure::registry::{self, Kind};
+    registry::all()
+        .into_iter()
+        .map(|w| Row {
+            expected: match w.kind {
+                Kind::Calibration => "calibration",
+                Kind::Latency => "latency",
+                Kind::Throughput => "throughput",
+            }
+            .to_string(),
+            about: match w.calibration {
+                Some(base) => format!("divided by {base}"),
+                None => String::new(),
+            },
+            name: w.name,
+        })
+        .collect()
 }
 
 fn scenario_rows() -> Vec<Row> {

@@ -176,6 +176,37 @@ impl Workload {
         }
     }
 
+    /// Operations done by `processes` processes together (lock acquire+release, file
+    /// store updates, tasks, requests): `run(ops)` gives the time for all of them; the
+    /// figure is operations per second. Named `family/flavor/what`.
+    pub fn operations(
+        family: &'static str,
+        flavor: &'static str,
+        what: &str,
+        processes: u32,
+        calibration: Option<&'static str>,
+        ops: (usize, usize),
+        run: impl Fn(usize) -> Duration + Send + Sync + 'static,
+    ) -> Workload {
+        Workload {
+            name: format!("{family}/{flavor}/{what}"),
+            family,
+            flavor,
+            kind: Kind::Throughput,
+            placement: Placement::Unpinned,
+            message_bytes: 0,
+            producers: processes,
+            consumers: processes,
+            calibration,
+            ops,
+            run: Arc::new(move |n| Sample::Moved {
+                messages: n as u64,
+                bytes: 0,
+                elapsed: run(n),
+            }),
+        }
+    }
+
     fn calibration(
         name: &'static str,
         placement: Placement,
@@ -284,25 +315,232 @@ fn process_workloads() -> Vec<Workload> {
     .collect()
 }
 
-/// A task through a running pool, beside the cost of a process per task: divided by
-/// fork+exit, the ratio says how many pool tasks one bare fork costs.
+/// Message sizes of the throughput workloads.
+pub const SIZES: [u64; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+
+/// Messages per throughput repeat: (quick, full); multiples of 4 so that 4 producers
+/// share them evenly.
+fn stream_messages(size: u64) -> (usize, usize) {
+    let quick = ((4u64 << 20) / size).clamp(16, 4_000) as usize;
+    let full = ((64u64 << 20) / size).clamp(32, 20_000) as usize;
+    (quick, full)
+}
+
+/// Pipe round trips of 64 B (divided by the raw pipe round trip of the same placement)
+/// and streams from 64 B to 1 MiB (divided by memcpy bandwidth).
+fn pipe_workloads() -> Vec<Workload> {
+    use crate::ipc::pipe::PipeKind;
+    use crate::measure::workloads::pipe;
+    let mut all = Vec::new();
+    for (kind, flavor) in [(PipeKind::Duplex, "duplex"), (PipeKind::Simplex, "simplex")] {
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "pipe",
+                flavor,
+                "roundtrip",
+                Some(64),
+                placement,
+                Some(cal::PIPE_ROUNDTRIP),
+                (2_000, 20_000),
+                move |placement, n| pipe::round_trip(kind, 64, placement, n),
+            ));
+        }
+    }
+    for size in SIZES {
+        all.push(Workload::throughput(
+            "pipe",
+            "duplex",
+            size,
+            1,
+            1,
+            Some(cal::MEMCPY),
+            stream_messages(size),
+            move |n| pipe::throughput(size as usize, n, Placement::Unpinned),
+        ));
+    }
+    all
+}
+
+/// Queue round trips of 64 B per flavor, each divided by the raw figure its flavor rides
+/// on (pipe flavor: raw pipe; shm flavor: cache-line ping-pong; ipc-channel: Unix
+/// socket), and streams 64 B to 1 MiB, 1→1 and 4→4, divided by memcpy bandwidth.
+fn queue_workloads() -> Vec<Workload> {
+    use crate::ipc::queue::Flavor;
+    use crate::measure::workloads::queue;
+    let mut all = Vec::new();
+    for flavor in Flavor::ALL {
+        let base = match flavor {
+            Flavor::Pipe => cal::PIPE_ROUNDTRIP,
+            Flavor::Shm => cal::SHM_PINGPONG,
+            Flavor::Channel => cal::UNIX_SOCKET_ROUNDTRIP,
+        };
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "queue",
+                flavor.name(),
+                "roundtrip",
+                Some(64),
+                placement,
+                Some(base),
+                (2_000, 20_000),
+                move |placement, n| queue::round_trip(flavor, 64, placement, n),
+            ));
+        }
+    }
+    for flavor in Flavor::ALL {
+        for (producers, consumers) in [(1u32, 1u32), (4, 4)] {
+            for size in SIZES {
+                all.push(Workload::throughput(
+                    "queue",
+                    flavor.name(),
+                    size,
+                    producers,
+                    consumers,
+                    Some(cal::MEMCPY),
+                    stream_messages(size),
+                    move |n| {
+                        queue::throughput(
+                            flavor,
+                            size as usize,
+                            producers as usize,
+                            consumers as usize,
+                            n,
+                        )
+                    },
+                ));
+            }
+        }
+    }
+    all
+}
+
+/// Short tasks through a pool of 2 (started outside the timed part) vs one process per
+/// task vs in-process; apply_async; the echo servers. Task rates are divided by the raw
+/// fork+_exit+waitpid: tasks done per raw process start.
 fn pool_workloads() -> Vec<Workload> {
-    vec![Workload::latency(
-        "pool",
-        "fork",
-        "apply-async",
-        None,
-        Placement::Unpinned,
-        Some(cal::FORK_EXIT),
-        (300, 3_000),
-        |_, n| super::workloads::pool::apply_async_samples(n),
-    )]
+    use crate::ipc::pool::echo::ServerKind;
+    use crate::ipc::pool::{Pool, PoolOptions};
+    use crate::measure::workloads::pool;
+    use crate::process::StartMethod;
+    fn with_pool<T>(run: impl FnOnce(&Pool) -> T) -> T {
+        let pool =
+            Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("start pool");
+        run(&pool)
+    }
+    let mut all = vec![
+        // One task through a running pool, timed per task for a distribution.
+        Workload::latency(
+            "pool",
+            "fork",
+            "apply-async",
+            None,
+            Placement::Unpinned,
+            Some(cal::FORK_EXIT),
+            (300, 3_000),
+            |_, n| pool::apply_async_samples(n),
+        ),
+        Workload::operations(
+            "pool",
+            "sequential",
+            "short-tasks",
+            1,
+            Some(cal::FORK_EXIT),
+            (2_000, 20_000),
+            pool::short_tasks_sequential,
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-map",
+            "short-tasks/chunksize-1",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, 1)),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-map",
+            "short-tasks/chunksize-auto",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, p.default_chunksize(n))),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-apply-async",
+            "round-trip",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::apply_async_round_trips(p, n)),
+        ),
+        Workload::operations(
+            "pool",
+            "pool-2-apply-async",
+            "pipelined",
+            2,
+            Some(cal::FORK_EXIT),
+            (1_000, 10_000),
+            |n| with_pool(|p| pool::apply_async_pipelined(p, n)),
+        ),
+    ];
+    for (method, ops) in [
+        (StartMethod::Fork, (100, 1_000)),
+        (StartMethod::Spawn, (30, 300)),
+    ] {
+        all.push(Workload::operations(
+            "pool",
+            match method {
+                StartMethod::Fork => "process-per-task-fork",
+                StartMethod::Spawn => "process-per-task-spawn",
+            },
+            "short-tasks",
+            1,
+            Some(cal::FORK_EXIT),
+            ops,
+            move |n| pool::short_tasks_process_per_task(method, n),
+        ));
+    }
+    for (kind, flavor) in [
+        (
+            ServerKind::ProcessPerConnection,
+            "echo-process-per-connection",
+        ),
+        (ServerKind::Pool { workers: 4 }, "echo-pool-4"),
+    ] {
+        for clients in [1usize, 4, 16] {
+            all.push(Workload::operations(
+                "pool",
+                flavor,
+                &format!(
+                    "roundtrip/{}/{clients}-clients",
+                    size_label(pool::ECHO_MESSAGE as u64)
+                ),
+                clients as u32,
+                Some(cal::UNIX_SOCKET_ROUNDTRIP),
+                // Multiples of 16, so every client does the same number of rounds.
+                (256, 2_048),
+                move |rounds| {
+                    pool::echo_round_trips(
+                        kind,
+                        clients,
+                        rounds.div_ceil(clients),
+                        StartMethod::Fork,
+                    )
+                },
+            ));
+        }
+    }
+    all
 }
 
 /// Every workload, calibrations first.
 pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
+    all.extend(pipe_workloads());
+    all.extend(queue_workloads());
     all.extend(pool_workloads());
     all.extend(super::workloads::lock::catalogue());
     all.extend(super::workloads::sync::catalogue());

@@ -181,13 +181,15 @@ fn throughput_ratio(base: &Calibration, msgs_per_sec: f64, bytes_per_sec: f64) -
 }
 
 /// The calibration a workload is divided by: same name, same placement; else unpinned;
-/// else the name in any placement.
+/// else cross-CPU (where several unpinned processes on 2 cores mostly run); else the
+/// name in any placement.
 fn calibration_for<'a>(results: &'a Results, workload: &Workload) -> Option<&'a Calibration> {
     let name = workload.calibration?;
     let named = || results.calibration.iter().filter(move |c| c.name == name);
     named()
         .find(|c| c.placement == workload.placement)
         .or_else(|| named().find(|c| c.placement == Placement::Unpinned))
+        .or_else(|| named().find(|c| c.placement == Placement::CrossCpu))
         .or_else(|| named().next())
 }
 

@@ -95,6 +95,15 @@ thread_local! {
     static PANIC_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
+/// Does in the forking thread, once, what a forked child would otherwise redo in every
+/// copy: the first use of the panic-message thread-local registers its destructor through
+/// a lazily bound libc symbol, which cost each forked child a dynamic-linker symbol lookup
+/// and about a dozen page faults. The child is a copy of this thread, so it inherits the
+/// initialised slot and the resolved symbol.
+pub(crate) fn prepare_fork() {
+    PANIC_MESSAGE.with(|m| drop(m.borrow()));
+}
+
 /// Runs an entry point in this (child) process and returns its outcome. Panics are caught
 /// and turned into `Outcome::Panicked` with the message and location.
 ///

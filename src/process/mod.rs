@@ -372,6 +372,7 @@ fn fork_entry(
     keep_fds: &[RawFd],
     write_fd: RawFd,
 ) -> Result<Pid, String> {
+    entry::prepare_fork();
     // Held across the fork so that no other thread holds the registry's lock when the
     // child is copied (see `hygiene::lock_for_fork`).
     let registry = hygiene::lock_for_fork();
