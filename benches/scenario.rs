@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 fn ticket_oversell(c: &mut Criterion) {
     let mut group = c.benchmark_group("scenario/ticket-oversell");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     let scenario = scenario::find("ticket-oversell").expect("in the catalogue");
     let case = Case {
         params: serde_json::json!({"buyers": 2, "tickets": 1, "attempts": 1}),

@@ -535,3 +535,50 @@ fn run_refuses_bad_arguments_with_exit_2() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A real step end to end: `run --quick` with the bench step only runs `ipcbench bench`
+/// as a child, folds its JSON in, and the page shows exactly those figures.
+#[test]
+fn run_folds_a_real_step_into_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out_arg = out_dir.display().to_string();
+    let out = ipcbench(&[
+        "run",
+        "--quick",
+        "--skip",
+        "check,stress",
+        "--out",
+        &out_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().find(|l| l.starts_with("bench")).unwrap();
+    assert!(
+        line.contains(" ok ") && line.contains("calibrations"),
+        "{line}"
+    );
+    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    assert!(!results.calibration.is_empty() && !results.latency.is_empty());
+    // The step's own JSON was folded in and removed: the directory holds the report only.
+    assert!(!out_dir.join("bench.json").exists());
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    for c in &results.calibration {
+        assert_same(
+            &html,
+            &format!("{}/{}", c.name, c.placement.label()),
+            "value",
+            c.value,
+        );
+    }
+    for l in &results.latency {
+        assert_same(&html, &l.workload, "p50", l.percentiles.p50);
+        assert_same(&html, &l.workload, "p99", l.percentiles.p99);
+    }
+    assert!(html.contains("not run: skipped (--skip check)"));
+}

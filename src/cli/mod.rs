@@ -80,9 +80,3 @@ fn dispatch(command: Command) -> i32 {
         Command::List(args) => list::main(args),
     }
 }
-
-/// For subcommands whose issue has not landed yet.
-pub(crate) fn not_built(name: &str) -> i32 {
-    eprintln!("ipcbench {name}: not built yet");
-    EXIT_BAD_INPUT
-}
