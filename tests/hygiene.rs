@@ -20,7 +20,7 @@ register_entry!("hygiene-nap", nap);
 /// signal with the suite's cleanup handler installed.
 fn create_then_wait(report: String) -> Result<(), String> {
     hygiene::install_signal_cleanup().map_err(|e| e.to_string())?;
-    let shm_name = format!("{}hygiene-{}", hygiene::SHM_PREFIX, std::process::id());
+    let shm_name = ipcbench::ipc::shm::unique_name("hygiene");
     let fd = nix::sys::mman::shm_open(
         shm_name.as_str(),
         nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_RDWR,

@@ -36,11 +36,11 @@ unsafe impl Sync for Segment {}
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A fresh name: `ipcbench-<tag>-<pid>-<n>`.
+/// A fresh name: `ipcbench-<run>-<tag>-<pid>-<n>` (see `hygiene::run_tag`).
 pub fn unique_name(tag: &str) -> String {
     format!(
         "{}{}-{}-{}",
-        hygiene::SHM_PREFIX,
+        hygiene::run_prefix(),
         tag,
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)

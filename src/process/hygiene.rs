@@ -14,6 +14,29 @@ pub const SHM_PREFIX: &str = "ipcbench-";
 /// Every temp file or directory the suite creates starts with this.
 pub const TEMP_PREFIX: &str = "ipcbench-";
 
+/// Environment variable carrying the run tag from a process to the children it spawns.
+pub const RUN_ENV: &str = "IPCBENCH_RUN";
+
+/// A tag shared by a top-level process and all its descendants (spawned children get it
+/// through [`RUN_ENV`], forked ones inherit it), embedded in every shm and temp name
+/// the suite creates: `ipcbench-<run>-...`. Leak checks look only at names of their own
+/// run, so two test binaries — or two CI jobs — on one machine never see each other's
+/// live resources as leaks.
+pub fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        std::env::var(RUN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| format!("r{}", std::process::id()))
+    })
+}
+
+/// The prefix of every shm or temp name this run creates.
+pub fn run_prefix() -> String {
+    format!("{SHM_PREFIX}{}-", run_tag())
+}
+
 #[derive(Default)]
 struct Resources {
     /// pid -> process group the child leads or joined (None: the parent's group).
@@ -76,7 +99,7 @@ pub(crate) fn forget_inherited() {
 /// A fresh temp directory (prefix `ipcbench-`), tracked until [`remove_temp`].
 pub fn temp_dir() -> std::io::Result<PathBuf> {
     let dir = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&run_prefix())
         .tempdir()?
         .keep();
     track_temp(&dir);
@@ -245,14 +268,14 @@ pub fn descendants() -> Vec<ProcInfo> {
     found
 }
 
-/// Names in /dev/shm that start with the suite's prefix.
+/// Names in /dev/shm that this run created (see [`run_tag`]).
 pub fn shm_names() -> BTreeSet<String> {
-    list_prefixed(Path::new("/dev/shm"), SHM_PREFIX)
+    list_prefixed(Path::new("/dev/shm"), &run_prefix())
 }
 
-/// Entries in the temp directory that start with the suite's prefix.
+/// Entries in the temp directory that this run created.
 pub fn temp_names() -> BTreeSet<String> {
-    list_prefixed(&std::env::temp_dir(), TEMP_PREFIX)
+    list_prefixed(&std::env::temp_dir(), &run_prefix())
 }
 
 fn list_prefixed(dir: &Path, prefix: &str) -> BTreeSet<String> {

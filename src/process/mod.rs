@@ -328,6 +328,7 @@ fn spawn_exec(
         .env(entry::ARGS_ENV, args)
         .env(entry::RESULT_FD_ENV, result_fd.to_string())
         .env(entry::NAME_ENV, &options.name)
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
         .stdin(std::process::Stdio::null());
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
     // calls (fcntl, setpgid, prctl, getppid, sched_setaffinity).
