@@ -498,6 +498,9 @@ fn run_says_what_did_not_run() {
         assert!(line.contains("skipped"), "{line}");
         assert!(html.contains(&format!("not run: skipped (--skip {step})")));
     }
+    for step in ["bench", "check", "stress"] {
+        assert_eq!(cell(&html, step, "status").as_deref(), Some("not run"));
+    }
     for section in ["calibration", "latency", "scenarios", "stress"] {
         let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
         let body = &html[start..start + html[start..].find("</section>").unwrap()];
@@ -581,4 +584,5 @@ fn run_folds_a_real_step_into_the_report() {
         assert_same(&html, &l.workload, "p99", l.percentiles.p99);
     }
     assert!(html.contains("not run: skipped (--skip check)"));
+    assert_eq!(cell(&html, "bench", "status").as_deref(), Some("ok"));
 }

@@ -364,6 +364,13 @@ pub fn main(args: Args) -> i32 {
         baseline: None,
         sources: Vec::new(),
         notes,
+        steps: rows
+            .iter()
+            .map(|(name, outcome, seconds)| {
+                let (status, text) = status_text(outcome);
+                (name.to_string(), status.to_string(), *seconds, text)
+            })
+            .collect(),
         threshold_pct: crate::report::compare::Policy::default().threshold_pct,
     };
     let index = match html::write(&out, &page) {

@@ -63,6 +63,9 @@ pub struct Page<'a> {
     /// Said at the top of a section instead of data that is not there, e.g.
     /// "not run: not built yet".
     pub notes: Vec<(Section, String)>,
+    /// How each step of `ipcbench run` went, shown in the header: (step, status, seconds,
+    /// result). Empty for `ipcbench report`.
+    pub steps: Vec<(String, String, f64, String)>,
     /// Percent change past which a delta counts as a regression.
     pub threshold_pct: f64,
 }
@@ -290,7 +293,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max
 padding:0 24px 40px;color:#1a1a1a;background:#fafafa;line-height:1.4}
 h1{font-size:1.6em;margin:.8em 0 .2em}h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:2em}
 h3{margin:1.2em 0 .4em}
-nav a{margin-right:1em}
+nav{margin-top:1em}nav a{margin-right:1em}
 .meta{color:#444}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:1em 0}
 .card{background:#fff;border:1px solid #ccc;border-radius:6px;padding:8px 14px;min-width:10em}
@@ -372,7 +375,27 @@ fn header(page: &Page) -> String {
         r.latency.len(),
         r.throughput.len()
     );
-    out.push_str("</div><nav>");
+    out.push_str("</div>");
+    if !page.steps.is_empty() {
+        out.push_str(
+            "<table id=\"table-steps\"><thead><tr><th>step</th><th>status</th>\
+             <th>seconds</th><th>result</th></tr></thead><tbody>",
+        );
+        for (step, status, seconds, result) in &page.steps {
+            let _ = write!(
+                out,
+                "<tr data-key=\"{}\"{}><td>{}</td><td data-field=\"status\">{}</td>\
+                 <td class=\"n\">{seconds:.1}</td><td>{}</td></tr>",
+                esc(step),
+                if status == "ok" { "" } else { " class=\"bad\"" },
+                esc(step),
+                esc(status),
+                esc(result)
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str("<nav>");
     if page.baseline.is_some() {
         out.push_str("<a href=\"#deltas\">Deltas</a>");
     }
