@@ -500,6 +500,11 @@ fn run_says_what_did_not_run() {
     }
     for step in ["bench", "check", "stress"] {
         assert_eq!(cell(&html, step, "status").as_deref(), Some("not run"));
+        // Skipped is not failed: the row is not marked as a failure.
+        assert!(
+            html.contains(&format!("<tr data-key=\"{step}\"><td>")),
+            "{step}"
+        );
     }
     for section in ["calibration", "latency", "scenarios", "stress"] {
         let start = html.find(&format!("<section id=\"{section}\">")).unwrap();

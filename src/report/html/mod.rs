@@ -387,7 +387,11 @@ fn header(page: &Page) -> String {
                 "<tr data-key=\"{}\"{}><td>{}</td><td data-field=\"status\">{}</td>\
                  <td class=\"n\">{seconds:.1}</td><td>{}</td></tr>",
                 esc(step),
-                if status == "ok" { "" } else { " class=\"bad\"" },
+                if status == "FAILED" || status == "PROBLEM" {
+                    " class=\"bad\""
+                } else {
+                    ""
+                },
                 esc(step),
                 esc(status),
                 esc(result)
