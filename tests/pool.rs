@@ -18,25 +18,13 @@ const LONG: Duration = Duration::from_secs(30);
 /// The tests count process-wide children and fds: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path.
-///
-/// /tmp and /dev/shm are shared with every other test binary running on the machine, so
-/// only names this process made count: shared-memory names carry the creator's pid, and
-/// the temp directories these tests make are checked by [`temp_dir`] itself.
+/// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path
+/// (of this run: names carry the run tag, so other test binaries do not count).
 fn leak_checked(body: impl FnOnce()) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let before = hygiene::Snapshot::take();
     body();
-    let ours = format!("-{}-", std::process::id());
-    let leaks: Vec<_> = before
-        .leaks_since()
-        .into_iter()
-        .filter(|leak| match leak {
-            hygiene::Leak::Temp(_) => false,
-            hygiene::Leak::Shm(name) => name.contains(&ours),
-            _ => true,
-        })
-        .collect();
+    let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
 
@@ -104,6 +92,15 @@ fn die_once(marker: PathBuf) -> Result<u32, String> {
 }
 register_entry!("test-pool-die-once", die_once);
 
+/// Returns `x`, after waiting for `gate` to open when one is given.
+fn gated_echo((x, gate): (u32, Option<PathBuf>)) -> Result<u32, String> {
+    match gate {
+        Some(gate) => wait_for_file(gate).map(|_| x),
+        None => Ok(x),
+    }
+}
+register_entry!("test-pool-gated-echo", gated_echo);
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + LONG;
     while !done() {
@@ -161,6 +158,30 @@ fn map_and_imap_equal_sequential_results() {
             );
             assert_eq!(pool.stats().deaths, 0, "{method:?}");
         }
+    });
+}
+
+#[test]
+fn imap_yields_the_first_result_while_later_tasks_still_run() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let gate = dir.0.join("gate");
+        let pool = pool(StartMethod::Fork, 2);
+        let items = vec![(7u32, None), (8, Some(gate.clone())), (9, None)];
+        let mut results = pool
+            .imap::<_, u32, _>("test-pool-gated-echo", items, 1)
+            .unwrap();
+        assert_eq!(
+            results.next(),
+            Some(Ok(7)),
+            "first result before the second task ends"
+        );
+        assert!(
+            pool.stats().busy >= 1,
+            "the second task is still blocked on its gate"
+        );
+        std::fs::write(&gate, b"open").unwrap();
+        assert_eq!(results.collect::<Vec<_>>(), vec![Ok(8), Ok(9)]);
     });
 }
 
@@ -464,6 +485,17 @@ fn await_served(clients: &Clients, count: usize, served: &mut Vec<usize>) {
     }
 }
 
+/// Lets each of `which` (served clients) finish its round trips and close.
+fn release(clients: &Clients, which: &[usize]) {
+    for &i in which {
+        assert!(matches!(
+            clients.next_event(i, LONG).unwrap(),
+            ClientEvent::Done { .. }
+        ));
+        clients.command(i, ClientCommand::Release).unwrap();
+    }
+}
+
 #[test]
 fn echo_pool_of_four_serves_four_clients_at_once_and_the_fifth_waits() {
     leak_checked(|| {
@@ -482,21 +514,11 @@ fn echo_pool_of_four_serves_four_clients_at_once_and_the_fifth_waits() {
         assert_eq!(server.in_service(), 4);
         // Releasing one client frees its worker, which takes the fifth.
         let first = served[0];
-        assert!(matches!(
-            clients.next_event(first, LONG).unwrap(),
-            ClientEvent::Done { .. }
-        ));
-        clients.command(first, ClientCommand::Release).unwrap();
+        release(&clients, &[first]);
         await_served(&clients, 5, &mut served);
         assert_eq!(served[4], waiting);
         assert_eq!(server.most_in_service(), 4, "never more than four at once");
-        for i in served.iter().copied().filter(|&i| i != first) {
-            assert!(matches!(
-                clients.next_event(i, LONG).unwrap(),
-                ClientEvent::Done { .. }
-            ));
-            clients.command(i, ClientCommand::Release).unwrap();
-        }
+        release(&clients, &served[1..]);
         clients.join().unwrap();
         assert_eq!(server.finish().unwrap(), 5 * 64);
     });
@@ -512,13 +534,7 @@ fn echo_process_per_connection_serves_every_client_at_once() {
         await_served(&clients, 5, &mut served);
         assert_eq!(server.in_service(), 5);
         assert_eq!(server.most_in_service(), 5);
-        for i in 0..5 {
-            assert!(matches!(
-                clients.next_event(i, LONG).unwrap(),
-                ClientEvent::Done { .. }
-            ));
-            clients.command(i, ClientCommand::Release).unwrap();
-        }
+        release(&clients, &served);
         clients.join().unwrap();
         assert_eq!(server.finish().unwrap(), 5 * 64);
     });
@@ -535,6 +551,37 @@ fn echo_round_trips_through_both_servers() {
                 ipcbench::ipc::pool::echo::round_trips(kind, 6, 20, 100, StartMethod::Spawn)
                     .unwrap();
             assert!(elapsed < LONG, "{kind:?}");
+        }
+    });
+}
+
+/// Pools fork workers from their supervisor thread while other threads fork too (the
+/// process-per-connection echo server forks from its acceptor thread while the driver
+/// forks clients). A fork child once inherited the process registry's lock held by
+/// another thread and hung; every child must finish.
+#[test]
+fn forking_from_several_threads_at_once_never_hangs_a_child() {
+    leak_checked(|| {
+        let fork_many = |offset: i64| {
+            move || {
+                for x in offset..offset + 150 {
+                    let got: i64 = ipcbench::process::run(
+                        "test-pool-affine",
+                        &x,
+                        ipcbench::process::Options::new("concurrent-fork")
+                            .method(StartMethod::Fork),
+                        LONG,
+                    )
+                    .unwrap();
+                    assert_eq!(got, affine(x).unwrap());
+                }
+            }
+        };
+        let threads: Vec<_> = (0..3)
+            .map(|t| std::thread::spawn(fork_many(t * 1000)))
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
         }
     });
 }

@@ -284,10 +284,26 @@ fn process_workloads() -> Vec<Workload> {
     .collect()
 }
 
+/// A task through a running pool, beside the cost of a process per task: divided by
+/// fork+exit, the ratio says how many pool tasks one bare fork costs.
+fn pool_workloads() -> Vec<Workload> {
+    vec![Workload::latency(
+        "pool",
+        "fork",
+        "apply-async",
+        None,
+        Placement::Unpinned,
+        Some(cal::FORK_EXIT),
+        (300, 3_000),
+        |_, n| super::workloads::pool::apply_async_samples(n),
+    )]
+}
+
 /// Every workload, calibrations first.
 pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
+    all.extend(pool_workloads());
     all
 }
 

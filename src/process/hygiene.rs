@@ -86,11 +86,22 @@ pub fn untrack_temp(path: &Path) {
     resources().temp_paths.remove(path);
 }
 
+/// The registry, held across `fork(2)` by the forking thread (as a `pthread_atfork`
+/// handler would). Another thread may hold the registry's lock at the moment of fork; the
+/// child's copy of the lock would then stay locked forever, since that thread does not
+/// exist in the child, and the child would hang in [`forget_inherited`]. Held by the
+/// forking thread itself, the lock is released in the child by dropping the guard.
+pub(crate) struct ForkGuard(std::sync::MutexGuard<'static, Resources>);
+
+pub(crate) fn lock_for_fork() -> ForkGuard {
+    ForkGuard(resources())
+}
+
 /// A forked child inherits the parent's registry but owns none of it: without this it
 /// would unlink the parent's segments and kill its siblings on exit.
-pub(crate) fn forget_inherited() {
+pub(crate) fn forget_inherited(guard: ForkGuard) {
     SUBREAPER.store(false, Ordering::SeqCst);
-    let mut r = resources();
+    let mut r = guard.0;
     r.children.clear();
     r.shm_names.clear();
     r.temp_paths.clear();

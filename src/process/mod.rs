@@ -372,18 +372,24 @@ fn fork_entry(
     keep_fds: &[RawFd],
     write_fd: RawFd,
 ) -> Result<Pid, String> {
+    // Held across the fork so that no other thread holds the registry's lock when the
+    // child is copied (see `hygiene::lock_for_fork`).
+    let registry = hygiene::lock_for_fork();
     // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
     // entry with panics caught and silent, and leaves through _exit; see the module docs
     // for what the entry itself may do.
     match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        nix::unistd::ForkResult::Parent { child } => Ok(child),
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(registry);
+            Ok(child)
+        }
         nix::unistd::ForkResult::Child => {
             close_fds_except(keep_fds);
             if setup.apply().is_err() {
                 // SAFETY: _exit is async-signal-safe and skips the harness's exit path.
                 unsafe { libc::_exit(entry::EXIT_BOOTSTRAP) };
             }
-            hygiene::forget_inherited();
+            hygiene::forget_inherited(registry);
             let outcome = entry::run_entry(entry, args, true);
             let code = match outcome {
                 Outcome::Returned(_) => 0,

@@ -4,7 +4,7 @@
 
 use super::worker::{FromWorker, ToWorker, WorkerArgs, WORKER_ENTRY};
 use super::{DeathHandling, Job, JobResult, PoolError, PoolOptions, Shared};
-use crate::ipc::pipe::{pipe, Connection, PipeKind};
+use crate::ipc::pipe::{pipe, Connection, PipeError, PipeKind};
 use crate::process::{self, Child, Options};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -153,7 +153,8 @@ impl Supervisor {
             job.slot.set_worker(Some(worker.child.pid().as_raw()));
             worker.job = Some(job);
             if let Err(e) = worker.conn.send(&request) {
-                self.worker_lost(index, &format!("could not be sent a job ({e})"));
+                let gone = matches!(e, PipeError::PeerGone);
+                self.worker_lost(index, gone, &format!("could not be sent a job ({e})"));
             }
         }
     }
@@ -233,21 +234,27 @@ impl Supervisor {
                     job => {
                         worker.job = job;
                         let why = format!("sent a reply for job {} it was not running", reply.job);
-                        self.worker_lost(index, &why);
+                        self.worker_lost(index, false, &why);
                     }
                 }
             }
-            Err(e) if e.is_eof() => self.worker_lost(index, "closed its pipe"),
-            Err(e) => self.worker_lost(index, &format!("broke its pipe ({e})")),
+            Err(e) if e.is_eof() => self.worker_lost(index, true, "closed its pipe"),
+            Err(e) => self.worker_lost(index, false, &format!("broke its pipe ({e})")),
         }
     }
 
     /// Removes a worker that died (or misbehaved), reaps it, and settles its job.
-    fn worker_lost(&mut self, index: usize, what: &str) {
+    fn worker_lost(&mut self, index: usize, exited: bool, what: &str) {
         let mut worker = self.workers.swap_remove(index);
         self.publish();
         let pid = worker.child.pid().as_raw();
-        let mut code = worker.child.join(Some(EXIT_BOUND)).ok().flatten();
+        // End of stream means the process is exiting; anything else is a worker that
+        // misbehaved while alive: kill it rather than wait.
+        let mut code = if exited {
+            worker.child.join(Some(EXIT_BOUND)).ok().flatten()
+        } else {
+            None
+        };
         if code.is_none() {
             worker.child.kill_group();
             code = worker.child.join(Some(EXIT_BOUND)).ok().flatten();

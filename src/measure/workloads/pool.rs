@@ -2,8 +2,9 @@
 //! process per task vs in-process; the per-task cost of `apply_async`; the echo servers
 //! (one process per connection vs a pool of 4) under 1..N concurrent clients.
 
+use super::RoundTrips;
 use crate::ipc::pool::echo::{self, ServerKind};
-use crate::ipc::pool::Pool;
+use crate::ipc::pool::{Pool, PoolOptions};
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use std::time::{Duration, Instant};
@@ -77,6 +78,23 @@ pub fn apply_async_round_trips(pool: &Pool, iters: usize) -> Duration {
             .expect("get");
     }
     started.elapsed()
+}
+
+/// Each of `iters` `apply_async`+`get` round trips timed on its own (for `ipcbench bench`),
+/// through a fork-started pool of 2 set up beforehand.
+pub fn apply_async_samples(iters: usize) -> RoundTrips {
+    let pool = Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("pool");
+    let samples_ns = (0..iters as u64)
+        .map(|seed| {
+            let started = Instant::now();
+            pool.apply_async::<_, u64>(SHORT_TASK, &seed)
+                .expect("apply_async")
+                .get(pool.timeout())
+                .expect("get");
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    RoundTrips { samples_ns }
 }
 
 /// `iters` short tasks submitted at once with `apply_async`, then every result fetched:
