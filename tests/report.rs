@@ -31,6 +31,27 @@ fn report(inputs: &[&Path], baseline: Option<&Path>, out: &Path) -> Output {
     ipcbench(&args)
 }
 
+/// Runs `ipcbench run ARGS --out DIR`, which must succeed; returns its stdout, the page
+/// and the results it wrote.
+fn run_into(args: &[&str], out_dir: &Path) -> (String, String, Results) {
+    let out_arg = out_dir.display().to_string();
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["--out", &out_arg]);
+    let out = ipcbench(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    (stdout, html, results)
+}
+
 fn built(dir: &Path, baseline: Option<&Path>) -> String {
     let out = report(&[&fixture()], baseline, dir);
     assert_eq!(
@@ -469,27 +490,9 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
 fn run_says_what_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out_arg = out_dir.display().to_string();
-    let out = ipcbench(&[
-        "run",
-        "--quick",
-        "--skip",
-        "bench,check,stress",
-        "--out",
-        &out_arg,
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
-    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    let (stdout, html, results) = run_into(&["--quick", "--skip", "bench,check,stress"], &out_dir);
     assert_eq!(results.profile, "quick");
     assert!(results.latency.is_empty() && results.scenarios.is_empty());
-    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
     for step in ["bench", "check", "stress"] {
         let line = stdout
             .lines()
@@ -550,32 +553,15 @@ fn run_refuses_bad_arguments_with_exit_2() {
 fn run_folds_a_real_step_into_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out_arg = out_dir.display().to_string();
-    let out = ipcbench(&[
-        "run",
-        "--quick",
-        "--skip",
-        "check,stress",
-        "--out",
-        &out_arg,
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, html, results) = run_into(&["--quick", "--skip", "check,stress"], &out_dir);
     let line = stdout.lines().find(|l| l.starts_with("bench")).unwrap();
     assert!(
         line.contains(" ok ") && line.contains("calibrations"),
         "{line}"
     );
-    let results = Results::load(&out_dir.join("results.json")).unwrap();
     assert!(!results.calibration.is_empty() && !results.latency.is_empty());
     // The step's own JSON was folded in and removed: the directory holds the report only.
     assert!(!out_dir.join("bench.json").exists());
-    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
     for c in &results.calibration {
         assert_same(
             &html,

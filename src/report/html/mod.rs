@@ -187,6 +187,18 @@ fn opt_cell(field: &'static str, v: Option<f64>) -> Cell {
     }
 }
 
+/// A figure's ratio, with the calibration it is a ratio to.
+fn ratio_cell(ratio: Option<f64>, calibration: Option<&str>) -> Cell {
+    match (ratio, calibration) {
+        (Some(ratio), Some(name)) => Cell {
+            field: "ratio",
+            html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
+            class: "n",
+        },
+        (ratio, _) => opt_cell("ratio", ratio),
+    }
+}
+
 impl Table {
     fn new(id: &str, head: Vec<&'static str>) -> Table {
         Table {
@@ -573,22 +585,21 @@ fn latency_table(id: &str, items: &[&Latency]) -> Table {
                 num_cell("mean", p.mean),
                 num_cell("samples", p.samples as f64),
                 num_cell("spread", l.spread),
-                match (l.ratio, &l.calibration) {
-                    (Some(ratio), Some(name)) => Cell {
-                        field: "ratio",
-                        html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
-                        class: "n",
-                    },
-                    (ratio, _) => opt_cell("ratio", ratio),
-                },
+                ratio_cell(l.ratio, l.calibration.as_deref()),
             ],
         ));
     }
     table
 }
 
-fn percentile_chart(id: &str, title: &str, items: &[&Latency]) -> Result<Chart, String> {
-    let labels: Vec<String> = items.iter().map(|l| latency_label(l)).collect();
+/// p50/p99/p99.9 bars, one group per latency, on a log time axis.
+fn percentile_chart(
+    id: &str,
+    title: &str,
+    items: &[&Latency],
+    labels: &[String],
+    category_label: &str,
+) -> Result<Chart, String> {
     let pick = |f: fn(&Latency) -> f64| -> Vec<Option<f64>> {
         items.iter().map(|l| Some(f(l) / 1000.0)).collect()
     };
@@ -600,8 +611,8 @@ fn percentile_chart(id: &str, title: &str, items: &[&Latency]) -> Result<Chart, 
             Scale::Log,
             Ticks::Plain,
         ),
-        "flavor · message size · placement",
-        &labels,
+        category_label,
+        labels,
         &[
             ("p50".into(), pick(|l| l.percentiles.p50)),
             ("p99".into(), pick(|l| l.percentiles.p99)),
@@ -679,10 +690,13 @@ fn latency_section(page: &Page) -> String {
     );
     for (family, items) in &groups {
         let _ = write!(out, "<h3 id=\"latency-{0}\">{0}</h3>", esc(family));
+        let labels: Vec<String> = items.iter().map(|l| latency_label(l)).collect();
         let bars = percentile_chart(
             &format!("latency-{family}"),
             &format!("{family}: latency percentiles"),
             items,
+            &labels,
+            "flavor · message size · placement",
         );
         let table = latency_table(&format!("table-latency-{family}"), items);
         // The two charts side by side, the table under them (it is wide).
@@ -733,14 +747,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
                     class: "n",
                 },
                 num_cell("spread", t.spread),
-                match (t.ratio, &t.calibration) {
-                    (Some(ratio), Some(name)) => Cell {
-                        field: "ratio",
-                        html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
-                        class: "n",
-                    },
-                    (ratio, _) => opt_cell("ratio", ratio),
-                },
+                ratio_cell(t.ratio, t.calibration.as_deref()),
             ],
         ));
     }
@@ -898,24 +905,12 @@ fn process_section(page: &Page) -> String {
             .iter()
             .map(|l| format!("{}/{} · {}", l.family, l.flavor, l.placement.label()))
             .collect();
-        let pick = |f: fn(&Latency) -> f64| -> Vec<Option<f64>> {
-            latencies.iter().map(|l| Some(f(l) / 1000.0)).collect()
-        };
-        let chart = charts::grouped_bars(
+        let chart = percentile_chart(
             "process-pool",
             "Process start+join and pool task costs",
-            &Axis::new(
-                "time per operation (µs, log scale)",
-                Scale::Log,
-                Ticks::Plain,
-            ),
-            "family/flavor · placement",
+            &latencies,
             &labels,
-            &[
-                ("p50".into(), pick(|l| l.percentiles.p50)),
-                ("p99".into(), pick(|l| l.percentiles.p99)),
-                ("p99.9".into(), pick(|l| l.percentiles.p999)),
-            ],
+            "family/flavor · placement",
         );
         out.push_str(&pair(
             chart,
