@@ -22,10 +22,14 @@ fn round_trips(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("pipe/round-trip-64B/{}", placement.label()));
         group.sample_size(20);
         group.bench_function("raw-pipe-1B", |b| {
-            b.iter_custom(|iters| workload::raw_pipe_round_trip(placement, iters as usize).total())
+            b.iter_custom(|iters| {
+                ipcbench::measure::calibration::pipe_roundtrip(placement, iters as usize).total()
+            })
         });
         group.bench_function("raw-shm-pingpong", |b| {
-            b.iter_custom(|iters| workload::raw_shm_ping_pong(placement, iters as usize).total())
+            b.iter_custom(|iters| {
+                ipcbench::measure::calibration::shm_pingpong(placement, iters as usize).total()
+            })
         });
         for kind in PipeKind::ALL {
             group.bench_function(kind.name(), |b| {

@@ -7,6 +7,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ipcbench::ipc::filestore::StoreLockKind;
+use ipcbench::measure::calibration;
 use ipcbench::measure::workloads::{filestore, manager, sync};
 use ipcbench::report::model::Placement;
 use std::time::Duration;
@@ -38,7 +39,7 @@ fn manager_rpc(c: &mut Criterion) {
     for placement in PLACEMENTS {
         group.bench_function(format!("raw-unix-socket/{}", placement.label()), |b| {
             b.iter_custom(|iters| {
-                manager::raw_socket_round_trips(placement, iters as usize).total()
+                calibration::unix_socket_roundtrip(placement, iters as usize).total()
             })
         });
         group.bench_function(format!("rpc-increment/{}", placement.label()), |b| {

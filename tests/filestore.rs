@@ -152,34 +152,30 @@ fn open_store(address: StoreAddress) -> Result<(), String> {
 }
 register_entry!("filestore-test-open", open_store);
 
+/// The error a child gets opening the store.
+fn open_in_another_process(address: &StoreAddress) -> String {
+    let mut child = process::start(
+        "filestore-test-open",
+        address,
+        Options::new("opener").method(StartMethod::Fork),
+    )
+    .unwrap();
+    child
+        .result::<()>(Some(LOCK_BOUND))
+        .unwrap_err()
+        .to_string()
+}
+
 #[test]
 fn another_process_gets_a_clear_error_for_a_corrupt_or_missing_file() {
     leak_checked(|| {
         let store = FileStore::create(StoreLockKind::Fcntl, &initial()).unwrap();
         std::fs::write(store.path(), b"{\"stock\": \"ten\"}").unwrap();
         let path = store.path().display().to_string();
-        let mut child = process::start(
-            "filestore-test-open",
-            &store.address(),
-            Options::new("opener").method(StartMethod::Fork),
-        )
-        .unwrap();
-        let err = child
-            .result::<()>(Some(LOCK_BOUND))
-            .unwrap_err()
-            .to_string();
+        let err = open_in_another_process(&store.address());
         assert!(err.contains("corrupt") && err.contains(&path), "{err}");
         std::fs::remove_file(store.path()).unwrap();
-        let mut child = process::start(
-            "filestore-test-open",
-            &store.address(),
-            Options::new("opener").method(StartMethod::Fork),
-        )
-        .unwrap();
-        let err = child
-            .result::<()>(Some(LOCK_BOUND))
-            .unwrap_err()
-            .to_string();
+        let err = open_in_another_process(&store.address());
         assert!(
             err.contains("does not exist") && err.contains(&path),
             "{err}"

@@ -15,19 +15,13 @@ const SHORT: Duration = Duration::from_millis(100);
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `body` for every pipe kind and start method, checking for leaks after each.
-/// /dev/shm and the temp directory are machine-wide (other suites run beside this one)
-/// and pipes create neither, so fds and processes are what is counted.
 fn for_each_kind_and_method(body: impl Fn(PipeKind, StartMethod)) {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     for kind in PipeKind::ALL {
         for method in StartMethod::ALL {
             let before = hygiene::Snapshot::take();
             body(kind, method);
-            let leaks: Vec<_> = before
-                .leaks_since()
-                .into_iter()
-                .filter(|l| !matches!(l, hygiene::Leak::Shm(_) | hygiene::Leak::Temp(_)))
-                .collect();
+            let leaks = before.leaks_since();
             assert!(
                 leaks.is_empty(),
                 "{kind:?} {method:?} left behind: {leaks:?}"
@@ -353,13 +347,15 @@ fn bench_workloads_and_raw_baselines_run_and_clean_up() {
     let before = hygiene::Snapshot::take();
     for placement in [Placement::SameCpu, Placement::CrossCpu] {
         assert_eq!(
-            workload::raw_pipe_round_trip(placement, 50)
+            ipcbench::measure::calibration::pipe_roundtrip(placement, 50)
                 .samples_ns
                 .len(),
             50
         );
         assert_eq!(
-            workload::raw_shm_ping_pong(placement, 50).samples_ns.len(),
+            ipcbench::measure::calibration::shm_pingpong(placement, 50)
+                .samples_ns
+                .len(),
             50
         );
         for kind in PipeKind::ALL {
@@ -375,14 +371,6 @@ fn bench_workloads_and_raw_baselines_run_and_clean_up() {
         assert!(workload::throughput(size, 20, Placement::Unpinned) < LONG);
     }
     assert!(workload::memcpy(4096, 10) < LONG);
-    let leaks: Vec<_> = before
-        .leaks_since()
-        .into_iter()
-        .filter(|l| match l {
-            hygiene::Leak::Shm(name) => name.starts_with("ipcbench-pingpong-"),
-            hygiene::Leak::Temp(_) => false,
-            _ => true,
-        })
-        .collect();
+    let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }

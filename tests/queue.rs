@@ -20,20 +20,10 @@ const LONG: Duration = Duration::from_secs(30);
 /// Serialises the tests of this binary: fds and children are process-wide.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// What this binary left behind since `before`: every fd and process, and the
-/// shared-memory names of queues (`ipcbench-queue-*`). /dev/shm and the temp directory
-/// are machine-wide and other suites may run at the same time, so their other
-/// `ipcbench-*` names are not ours to count (the queue code creates no temp files).
+/// What this run left behind since `before` (the snapshot is scoped to this run's names,
+/// so other suites running on the machine do not count).
 fn leaks_since(before: &hygiene::Snapshot) -> Vec<hygiene::Leak> {
-    before
-        .leaks_since()
-        .into_iter()
-        .filter(|leak| match leak {
-            hygiene::Leak::Shm(name) => name.starts_with("ipcbench-queue-"),
-            hygiene::Leak::Temp(_) => false,
-            _ => true,
-        })
-        .collect()
+    before.leaks_since()
 }
 
 /// Runs `body` for every flavor, then checks that nothing leaked.

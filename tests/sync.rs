@@ -241,3 +241,18 @@ fn barrier_breaks_on_timeout_and_abort() {
         assert!(Barrier::create(0).is_err());
     });
 }
+
+/// Regression: parties that pass a barrier and exit at once must not be taken for dead by
+/// a party still waking up (found by the lock bench's crowds of forked contenders).
+#[test]
+fn crowds_that_pass_and_exit_at_once_never_break_the_barrier() {
+    use ipcbench::ipc::lock::LockFlavor;
+    use ipcbench::measure::workloads::lock::acquire_release;
+    leak_checked(|| {
+        for round in 0..50 {
+            for processes in [2, 4] {
+                acquire_release(LockFlavor::Robust, processes, round % 5);
+            }
+        }
+    });
+}

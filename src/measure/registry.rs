@@ -304,6 +304,10 @@ pub fn all() -> Vec<Workload> {
     let mut all = calibrations();
     all.extend(process_workloads());
     all.extend(pool_workloads());
+    all.extend(super::workloads::lock::catalogue());
+    all.extend(super::workloads::sync::catalogue());
+    all.extend(super::workloads::manager::catalogue());
+    all.extend(super::workloads::filestore::catalogue());
     all
 }
 

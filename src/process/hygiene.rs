@@ -155,7 +155,7 @@ pub fn cleanup_all() {
     for path in temps {
         remove_temp(&path);
     }
-    reap_orphans();
+    reap_unowned(true);
 }
 
 /// Makes this process the subreaper of its descendants, so that orphans come back to the
@@ -170,15 +170,30 @@ pub fn become_subreaper() {
 /// Whether this process made itself a subreaper (fork does not inherit the flag).
 static SUBREAPER: AtomicBool = AtomicBool::new(false);
 
-/// Reaps zombie children that no `Child` handle owns (orphans reparented to us).
+/// Reaps zombie children that no `Child` handle owns and that live in another process
+/// group than ours: orphans of the groups the suite creates for cases, daemons and
+/// holders, reparented to us as subreaper.
+///
+/// Zombies in our own group are left alone: they may be children that other code in this
+/// process started with `std::process::Command` and is about to wait for (reaping them
+/// here would make its wait fail with ECHILD). [`cleanup_all`], at exit, reaps those too.
 pub fn reap_orphans() -> usize {
+    reap_unowned(false)
+}
+
+fn reap_unowned(including_own_group: bool) -> usize {
     if !SUBREAPER.load(Ordering::SeqCst) {
         return 0; // orphans of our children go elsewhere; ours are reaped by their handles
     }
+    let own_group = nix::unistd::getpgrp().as_raw();
     let owned: BTreeSet<i32> = resources().children.keys().copied().collect();
     let mut reaped = 0;
     for proc_info in child_processes() {
-        if proc_info.state == 'Z' && !owned.contains(&proc_info.pid) {
+        let foreign_group = proc_info.pgid != own_group;
+        if proc_info.state == 'Z'
+            && !owned.contains(&proc_info.pid)
+            && (foreign_group || including_own_group)
+        {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(proc_info.pid), None);
             reaped += 1;
         }

@@ -22,7 +22,7 @@
 use super::{Acquired, Lock, LockAddress, LockError};
 use crate::ipc::shm::{Shared, ShmSafe};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 const READY: u32 = 0x4d55_5458; // "MUTX"
@@ -46,6 +46,9 @@ unsafe impl ShmSafe for MutexCell {}
 /// A process-shared pthread mutex; `ROBUST` selects the robust protocol.
 pub struct PthreadMutex<const ROBUST: bool> {
     cell: Shared<MutexCell>,
+    /// This handle took the mutex and has not released it: drop releases only then, so
+    /// dropping a second handle of the same thread leaves the first one's hold alone.
+    held: AtomicBool,
 }
 
 /// Reports owner death: the flavor to use.
@@ -108,7 +111,10 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
         }
         cell.kind.store(kind_code(ROBUST), Ordering::Relaxed);
         cell.ready.store(READY, Ordering::Release);
-        Ok(PthreadMutex { cell })
+        Ok(PthreadMutex {
+            cell,
+            held: AtomicBool::new(false),
+        })
     }
 
     /// Opens a mutex another process created.
@@ -127,7 +133,10 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
                 if ROBUST { "robust" } else { "plain" }
             )));
         }
-        Ok(PthreadMutex { cell })
+        Ok(PthreadMutex {
+            cell,
+            held: AtomicBool::new(false),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -193,25 +202,34 @@ impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
             if r == libc::EINTR {
                 continue;
             }
-            return self
-                .outcome(r, "pthread_mutex_timedlock")?
-                .ok_or_else(|| LockError::Timeout {
-                    address: self.address().to_string(),
-                    timeout,
-                });
+            let acquired =
+                self.outcome(r, "pthread_mutex_timedlock")?
+                    .ok_or_else(|| LockError::Timeout {
+                        address: self.address().to_string(),
+                        timeout,
+                    })?;
+            self.held.store(true, Ordering::Release);
+            return Ok(acquired);
         }
     }
 
     fn try_acquire(&self) -> Result<Option<Acquired>, LockError> {
         // SAFETY: as in acquire.
         let r = unsafe { libc::pthread_mutex_trylock(self.mutex()) };
-        self.outcome(r, "pthread_mutex_trylock")
+        let acquired = self.outcome(r, "pthread_mutex_trylock")?;
+        if acquired.is_some() {
+            self.held.store(true, Ordering::Release);
+        }
+        Ok(acquired)
     }
 
     fn release(&self) -> Result<(), LockError> {
         // SAFETY: as in acquire; an error-checking mutex refuses a non-owner (EPERM).
         match unsafe { libc::pthread_mutex_unlock(self.mutex()) } {
-            0 => Ok(()),
+            0 => {
+                self.held.store(false, Ordering::Release);
+                Ok(())
+            }
             libc::EPERM => Err(LockError::NotHeld {
                 address: self.address().to_string(),
             }),
@@ -226,9 +244,12 @@ impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
 
 impl<const ROBUST: bool> Drop for PthreadMutex<ROBUST> {
     fn drop(&mut self) {
-        // A handle dropped while its thread holds the mutex releases it (EPERM otherwise,
-        // ignored): the mapping is about to go away.
-        // SAFETY: as in acquire.
-        unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+        // A handle dropped while holding the mutex releases it: the mapping is about to
+        // go away, and a mutex left locked would wait for a thread that has moved on.
+        if self.held.load(Ordering::Acquire) {
+            // SAFETY: as in acquire; this handle's thread took it (errorcheck refuses
+            // any other thread with EPERM, ignored).
+            unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+        }
     }
 }

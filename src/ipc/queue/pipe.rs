@@ -162,16 +162,13 @@ impl Queue for PipeQueue {
         let Some(guard) = control.read_lock.lock(wait.lock_deadline())? else {
             return Err(wait.expired("get", QueueError::Empty));
         };
+        // The timeout bounds the wait for a message to start; once it has, the connection
+        // finishes the frame whatever the timeout (see `Connection::mid_frame_bound`).
         let left = wait
             .deadline
             .saturating_duration_since(std::time::Instant::now());
-        if !self.reader.poll(left).map_err(pipe_error)? {
-            return Err(wait.expired("get", QueueError::Empty));
-        }
-        let left = wait
-            .finish_deadline()
-            .saturating_duration_since(std::time::Instant::now());
         let message = self.reader.recv_bytes_timeout(left).map_err(|e| match e {
+            PipeError::Timeout(_) => wait.expired("get", QueueError::Empty),
             PipeError::Corrupt(frame) if guard.owner_died => QueueError::Corrupt(format!(
                 "{frame} (a consumer died while holding the read lock, mid-frame)"
             )),

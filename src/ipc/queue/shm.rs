@@ -29,10 +29,13 @@ use crate::ipc::shm::{Shared, ShmSafe};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Busy re-checks before a waiter sleeps: long enough to cover a peer that is running on
-/// another CPU (a cache-line hand-off is ~0.1 µs), short enough not to starve a peer that
-/// shares the CPU.
-const SPIN_TRIES: u32 = 2000;
+/// Busy re-checks before a waiter starts yielding: a few microseconds, enough to cover a
+/// peer running on another CPU (a cache-line hand-off is ~0.1-0.2 µs) without starving
+/// for long a peer that shares this CPU.
+const SPIN_TRIES: u32 = 100;
+/// Re-checks with a `sched_yield` before each, before sleeping: on a shared CPU they let
+/// the peer run at once, which beats a futex wake round trip.
+const YIELD_TRIES: u32 = 50;
 /// While asleep, wake up this often to check whether the peer in the head slot died.
 const RECOVERY_CHECK: Duration = Duration::from_millis(10);
 /// Owner value of a slot being recovered by one waiter.
@@ -60,6 +63,14 @@ struct Header {
 // SAFETY: atomics only, all valid at zero; the creator fills in the geometry before the
 // name is handed to anyone.
 unsafe impl ShmSafe for Header {}
+
+/// Bumps a wait word and wakes its sleepers, if any (no system call when none sleeps).
+fn signal((word, waiters): &(AtomicU32, AtomicU32)) {
+    word.fetch_add(1, Ordering::SeqCst);
+    if waiters.load(Ordering::SeqCst) > 0 {
+        futex::wake_all(word);
+    }
+}
 
 #[repr(C)]
 struct Slot {
@@ -191,29 +202,37 @@ impl ShmQueue {
         unsafe { self.slot_ptr(pos).add(SLOT_HEADER) }
     }
 
-    fn try_put(&self, message: &[u8]) -> Attempt<()> {
-        let header = self.header();
-        let mut pos = header.enqueue.0.load(Ordering::Relaxed);
+    /// Claims the next position on `counter` (enqueue for a put, dequeue for a get) when
+    /// its slot's sequence says it is this side's turn (`pos + turn`: 0 for a put, 1 for
+    /// a get). None when it is not (the ring is full, or empty).
+    fn claim(&self, counter: &AtomicU64, turn: u64) -> Option<u64> {
+        let mut pos = counter.load(Ordering::Relaxed);
         loop {
-            let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let turn = seq as i64 - pos as i64;
-            if turn == 0 {
-                match header.enqueue.0.compare_exchange_weak(
+            let seq = self.slot(pos).seq.load(Ordering::Acquire);
+            let ahead = seq as i64 - (pos + turn) as i64;
+            if ahead == 0 {
+                match counter.compare_exchange_weak(
                     pos,
                     pos + 1,
                     Ordering::SeqCst,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => break,
+                    Ok(_) => return Some(pos),
                     Err(now) => pos = now,
                 }
-            } else if turn < 0 {
-                return Attempt::Blocked;
+            } else if ahead < 0 {
+                return None;
             } else {
-                pos = header.enqueue.0.load(Ordering::Relaxed);
+                pos = counter.load(Ordering::Relaxed);
             }
         }
+    }
+
+    fn try_put(&self, message: &[u8]) -> Attempt<()> {
+        let header = self.header();
+        let Some(pos) = self.claim(&header.enqueue.0, 0) else {
+            return Attempt::Blocked;
+        };
         let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         // SAFETY: the claim gives this process the slot exclusively until it publishes;
@@ -222,37 +241,15 @@ impl ShmQueue {
         slot.len.store(message.len() as u32, Ordering::Relaxed);
         slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
-        let (word, waiters) = &header.published.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.published.0);
         Attempt::Done(())
     }
 
     fn try_get(&self) -> Attempt<Result<Vec<u8>, QueueError>> {
         let header = self.header();
-        let mut pos = header.dequeue.0.load(Ordering::Relaxed);
-        loop {
-            let slot = self.slot(pos);
-            let seq = slot.seq.load(Ordering::Acquire);
-            let turn = seq as i64 - (pos + 1) as i64;
-            if turn == 0 {
-                match header.dequeue.0.compare_exchange_weak(
-                    pos,
-                    pos + 1,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => pos = now,
-                }
-            } else if turn < 0 {
-                return Attempt::Blocked;
-            } else {
-                pos = header.dequeue.0.load(Ordering::Relaxed);
-            }
-        }
+        let Some(pos) = self.claim(&header.dequeue.0, 1) else {
+            return Attempt::Blocked;
+        };
         let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         let tomb = slot.tomb.load(Ordering::Relaxed);
@@ -283,11 +280,7 @@ impl ShmQueue {
             Ordering::Release,
             Ordering::Relaxed,
         );
-        let (word, waiters) = &header.released.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.released.0);
         Attempt::Done(result)
     }
 
@@ -314,11 +307,7 @@ impl ShmQueue {
         slot.tomb.store(owner, Ordering::Relaxed);
         slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
-        let (word, waiters) = &header.published.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.published.0);
     }
 
     /// The slot a producer needs is held by a consumer that died before releasing it:
@@ -354,15 +343,14 @@ impl ShmQueue {
         {
             header.lost.fetch_add(1, Ordering::Relaxed);
         }
-        let (word, waiters) = &header.released.0;
-        word.fetch_add(1, Ordering::SeqCst);
-        if waiters.load(Ordering::SeqCst) > 0 {
-            futex::wake_all(word);
-        }
+        signal(&header.released.0);
     }
 
-    /// Retries `attempt` until it is done or the deadline passes: spin, then sleep on
-    /// `word` (waking now and then to `recover` from a dead peer).
+    /// Retries `attempt` until it is done or the deadline passes: spin (touching only the
+    /// slot, so the hand-off costs a few cache-line transfers and no system call), then
+    /// yield (so a peer sharing this CPU can run), then sleep on `word`, waking now and
+    /// then to `recover` from a dead peer. `word` is read only on the way to sleep: a
+    /// spinner that polled it would pull its cache line away from the peer on every try.
     fn wait_for<T>(
         &self,
         deadline: Instant,
@@ -372,20 +360,30 @@ impl ShmQueue {
         recover: impl Fn(),
     ) -> Option<T> {
         let (word, waiters) = word;
-        let mut tries = 0u32;
+        if let Attempt::Done(value) = attempt() {
+            return Some(value);
+        }
+        if nowait {
+            return None;
+        }
+        for round in 0..SPIN_TRIES + YIELD_TRIES {
+            if round < SPIN_TRIES {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            if let Attempt::Done(value) = attempt() {
+                return Some(value);
+            }
+        }
         loop {
             let seen = word.load(Ordering::SeqCst);
             if let Attempt::Done(value) = attempt() {
                 return Some(value);
             }
             let now = Instant::now();
-            if nowait || now >= deadline {
+            if now >= deadline {
                 return None;
-            }
-            if tries < SPIN_TRIES {
-                tries += 1;
-                std::hint::spin_loop();
-                continue;
             }
             recover();
             waiters.fetch_add(1, Ordering::SeqCst);
@@ -400,20 +398,15 @@ impl ShmQueue {
     #[doc(hidden)]
     pub fn abandon_midway_for_test(&self, put: bool) -> bool {
         let header = self.header();
-        let (counter, expected_turn) = if put {
-            (&header.enqueue.0, 0)
+        let claimed = if put {
+            self.claim(&header.enqueue.0, 0)
         } else {
-            (&header.dequeue.0, 1)
+            self.claim(&header.dequeue.0, 1)
         };
-        let pos = counter.load(Ordering::SeqCst);
-        let slot = self.slot(pos);
-        if slot.seq.load(Ordering::SeqCst) != pos + expected_turn
-            || counter
-                .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-        {
+        let Some(pos) = claimed else {
             return false;
-        }
+        };
+        let slot = self.slot(pos);
         slot.owner.store(self.pid, Ordering::SeqCst);
         true
     }

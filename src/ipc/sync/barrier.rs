@@ -197,6 +197,12 @@ impl Barrier {
                 });
             }
             if let Some(dead) = self.dead_party() {
+                // The party may have passed (the generation moved on since the check
+                // above) and exited normally: only a death with the generation unchanged
+                // means it can never arrive.
+                if state.generation.load(SeqCst) != generation {
+                    return Ok(index);
+                }
                 self.break_with(BROKEN_PARTY_DIED, dead);
                 return Err(self.broken_error());
             }

@@ -45,3 +45,21 @@ pub fn read_modify_write(kind: StoreLockKind, processes: usize, iters: usize) ->
         iters,
     )
 }
+
+/// This family's entries in `measure::registry`.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    let mut all = Vec::new();
+    for kind in StoreLockKind::ALL {
+        for processes in [1u32, 2] {
+            all.push(super::lock::ops_workload(
+                "filestore",
+                kind.name(),
+                "read-modify-write",
+                processes,
+                (200, 2_000),
+                move |n| read_modify_write(kind, processes as usize, n),
+            ));
+        }
+    }
+    all
+}

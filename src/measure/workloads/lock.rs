@@ -12,6 +12,20 @@ use std::time::{Duration, Instant};
 /// Bound on any wait in a workload: generous, so only a real hang trips it.
 pub(crate) const BOUND: Duration = Duration::from_secs(120);
 
+/// One untimed warm-up `round` (the peer is known to be running after it), then `iters`
+/// rounds timed one by one: the timed part of this family's latency workloads.
+pub fn time_rounds(iters: usize, mut round: impl FnMut()) -> super::RoundTrips {
+    round();
+    let samples_ns = (0..iters)
+        .map(|_| {
+            let started = Instant::now();
+            round();
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    super::RoundTrips { samples_ns }
+}
+
 /// Arguments every crowd member gets: its own share of the work and the start/finish
 /// barrier, beside the workload's own arguments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,14 +60,20 @@ pub fn timed_crowd<A: Serialize + Clone>(
             .expect("start crowd member")
         })
         .collect();
-    barrier.wait(BOUND).expect("crowd ready");
-    let started = Instant::now();
-    barrier.wait(BOUND).expect("crowd done");
-    let elapsed = started.elapsed();
-    for child in &mut children {
-        child.result::<()>(Some(BOUND)).expect("crowd member");
+    let timed = barrier.wait(BOUND).and_then(|_| {
+        let started = Instant::now();
+        barrier.wait(BOUND).map(|_| started.elapsed())
+    });
+    let failures: Vec<String> = children
+        .iter_mut()
+        .filter_map(|child| child.result::<()>(Some(BOUND)).err())
+        .map(|e| e.to_string())
+        .collect();
+    match timed {
+        Ok(elapsed) if failures.is_empty() => elapsed,
+        // A member's own error says more than the barrier's "party died".
+        outcome => panic!("crowd of {entry}: {outcome:?}; members: {failures:?}"),
     }
-    elapsed
 }
 
 /// The member side of [`timed_crowd`]: opens with `setup`, waits for the others, runs
@@ -102,4 +122,52 @@ pub fn acquire_release(flavor: LockFlavor, processes: usize, iters: usize) -> Du
         return started.elapsed();
     }
     timed_crowd("measure-lock-contender", &lock.address(), processes, iters)
+}
+
+/// A registry entry for an "operations by N processes" workload of this family: named
+/// `family/flavor/what/N-proc`, reported as operations per second.
+pub(crate) fn ops_workload(
+    family: &'static str,
+    flavor: &'static str,
+    what: &str,
+    processes: u32,
+    ops: (usize, usize),
+    run: impl Fn(usize) -> Duration + Send + Sync + 'static,
+) -> crate::measure::registry::Workload {
+    use crate::measure::registry::{Kind, Sample, Workload};
+    Workload {
+        name: format!("{family}/{flavor}/{what}/{processes}-proc"),
+        family,
+        flavor,
+        kind: Kind::Throughput,
+        placement: crate::report::model::Placement::Unpinned,
+        message_bytes: 0,
+        producers: processes,
+        consumers: 0,
+        calibration: None,
+        ops,
+        run: std::sync::Arc::new(move |n| Sample::Moved {
+            messages: n as u64,
+            bytes: 0,
+            elapsed: run(n),
+        }),
+    }
+}
+
+/// This family's entries in `measure::registry`.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    let mut all = Vec::new();
+    for flavor in LockFlavor::SAFE {
+        for processes in [1u32, 2, 4] {
+            all.push(ops_workload(
+                "lock",
+                flavor.name(),
+                "acquire-release",
+                processes,
+                (5_000, 50_000),
+                move |n| acquire_release(flavor, processes as usize, n),
+            ));
+        }
+    }
+    all
 }

@@ -1,19 +1,13 @@
-//! Manager RPC: round-trip latency, ops/s with several client processes, and in the same
-//! place the raw Unix-socket round trip it is compared with.
+//! Manager RPC: round-trip latency and ops/s with several client processes. The raw
+//! Unix-socket round trip it is divided by is `measure::calibration::unix_socket_roundtrip`.
 
 use super::lock::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
-use crate::process::{self as proc, Options, StartMethod};
+use crate::process::StartMethod;
 use crate::register_entry;
 use crate::report::model::Placement;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
-
-/// Size of the raw socket message: about a Manager increment request's size.
-pub const RAW_MESSAGE: usize = 64;
+use std::time::Duration;
 
 /// `iters` server-side increments from this process, each timed.
 pub fn rpc_round_trips(placement: Placement, iters: usize) -> RoundTrips {
@@ -22,16 +16,12 @@ pub fn rpc_round_trips(placement: Placement, iters: usize) -> RoundTrips {
     let manager = Manager::start_on(StartMethod::Fork, theirs).expect("start manager");
     let client = manager.client().expect("connect").with_timeout(BOUND);
     let counter = client.counter("n");
-    counter.increment(1).expect("warm-up");
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
+    let round_trips = super::lock::time_rounds(iters, || {
         counter.increment(1).expect("increment");
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
+    });
     drop(client);
     manager.shutdown(Duration::from_secs(10)).expect("shutdown");
-    RoundTrips { samples_ns }
+    round_trips
 }
 
 fn client(args: CrowdArgs<ManagerAddress>) -> Result<(), String> {
@@ -62,48 +52,35 @@ pub fn increments(clients: usize, iters: usize) -> Duration {
     elapsed
 }
 
-fn echo(args: (RawFd, usize)) -> Result<(), String> {
-    // SAFETY: the parent handed this fd to this process (inherit_fd) for it to own.
-    let mut stream = UnixStream::from(unsafe { OwnedFd::from_raw_fd(args.0) });
-    let mut buf = [0u8; RAW_MESSAGE];
-    for _ in 0..args.1 {
-        stream.read_exact(&mut buf).map_err(|e| e.to_string())?;
-        stream.write_all(&buf).map_err(|e| e.to_string())?;
+/// This family's entries in `measure::registry`: the RPC round trip divided by the raw
+/// Unix-socket round trip, and increments/s with 1, 2 and 4 clients.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration::UNIX_SOCKET_ROUNDTRIP;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all: Vec<Workload> = PLACEMENTS
+        .into_iter()
+        .map(|placement| {
+            Workload::latency(
+                "manager",
+                "server",
+                "rpc-increment",
+                None,
+                placement,
+                Some(UNIX_SOCKET_ROUNDTRIP),
+                (2_000, 20_000),
+                rpc_round_trips,
+            )
+        })
+        .collect();
+    for clients in [1u32, 2, 4] {
+        all.push(super::lock::ops_workload(
+            "manager",
+            "server",
+            "increments",
+            clients,
+            (2_000, 20_000),
+            move |n| increments(clients as usize, n),
+        ));
     }
-    Ok(())
-}
-register_entry!("measure-unix-echo", echo);
-
-/// Calibration for the Manager: `iters` round trips of a [`RAW_MESSAGE`]-byte message over
-/// a blocking Unix stream socket to an echo process, no framing, no JSON.
-pub fn raw_socket_round_trips(placement: Placement, iters: usize) -> RoundTrips {
-    let (mine, theirs) = cpus_for(placement);
-    let _pin = pin(mine);
-    let (mut near, far) = UnixStream::pair().expect("socketpair");
-    let far_fd = OwnedFd::from(far);
-    let mut child = proc::start(
-        "measure-unix-echo",
-        &(far_fd.as_raw_fd(), iters + 1),
-        Options::new("echo")
-            .method(StartMethod::Fork)
-            .cpu(theirs)
-            .inherit_fd(far_fd.as_raw_fd()),
-    )
-    .expect("start echo");
-    drop(far_fd);
-    let message = [7u8; RAW_MESSAGE];
-    let mut reply = [0u8; RAW_MESSAGE];
-    let mut round = || {
-        near.write_all(&message).expect("write");
-        near.read_exact(&mut reply).expect("read");
-    };
-    round();
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
-        round();
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
-    child.result::<()>(Some(BOUND)).expect("echo");
-    RoundTrips { samples_ns }
+    all
 }

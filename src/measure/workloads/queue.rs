@@ -3,6 +3,7 @@
 //! in [`super::pipe`] (raw pipe round trip, raw shared-memory ping-pong, memcpy), measured
 //! in the same bench.
 
+use super::pipe::{finish, CHILD_LIMIT};
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::futex;
 use crate::ipc::queue::{self, Config, Flavor, Queue, QueueHandle, Role};
@@ -13,8 +14,6 @@ use crate::report::model::Placement;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-const CHILD_LIMIT: Duration = Duration::from_secs(120);
 
 /// The queue configuration the workloads use for `size`-byte messages: room for a few
 /// large messages, or many small ones.
@@ -35,12 +34,6 @@ fn start(
         .iter()
         .fold(Options::new(entry).cpu(cpu), |o, h| h.inherit(o));
     proc::start(entry, args, options).unwrap_or_else(|e| panic!("workload child {entry}: {e}"))
-}
-
-fn finish(mut child: Child) {
-    if let Err(e) = child.result::<()>(Some(CHILD_LIMIT)) {
-        panic!("workload child failed: {e}");
-    }
 }
 
 /// Gets from the first queue and puts into the second, until an empty message.

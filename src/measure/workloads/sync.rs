@@ -6,7 +6,6 @@ use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use crate::report::model::Placement;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
 
 use super::lock::BOUND;
 
@@ -110,13 +109,30 @@ pub fn wake_round_trips(primitive: Primitive, placement: Placement, iters: usize
             pong.clear();
         }
     };
-    round();
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
-        round();
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
+    let round_trips = super::lock::time_rounds(iters, round);
     child.result::<()>(Some(BOUND)).expect("responder");
-    RoundTrips { samples_ns }
+    round_trips
+}
+
+/// This family's entries in `measure::registry`: wake-up round trips, divided by the raw
+/// pipe round trip (any blocking hand-off costs about that).
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration::PIPE_ROUNDTRIP;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all = Vec::new();
+    for primitive in Primitive::ALL {
+        for placement in PLACEMENTS {
+            all.push(Workload::latency(
+                "sync",
+                primitive.name(),
+                "wake-roundtrip",
+                None,
+                placement,
+                Some(PIPE_ROUNDTRIP),
+                (2_000, 20_000),
+                move |placement, n| wake_round_trips(primitive, placement, n),
+            ));
+        }
+    }
+    all
 }
