@@ -723,7 +723,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
         id,
         vec![
             "workload",
-            "producers×consumers",
+            "processes",
             "bytes",
             "msgs/s",
             "bytes/s",
@@ -737,7 +737,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
             t.workload.clone(),
             vec![
                 cell("workload", &t.workload),
-                cell("config", &format!("{}×{}", t.producers, t.consumers)),
+                cell("config", &processes_label(t.producers, t.consumers)),
                 num_cell("message_bytes", t.message_bytes as f64),
                 num_cell("msgs_per_sec", t.msgs_per_sec),
                 num_cell("bytes_per_sec", t.bytes_per_sec),
@@ -752,6 +752,16 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
         ));
     }
     table
+}
+
+/// "2×2" for producers × consumers; "4 procs" for processes that all do the same (a lock
+/// contended by 4, recorded with no consumers).
+fn processes_label(producers: u32, consumers: u32) -> String {
+    if consumers == 0 {
+        format!("{producers} proc{}", if producers == 1 { "" } else { "s" })
+    } else {
+        format!("{producers}×{consumers}")
+    }
 }
 
 fn flavor_key(t: &Throughput) -> String {
@@ -822,15 +832,16 @@ fn scaling_section(page: &Page) -> String {
         .flatten()
         .map(|t| (t.producers, t.consumers))
         .collect();
-    configs.sort_by_key(|(p, c)| (p * c, *p, *c));
+    configs.sort_by_key(|(p, c)| (p + c, *p, *c));
     configs.dedup();
     let mut out = open_section(
         page,
         Section::Scaling,
         groups.is_empty(),
-        "Messages per second with N producers and M consumers on one instance of the \
-         mechanism, one line per flavor and message size. Higher is faster; on 2 cores more \
-         processes mostly add contention.",
+        "Messages (or operations) per second as processes are added: P producers and C \
+         consumers on one instance of the mechanism, or N processes contending for one lock \
+         or server; one line per flavor (and message size). Higher is faster; on 2 cores \
+         more processes mostly add contention.",
     );
     if groups.is_empty() {
         out.push_str("</section>");
@@ -839,7 +850,7 @@ fn scaling_section(page: &Page) -> String {
     let names: Vec<(f64, String)> = configs
         .iter()
         .enumerate()
-        .map(|(i, (p, c))| (i as f64, format!("{p}×{c}")))
+        .map(|(i, (p, c))| (i as f64, processes_label(*p, *c)))
         .collect();
     let mut lines = Vec::new();
     let mut rows: Vec<&Throughput> = Vec::new();
@@ -855,23 +866,31 @@ fn scaling_section(page: &Page) -> String {
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         lines.push(Line {
-            label: format!("{flavor} · {}", charts::byte_ticks(*bytes as f64)),
+            label: if *bytes == 0 {
+                flavor.clone()
+            } else {
+                format!("{flavor} · {}", charts::byte_ticks(*bytes as f64))
+            },
             points,
             dashed: false,
         });
         let mut sorted = items.clone();
-        sorted.sort_by_key(|t| (t.producers * t.consumers, t.producers));
+        sorted.sort_by_key(|t| (t.producers + t.consumers, t.producers));
         rows.extend(sorted);
     }
     let chart = charts::lines(
         "scaling",
-        "Scaling: messages/s by producers × consumers",
+        "Scaling: operations per second by number of processes",
         &Axis::new(
-            "producers × consumers (processes)",
+            "processes (P×C: producers × consumers)",
             Scale::Linear,
             Ticks::Plain,
         ),
-        &Axis::new("throughput (msgs/s, log scale)", Scale::Log, Ticks::Count),
+        &Axis::new(
+            "messages or operations per second (log scale)",
+            Scale::Log,
+            Ticks::Count,
+        ),
         &lines,
         Some(&names),
         true,
