@@ -31,6 +31,27 @@ fn report(inputs: &[&Path], baseline: Option<&Path>, out: &Path) -> Output {
     ipcbench(&args)
 }
 
+/// Runs `ipcbench run ARGS --out DIR`, which must succeed; returns its stdout, the page
+/// and the results it wrote.
+fn run_into(args: &[&str], out_dir: &Path) -> (String, String, Results) {
+    let out_arg = out_dir.display().to_string();
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["--out", &out_arg]);
+    let out = ipcbench(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    (stdout, html, results)
+}
+
 fn built(dir: &Path, baseline: Option<&Path>) -> String {
     let out = report(&[&fixture()], baseline, dir);
     assert_eq!(
@@ -469,27 +490,9 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
 fn run_says_what_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let out_arg = out_dir.display().to_string();
-    let out = ipcbench(&[
-        "run",
-        "--quick",
-        "--skip",
-        "bench,check,stress",
-        "--out",
-        &out_arg,
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
-    let results = Results::load(&out_dir.join("results.json")).unwrap();
+    let (stdout, html, results) = run_into(&["--quick", "--skip", "bench,check,stress"], &out_dir);
     assert_eq!(results.profile, "quick");
     assert!(results.latency.is_empty() && results.scenarios.is_empty());
-    assert!(stdout.contains(&out_dir.join("index.html").display().to_string()));
     for step in ["bench", "check", "stress"] {
         let line = stdout
             .lines()
@@ -497,6 +500,14 @@ fn run_says_what_did_not_run() {
             .unwrap_or_else(|| panic!("no summary line for {step}: {stdout}"));
         assert!(line.contains("skipped"), "{line}");
         assert!(html.contains(&format!("not run: skipped (--skip {step})")));
+    }
+    for step in ["bench", "check", "stress"] {
+        assert_eq!(cell(&html, step, "status").as_deref(), Some("not run"));
+        // Skipped is not failed: the row is not marked as a failure.
+        assert!(
+            html.contains(&format!("<tr data-key=\"{step}\"><td>")),
+            "{step}"
+        );
     }
     for section in ["calibration", "latency", "scenarios", "stress"] {
         let start = html.find(&format!("<section id=\"{section}\">")).unwrap();
@@ -534,4 +545,35 @@ fn run_refuses_bad_arguments_with_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// A real step end to end: `run --quick` with the bench step only runs `ipcbench bench`
+/// as a child, folds its JSON in, and the page shows exactly those figures.
+#[test]
+fn run_folds_a_real_step_into_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let (stdout, html, results) = run_into(&["--quick", "--skip", "check,stress"], &out_dir);
+    let line = stdout.lines().find(|l| l.starts_with("bench")).unwrap();
+    assert!(
+        line.contains(" ok ") && line.contains("calibrations"),
+        "{line}"
+    );
+    assert!(!results.calibration.is_empty() && !results.latency.is_empty());
+    // The step's own JSON was folded in and removed: the directory holds the report only.
+    assert!(!out_dir.join("bench.json").exists());
+    for c in &results.calibration {
+        assert_same(
+            &html,
+            &format!("{}/{}", c.name, c.placement.label()),
+            "value",
+            c.value,
+        );
+    }
+    for l in &results.latency {
+        assert_same(&html, &l.workload, "p50", l.percentiles.p50);
+        assert_same(&html, &l.workload, "p99", l.percentiles.p99);
+    }
+    assert!(html.contains("not run: skipped (--skip check)"));
+    assert_eq!(cell(&html, "bench", "status").as_deref(), Some("ok"));
 }

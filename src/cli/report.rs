@@ -55,6 +55,7 @@ pub fn main(args: Args) -> i32 {
             .map(|p| p.display().to_string())
             .collect(),
         notes: Vec::new(),
+        steps: Vec::new(),
         // The gate's own default, so the page shows what `ipcbench compare` would decide.
         threshold_pct: crate::report::compare::Policy::default().threshold_pct,
     };

@@ -86,16 +86,109 @@ pub const STEPS: [Step; 3] = [
     },
 ];
 
-fn bench(_results: &mut Results, _profile: &Profile) -> Outcome {
-    Outcome::NotBuilt
+/// Per-step bounds: hang guards, far above what each step takes (on 2 shared cores the
+/// quick bench took about 10 s, check about 20 s, stress about 5 s per target).
+const QUICK_LIMIT: Duration = Duration::from_secs(150);
+const FULL_LIMIT: Duration = Duration::from_secs(3600);
+
+/// Scenario cases per variant in the quick profile (`check`'s own default otherwise).
+const QUICK_CASES: u32 = 16;
+
+/// How long each stress target runs.
+const QUICK_STRESS: &str = "3s";
+const FULL_STRESS: &str = "30s";
+
+fn limit(profile: &Profile) -> Duration {
+    if profile.quick {
+        QUICK_LIMIT
+    } else {
+        FULL_LIMIT
+    }
 }
 
-fn check(_results: &mut Results, _profile: &Profile) -> Outcome {
-    Outcome::NotBuilt
+/// Exit 0 is clean, 1 is "ran, found a problem" (its figures still count), anything else
+/// is a failure of the step itself.
+fn outcome(code: Result<i32, String>, summary: impl FnOnce() -> String) -> Outcome {
+    match code {
+        Ok(0) => Outcome::Done {
+            summary: summary(),
+            ok: true,
+        },
+        Ok(1) => Outcome::Done {
+            summary: summary(),
+            ok: false,
+        },
+        Ok(code) => Outcome::Failed(format!("exited with {code}; {}", summary())),
+        Err(e) => Outcome::Failed(e),
+    }
 }
 
-fn stress(_results: &mut Results, _profile: &Profile) -> Outcome {
-    Outcome::NotBuilt
+/// Calibration, then every workload, in one measuring run (`ipcbench bench`): the figures
+/// are divided by the calibrations of that same run.
+fn bench(results: &mut Results, profile: &Profile) -> Outcome {
+    let args: Vec<String> = if profile.quick {
+        vec!["--quick".into()]
+    } else {
+        Vec::new()
+    };
+    let code = run_subcommand(results, profile, "bench", &args, limit(profile));
+    outcome(code, || {
+        format!(
+            "{} calibrations, {} latency and {} throughput workloads",
+            results.calibration.len(),
+            results.latency.len(),
+            results.throughput.len()
+        )
+    })
+}
+
+/// Every scenario variant (`ipcbench check`), seeded with the run's seed.
+fn check(results: &mut Results, profile: &Profile) -> Outcome {
+    let mut args = vec!["--seed".to_string(), profile.seed.to_string()];
+    if profile.quick {
+        args.extend(["--cases".to_string(), QUICK_CASES.to_string()]);
+    }
+    let code = run_subcommand(results, profile, "check", &args, limit(profile));
+    outcome(code, || {
+        let matched = results.scenarios.iter().filter(|s| s.matches).count();
+        format!(
+            "{matched} of {} verdicts as expected (seed {})",
+            results.scenarios.len(),
+            profile.seed
+        )
+    })
+}
+
+/// Every stress target with every fault (`ipcbench stress`), seeded with the run's seed.
+fn stress(results: &mut Results, profile: &Profile) -> Outcome {
+    let duration = if profile.quick {
+        QUICK_STRESS
+    } else {
+        FULL_STRESS
+    };
+    let args = vec![
+        "--duration".to_string(),
+        duration.to_string(),
+        "--seed".to_string(),
+        profile.seed.to_string(),
+    ];
+    let code = run_subcommand(results, profile, "stress", &args, limit(profile));
+    outcome(code, || {
+        let s = &results.stress;
+        let sum =
+            |f: fn(&crate::report::model::StressOutcome) -> u64| -> u64 { s.iter().map(f).sum() };
+        format!(
+            "{} targets, {} messages, {} faults; losses {}, duplicates {}, corrupt {}, hangs {}, leaks {}",
+            s.len(),
+            sum(|t| t.messages),
+            sum(|t| t.kills + t.stops + t.slows),
+            sum(|t| t.losses),
+            sum(|t| t.duplicates),
+            sum(|t| t.corrupt),
+            sum(|t| t.hangs.len() as u64),
+            sum(|t| t.leaks.len() as u64),
+        )
+    })
 }
 
 /// Runs `ipcbench SUBCOMMAND ARGS... --json DIR/SUBCOMMAND.json` as a child process and
@@ -103,7 +196,6 @@ fn stress(_results: &mut Results, _profile: &Profile) -> Outcome {
 /// (same flags, same output on the terminal), so a step is only the glue; as a separate
 /// process in its own process group it is bounded by `limit` and cannot take the run
 /// down with it.
-#[allow(dead_code)] // Used by each step as its module lands.
 fn run_subcommand(
     results: &mut Results,
     profile: &Profile,
@@ -272,6 +364,13 @@ pub fn main(args: Args) -> i32 {
         baseline: None,
         sources: Vec::new(),
         notes,
+        steps: rows
+            .iter()
+            .map(|(name, outcome, seconds)| {
+                let (status, text) = status_text(outcome);
+                (name.to_string(), status.to_string(), *seconds, text)
+            })
+            .collect(),
         threshold_pct: crate::report::compare::Policy::default().threshold_pct,
     };
     let index = match html::write(&out, &page) {

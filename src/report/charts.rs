@@ -312,6 +312,22 @@ fn draw_legend<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The common frame: title above, room for the tick labels and axis descriptions.
+fn chart_builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    y_label_width: u32,
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, (FONT, 23).into_font())
+        .margin(12)
+        .margin_right(30)
+        .x_label_area_size(44)
+        .y_label_area_size(y_label_width);
+    builder
+}
+
 /// Rows the legend strip needs for these labels (estimated without a backend).
 fn legend_rows(labels: &[String]) -> u32 {
     let mut rows = 1;
@@ -378,13 +394,7 @@ pub fn grouped_bars(
             cats.get(i).cloned().unwrap_or_default()
         };
         let x_format = |v: &f64| value_axis.ticks.format(*v);
-        let mut builder = ChartBuilder::on(&plot_area);
-        builder
-            .caption(title, (FONT, 23).into_font())
-            .margin(12)
-            .margin_right(30)
-            .x_label_area_size(44)
-            .y_label_area_size(label_width);
+        let mut builder = chart_builder(&plot_area, title, label_width);
         // The categories run top to bottom, as in the tables beside the chart.
         let y_range = linear(n, 0.0, centres);
         let bar_height = 1.0 / (per_group + 1.0);
@@ -513,13 +523,7 @@ pub fn lines(
             None => x_axis.ticks.format(*v),
         };
         let y_format = |v: &f64| y_axis.ticks.format(*v);
-        let mut builder = ChartBuilder::on(&plot_area);
-        builder
-            .caption(title, (FONT, 23).into_font())
-            .margin(12)
-            .margin_right(30)
-            .x_label_area_size(44)
-            .y_label_area_size(70);
+        let mut builder = chart_builder(&plot_area, title, 70);
         macro_rules! draw_lines {
             ($chart:ident) => {{
                 $chart

@@ -63,6 +63,9 @@ pub struct Page<'a> {
     /// Said at the top of a section instead of data that is not there, e.g.
     /// "not run: not built yet".
     pub notes: Vec<(Section, String)>,
+    /// How each step of `ipcbench run` went, shown in the header: (step, status, seconds,
+    /// result). Empty for `ipcbench report`.
+    pub steps: Vec<(String, String, f64, String)>,
     /// Percent change past which a delta counts as a regression.
     pub threshold_pct: f64,
 }
@@ -184,6 +187,18 @@ fn opt_cell(field: &'static str, v: Option<f64>) -> Cell {
     }
 }
 
+/// A figure's ratio, with the calibration it is a ratio to.
+fn ratio_cell(ratio: Option<f64>, calibration: Option<&str>) -> Cell {
+    match (ratio, calibration) {
+        (Some(ratio), Some(name)) => Cell {
+            field: "ratio",
+            html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
+            class: "n",
+        },
+        (ratio, _) => opt_cell("ratio", ratio),
+    }
+}
+
 impl Table {
     fn new(id: &str, head: Vec<&'static str>) -> Table {
         Table {
@@ -290,7 +305,7 @@ body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max
 padding:0 24px 40px;color:#1a1a1a;background:#fafafa;line-height:1.4}
 h1{font-size:1.6em;margin:.8em 0 .2em}h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:2em}
 h3{margin:1.2em 0 .4em}
-nav a{margin-right:1em}
+nav{margin-top:1em}nav a{margin-right:1em}
 .meta{color:#444}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:1em 0}
 .card{background:#fff;border:1px solid #ccc;border-radius:6px;padding:8px 14px;min-width:10em}
@@ -372,7 +387,31 @@ fn header(page: &Page) -> String {
         r.latency.len(),
         r.throughput.len()
     );
-    out.push_str("</div><nav>");
+    out.push_str("</div>");
+    if !page.steps.is_empty() {
+        out.push_str(
+            "<table id=\"table-steps\"><thead><tr><th>step</th><th>status</th>\
+             <th>seconds</th><th>result</th></tr></thead><tbody>",
+        );
+        for (step, status, seconds, result) in &page.steps {
+            let _ = write!(
+                out,
+                "<tr data-key=\"{}\"{}><td>{}</td><td data-field=\"status\">{}</td>\
+                 <td class=\"n\">{seconds:.1}</td><td>{}</td></tr>",
+                esc(step),
+                if status == "FAILED" || status == "PROBLEM" {
+                    " class=\"bad\""
+                } else {
+                    ""
+                },
+                esc(step),
+                esc(status),
+                esc(result)
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str("<nav>");
     if page.baseline.is_some() {
         out.push_str("<a href=\"#deltas\">Deltas</a>");
     }
@@ -546,22 +585,21 @@ fn latency_table(id: &str, items: &[&Latency]) -> Table {
                 num_cell("mean", p.mean),
                 num_cell("samples", p.samples as f64),
                 num_cell("spread", l.spread),
-                match (l.ratio, &l.calibration) {
-                    (Some(ratio), Some(name)) => Cell {
-                        field: "ratio",
-                        html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
-                        class: "n",
-                    },
-                    (ratio, _) => opt_cell("ratio", ratio),
-                },
+                ratio_cell(l.ratio, l.calibration.as_deref()),
             ],
         ));
     }
     table
 }
 
-fn percentile_chart(id: &str, title: &str, items: &[&Latency]) -> Result<Chart, String> {
-    let labels: Vec<String> = items.iter().map(|l| latency_label(l)).collect();
+/// p50/p99/p99.9 bars, one group per latency, on a log time axis.
+fn percentile_chart(
+    id: &str,
+    title: &str,
+    items: &[&Latency],
+    labels: &[String],
+    category_label: &str,
+) -> Result<Chart, String> {
     let pick = |f: fn(&Latency) -> f64| -> Vec<Option<f64>> {
         items.iter().map(|l| Some(f(l) / 1000.0)).collect()
     };
@@ -573,8 +611,8 @@ fn percentile_chart(id: &str, title: &str, items: &[&Latency]) -> Result<Chart, 
             Scale::Log,
             Ticks::Plain,
         ),
-        "flavor · message size · placement",
-        &labels,
+        category_label,
+        labels,
         &[
             ("p50".into(), pick(|l| l.percentiles.p50)),
             ("p99".into(), pick(|l| l.percentiles.p99)),
@@ -652,10 +690,13 @@ fn latency_section(page: &Page) -> String {
     );
     for (family, items) in &groups {
         let _ = write!(out, "<h3 id=\"latency-{0}\">{0}</h3>", esc(family));
+        let labels: Vec<String> = items.iter().map(|l| latency_label(l)).collect();
         let bars = percentile_chart(
             &format!("latency-{family}"),
             &format!("{family}: latency percentiles"),
             items,
+            &labels,
+            "flavor · message size · placement",
         );
         let table = latency_table(&format!("table-latency-{family}"), items);
         // The two charts side by side, the table under them (it is wide).
@@ -682,7 +723,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
         id,
         vec![
             "workload",
-            "producers×consumers",
+            "processes",
             "bytes",
             "msgs/s",
             "bytes/s",
@@ -696,7 +737,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
             t.workload.clone(),
             vec![
                 cell("workload", &t.workload),
-                cell("config", &format!("{}×{}", t.producers, t.consumers)),
+                cell("config", &processes_label(t.producers, t.consumers)),
                 num_cell("message_bytes", t.message_bytes as f64),
                 num_cell("msgs_per_sec", t.msgs_per_sec),
                 num_cell("bytes_per_sec", t.bytes_per_sec),
@@ -706,18 +747,21 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
                     class: "n",
                 },
                 num_cell("spread", t.spread),
-                match (t.ratio, &t.calibration) {
-                    (Some(ratio), Some(name)) => Cell {
-                        field: "ratio",
-                        html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
-                        class: "n",
-                    },
-                    (ratio, _) => opt_cell("ratio", ratio),
-                },
+                ratio_cell(t.ratio, t.calibration.as_deref()),
             ],
         ));
     }
     table
+}
+
+/// "2×2" for producers × consumers; "4 procs" for processes that all do the same (a lock
+/// contended by 4, recorded with no consumers).
+fn processes_label(producers: u32, consumers: u32) -> String {
+    if consumers == 0 {
+        format!("{producers} proc{}", if producers == 1 { "" } else { "s" })
+    } else {
+        format!("{producers}×{consumers}")
+    }
 }
 
 fn flavor_key(t: &Throughput) -> String {
@@ -788,15 +832,16 @@ fn scaling_section(page: &Page) -> String {
         .flatten()
         .map(|t| (t.producers, t.consumers))
         .collect();
-    configs.sort_by_key(|(p, c)| (p * c, *p, *c));
+    configs.sort_by_key(|(p, c)| (p + c, *p, *c));
     configs.dedup();
     let mut out = open_section(
         page,
         Section::Scaling,
         groups.is_empty(),
-        "Messages per second with N producers and M consumers on one instance of the \
-         mechanism, one line per flavor and message size. Higher is faster; on 2 cores more \
-         processes mostly add contention.",
+        "Messages (or operations) per second as processes are added: P producers and C \
+         consumers on one instance of the mechanism, or N processes contending for one lock \
+         or server; one line per flavor (and message size). Higher is faster; on 2 cores \
+         more processes mostly add contention.",
     );
     if groups.is_empty() {
         out.push_str("</section>");
@@ -805,7 +850,7 @@ fn scaling_section(page: &Page) -> String {
     let names: Vec<(f64, String)> = configs
         .iter()
         .enumerate()
-        .map(|(i, (p, c))| (i as f64, format!("{p}×{c}")))
+        .map(|(i, (p, c))| (i as f64, processes_label(*p, *c)))
         .collect();
     let mut lines = Vec::new();
     let mut rows: Vec<&Throughput> = Vec::new();
@@ -821,23 +866,31 @@ fn scaling_section(page: &Page) -> String {
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         lines.push(Line {
-            label: format!("{flavor} · {}", charts::byte_ticks(*bytes as f64)),
+            label: if *bytes == 0 {
+                flavor.clone()
+            } else {
+                format!("{flavor} · {}", charts::byte_ticks(*bytes as f64))
+            },
             points,
             dashed: false,
         });
         let mut sorted = items.clone();
-        sorted.sort_by_key(|t| (t.producers * t.consumers, t.producers));
+        sorted.sort_by_key(|t| (t.producers + t.consumers, t.producers));
         rows.extend(sorted);
     }
     let chart = charts::lines(
         "scaling",
-        "Scaling: messages/s by producers × consumers",
+        "Scaling: operations per second by number of processes",
         &Axis::new(
-            "producers × consumers (processes)",
+            "processes (P×C: producers × consumers)",
             Scale::Linear,
             Ticks::Plain,
         ),
-        &Axis::new("throughput (msgs/s, log scale)", Scale::Log, Ticks::Count),
+        &Axis::new(
+            "messages or operations per second (log scale)",
+            Scale::Log,
+            Ticks::Count,
+        ),
         &lines,
         Some(&names),
         true,
@@ -871,24 +924,12 @@ fn process_section(page: &Page) -> String {
             .iter()
             .map(|l| format!("{}/{} · {}", l.family, l.flavor, l.placement.label()))
             .collect();
-        let pick = |f: fn(&Latency) -> f64| -> Vec<Option<f64>> {
-            latencies.iter().map(|l| Some(f(l) / 1000.0)).collect()
-        };
-        let chart = charts::grouped_bars(
+        let chart = percentile_chart(
             "process-pool",
             "Process start+join and pool task costs",
-            &Axis::new(
-                "time per operation (µs, log scale)",
-                Scale::Log,
-                Ticks::Plain,
-            ),
-            "family/flavor · placement",
+            &latencies,
             &labels,
-            &[
-                ("p50".into(), pick(|l| l.percentiles.p50)),
-                ("p99".into(), pick(|l| l.percentiles.p99)),
-                ("p99.9".into(), pick(|l| l.percentiles.p999)),
-            ],
+            "family/flavor · placement",
         );
         out.push_str(&pair(
             chart,
