@@ -154,13 +154,13 @@ fn print_failures(report: &StressReport) {
 
 fn print_table(reports: &[StressReport]) {
     println!(
-        "{:<14} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>11} {:>10} {:>9} {:>5} {:>6} {:>4} {:>7} {:>5} {:>5}  verdict",
+        "{:<18} {:>6} {:>5} {:>5} {:>5} {:>5} {:>9} {:>11} {:>10} {:>9} {:>5} {:>6} {:>4} {:>7} {:>5} {:>5}  verdict",
         "target", "secs", "procs", "kill", "stop", "slow", "faults/m", "messages", "msgs/s",
         "in-flight", "torn", "losses", "dups", "corrupt", "hangs", "leaks"
     );
     for r in reports {
         println!(
-            "{:<14} {:>6.1} {:>5} {:>5} {:>5} {:>5} {:>9.0} {:>11} {:>10.0} {:>9} {:>5} {:>6} {:>4} {:>7} {:>5} {:>5}  {}",
+            "{:<18} {:>6.1} {:>5} {:>5} {:>5} {:>5} {:>9.0} {:>11} {:>10.0} {:>9} {:>5} {:>6} {:>4} {:>7} {:>5} {:>5}  {}",
             r.target,
             r.seconds,
             r.procs,
