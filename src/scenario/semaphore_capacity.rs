@@ -34,6 +34,10 @@ const VARIANTS: &[Variant] = &[
     Variant::holds("bounded", "never more than N inside at once"),
 ];
 
+/// Worker 0 acquires, enters, leaves, releases; worker 1 acquires and enters; worker 0
+/// acquires and enters again (the forced schedule of the deterministic test).
+const OVER_ADMITTING_PREFIX: [u8; 8] = [0, 0, 0, 0, 1, 1, 0, 0];
+
 /// How many are inside the section (the oracle's own count, beside the semaphore).
 type Counters = [AtomicI64; 1];
 
@@ -52,7 +56,18 @@ impl Scenario for SemaphoreCapacity {
         // Two rounds are what the over-counting release needs (a worker must give its
         // permits back before the excess shows), so they are generated more often.
         let rounds = prop_oneof![1 => Just(1u32), 3 => Just(2u32)];
-        (1i64..=2, 0usize..=2, rounds, Schedule::strategy(24, 4))
+        // Half the schedules start with the known over-admitting prefix (worker 0 passes
+        // once and gives back two permits, then worker 1 and worker 0 both enter), the
+        // way proptest reruns its persisted failures first: the search then catches a
+        // miscount in nearly every run of a few cases instead of now and then, and the
+        // safe variant is held to that very interleaving too.
+        let over_admitting = Schedule::strategy(16, 4).prop_map(|tail| {
+            let mut choices = OVER_ADMITTING_PREFIX.to_vec();
+            choices.extend(tail.choices);
+            Schedule::new(choices)
+        });
+        let schedules = prop_oneof![Schedule::strategy(24, 4), over_admitting];
+        (1i64..=2, 0usize..=2, rounds, schedules)
             .prop_map(|(capacity, extra, rounds, schedule)| {
                 Case::new(
                     &Params {
