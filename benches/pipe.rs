@@ -10,43 +10,20 @@ use ipcbench::measure::workloads::pipe as workload;
 use ipcbench::report::model::Placement;
 use std::time::Duration;
 
-const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
-
-/// Messages per timed stream: enough bytes that process start-up stays out of the noise.
-fn messages_for(size: usize) -> usize {
-    ((64 << 20) / size).clamp(32, 20_000)
-}
-
 fn round_trips(c: &mut Criterion) {
-    for placement in [Placement::CrossCpu, Placement::SameCpu] {
-        let mut group = c.benchmark_group(format!("pipe/round-trip-64B/{}", placement.label()));
-        group.sample_size(20);
-        group.bench_function("raw-pipe-1B", |b| {
-            b.iter_custom(|iters| {
-                ipcbench::measure::calibration::pipe_roundtrip(placement, iters as usize).total()
-            })
-        });
-        group.bench_function("raw-shm-pingpong", |b| {
-            b.iter_custom(|iters| {
-                ipcbench::measure::calibration::shm_pingpong(placement, iters as usize).total()
-            })
-        });
-        for kind in PipeKind::ALL {
-            group.bench_function(kind.name(), |b| {
-                b.iter_custom(|iters| {
-                    workload::round_trip(kind, 64, placement, iters as usize).total()
-                })
-            });
-        }
-        group.finish();
-    }
+    common::round_trip_groups(
+        c,
+        "pipe",
+        &PipeKind::ALL.map(|k| (k.name(), k)),
+        |kind, placement, iters| workload::round_trip(kind, 64, placement, iters),
+    );
 }
 
 fn streams(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipe/throughput");
     group.sample_size(10).sampling_mode(SamplingMode::Flat);
-    for size in SIZES {
-        let messages = messages_for(size);
+    for size in common::STREAM_SIZES {
+        let messages = common::messages_for(size);
         group.throughput(Throughput::Bytes((size * messages) as u64));
         group.bench_function(format!("duplex/{size}"), |b| {
             b.iter_custom(|iters| {

@@ -9,46 +9,23 @@ mod common;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use ipcbench::ipc::queue::Flavor;
 use ipcbench::measure::workloads::{pipe as raw, queue as workload};
-use ipcbench::report::model::Placement;
 use std::time::Duration;
 
-const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
-
-fn messages_for(size: usize) -> usize {
-    ((64 << 20) / size).clamp(32, 20_000)
-}
-
 fn round_trips(c: &mut Criterion) {
-    for placement in [Placement::CrossCpu, Placement::SameCpu] {
-        let mut group = c.benchmark_group(format!("queue/round-trip-64B/{}", placement.label()));
-        group.sample_size(20);
-        group.bench_function("raw-pipe-1B", |b| {
-            b.iter_custom(|iters| {
-                ipcbench::measure::calibration::pipe_roundtrip(placement, iters as usize).total()
-            })
-        });
-        group.bench_function("raw-shm-pingpong", |b| {
-            b.iter_custom(|iters| {
-                ipcbench::measure::calibration::shm_pingpong(placement, iters as usize).total()
-            })
-        });
-        for flavor in Flavor::ALL {
-            group.bench_function(flavor.name(), |b| {
-                b.iter_custom(|iters| {
-                    workload::round_trip(flavor, 64, placement, iters as usize).total()
-                })
-            });
-        }
-        group.finish();
-    }
+    common::round_trip_groups(
+        c,
+        "queue",
+        &Flavor::ALL.map(|f| (f.name(), f)),
+        |flavor, placement, iters| workload::round_trip(flavor, 64, placement, iters),
+    );
 }
 
 fn streams(c: &mut Criterion) {
     for (producers, consumers) in [(1, 1), (4, 4)] {
         let mut group = c.benchmark_group(format!("queue/throughput-{producers}to{consumers}"));
         group.sample_size(10).sampling_mode(SamplingMode::Flat);
-        for size in SIZES {
-            let messages = messages_for(size);
+        for size in common::STREAM_SIZES {
+            let messages = common::messages_for(size);
             group.throughput(Throughput::Bytes((size * messages) as u64));
             for flavor in Flavor::ALL {
                 group.bench_function(format!("{}/{size}", flavor.name()), |b| {
