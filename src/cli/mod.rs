@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod baseline;
 pub mod bench;
 pub mod check;
 pub mod compare;
@@ -45,6 +46,8 @@ pub enum Command {
     Report(report::Args),
     /// CI gate: compare CURRENT against BASELINE; exit 1 on a regression
     Compare(compare::Args),
+    /// Fold repeated runs into a CI baseline (median ratios, run-to-run spreads)
+    Baseline(baseline::Args),
     /// List the scenarios with their variants, and the benchmark workloads
     List(list::Args),
 }
@@ -77,6 +80,7 @@ fn dispatch(command: Command) -> i32 {
         Command::Stress(args) => stress::main(args),
         Command::Report(args) => report::main(args),
         Command::Compare(args) => compare::main(args),
+        Command::Baseline(args) => baseline::main(args),
         Command::List(args) => list::main(args),
     }
 }

@@ -476,3 +476,136 @@ pub fn to_markdown(c: &Comparison) -> String {
     out.push_str("\n</details>\n");
     out
 }
+
+/// Folds several runs of the same build into one baseline. Each metric's ratio is the
+/// median over the runs, and its spread is widened to the run-to-run spread
+/// ((max - min) / median of the ratios) when that is larger than the spread recorded
+/// within a run: a metric that moves by 200% from one run to the next on this kind of
+/// machine (a same-CPU spinning ring, say) then carries that spread and is shown but not
+/// gated, while a steady one keeps a tight spread and stays gated.
+pub fn combine_runs(mut runs: Vec<Results>) -> Option<Results> {
+    if runs.is_empty() {
+        return None;
+    }
+    let first = runs.remove(0);
+    let mut combined = first.clone();
+    let all: Vec<&Results> = std::iter::once(&first).chain(runs.iter()).collect();
+    let widen = |ratios: &mut Vec<f64>, spread: f64| -> Option<(f64, f64)> {
+        ratios.sort_by(f64::total_cmp);
+        let median = *ratios.get(ratios.len() / 2)?;
+        let run_to_run = match (ratios.first(), ratios.last()) {
+            (Some(lo), Some(hi)) if median > 0.0 => (hi - lo) / median,
+            _ => 0.0,
+        };
+        Some((median, spread.max(run_to_run)))
+    };
+    for entry in &mut combined.latency {
+        let mut ratios: Vec<f64> = all
+            .iter()
+            .filter_map(|r| {
+                r.latency
+                    .iter()
+                    .find(|l| l.workload == entry.workload)?
+                    .ratio
+            })
+            .collect();
+        let spread = all
+            .iter()
+            .filter_map(|r| r.latency.iter().find(|l| l.workload == entry.workload))
+            .map(|l| l.spread)
+            .fold(0.0, f64::max);
+        if let Some((ratio, spread)) = widen(&mut ratios, spread) {
+            entry.ratio = Some(ratio);
+            entry.spread = spread;
+        }
+    }
+    for entry in &mut combined.throughput {
+        let mut ratios: Vec<f64> = all
+            .iter()
+            .filter_map(|r| {
+                r.throughput
+                    .iter()
+                    .find(|t| t.workload == entry.workload)?
+                    .ratio
+            })
+            .collect();
+        let spread = all
+            .iter()
+            .filter_map(|r| r.throughput.iter().find(|t| t.workload == entry.workload))
+            .map(|t| t.spread)
+            .fold(0.0, f64::max);
+        if let Some((ratio, spread)) = widen(&mut ratios, spread) {
+            entry.ratio = Some(ratio);
+            entry.spread = spread;
+        }
+    }
+    Some(combined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{Latency, Percentiles, Placement};
+
+    fn run_with(ratio: f64, spread: f64) -> Results {
+        let mut r = Results::new("quick");
+        r.latency.push(Latency {
+            workload: "queue/shm/roundtrip/64B/same-cpu".into(),
+            family: "queue".into(),
+            flavor: "shm".into(),
+            placement: Placement::SameCpu,
+            message_bytes: 64,
+            percentiles: Percentiles::default(),
+            spread,
+            calibration: Some("pipe-roundtrip".into()),
+            ratio: Some(ratio),
+            cdf: vec![],
+        });
+        r
+    }
+
+    #[test]
+    fn combining_runs_takes_the_median_and_widens_the_spread() {
+        let combined = combine_runs(vec![
+            run_with(1.0, 0.1),
+            run_with(3.0, 0.1),
+            run_with(1.2, 0.2),
+        ])
+        .unwrap();
+        let l = &combined.latency[0];
+        assert_eq!(l.ratio, Some(1.2));
+        assert!((l.spread - (3.0 - 1.0) / 1.2).abs() < 1e-9, "{}", l.spread);
+        // A steady metric keeps its own, larger, within-run spread.
+        let steady = combine_runs(vec![run_with(1.0, 0.3), run_with(1.01, 0.1)]).unwrap();
+        assert!((steady.latency[0].spread - 0.3).abs() < 1e-9);
+        assert!(combine_runs(vec![]).is_none());
+    }
+
+    #[test]
+    fn the_noise_rule_needs_both_threshold_and_spread() {
+        let policy = Policy {
+            threshold_pct: 25.0,
+            max_gated_spread: 0.5,
+        };
+        let verdict = |base: f64, cur: f64, spread: f64| {
+            compare(&run_with(base, spread), &run_with(cur, spread), policy).metrics[0].status
+        };
+        assert_eq!(verdict(1.0, 2.0, 0.1), Status::Regressed);
+        assert_eq!(
+            verdict(1.0, 1.2, 0.1),
+            Status::Unchanged,
+            "under the threshold"
+        );
+        assert_eq!(
+            verdict(1.0, 1.4, 0.45),
+            Status::Unchanged,
+            "within the spread"
+        );
+        assert_eq!(
+            verdict(1.0, 3.0, 0.6),
+            Status::NoisyWorse,
+            "too noisy to gate"
+        );
+        assert_eq!(verdict(2.0, 1.0, 0.1), Status::Improved);
+    }
+}
