@@ -208,7 +208,11 @@ fn barrier_breaks_for_everyone_when_a_party_is_killed() {
             .collect();
         let waiters = start_all("sync-test-party", &args);
         let deadline = std::time::Instant::now() + LONG;
-        while barrier.n_waiting() < 3 {
+        // The victim must have registered (on open) before it is killed, or nobody
+        // could know a party died: wait for its pid among the parties, not only for
+        // the three waiters.
+        let victim_pid = victim.pid().as_raw() as u32;
+        while barrier.n_waiting() < 3 || !barrier.registered_parties().contains(&victim_pid) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "parties never arrived"

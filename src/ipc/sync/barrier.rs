@@ -92,6 +92,16 @@ impl Barrier {
         self.state.parties.load(SeqCst)
     }
 
+    /// Pids of the processes registered as parties (whose death breaks the barrier).
+    pub fn registered_parties(&self) -> Vec<u32> {
+        self.state
+            .party_pids
+            .iter()
+            .map(|p| p.load(SeqCst))
+            .filter(|&p| p != 0)
+            .collect()
+    }
+
     /// Processes waiting now.
     pub fn n_waiting(&self) -> u32 {
         self.state.arrived.load(SeqCst)
