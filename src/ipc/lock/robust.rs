@@ -85,30 +85,10 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
             address: Self::address_of(cell.name()).to_string(),
             message: format!("{what}: {}", std::io::Error::from_raw_os_error(code)),
         };
-        // SAFETY: the attribute object is initialised before use and destroyed after; the
-        // mutex lives in a fresh mapping nobody else has opened yet (the name is not
-        // handed out before `ready` is set).
-        unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            let r = libc::pthread_mutexattr_init(&mut attr);
-            if r != 0 {
-                return Err(fail("pthread_mutexattr_init", r));
-            }
-            let mut r = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-            if r == 0 {
-                r = libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
-            }
-            if r == 0 && ROBUST {
-                r = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-            }
-            if r == 0 {
-                r = libc::pthread_mutex_init(cell.mutex.get(), &attr);
-            }
-            libc::pthread_mutexattr_destroy(&mut attr);
-            if r != 0 {
-                return Err(fail("pthread_mutex_init", r));
-            }
-        }
+        // SAFETY: the mutex lives in a fresh mapping nobody else has opened yet (the name
+        // is not handed out before `ready` is set).
+        unsafe { init_shared_mutex(cell.mutex.get(), ROBUST) }
+            .map_err(|(what, code)| fail(what, code))?;
         cell.kind.store(kind_code(ROBUST), Ordering::Relaxed);
         cell.ready.store(READY, Ordering::Release);
         Ok(PthreadMutex {
@@ -177,7 +157,45 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
     }
 }
 
-fn realtime_deadline(timeout: Duration) -> libc::timespec {
+/// Initialises a pthread mutex in shared memory as process-shared and error-checking,
+/// and robust when `robust` (the queue flavors' locks use this too). On failure, the call
+/// that failed and its error code.
+///
+/// # Safety
+/// `mutex` must point to writable memory for a `pthread_mutex_t` that no other thread or
+/// process uses yet.
+pub(crate) unsafe fn init_shared_mutex(
+    mutex: *mut libc::pthread_mutex_t,
+    robust: bool,
+) -> Result<(), (&'static str, i32)> {
+    // SAFETY: the attribute object is initialised before use and destroyed after; the
+    // caller guarantees the mutex memory is valid and not yet shared.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        let r = libc::pthread_mutexattr_init(&mut attr);
+        if r != 0 {
+            return Err(("pthread_mutexattr_init", r));
+        }
+        let mut r = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        if r == 0 {
+            r = libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
+        }
+        if r == 0 && robust {
+            r = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        }
+        if r == 0 {
+            r = libc::pthread_mutex_init(mutex, &attr);
+        }
+        libc::pthread_mutexattr_destroy(&mut attr);
+        if r != 0 {
+            return Err(("pthread_mutex_init", r));
+        }
+    }
+    Ok(())
+}
+
+/// CLOCK_REALTIME now + `timeout`, as pthread_mutex_timedlock wants.
+pub(crate) fn realtime_deadline(timeout: Duration) -> libc::timespec {
     // SAFETY: clock_gettime writes one timespec.
     let mut now: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: as above; CLOCK_REALTIME always exists.

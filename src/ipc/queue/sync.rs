@@ -2,13 +2,15 @@
 //! queue module (the general Lock family lives in `ipc::lock`): a robust mutex, so a
 //! process killed while holding a queue's read or write side is reported to the next
 //! locker instead of wedging it, and a futex-backed counter for maxsize, qsize and
-//! JoinableQueue's unfinished-task count.
+//! JoinableQueue's unfinished-task count. The mutex embeds in the queue's control
+//! block (the Lock family's owns a segment of its own) but is initialised by the same
+//! `lock::robust::init_shared_mutex`.
 
 use crate::ipc::futex;
 use crate::ipc::shm::ShmSafe;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A `PTHREAD_PROCESS_SHARED` + `PTHREAD_MUTEX_ROBUST` mutex living in shared memory.
 /// Why a pthread mutex and not flock: it costs about 40 ns uncontended against about
@@ -37,31 +39,19 @@ impl RobustMutex {
     /// Makes the (zeroed) mutex robust and process-shared. Called once, by the creating
     /// process, before the segment's name or fd is handed to anyone.
     pub fn init(&self) -> std::io::Result<()> {
-        // SAFETY: the attribute object is initialised before use and destroyed after; the
-        // mutex memory is valid and not yet shared with any other process.
-        unsafe {
-            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-            check(libc::pthread_mutexattr_init(&mut attr))?;
-            let result = check(libc::pthread_mutexattr_setpshared(
-                &mut attr,
-                libc::PTHREAD_PROCESS_SHARED,
-            ))
-            .and_then(|_| {
-                check(libc::pthread_mutexattr_setrobust(
-                    &mut attr,
-                    libc::PTHREAD_MUTEX_ROBUST,
-                ))
-            })
-            .and_then(|_| check(libc::pthread_mutex_init(self.inner.get(), &attr)));
-            libc::pthread_mutexattr_destroy(&mut attr);
-            result
-        }
+        // SAFETY: the mutex memory is valid and not yet shared with any other process.
+        unsafe { crate::ipc::lock::robust::init_shared_mutex(self.inner.get(), true) }.map_err(
+            |(what, code)| {
+                let e = std::io::Error::from_raw_os_error(code);
+                std::io::Error::new(e.kind(), format!("{what}: {e}"))
+            },
+        )
     }
 
     /// Locks before `deadline`; None when the deadline passed first.
     pub fn lock(&self, deadline: Instant) -> std::io::Result<Option<MutexGuard<'_>>> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let abs = realtime_after(left);
+        let abs = crate::ipc::lock::robust::realtime_deadline(left);
         // SAFETY: the mutex was initialised by its creator; `abs` is a valid timespec.
         let r = unsafe { libc::pthread_mutex_timedlock(self.inner.get(), &abs) };
         match r {
@@ -88,31 +78,6 @@ impl Drop for MutexGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: this guard holds the lock, taken by this thread.
         unsafe { libc::pthread_mutex_unlock(self.mutex.inner.get()) };
-    }
-}
-
-fn check(r: libc::c_int) -> std::io::Result<()> {
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::from_raw_os_error(r))
-    }
-}
-
-/// CLOCK_REALTIME now + `after`, as pthread_mutex_timedlock wants.
-fn realtime_after(after: Duration) -> libc::timespec {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
-    let nanos = now.tv_nsec as u64 + after.subsec_nanos() as u64;
-    libc::timespec {
-        tv_sec: now.tv_sec
-            + after.as_secs() as libc::time_t
-            + (nanos / 1_000_000_000) as libc::time_t,
-        tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
     }
 }
 
