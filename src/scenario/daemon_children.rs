@@ -70,11 +70,7 @@ impl Scenario for DaemonChildren {
         context: &CaseContext,
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
-        let daemon = match variant {
-            "daemon" => true,
-            "not-daemon" => false,
-            other => return Err(format!("daemon-children has no variant {other:?}")),
-        };
+        let daemon = !super::is_unsafe_variant(self, variant)?;
         let log = Turnstile::create(
             2,
             &Schedule::default(),

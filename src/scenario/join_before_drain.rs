@@ -61,11 +61,7 @@ impl Scenario for JoinBeforeDrain {
         context: &CaseContext,
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
-        let join_first = match variant {
-            "join-first" => true,
-            "drain-first" => false,
-            other => return Err(format!("join-before-drain has no variant {other:?}")),
-        };
+        let join_first = super::is_unsafe_variant(self, variant)?;
         let (read_end, write_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;
         let w = write_end.handle().map_err(|e| e.to_string())?;
         let mut child = vec![start_worker(

@@ -246,6 +246,13 @@ pub fn find(name: &str) -> Result<&'static dyn Scenario, String> {
         })
 }
 
+/// For a scenario with one unsafe and one safe variant: whether `variant` is the unsafe
+/// one (the one to be caught), read from its catalogue entry rather than restated in each
+/// scenario's body. An unknown variant is an error listing the valid ones.
+pub fn is_unsafe_variant(scenario: &dyn Scenario, variant: &str) -> Result<bool, String> {
+    Ok(find_variant(scenario, variant)?.expected == Expectation::Caught)
+}
+
 /// Finds a variant of a scenario; an unknown one is an error listing the valid ones.
 pub fn find_variant(scenario: &dyn Scenario, name: &str) -> Result<Variant, String> {
     scenario

@@ -71,11 +71,7 @@ impl Scenario for PipeEndSignal {
         context: &CaseContext,
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
-        let leaked = match variant {
-            "write-end-leaked" => true,
-            "ends-closed" => false,
-            other => return Err(format!("pipe-end-signal has no variant {other:?}")),
-        };
+        let leaked = super::is_unsafe_variant(self, variant)?;
         let (read_end, mut write_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;
         let r = read_end.handle().map_err(|e| e.to_string())?;
         let w = write_end.handle().map_err(|e| e.to_string())?;

@@ -88,11 +88,7 @@ impl Scenario for SemaphoreCapacity {
         context: &CaseContext,
     ) -> Result<CaseOutcome, String> {
         let params: Params = case.params()?;
-        let miscounted = match variant {
-            "miscounted" => true,
-            "bounded" => false,
-            other => return Err(format!("semaphore-capacity has no variant {other:?}")),
-        };
+        let miscounted = super::is_unsafe_variant(self, variant)?;
         let permits = u32::try_from(params.capacity).map_err(|e| e.to_string())?;
         let semaphore = if miscounted {
             Semaphore::miscounted(permits)
