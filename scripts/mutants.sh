@@ -31,6 +31,7 @@ run_group() {
     local shard_args=()
     if [ "$sample" -gt 1 ]; then shard_args=(--shard "$shard/$sample" --sharding round-robin); fi
     # shellcheck disable=SC2086
+    mkdir -p "target/mutants-out/$name"
     cargo mutants --in-place --profile mutants --baseline skip --no-shuffle \
         "${shard_args[@]}" "${args[@]}" \
         --timeout 180 --build-timeout 600 \
