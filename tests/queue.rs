@@ -299,9 +299,10 @@ fn a_consumer_killed_while_waiting_does_not_wedge_the_queue() {
     });
 }
 
-fn abandon_midway(args: (QueueHandle, bool)) -> Result<bool, QueueError> {
+/// (queue, put rather than get, claimed rather than only reserved)
+fn abandon_midway(args: (QueueHandle, bool, bool)) -> Result<bool, QueueError> {
     let queue = ShmQueue::open(args.0)?;
-    Ok(queue.abandon_midway_for_test(args.1))
+    Ok(queue.abandon_midway_for_test(args.1, args.2))
 }
 register_entry!("queue-test-shm-abandon", abandon_midway);
 
@@ -316,7 +317,7 @@ fn shm_ring_moves_past_a_producer_or_consumer_that_died_mid_message() {
         let pid = {
             let mut child = start(
                 "queue-test-shm-abandon",
-                &(handle.clone(), true),
+                &(handle.clone(), true, true),
                 &handle,
                 StartMethod::Fork,
             );
@@ -338,7 +339,7 @@ fn shm_ring_moves_past_a_producer_or_consumer_that_died_mid_message() {
         queue.put(b"kept", None).unwrap();
         let mut child = start(
             "queue-test-shm-abandon",
-            &(handle.clone(), false),
+            &(handle.clone(), false, true),
             &handle,
             StartMethod::Fork,
         );
@@ -346,6 +347,44 @@ fn shm_ring_moves_past_a_producer_or_consumer_that_died_mid_message() {
         queue.put(b"room", Some(Duration::from_secs(5))).unwrap();
         assert_eq!(queue.get(None).unwrap(), b"kept");
         assert_eq!(queue.get(None).unwrap(), b"room");
+    }
+    let leaks = leaks_since(&before);
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// Runs the abandon helper in a child that then exits, as one SIGKILLed there would.
+fn abandon_in_child(handle: &QueueHandle, put: bool, claimed: bool) {
+    let mut child = start(
+        "queue-test-shm-abandon",
+        &(handle.clone(), put, claimed),
+        handle,
+        StartMethod::Fork,
+    );
+    assert!(child.result::<bool>(Some(LONG)).unwrap());
+}
+
+#[test]
+fn shm_ring_drops_a_reservation_whose_holder_died_before_claiming() {
+    // The window that used to wedge the ring: a process killed after taking a slot but
+    // before the position was its own. Nothing was claimed, so nothing may be lost.
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = hygiene::Snapshot::take();
+    {
+        let queue = ShmQueue::create(&Config::default().maxsize(2)).unwrap();
+        let handle = queue.handle(Role::Both).unwrap();
+        abandon_in_child(&handle, true, false);
+        queue.put(b"first", Some(Duration::from_secs(5))).unwrap();
+        queue.put(b"second", Some(Duration::from_secs(5))).unwrap();
+        abandon_in_child(&handle, false, false);
+        assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"first");
+        assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"second");
+        assert_eq!(queue.lost(), 0);
+        // A nowait call gives up on a slot a dead process reserved (it does not wait for
+        // recovery); a blocking one recovers it and gets the message.
+        queue.put(b"third", None).unwrap();
+        abandon_in_child(&handle, false, false);
+        assert!(matches!(queue.get_nowait(), Err(QueueError::Empty)));
+        assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"third");
     }
     let leaks = leaks_since(&before);
     assert!(leaks.is_empty(), "left behind: {leaks:?}");

@@ -8,17 +8,21 @@
 //! A put claims a position, copies, then publishes; a get claims, copies, then releases.
 //! A process killed between claim and publish/release would leave the slot in limbo and
 //! wedge every later reader (or writer). Each slot therefore records the pid of the
-//! process working in it. A waiter that finds the head slot stuck checks that pid:
+//! process working in it, and records it *before* the position is claimed: a claimer
+//! first reserves the slot (a CAS of its `owner` from 0 to its pid), then advances the
+//! counter, and clears `owner` only after it has published or released. So from the
+//! counter's advance to the publish there is always a pid to vouch for the slot, and a
+//! waiter that finds its slot stuck checks that pid:
+//! * reserver dead before advancing the counter: the counter still points at the slot;
+//!   a waiter clears the reservation and the queue goes on as if it never happened.
 //! * writer dead before publishing: a reader marks the slot as a tombstone; the consumer
 //!   that takes it gets `QueueError::PeerDied { pid, op: "put" }` (the message is lost,
 //!   and said so), and the queue moves on.
 //! * reader dead before releasing: a writer releases the slot (the dead reader's message
 //!   was its own to lose; [`ShmQueue::lost`] counts it) and the queue moves on.
 //!
-//! The pid is stored right after the claim, so a process killed in the few instructions
-//! between claim and store leaves a slot nobody can vouch for: waiters on it then fail
-//! with `Stalled` at their block limit instead of hanging. Pid reuse within one wait is
-//! not guarded against.
+//! A recoverer marks the slot with its own pid negated, so a recoverer killed midway is
+//! itself recovered from. Pid reuse within one wait is not guarded against.
 
 use super::{
     check_size, process_is_dead, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role,
@@ -38,8 +42,6 @@ const SPIN_TRIES: u32 = 100;
 const YIELD_TRIES: u32 = 50;
 /// While asleep, wake up this often to check whether the peer in the head slot died.
 const RECOVERY_CHECK: Duration = Duration::from_millis(10);
-/// Owner value of a slot being recovered by one waiter.
-const RECOVERING: i32 = -1;
 const MAGIC: u64 = 0x6970_6362_7269_6e67; // "ipcbring"
 
 #[repr(C, align(64))]
@@ -76,7 +78,8 @@ fn signal((word, waiters): &(AtomicU32, AtomicU32)) {
 struct Slot {
     seq: AtomicU64,
     len: AtomicU32,
-    /// pid of the process between claim and publish/release; 0 otherwise.
+    /// pid of the process that reserved the slot, from before its claim until after its
+    /// publish/release; minus the pid of a process recovering the slot; 0 otherwise.
     owner: AtomicI32,
     /// pid of a producer that died before publishing this slot (a tombstone), else 0.
     tomb: AtomicI32,
@@ -97,6 +100,14 @@ enum Attempt<T> {
     Done(T),
     /// Nothing to take / no room.
     Blocked,
+    /// The slot is reserved by a peer that has yet to advance the counter (or finish with
+    /// the slot's previous turn): worth another look in a moment.
+    Busy,
+}
+
+/// True when the process named by a slot's `owner` (a worker, or a recoverer) is gone.
+fn owner_is_dead(owner: i32) -> bool {
+    owner != 0 && process_is_dead(owner.unsigned_abs() as i32)
 }
 
 impl ShmQueue {
@@ -204,54 +215,104 @@ impl ShmQueue {
 
     /// Claims the next position on `counter` (enqueue for a put, dequeue for a get) when
     /// its slot's sequence says it is this side's turn (`pos + turn`: 0 for a put, 1 for
-    /// a get). None when it is not (the ring is full, or empty).
-    fn claim(&self, counter: &AtomicU64, turn: u64) -> Option<u64> {
-        let mut pos = counter.load(Ordering::Relaxed);
+    /// a get), leaving this process's pid in the slot's `owner`. Blocked when it is not
+    /// this side's turn (the ring is full, or empty); Busy while another process holds
+    /// the slot's reservation.
+    fn claim(&self, counter: &AtomicU64, turn: u64) -> Attempt<u64> {
         loop {
-            let seq = self.slot(pos).seq.load(Ordering::Acquire);
-            let ahead = seq as i64 - (pos + turn) as i64;
-            if ahead == 0 {
-                match counter.compare_exchange_weak(
-                    pos,
-                    pos + 1,
-                    Ordering::SeqCst,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return Some(pos),
-                    Err(now) => pos = now,
-                }
-            } else if ahead < 0 {
-                return None;
-            } else {
-                pos = counter.load(Ordering::Relaxed);
+            let pos = counter.load(Ordering::Relaxed);
+            let slot = self.slot(pos);
+            let ahead = slot.seq.load(Ordering::Acquire) as i64 - (pos + turn) as i64;
+            if ahead < 0 {
+                return Attempt::Blocked;
             }
+            if ahead > 0 {
+                continue; // the counter moved on since we read it
+            }
+            // Reserve first, so the pid is there before the position is ours.
+            if slot
+                .owner
+                .compare_exchange(0, self.pid, Ordering::SeqCst, Ordering::Relaxed)
+                .is_err()
+            {
+                return Attempt::Busy;
+            }
+            // Still this position's turn (not a stale read of another lap), and nobody
+            // advanced the counter (only a reserver can): the position is ours.
+            if slot.seq.load(Ordering::Acquire) == pos + turn
+                && counter
+                    .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Attempt::Done(pos);
+            }
+            slot.owner.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// Takes over a slot whose `owner` has died, marking it with this process's negated
+    /// pid. False when the owner is alive (or someone else took over first).
+    fn take_over_dead(&self, slot: &Slot, owner: i32) -> bool {
+        owner_is_dead(owner)
+            && slot
+                .owner
+                .compare_exchange(owner, -self.pid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
+
+    /// The slot at `counter` is reserved by a process that died before advancing the
+    /// counter (or before restoring a stale reservation): nothing was claimed, so the
+    /// reservation is simply dropped. Only when the slot is at this side's turn and the
+    /// counter still points at it; otherwise the owner belongs to the slot's other side,
+    /// whose recovery is the other function.
+    fn recover_dead_reservation(
+        &self,
+        counter: &AtomicU64,
+        turn: u64,
+        word: &(AtomicU32, AtomicU32),
+    ) {
+        let pos = counter.load(Ordering::SeqCst);
+        let slot = self.slot(pos);
+        let owner = slot.owner.load(Ordering::SeqCst);
+        if slot.seq.load(Ordering::SeqCst) != pos + turn || !owner_is_dead(owner) {
+            return;
+        }
+        if counter.load(Ordering::SeqCst) == pos
+            && slot
+                .owner
+                .compare_exchange(owner, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            signal(word);
         }
     }
 
     fn try_put(&self, message: &[u8]) -> Attempt<()> {
         let header = self.header();
-        let Some(pos) = self.claim(&header.enqueue.0, 0) else {
-            return Attempt::Blocked;
+        let pos = match self.claim(&header.enqueue.0, 0) {
+            Attempt::Done(pos) => pos,
+            Attempt::Blocked => return Attempt::Blocked,
+            Attempt::Busy => return Attempt::Busy,
         };
         let slot = self.slot(pos);
-        slot.owner.store(self.pid, Ordering::SeqCst);
         // SAFETY: the claim gives this process the slot exclusively until it publishes;
         // the message fits (checked by the caller against max_message).
         unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), self.data(pos), message.len()) };
         slot.len.store(message.len() as u32, Ordering::Relaxed);
-        slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
+        slot.owner.store(0, Ordering::Release);
         signal(&header.published.0);
         Attempt::Done(())
     }
 
     fn try_get(&self) -> Attempt<Result<Vec<u8>, QueueError>> {
         let header = self.header();
-        let Some(pos) = self.claim(&header.dequeue.0, 1) else {
-            return Attempt::Blocked;
+        let pos = match self.claim(&header.dequeue.0, 1) {
+            Attempt::Done(pos) => pos,
+            Attempt::Blocked => return Attempt::Blocked,
+            Attempt::Busy => return Attempt::Busy,
         };
         let slot = self.slot(pos);
-        slot.owner.store(self.pid, Ordering::SeqCst);
         let tomb = slot.tomb.load(Ordering::Relaxed);
         let result = if tomb != 0 {
             slot.tomb.store(0, Ordering::Relaxed);
@@ -271,7 +332,6 @@ impl ShmQueue {
             }
             Ok(message)
         };
-        slot.owner.store(0, Ordering::Relaxed);
         // A CAS, not a store: a writer that took this process for dead may have released
         // the slot already (see `recover_dead_reader`).
         let _ = slot.seq.compare_exchange(
@@ -280,6 +340,7 @@ impl ShmQueue {
             Ordering::Release,
             Ordering::Relaxed,
         );
+        slot.owner.store(0, Ordering::Release);
         signal(&header.released.0);
         Attempt::Done(result)
     }
@@ -294,19 +355,15 @@ impl ShmQueue {
         }
         let slot = self.slot(pos);
         let owner = slot.owner.load(Ordering::SeqCst);
-        if slot.seq.load(Ordering::SeqCst) != pos || owner == 0 || !process_is_dead(owner) {
+        if slot.seq.load(Ordering::SeqCst) != pos || !self.take_over_dead(slot, owner) {
             return;
         }
-        if slot
-            .owner
-            .compare_exchange(owner, RECOVERING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
-            return;
+        // A recoverer that died here may have recorded the writer already.
+        if owner > 0 || slot.tomb.load(Ordering::Relaxed) == 0 {
+            slot.tomb.store(owner.abs(), Ordering::Relaxed);
         }
-        slot.tomb.store(owner, Ordering::Relaxed);
-        slot.owner.store(0, Ordering::Relaxed);
         slot.seq.store(pos + 1, Ordering::Release);
+        slot.owner.store(0, Ordering::Release);
         signal(&header.published.0);
     }
 
@@ -324,18 +381,10 @@ impl ShmQueue {
         }
         let slot = self.slot(held);
         let owner = slot.owner.load(Ordering::SeqCst);
-        if slot.seq.load(Ordering::SeqCst) != held + 1 || owner == 0 || !process_is_dead(owner) {
-            return;
-        }
-        if slot
-            .owner
-            .compare_exchange(owner, RECOVERING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
+        if slot.seq.load(Ordering::SeqCst) != held + 1 || !self.take_over_dead(slot, owner) {
             return;
         }
         slot.tomb.store(0, Ordering::Relaxed);
-        slot.owner.store(0, Ordering::Relaxed);
         if slot
             .seq
             .compare_exchange(held + 1, pos, Ordering::Release, Ordering::Relaxed)
@@ -343,6 +392,7 @@ impl ShmQueue {
         {
             header.lost.fetch_add(1, Ordering::Relaxed);
         }
+        slot.owner.store(0, Ordering::Release);
         signal(&header.released.0);
     }
 
@@ -360,21 +410,22 @@ impl ShmQueue {
         recover: impl Fn(),
     ) -> Option<T> {
         let (word, waiters) = word;
-        if let Attempt::Done(value) = attempt() {
-            return Some(value);
+        for round in 0..=SPIN_TRIES + YIELD_TRIES {
+            if round > SPIN_TRIES {
+                std::thread::yield_now();
+            } else if round > 0 {
+                std::hint::spin_loop();
+            }
+            match attempt() {
+                Attempt::Done(value) => return Some(value),
+                // A nowait call gives up only on a definite full/empty; a reservation in
+                // flight is given the spin and yield rounds to clear.
+                Attempt::Blocked if nowait => return None,
+                Attempt::Blocked | Attempt::Busy => {}
+            }
         }
         if nowait {
-            return None;
-        }
-        for round in 0..SPIN_TRIES + YIELD_TRIES {
-            if round < SPIN_TRIES {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-            if let Attempt::Done(value) = attempt() {
-                return Some(value);
-            }
+            return None; // a peer has held the slot through every round: stalled or dead
         }
         loop {
             let seen = word.load(Ordering::SeqCst);
@@ -392,23 +443,28 @@ impl ShmQueue {
         }
     }
 
-    /// Fault injection for tests: claims the next position as a put (or a get) would,
-    /// records this process as working in it, and stops there, as a process killed
-    /// mid-message would. Returns false when there was no room (or nothing to take).
+    /// Fault injection for tests: stops where a process SIGKILLed mid-operation would,
+    /// on the next put (or get) position: with `claimed`, after claiming it (its pid in
+    /// the slot, the counter advanced); without, after only reserving the slot. Returns
+    /// false when there was no room (or nothing to take).
     #[doc(hidden)]
-    pub fn abandon_midway_for_test(&self, put: bool) -> bool {
+    pub fn abandon_midway_for_test(&self, put: bool, claimed: bool) -> bool {
         let header = self.header();
-        let claimed = if put {
-            self.claim(&header.enqueue.0, 0)
+        let (counter, turn) = if put {
+            (&header.enqueue.0, 0)
         } else {
-            self.claim(&header.dequeue.0, 1)
+            (&header.dequeue.0, 1)
         };
-        let Some(pos) = claimed else {
-            return false;
-        };
+        if claimed {
+            return matches!(self.claim(counter, turn), Attempt::Done(_));
+        }
+        let pos = counter.load(Ordering::SeqCst);
         let slot = self.slot(pos);
-        slot.owner.store(self.pid, Ordering::SeqCst);
-        true
+        slot.seq.load(Ordering::SeqCst) == pos + turn
+            && slot
+                .owner
+                .compare_exchange(0, self.pid, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
     }
 
     fn check_open(&self) -> Result<(), QueueError> {
@@ -435,7 +491,11 @@ impl Queue for ShmQueue {
             nowait,
             &self.header().released.0,
             || self.try_put(message),
-            || self.recover_dead_reader(),
+            || {
+                let header = self.header();
+                self.recover_dead_reservation(&header.enqueue.0, 0, &header.released.0);
+                self.recover_dead_reader();
+            },
         )
         .ok_or_else(|| wait.expired("put", QueueError::Full))
     }
@@ -449,7 +509,11 @@ impl Queue for ShmQueue {
             nowait,
             &self.header().published.0,
             || self.try_get(),
-            || self.recover_dead_writer(),
+            || {
+                let header = self.header();
+                self.recover_dead_reservation(&header.dequeue.0, 1, &header.published.0);
+                self.recover_dead_writer();
+            },
         )
         .unwrap_or_else(|| Err(wait.expired("get", QueueError::Empty)))
     }
