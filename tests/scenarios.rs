@@ -90,16 +90,32 @@ fn every_unsafe_variant_is_caught_with_a_reproduction() {
             scenario.name(),
             variant.name
         )));
-        // The reproduction reruns to the same verdict: the forced case is deterministic.
         let case = result.failing.clone().unwrap();
-        let again = run_case(scenario, variant.name, &case).unwrap().verdict;
-        assert_eq!(
-            again.label(),
-            result.verdict_label(),
-            "{}/{}: rerun of {case:?} gave {again}",
-            scenario.name(),
-            variant.name
-        );
+        if scenario.reproducible() {
+            // The reproduction reruns to the same verdict: the forced case is deterministic.
+            let again = run_case(scenario, variant.name, &case).unwrap().verdict;
+            assert_eq!(
+                again.label(),
+                result.verdict_label(),
+                "{}/{}: rerun of {case:?} gave {again}",
+                scenario.name(),
+                variant.name
+            );
+        } else {
+            // A race left to timing: its reproduction fails again within a few reruns.
+            let caught_again = (0..8).any(|_| {
+                !run_case(scenario, variant.name, &case)
+                    .unwrap()
+                    .verdict
+                    .holds()
+            });
+            assert!(
+                caught_again,
+                "{}/{}: {case:?} held in 8 reruns",
+                scenario.name(),
+                variant.name
+            );
+        }
     }
     assert_no_leaks(&before, "the unsafe searches");
 }
@@ -489,6 +505,9 @@ fn list_shows_every_catalogue_name() {
         "queue-end-signal/missing-sentinel",
         "queue-end-signal/sentinel-per-consumer",
         "queue-end-signal/joinable",
+        "queue-many-consumers/no-read-lock",
+        "queue-many-consumers/read-lock",
+        "queue-many-consumers/shm-ring",
         "pipe-end-signal/write-end-leaked",
         "pipe-end-signal/ends-closed",
         "manager-lost-update/get-then-set",

@@ -132,6 +132,9 @@ fn print_table(results: &[VariantResult]) {
             println!("  parameters: {}", repro.parameters);
             println!("  schedule:   {}", repro.schedule);
             println!("  rerun:      {}", repro.command);
+            if crate::scenario::find(r.scenario).is_ok_and(|s| !s.reproducible()) {
+                println!("              (a race left to timing: the rerun fails most times, not every time)");
+            }
         }
     }
 }

@@ -149,7 +149,8 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
         ..Config::default()
     };
     let mut runner = TestRunner::new_with_rng(config, rng_for(search.seed));
-    let seen: RefCell<HashMap<String, Result<CaseOutcome, String>>> = RefCell::new(HashMap::new());
+    let failed: RefCell<HashMap<String, Result<CaseOutcome, String>>> =
+        RefCell::new(HashMap::new());
     let count = std::cell::Cell::new(0u32);
     let result = runner.run(&scenario.cases(variant.name), |case| {
         count.set(count.get() + 1);
@@ -159,10 +160,14 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
             Ok(o) => Some(o.verdict.to_string()),
             Err(e) => Some(format!("could not run: {e}")),
         };
-        seen.borrow_mut().insert(case_key(&case), outcome);
         match verdict {
             None => Ok(()),
-            Some(text) => Err(TestCaseError::fail(text)),
+            Some(text) => {
+                // Only failures are kept: a racy case that failed once and held when
+                // shrinking ran it again is still the failure proptest reports.
+                failed.borrow_mut().insert(case_key(&case), outcome);
+                Err(TestCaseError::fail(text))
+            }
         }
     });
     let (outcome, failing) = match result {
@@ -171,7 +176,7 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
             None,
         ),
         Err(TestError::Fail(reason, case)) => {
-            let outcome = seen
+            let outcome = failed
                 .borrow_mut()
                 .remove(&case_key(&case))
                 .unwrap_or_else(|| Err(reason.to_string()));

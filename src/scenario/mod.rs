@@ -29,6 +29,7 @@ pub mod pipe_end_signal;
 pub mod pipe_same_end;
 pub mod pool_worker_death;
 pub mod queue_end_signal;
+pub mod queue_many_consumers;
 pub mod semaphore_capacity;
 pub mod ticket_oversell;
 
@@ -212,6 +213,12 @@ pub trait Scenario: Send + Sync {
     fn deadline(&self) -> Duration {
         Duration::from_secs(5)
     }
+    /// Whether a failing case fails again, the same way, when rerun: true where the
+    /// schedule forces the race; false where it is left to the kernel's timing and the
+    /// search catches it by volume (a rerun fails most times, not every time).
+    fn reproducible(&self) -> bool {
+        true
+    }
 }
 
 /// Every scenario, in catalogue order.
@@ -220,6 +227,7 @@ pub fn catalogue() -> &'static [&'static dyn Scenario] {
         &ticket_oversell::TicketOversell,
         &pipe_same_end::PipeSameEnd,
         &queue_end_signal::QueueEndSignal,
+        &queue_many_consumers::QueueManyConsumers,
         &pipe_end_signal::PipeEndSignal,
         &manager_lost_update::ManagerLostUpdate,
         &lock_holder_killed::LockHolderKilled,

@@ -18,7 +18,7 @@ use super::sync::{Counter, RobustMutex};
 use super::{check_size, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role, Wait};
 use crate::ipc::pipe::{pipe, Connection, PipeError, PipeKind};
 use crate::ipc::shm::{Shared, ShmSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 #[repr(C)]
@@ -29,6 +29,8 @@ struct Control {
     /// Config fixed at creation, so an opener cannot disagree with the creator.
     maxsize: AtomicU64,
     max_message: AtomicU64,
+    /// Non-zero only in the test subject made by [`PipeQueue::without_read_lock`].
+    unlocked_reads: AtomicU32,
 }
 
 // SAFETY: robust mutexes (see their impl), atomics; all valid zeroed until `init`.
@@ -68,6 +70,16 @@ impl PipeQueue {
             .max_message
             .store(config.max_message as u64, Ordering::SeqCst);
         Ok(PipeQueue::assemble(reader, writer, control, config))
+    }
+
+    /// A **test subject**, not a queue to use: gets skip the read-side lock, so consumers
+    /// sharing the read end can each take part of a frame (what the
+    /// `queue-many-consumers/no-read-lock` scenario must catch). Every process that opens
+    /// it inherits the defect, as the flag lives in the shared control block.
+    pub fn without_read_lock(config: &Config) -> Result<PipeQueue, QueueError> {
+        let queue = PipeQueue::create(config)?;
+        queue.control()?.unlocked_reads.store(1, Ordering::SeqCst);
+        Ok(queue)
     }
 
     pub fn open(handle: QueueHandle) -> Result<PipeQueue, QueueError> {
@@ -159,9 +171,15 @@ impl Queue for PipeQueue {
     fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError> {
         let control = self.control()?;
         let wait = Wait::new(timeout, self.config.block_limit);
-        let Some(guard) = control.read_lock.lock(wait.lock_deadline())? else {
-            return Err(wait.expired("get", QueueError::Empty));
+        let guard = if control.unlocked_reads.load(Ordering::Relaxed) == 0 {
+            let Some(guard) = control.read_lock.lock(wait.lock_deadline())? else {
+                return Err(wait.expired("get", QueueError::Empty));
+            };
+            Some(guard)
+        } else {
+            None
         };
+        let owner_died = guard.as_ref().is_some_and(|g| g.owner_died);
         // The timeout bounds the wait for a message to start; once it has, the connection
         // finishes the frame whatever the timeout (see `Connection::mid_frame_bound`).
         let left = wait
@@ -169,7 +187,7 @@ impl Queue for PipeQueue {
             .saturating_duration_since(std::time::Instant::now());
         let message = self.reader.recv_bytes_timeout(left).map_err(|e| match e {
             PipeError::Timeout(_) => wait.expired("get", QueueError::Empty),
-            PipeError::Corrupt(frame) if guard.owner_died => QueueError::Corrupt(format!(
+            PipeError::Corrupt(frame) if owner_died => QueueError::Corrupt(format!(
                 "{frame} (a consumer died while holding the read lock, mid-frame)"
             )),
             e => pipe_error(e),

@@ -7,7 +7,7 @@
 //! stops the consumers (as Python programs with daemon consumers do).
 
 use super::joinable::{JoinableHandle, JoinableQueue};
-use super::{Config, Flavor, QueueError, Role};
+use super::{Config, Flavor, Queue, QueueError, Role};
 use crate::process::watchdog::{self, HangReport};
 use crate::process::{self, Child, Options, ProcessError, StartMethod};
 use crate::register_entry;
@@ -129,9 +129,14 @@ pub fn producer_consumer(
     config: &Config,
     plan: &Plan,
 ) -> Result<Outcome, RunError> {
-    if plan.consumers > 1 && !flavor.multi_consumer() {
+    producer_consumer_on(flavor.create(config)?, plan)
+}
+
+/// [`producer_consumer`] over a queue the caller made (a test subject, say).
+pub fn producer_consumer_on(queue: Box<dyn Queue>, plan: &Plan) -> Result<Outcome, RunError> {
+    if plan.consumers > 1 && !queue.flavor().multi_consumer() {
         return Err(RunError::Unsupported {
-            flavor: flavor.name(),
+            flavor: queue.flavor().name(),
             consumers: plan.consumers,
         });
     }
@@ -140,7 +145,7 @@ pub fn producer_consumer(
             "at least one producer and one consumer".into(),
         ));
     }
-    let queue = JoinableQueue::new(flavor.create(config)?)?;
+    let queue = JoinableQueue::new(queue)?;
     let start = |entry: &str,
                  name: String,
                  role: Role,
