@@ -67,3 +67,14 @@ fn simplex_ends_refuse_the_wrong_direction_and_time_out() {
     drop(writer);
     assert!(reader.recv_bytes().unwrap_err().is_eof());
 }
+
+#[test]
+fn set_timeout_is_the_bound_of_a_recv_without_one() {
+    let (mut reader, writer) = pipe(PipeKind::Simplex).unwrap();
+    reader.set_timeout(Duration::from_millis(30));
+    match reader.recv_bytes() {
+        Err(PipeError::Timeout(bound)) => assert_eq!(bound, Duration::from_millis(30)),
+        other => panic!("expected a timeout after the bound set, got {other:?}"),
+    }
+    drop(writer);
+}

@@ -2,13 +2,14 @@
 
 mod sync_support;
 
+use ipcbench::ipc::futex;
 use ipcbench::ipc::shm::Shared;
 use ipcbench::ipc::sync::{Barrier, Event, Semaphore, SyncError};
 use ipcbench::process::{self, Options, StartMethod};
 use ipcbench::register_entry;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use sync_support::{leak_checked, results, start_all};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -258,5 +259,90 @@ fn crowds_that_pass_and_exit_at_once_never_break_the_barrier() {
                 acquire_release(LockFlavor::Robust, processes, round % 5);
             }
         }
+    });
+}
+
+// ---- the futex wrapper under the three mechanisms, woken from another process ----
+
+/// [0]: the word waited on; [1]: the parent says it is about to sleep.
+type Words = Shared<[AtomicU32; 2]>;
+
+/// Waits for the parent to announce its sleep, then changes word 0 to each value in
+/// turn (20 ms apart, so the parent is asleep again each time) and wakes it.
+fn futex_waker(args: (String, Vec<u32>)) -> Result<(), String> {
+    let words: Words = Shared::open(&args.0).map_err(|e| e.to_string())?;
+    let until = Instant::now() + LONG;
+    while words[1].load(Ordering::SeqCst) == 0 {
+        if futex::wait(&words[1], 0, Some(until)) == futex::Wake::TimedOut {
+            return Err("the parent never got ready".into());
+        }
+    }
+    for value in args.1 {
+        std::thread::sleep(Duration::from_millis(20));
+        words[0].store(value, Ordering::SeqCst);
+        futex::wake_all(&words[0]);
+    }
+    Ok(())
+}
+register_entry!("sync-test-futex-waker", futex_waker);
+
+fn start_waker(words: &Words, values: Vec<u32>) -> process::Child {
+    words[1].store(1, Ordering::SeqCst);
+    futex::wake_all(&words[1]);
+    process::start(
+        "sync-test-futex-waker",
+        &(words.name().to_string(), values),
+        Options::new("futex-waker").method(StartMethod::Fork),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_futex_wait_sleeps_until_another_process_wakes_it() {
+    leak_checked(|| {
+        let words: Words = Shared::create("sync-test", 0).unwrap();
+        let waker = start_waker(&words, vec![1]);
+        // A 30 s deadline: only a wake (or the word changing first) ends this wait early.
+        let woke = futex::wait(&words[0], 0, Some(Instant::now() + LONG));
+        assert_ne!(woke, futex::Wake::TimedOut, "returned before its deadline");
+        assert_eq!(words[0].load(Ordering::SeqCst), 1);
+        results::<()>(vec![waker]);
+    });
+}
+
+#[test]
+fn spin_then_wait_sleeps_through_changes_until_the_condition_holds() {
+    leak_checked(|| {
+        let words: Words = Shared::create("sync-test", 0).unwrap();
+        // Woken once with the condition still false (1), then with it true (2).
+        let waker = start_waker(&words, vec![1, 2]);
+        let outcome = futex::spin_then_wait(&words[0], Some(Instant::now() + LONG), 10, || {
+            let now = words[0].load(Ordering::SeqCst);
+            (now != 2).then_some(now)
+        });
+        assert_eq!(outcome, futex::Wake::Woken);
+        results::<()>(vec![waker]);
+    });
+}
+
+fn spin_until_deadline(millis: u64) -> Result<String, String> {
+    let word = AtomicU32::new(0);
+    let deadline = Instant::now() + Duration::from_millis(millis);
+    let outcome = futex::spin_then_wait(&word, Some(deadline), 10, || Some(0));
+    Ok(format!("{outcome:?}"))
+}
+register_entry!("sync-test-spin-until-deadline", spin_until_deadline);
+
+#[test]
+fn spin_then_wait_gives_up_at_its_deadline() {
+    leak_checked(|| {
+        // In a child, so that a wait that never ends fails this test instead of hanging it.
+        let child = process::start(
+            "sync-test-spin-until-deadline",
+            &30u64,
+            Options::new("spin-until-deadline").method(StartMethod::Fork),
+        )
+        .unwrap();
+        assert_eq!(results::<String>(vec![child]), vec!["TimedOut".to_string()]);
     });
 }

@@ -537,6 +537,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn monotonic_ns_is_the_monotonic_clock_in_nanoseconds() {
+        let reference = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+        let reference = reference.tv_sec() as u64 * 1_000_000_000 + reference.tv_nsec() as u64;
+        let ours = monotonic_ns();
+        // Read just after the reference: later, and by far less than a second.
+        assert!(
+            ours >= reference && ours - reference < 1_000_000_000,
+            "{ours} vs {reference}"
+        );
+    }
+
+    #[test]
     fn pack_round_trips() {
         let u = Unpacked {
             step: 12345,
