@@ -231,3 +231,32 @@ fn rlock_nests_refuses_an_extra_release_and_cannot_be_released_by_another_proces
         }
     });
 }
+
+#[test]
+fn an_explicit_guard_release_reports_what_drop_would_swallow() {
+    leak_checked(|| {
+        for flavor in LockFlavor::SAFE {
+            let lock = flavor.create().unwrap();
+            let guard = lock.lock(ACQUIRE).unwrap();
+            // Released behind the guard's back: the guard's own release now fails, and
+            // says so, where a drop could only ignore it.
+            lock.release().unwrap();
+            assert!(guard.release().is_err(), "{flavor:?}");
+        }
+    });
+}
+
+#[test]
+fn a_lock_address_names_its_kind_and_where_it_lives() {
+    let shown = |a: LockAddress| a.to_string();
+    assert_eq!(shown(LockAddress::Flock("/t/a".into())), "flock:/t/a");
+    assert_eq!(shown(LockAddress::Fcntl("/t/b".into())), "fcntl:/t/b");
+    assert_eq!(
+        shown(LockAddress::Robust("ipcbench-x".into())),
+        "robust-mutex:/dev/shm/ipcbench-x"
+    );
+    assert_eq!(
+        shown(LockAddress::Plain("ipcbench-y".into())),
+        "plain-mutex:/dev/shm/ipcbench-y"
+    );
+}

@@ -171,11 +171,14 @@ fn dict_and_list_proxies_see_another_process_writes() {
         let dict = client.dict("beds");
         assert_eq!(dict.keys().unwrap(), vec!["alice", "bob"]);
         assert_eq!(dict.len().unwrap(), 2);
+        assert!(!dict.is_empty().unwrap());
         assert_eq!(dict.get("bob").unwrap(), json!({"bed": 2}));
         assert!(dict.compare_and_set("alice", json!(1), json!(3)).unwrap());
         assert!(!dict.compare_and_set("alice", json!(1), json!(4)).unwrap());
         dict.delete("alice").unwrap();
         assert!(dict.get("alice").is_err());
+        dict.delete("bob").unwrap();
+        assert!(dict.is_empty().unwrap());
         let list = client.list("queue");
         assert_eq!(list.len().unwrap(), 3);
         assert_eq!(list.get(1).unwrap(), json!("dave"));
