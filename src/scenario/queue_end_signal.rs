@@ -13,7 +13,6 @@ use crate::process::StartMethod;
 use crate::schedule::Schedule;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 pub struct QueueEndSignal;
@@ -112,27 +111,16 @@ impl Scenario for QueueEndSignal {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let expected: BTreeSet<(u32, u32)> = (0..params.producers as u32)
-            .flat_map(|p| (0..params.items_per_producer).map(move |s| (p, s)))
-            .collect();
-        let received: Vec<(u32, u32)> = outcome.received.iter().flatten().copied().collect();
-        let unique: BTreeSet<(u32, u32)> = received.iter().copied().collect();
         let verdict = if plan.joinable {
             if outcome.joined == Some(true) {
                 Verdict::Holds
             } else {
                 Verdict::violated("join returns once every item is done", "join timed out")
             }
-        } else if unique != expected || received.len() != expected.len() {
-            Verdict::violated(
-                "every item is received exactly once",
-                format!(
-                    "{} received ({} distinct) of {}",
-                    received.len(),
-                    unique.len(),
-                    expected.len()
-                ),
-            )
+        } else if let Some(found) =
+            outcome.exactly_once_mismatch(params.producers, params.items_per_producer)
+        {
+            Verdict::violated("every item is received exactly once", found)
         } else {
             Verdict::Holds
         };

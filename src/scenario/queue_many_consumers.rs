@@ -21,7 +21,6 @@ use crate::process::{ProcessError, StartMethod};
 use crate::schedule::Schedule;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 pub struct QueueManyConsumers;
@@ -114,24 +113,9 @@ impl Scenario for QueueManyConsumers {
         let whole_frames = "every message reaches exactly one consumer, whole";
         let verdict = match producer_consumer_on(queue, &plan) {
             Ok(outcome) => {
-                let expected: BTreeSet<(u32, u32)> = (0..params.producers as u32)
-                    .flat_map(|p| (0..params.items_per_producer).map(move |s| (p, s)))
-                    .collect();
-                let received: Vec<(u32, u32)> =
-                    outcome.received.iter().flatten().copied().collect();
-                let unique: BTreeSet<(u32, u32)> = received.iter().copied().collect();
-                if unique == expected && received.len() == expected.len() {
-                    Verdict::Holds
-                } else {
-                    Verdict::violated(
-                        whole_frames,
-                        format!(
-                            "{} received ({} distinct) of {}",
-                            received.len(),
-                            unique.len(),
-                            expected.len()
-                        ),
-                    )
+                match outcome.exactly_once_mismatch(params.producers, params.items_per_producer) {
+                    None => Verdict::Holds,
+                    Some(found) => Verdict::violated(whole_frames, found),
                 }
             }
             Err(RunError::Hung(report)) => Verdict::Hung {

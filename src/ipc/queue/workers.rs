@@ -12,6 +12,7 @@ use crate::process::watchdog::{self, HangReport};
 use crate::process::{self, Child, Options, ProcessError, StartMethod};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The end-of-work message. Items are never empty (they carry producer and sequence).
@@ -61,6 +62,30 @@ pub struct Outcome {
     pub received: Vec<Vec<(u32, u32)>>,
     /// `Some(true)` when `join` returned (joinable plans), `Some(false)` when it timed out.
     pub joined: Option<bool>,
+}
+
+impl Outcome {
+    /// None when every item of `producers` × `items_per_producer` was received exactly
+    /// once; otherwise what was received instead.
+    pub fn exactly_once_mismatch(
+        &self,
+        producers: usize,
+        items_per_producer: u32,
+    ) -> Option<String> {
+        let expected: BTreeSet<(u32, u32)> = (0..producers as u32)
+            .flat_map(|p| (0..items_per_producer).map(move |s| (p, s)))
+            .collect();
+        let received: Vec<(u32, u32)> = self.received.iter().flatten().copied().collect();
+        let unique: BTreeSet<(u32, u32)> = received.iter().copied().collect();
+        (unique != expected || received.len() != expected.len()).then(|| {
+            format!(
+                "{} received ({} distinct) of {}",
+                received.len(),
+                unique.len(),
+                expected.len()
+            )
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
