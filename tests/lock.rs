@@ -260,3 +260,24 @@ fn a_lock_address_names_its_kind_and_where_it_lives() {
         "plain-mutex:/dev/shm/ipcbench-y"
     );
 }
+
+#[test]
+fn an_rlock_belongs_to_the_thread_that_took_it() {
+    // The robust flavor only: flock and fcntl locks belong to the open file, which every
+    // thread of a process shares, so they cannot tell two threads apart (see RLock).
+    leak_checked(|| {
+        let lock = RLock::new(LockFlavor::Robust.create().unwrap());
+        lock.acquire(ACQUIRE).unwrap();
+        let other_thread_got_it = std::thread::scope(|s| {
+            s.spawn(|| lock.try_acquire().unwrap().is_some())
+                .join()
+                .unwrap()
+        });
+        assert!(
+            !other_thread_got_it,
+            "re-entered by a thread that does not hold it"
+        );
+        assert_eq!(lock.depth(), 1);
+        lock.release().unwrap();
+    });
+}

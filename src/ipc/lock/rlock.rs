@@ -2,6 +2,11 @@
 //! `multiprocessing.RLock`. The depth is kept in the handle: only the owner needs it, and
 //! every other thread or process sees "not mine" and gets an error from `release`
 //! without touching the underlying lock.
+//!
+//! Two threads of one process sharing one handle are told apart only over the robust
+//! mutex: flock and fcntl (OFD) locks belong to the open file, which the threads share,
+//! so the second thread's acquire succeeds at the kernel. Give each thread its own
+//! handle (`RLock::open`) with those flavors, as each process has its own.
 
 use super::{Acquired, Lock, LockAddress, LockError};
 use std::sync::Mutex;

@@ -271,3 +271,28 @@ impl<const ROBUST: bool> Drop for PthreadMutex<ROBUST> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::realtime_deadline;
+    use std::time::Duration;
+
+    #[test]
+    fn realtime_deadline_is_now_plus_the_timeout_with_the_nanoseconds_carried() {
+        let to_ns = |t: libc::timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+        let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).unwrap();
+        let now = now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128;
+        // 1.999999999 s: its nanoseconds almost always carry into the seconds.
+        let deadline = realtime_deadline(Duration::new(1, 999_999_999));
+        assert!(
+            (0..1_000_000_000).contains(&deadline.tv_nsec),
+            "{}",
+            deadline.tv_nsec
+        );
+        let ahead = to_ns(deadline) - now;
+        assert!(
+            (1_999_999_999..2_999_999_999).contains(&ahead),
+            "deadline {ahead} ns ahead"
+        );
+    }
+}
