@@ -585,3 +585,46 @@ fn forking_from_several_threads_at_once_never_hangs_a_child() {
         }
     });
 }
+
+/// Ends its worker with exit code 0 in the middle of the task.
+fn exit_cleanly(_: ()) -> Result<u32, String> {
+    // SAFETY: _exit ends this worker process at once, as a task calling exit(0) would.
+    unsafe { libc::_exit(0) }
+}
+register_entry!("test-pool-exit-cleanly", exit_cleanly);
+
+#[test]
+fn a_worker_that_exits_with_code_zero_mid_task_is_reported_by_its_code() {
+    leak_checked(|| {
+        let pool = Pool::new(
+            PoolOptions::new()
+                .size(1)
+                .method(StartMethod::Fork)
+                .timeout(LONG),
+        )
+        .unwrap();
+        match pool.apply::<_, u32>("test-pool-exit-cleanly", &()) {
+            Err(PoolError::WorkerDied { how, .. }) => {
+                assert!(how.contains("exited with code 0"), "{how}")
+            }
+            other => panic!("expected WorkerDied, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn echo_clients_that_cannot_reach_a_server_fail_their_join() {
+    leak_checked(|| {
+        // A port nobody listens on any more.
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let clients = Clients::start(addr, 2, 1, 64, false, StartMethod::Fork).unwrap();
+        let joined = clients.join();
+        assert!(
+            joined.as_ref().is_err_and(|e| e.contains("echo client")),
+            "{joined:?}"
+        );
+    });
+}
