@@ -256,12 +256,15 @@ fn joinable_join_returns_once_every_item_is_done_and_extra_task_done_is_an_error
 
         let queue = JoinableQueue::new(flavor.create(&Config::default()).unwrap()).unwrap();
         queue.put(b"one", None).unwrap();
+        assert_eq!(queue.unfinished(), 1);
         assert!(
             !queue.join(Duration::from_millis(20)),
             "join before task_done"
         );
         assert_eq!(queue.get(None).unwrap(), b"one");
+        assert_eq!(queue.unfinished(), 1, "taken, not yet done");
         queue.task_done().unwrap();
+        assert_eq!(queue.unfinished(), 0);
         assert!(queue.join(Duration::from_millis(20)));
         assert!(matches!(
             queue.task_done(),

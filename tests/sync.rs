@@ -81,6 +81,10 @@ fn bounded_semaphore_refuses_a_release_past_its_bound_and_times_out() {
         other.release().unwrap();
         assert_eq!(semaphore.value(), 1);
         assert!(Semaphore::create(5).is_ok() && Semaphore::with_bound(3, 2).is_err());
+        // The bound is a futex word: i32::MAX is the largest allowed.
+        let largest = i32::MAX as u32;
+        assert!(Semaphore::with_bound(0, largest).is_ok());
+        assert!(Semaphore::with_bound(0, largest + 1).is_err());
     });
 }
 
