@@ -40,9 +40,8 @@ pub(super) struct WorkerArgs {
 /// supervisor thread) and end of stream on its pipe ends it.
 const IDLE_WAIT: Duration = Duration::from_secs(60);
 
-fn worker_main(args: WorkerArgs) -> Result<u64, String> {
+fn worker_main(args: WorkerArgs) -> Result<(), String> {
     let conn = Connection::adopt(args.conn).map_err(|e| format!("pool worker: {e}"))?;
-    let mut jobs_done = 0u64;
     loop {
         match conn.recv_timeout::<ToWorker>(IDLE_WAIT) {
             Ok(ToWorker::Run { job, entry, args }) => {
@@ -53,9 +52,8 @@ fn worker_main(args: WorkerArgs) -> Result<u64, String> {
                 conn.send(&FromWorker { job, outcomes }).map_err(|e| {
                     format!("pool worker: cannot send the result of job {job}: {e}")
                 })?;
-                jobs_done += 1;
             }
-            Ok(ToWorker::Stop) | Err(PipeError::Eof) => return Ok(jobs_done),
+            Ok(ToWorker::Stop) | Err(PipeError::Eof) => return Ok(()),
             Err(PipeError::Timeout(_)) => continue,
             Err(e) => return Err(format!("pool worker: {e}")),
         }
