@@ -2,6 +2,7 @@
 //! flavor, across real processes, and proves it left nothing behind.
 
 use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
+use ipcbench::ipc::queue::joinable::JoinableHandle;
 use ipcbench::ipc::queue::shm::ShmQueue;
 use ipcbench::ipc::queue::workers::{producer_consumer, Plan, RunError};
 use ipcbench::ipc::queue::{
@@ -243,6 +244,31 @@ fn one_sentinel_per_consumer_ends_them_all_and_a_missing_one_is_caught_as_hung()
     });
 }
 
+/// Takes one item a moment after starting, then marks it done.
+fn take_one_later(handle: JoinableHandle) -> Result<(), QueueError> {
+    let queue = JoinableQueue::open(handle)?;
+    std::thread::sleep(Duration::from_millis(50));
+    queue.get(Some(LONG))?;
+    queue.task_done()
+}
+register_entry!("queue-test-take-one-later", take_one_later);
+
+#[test]
+fn joinable_join_waits_for_another_process_to_mark_the_item_done() {
+    for_each_flavor(|flavor| {
+        let queue = JoinableQueue::new(flavor.create(&Config::default()).unwrap()).unwrap();
+        let handle = queue.handle(Role::Consumer).unwrap();
+        queue.put(b"work", None).unwrap();
+        let options = handle.inherit(Options::new("take-one-later").method(StartMethod::Fork));
+        let mut child = process::start("queue-test-take-one-later", &handle, options).unwrap();
+        assert!(
+            queue.join(LONG),
+            "{flavor:?}: join gave up before the item was done"
+        );
+        child.result::<()>(Some(LONG)).unwrap();
+    });
+}
+
 #[test]
 fn joinable_join_returns_once_every_item_is_done_and_extra_task_done_is_an_error() {
     for_each_flavor(|flavor| {
@@ -364,6 +390,18 @@ fn abandon_in_child(handle: &QueueHandle, put: bool, claimed: bool) {
         StartMethod::Fork,
     );
     assert!(child.result::<bool>(Some(LONG)).unwrap());
+}
+
+#[test]
+fn shm_ring_takes_the_shared_memory_its_geometry_needs() {
+    // 4 slots of 1 MiB: the segment is 4 MiB and a little, not a multiple of that.
+    let queue = ShmQueue::create(&Config::default().maxsize(4).max_message(1 << 20)).unwrap();
+    let ring = queue.shm_name().unwrap();
+    let bytes = std::fs::metadata(format!("/dev/shm/{ring}")).unwrap().len();
+    assert!(
+        (4 << 20..(4 << 20) + (64 << 10)).contains(&bytes),
+        "{bytes} bytes of /dev/shm for 4 MiB of slots"
+    );
 }
 
 #[test]

@@ -189,6 +189,11 @@ impl ShmQueue {
         }
     }
 
+    /// The ring's name in /dev/shm (None once closed): where to look at its footprint.
+    pub fn shm_name(&self) -> Option<&str> {
+        self.ring.as_ref().map(|r| r.name())
+    }
+
     /// Messages lost because a consumer died holding them (recovered slots).
     pub fn lost(&self) -> u64 {
         self.ring
