@@ -626,3 +626,12 @@ fn bench_workloads_run_on_every_flavor_and_clean_up() {
         }
     });
 }
+
+#[test]
+fn producer_consumer_refuses_several_consumers_on_a_single_consumer_flavor() {
+    let plan = Plan::new(1, 2, 1);
+    assert!(matches!(
+        producer_consumer(Flavor::Channel, &Config::default(), &plan),
+        Err(RunError::Unsupported { consumers: 2, .. })
+    ));
+}
