@@ -55,7 +55,7 @@ impl Scenario for QueueManyConsumers {
         "queue-many-consumers"
     }
     fn about(&self) -> &'static str {
-        "several consumers get large messages from one Queue"
+        "several consumers share one Queue loaded past what its pipe holds"
     }
     fn variants(&self) -> &'static [Variant] {
         VARIANTS
