@@ -6,7 +6,15 @@ use ipcbench::process::hygiene::{self, Snapshot};
 use ipcbench::report::model::Results;
 use std::process::Command;
 
+/// The leak check sees this whole process's fds and children, so runs never overlap.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn ipcbench(args: &[&str]) -> std::process::Output {
+    let _serial = serial();
     Command::new(env!("CARGO_BIN_EXE_ipcbench"))
         .args(args)
         .output()
@@ -29,6 +37,7 @@ fn filter_matching_nothing_is_exit_2_listing_the_workloads() {
 
 #[test]
 fn filter_runs_only_what_it_names_and_json_loads_back() {
+    let _serial = serial();
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");

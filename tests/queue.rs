@@ -394,6 +394,7 @@ fn abandon_in_child(handle: &QueueHandle, put: bool, claimed: bool) {
 
 #[test]
 fn shm_ring_takes_the_shared_memory_its_geometry_needs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     // 4 slots of 1 MiB: the segment is 4 MiB and a little, not a multiple of that.
     let queue = ShmQueue::create(&Config::default().maxsize(4).max_message(1 << 20)).unwrap();
     let ring = queue.shm_name().unwrap();
@@ -615,12 +616,7 @@ fn bench_workloads_run_on_every_flavor_and_clean_up() {
         assert_eq!(trips.samples_ns.len(), 50);
         for size in [64, 1 << 20] {
             for (producers, consumers) in [(1, 1), (4, 4)] {
-                let t = std::time::Instant::now();
                 let took = workload::throughput(flavor, size, producers, consumers, 40);
-                eprintln!(
-                    "DBG {flavor:?} {size} {producers}x{consumers}: {took:?} wall {:?}",
-                    t.elapsed()
-                );
                 assert!(took > Duration::ZERO && took < LONG, "{flavor:?} {size}");
             }
         }
@@ -629,6 +625,7 @@ fn bench_workloads_run_on_every_flavor_and_clean_up() {
 
 #[test]
 fn producer_consumer_refuses_several_consumers_on_a_single_consumer_flavor() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let plan = Plan::new(1, 2, 1);
     assert!(matches!(
         producer_consumer(Flavor::Channel, &Config::default(), &plan),

@@ -382,9 +382,11 @@ impl Snapshot {
             leaks.extend(now.shm.difference(&self.shm).cloned().map(Leak::Shm));
             leaks.extend(now.temp.difference(&self.temp).cloned().map(Leak::Temp));
             for fd in now.fds.difference(&self.fds) {
-                let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| "?".into());
+                // An fd closed since the listing is not a leak.
+                let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+                    continue;
+                };
+                let target = target.display().to_string();
                 // The read_dir of /proc/self/fd itself shows up as one fd while listing.
                 if !target.starts_with("/proc/") || !target.ends_with("/fd") {
                     leaks.push(Leak::Fd { fd: *fd, target });
