@@ -3,6 +3,7 @@
 
 use ipcbench::process::{self, hygiene, Group, Options};
 use ipcbench::register_entry;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(20);
@@ -122,17 +123,21 @@ fn nothing_is_left_behind() {
 #[test]
 fn a_leak_is_detected() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    // The check itself must be able to fail: a deliberately kept fd is reported.
+    // The check itself must be able to fail: a deliberately kept fd is reported, exactly
+    // the two ends and nothing else (not the fd the listing itself uses)...
     let before = hygiene::Snapshot::take();
     let (r, w) = nix::unistd::pipe().unwrap();
     let leaks = before.leaks_since();
-    assert!(
-        leaks
-            .iter()
-            .filter(|l| matches!(l, hygiene::Leak::Fd { .. }))
-            .count()
-            >= 2,
-        "{leaks:?}"
-    );
+    let kept = [r.as_raw_fd(), w.as_raw_fd()];
+    assert_eq!(leaks.len(), 2, "{leaks:?}");
+    for leak in &leaks {
+        assert!(
+            matches!(leak, hygiene::Leak::Fd { fd, target } if kept.contains(fd) && target.starts_with("pipe:")),
+            "{leaks:?}"
+        );
+    }
+    // ...and once they are closed it must not cry wolf.
     drop((r, w));
+    let leaks = before.leaks_since();
+    assert!(leaks.is_empty(), "{leaks:?}");
 }

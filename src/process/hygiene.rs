@@ -314,14 +314,22 @@ fn list_prefixed(dir: &Path, prefix: &str) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Open file descriptors of this process.
+/// Open file descriptors of this process, not counting the one this listing uses (its
+/// number depends on which fds are free, so counting it would make snapshots differ).
 pub fn open_fds() -> BTreeSet<i32> {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    use nix::dir::Dir;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsRawFd;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let Ok(mut dir) = Dir::open("/proc/self/fd", flags, Mode::empty()) else {
+        return BTreeSet::new();
+    };
+    let own = dir.as_raw_fd();
+    dir.iter()
+        .filter_map(|e| e.ok()?.file_name().to_str().ok()?.parse().ok())
+        .filter(|&fd| fd != own)
+        .collect()
 }
 
 /// What the suite could leak, at one moment.
@@ -383,12 +391,8 @@ impl Snapshot {
             leaks.extend(now.temp.difference(&self.temp).cloned().map(Leak::Temp));
             for fd in now.fds.difference(&self.fds) {
                 // An fd closed since the listing is not a leak.
-                let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
-                    continue;
-                };
-                let target = target.display().to_string();
-                // The read_dir of /proc/self/fd itself shows up as one fd while listing.
-                if !target.starts_with("/proc/") || !target.ends_with("/fd") {
+                if let Ok(target) = std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+                    let target = target.display().to_string();
                     leaks.push(Leak::Fd { fd: *fd, target });
                 }
             }
