@@ -158,6 +158,26 @@ fn fill(args: FillArgs) -> Result<(usize, bool, bool), QueueError> {
 register_entry!("queue-test-fill", fill);
 
 #[test]
+fn get_into_replaces_what_the_buffer_held_and_leaves_it_empty_on_a_timeout() {
+    for_each_flavor(|flavor| {
+        let queue = flavor.create(&Config::default()).unwrap();
+        let mut buf = b"stale bytes from before".to_vec();
+        for message in [pattern(1, 3000), pattern(2, 5), Vec::new(), pattern(3, 64)] {
+            queue.put(&message, None).unwrap();
+            queue.get_into(&mut buf, Some(LONG)).unwrap();
+            assert_eq!(buf, message, "{flavor:?}");
+        }
+        buf.extend_from_slice(b"stale");
+        let timeout = queue.get_into(&mut buf, Some(Duration::from_millis(20)));
+        assert!(
+            matches!(timeout, Err(QueueError::Empty)),
+            "{flavor:?}: {timeout:?}"
+        );
+        assert!(buf.is_empty(), "{flavor:?}: {} bytes left", buf.len());
+    });
+}
+
+#[test]
 fn maxsize_makes_put_block_and_time_out_and_nowait_calls_report_full_and_empty() {
     for_each_flavor(|flavor| {
         let config = Config::default()

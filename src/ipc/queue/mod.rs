@@ -270,6 +270,16 @@ pub trait Queue: Send {
     /// Takes the oldest message, waiting at most `timeout` (None: the block limit).
     fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError>;
 
+    /// Takes the oldest message into `buf`, replacing what it held, so a caller that
+    /// reuses one buffer allocates nothing per message (Python's `recv_bytes_into`). On an
+    /// error `buf` holds nothing of any message. Flavors that receive into a fresh buffer
+    /// anyway keep this default.
+    fn get_into(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<(), QueueError> {
+        buf.clear();
+        *buf = self.get(timeout)?;
+        Ok(())
+    }
+
     /// Puts without waiting for room: `Full` at once when the queue is at maxsize.
     fn put_nowait(&self, message: &[u8]) -> Result<(), QueueError> {
         self.put(message, Some(Duration::ZERO))
@@ -320,6 +330,9 @@ impl<Q: Queue + ?Sized> Queue for Box<Q> {
     }
     fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError> {
         (**self).get(timeout)
+    }
+    fn get_into(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<(), QueueError> {
+        (**self).get_into(buf, timeout)
     }
     fn put_nowait(&self, message: &[u8]) -> Result<(), QueueError> {
         (**self).put_nowait(message)

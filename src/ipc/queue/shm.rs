@@ -357,7 +357,8 @@ impl ShmQueue {
         let _ = (pos, len, exclusive);
     }
 
-    fn try_get(&self) -> Attempt<Result<Vec<u8>, QueueError>> {
+    /// Takes the head message into `buf` (cleared first; left empty for a tombstone).
+    fn try_get(&self, buf: &mut Vec<u8>) -> Attempt<Result<(), QueueError>> {
         let header = self.header();
         let pos = match self.claim(&header.dequeue.0, 1) {
             Attempt::Done(pos) => pos,
@@ -374,15 +375,16 @@ impl ShmQueue {
             })
         } else {
             let len = slot.len.load(Ordering::Relaxed) as usize;
-            let mut message = Vec::with_capacity(len);
+            buf.clear();
+            buf.reserve(len);
             // SAFETY: the claim gives this process the slot until it releases it; len was
             // written by the producer before it published (Acquire above) and is at most
-            // max_message, which the slot's data area holds.
+            // max_message, which the slot's data area holds; `buf` has room for len bytes.
             unsafe {
-                std::ptr::copy_nonoverlapping(self.data(pos), message.as_mut_ptr(), len);
-                message.set_len(len);
+                std::ptr::copy_nonoverlapping(self.data(pos), buf.as_mut_ptr(), len);
+                buf.set_len(len);
             }
-            Ok(message)
+            Ok(())
         };
         // A CAS, not a store: a writer that took this process for dead may have released
         // the slot already (see `recover_dead_reader`).
@@ -563,11 +565,18 @@ impl Queue for ShmQueue {
     }
 
     fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError> {
+        let mut message = Vec::new();
+        self.get_into(&mut message, timeout)?;
+        Ok(message)
+    }
+
+    fn get_into(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<(), QueueError> {
+        buf.clear();
         self.check_open()?;
         self.wait_for(
             timeout,
             &self.header().published.0,
-            || self.try_get(),
+            || self.try_get(buf),
             || {
                 let header = self.header();
                 self.recover_dead_reservation(&header.dequeue.0, 1, &header.published.0);
