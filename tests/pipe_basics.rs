@@ -78,3 +78,23 @@ fn set_timeout_is_the_bound_of_a_recv_without_one() {
     }
     drop(writer);
 }
+
+/// Every end is non-blocking, so that a deadline can bound each read and write (a
+/// blocking fd would wait past it, for ever if the peer stalls), and close-on-exec, so
+/// that an exec'd child gets only the ends it is handed.
+#[test]
+fn every_end_is_non_blocking_and_close_on_exec() {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+    for kind in PipeKind::ALL {
+        let (a, b) = pipe(kind).unwrap();
+        for end in [&a, &b] {
+            let raw = end.raw_fd().unwrap();
+            // SAFETY: `end` owns the fd and outlives this borrow.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+            let status = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL).unwrap());
+            assert!(status.contains(OFlag::O_NONBLOCK), "{kind:?} fd {raw}");
+            let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD).unwrap());
+            assert!(flags.contains(FdFlag::FD_CLOEXEC), "{kind:?} fd {raw}");
+        }
+    }
+}
