@@ -130,7 +130,9 @@ fn one_set_wakes_every_waiter_and_an_unset_wait_times_out() {
             &(0..4)
                 .map(|_| WaitArgs {
                     event: event.name().to_string(),
-                    timeout_ms: 30_000,
+                    // Far past the children's join bound: a waiter must be woken by the
+                    // set, not let out by its timeout (which also returns true).
+                    timeout_ms: 3_600_000,
                 })
                 .collect::<Vec<_>>(),
         );
