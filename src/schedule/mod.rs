@@ -549,6 +549,18 @@ mod tests {
     }
 
     #[test]
+    fn abandon_marks_only_a_real_worker_finished() {
+        let t = Turnstile::create(3, &Schedule::default(), Mode::Forced).unwrap();
+        let finished = || unpack(t.shared.state.load(Ordering::Acquire)).finished;
+        // An index past the last (a stale or wrong one from a caller) changes nothing.
+        t.abandon(3);
+        t.abandon(40);
+        assert_eq!(finished(), 0);
+        t.abandon(2);
+        assert_eq!(finished(), 0b100);
+    }
+
+    #[test]
     fn pack_round_trips() {
         let u = Unpacked {
             step: 12345,
