@@ -19,18 +19,14 @@ pub enum Wake {
 /// Sleeps while `*word == expected`, until woken or `deadline` (None: without bound — the
 /// callers in this crate always pass one, or loop with one).
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake {
-    let timeout = deadline.map(|d| {
-        let left = d.saturating_duration_since(Instant::now());
-        libc::timespec {
-            tv_sec: left.as_secs() as libc::time_t,
-            tv_nsec: left.subsec_nanos() as libc::c_long,
-        }
-    });
-    if let Some(t) = &timeout {
-        if t.tv_sec == 0 && t.tv_nsec == 0 {
-            return Wake::TimedOut;
-        }
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    if left.is_some_and(|left| left.is_zero()) {
+        return Wake::TimedOut;
     }
+    let timeout = left.map(|left| libc::timespec {
+        tv_sec: left.as_secs() as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    });
     let timeout_ptr = timeout
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
