@@ -561,6 +561,24 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_worker_stays_finished() {
+        // A parent may abandon a worker it took for stuck just before the worker gets to
+        // finish: the worker must not come back to life and be waited for.
+        let free = Mode::Free {
+            jitter_us: 0,
+            seed: 1,
+        };
+        let t = Turnstile::create(2, &Schedule::default(), free).unwrap();
+        let finished = || unpack(t.shared.state.load(Ordering::Acquire)).finished;
+        t.abandon(1);
+        t.finish(1).unwrap();
+        assert_eq!(finished(), 0b10);
+        t.finish(0).unwrap();
+        t.finish(0).unwrap();
+        assert_eq!(finished(), 0b11);
+    }
+
+    #[test]
     fn pack_round_trips() {
         let u = Unpacked {
             step: 12345,
