@@ -22,18 +22,17 @@ fn set_lock(file: &File, lock_type: libc::c_short) -> std::io::Result<bool> {
     spec.l_whence = libc::SEEK_SET as libc::c_short;
     spec.l_start = 0;
     spec.l_len = 0; // to the end of the file, however it grows
-    loop {
-        // SAFETY: F_OFD_SETLK reads one valid flock struct; the fd is owned by `file`.
-        let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &spec) };
-        if r == 0 {
-            return Ok(true);
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) | Some(libc::EACCES) => return Ok(false),
-            _ => return Err(e),
-        }
+                    // SAFETY: F_OFD_SETLK reads one valid flock struct; the fd is owned by `file`.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &spec) };
+    if r == 0 {
+        return Ok(true);
+    }
+    // No EINTR case: F_OFD_SETLK never sleeps, so a signal cannot interrupt it (only the
+    // waiting F_OFD_SETLKW can, which this module does not use).
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+        _ => Err(e),
     }
 }
 

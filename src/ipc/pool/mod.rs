@@ -778,3 +778,29 @@ impl<R: DeserializeOwned> Iterator for Imap<R> {
         self.current.pop_front()
     }
 }
+
+/// A fail-fast check in the library's own test binary, which runs first: a pool that
+/// never hands results back fails here at its 20-s bound, where the integration suite
+/// would wait its bound in every one of its tests.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> Result<u32, String> {
+        Ok(2 * x)
+    }
+    crate::register_entry!("pool-unit-double", double);
+
+    #[test]
+    fn a_small_map_comes_back_in_order() {
+        let options = PoolOptions::new()
+            .size(1)
+            .method(StartMethod::Fork)
+            .timeout(Duration::from_secs(20));
+        let mut pool = Pool::new(options).unwrap();
+        let doubled: Vec<u32> = pool.map("pool-unit-double", [1u32, 2, 3], 1).unwrap();
+        assert_eq!(doubled, [2, 4, 6]);
+        pool.close();
+        pool.join(None).unwrap();
+    }
+}

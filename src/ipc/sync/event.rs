@@ -89,3 +89,39 @@ impl Event {
         }
     }
 }
+
+/// Fail-fast checks in the library's own test binary, which runs first: a broken wake
+/// fails here in seconds, where the integration suites would crawl (their waits end at
+/// their timeouts, which also return true).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{self, Options, StartMethod};
+
+    fn wait_an_hour(name: String) -> Result<bool, String> {
+        let event = Event::open(&name).map_err(|e| e.to_string())?;
+        Ok(event.wait(Duration::from_secs(3600)))
+    }
+    crate::register_entry!("event-unit-wait-an-hour", wait_an_hour);
+
+    #[test]
+    fn set_wakes_a_waiter_asleep_in_another_process() {
+        let event = Event::create().unwrap();
+        let mut child = process::start(
+            "event-unit-wait-an-hour",
+            &event.name().to_string(),
+            Options::new("event-waiter").method(StartMethod::Fork),
+        )
+        .unwrap();
+        // Set only once the waiter sleeps, so the wake (not the spin) is what lets it out.
+        let asleep_by = Instant::now() + Duration::from_secs(20);
+        while event.state.waiters.load(SeqCst) == 0 {
+            assert!(Instant::now() < asleep_by, "the waiter never went to sleep");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        event.set();
+        // Bounded far below the waiter's hour: only the wake can end it in time.
+        let woken: bool = child.result(Some(Duration::from_secs(20))).unwrap();
+        assert!(woken);
+    }
+}
