@@ -361,7 +361,7 @@ mod tests {
     /// no timing is asserted.
     #[test]
     fn round_trips_count_and_leave_nothing() {
-        let _serial = crate::measure::tests_serial();
+        let _serial = crate::process::tests_serial();
         let before = Snapshot::take();
         for placement in [Placement::SameCpu, Placement::CrossCpu] {
             assert_eq!(pipe_roundtrip(placement, 50).samples_ns.len(), 50);

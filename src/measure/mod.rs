@@ -13,13 +13,3 @@ pub mod histogram;
 pub mod registry;
 pub mod runner;
 pub mod workloads;
-
-/// Serialises the library's own tests that start processes and count fds, since tests in
-/// one binary run in parallel threads.
-#[cfg(test)]
-pub(crate) fn tests_serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}

@@ -40,6 +40,16 @@ use std::time::{Duration, Instant};
 
 pub use nix::unistd::Pid;
 
+/// Serialises the library's own tests that start processes or count fds: children and
+/// fds are process-wide, and the tests of one binary run in parallel threads.
+#[cfg(test)]
+pub(crate) fn tests_serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// How a child process is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum StartMethod {

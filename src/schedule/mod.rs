@@ -548,10 +548,14 @@ mod tests {
         );
     }
 
+    fn finished_mask(t: &Turnstile) -> u32 {
+        unpack(t.shared.state.load(Ordering::Acquire)).finished
+    }
+
     #[test]
     fn abandon_marks_only_a_real_worker_finished() {
         let t = Turnstile::create(3, &Schedule::default(), Mode::Forced).unwrap();
-        let finished = || unpack(t.shared.state.load(Ordering::Acquire)).finished;
+        let finished = || finished_mask(&t);
         // An index past the last (a stale or wrong one from a caller) changes nothing.
         t.abandon(3);
         t.abandon(40);
@@ -569,7 +573,7 @@ mod tests {
             seed: 1,
         };
         let t = Turnstile::create(2, &Schedule::default(), free).unwrap();
-        let finished = || unpack(t.shared.state.load(Ordering::Acquire)).finished;
+        let finished = || finished_mask(&t);
         t.abandon(1);
         t.finish(1).unwrap();
         assert_eq!(finished(), 0b10);

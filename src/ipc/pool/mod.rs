@@ -793,7 +793,7 @@ mod tests {
 
     #[test]
     fn a_small_map_comes_back_in_order() {
-        let _serial = crate::measure::tests_serial();
+        let _serial = crate::process::tests_serial();
         let options = PoolOptions::new()
             .size(1)
             .method(StartMethod::Fork)

@@ -357,7 +357,8 @@ impl ShmQueue {
         let _ = (pos, len, exclusive);
     }
 
-    /// Takes the head message into `buf` (cleared first; left empty for a tombstone).
+    /// Takes the head message into `buf`, which the caller has emptied (it stays empty
+    /// for a tombstone).
     fn try_get(&self, buf: &mut Vec<u8>) -> Attempt<Result<(), QueueError>> {
         let header = self.header();
         let pos = match self.claim(&header.dequeue.0, 1) {
@@ -375,7 +376,6 @@ impl ShmQueue {
             })
         } else {
             let len = slot.len.load(Ordering::Relaxed) as usize;
-            buf.clear();
             buf.reserve(len);
             // SAFETY: the claim gives this process the slot until it releases it; len was
             // written by the producer before it published (Acquire above) and is at most

@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn set_wakes_a_waiter_asleep_in_another_process() {
-        let _serial = crate::measure::tests_serial();
+        let _serial = crate::process::tests_serial();
         let event = Event::create().unwrap();
         let mut child = process::start(
             "event-unit-wait-an-hour",
