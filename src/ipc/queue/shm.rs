@@ -22,7 +22,24 @@
 //!   was its own to lose; [`ShmQueue::lost`] counts it) and the queue moves on.
 //!
 //! A recoverer marks the slot with its own pid negated, so a recoverer killed midway is
-//! itself recovered from. Pid reuse within one wait is not guarded against.
+//! itself recovered from. Pid reuse within one wait is not guarded against. Recovery runs
+//! on the way to sleep and before a `*_nowait` call gives up, so a caller that never
+//! blocks still moves past a dead peer.
+//!
+//! # One slot
+//! The sequence scheme needs two slots: with one, "published at pos" and "free for the
+//! producer at pos + 1" are the same number. A ring asked for `maxsize` 1 (Python's
+//! `Queue(1)`) gets two slots and a `limit` of 1, which a put checks against the
+//! consumers' counter; rings of two slots and more pay nothing for it.
+//!
+//! # Untrusted shared memory
+//! The geometry is read back from the segment by every opener, and a segment may be
+//! stale, of another version, or scribbled on by a buggy process. [`Geometry::check`]
+//! refuses any header that would put a slot or a message outside the segment, and a get
+//! refuses a message length beyond the ring's maximum: both are `QueueError::Corrupt`
+//! naming the segment, never an out-of-bounds read, a division by zero or a huge
+//! allocation. A slot sequence number that no legal history can produce is reported the
+//! same way instead of being waited on.
 
 use super::{
     check_size, process_is_dead, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role,
@@ -42,7 +59,14 @@ const SPIN_TRIES: u32 = 100;
 const YIELD_TRIES: u32 = 50;
 /// While asleep, wake up this often to check whether the peer in the head slot died.
 const RECOVERY_CHECK: Duration = Duration::from_millis(10);
-const MAGIC: u64 = 0x6970_6362_7269_6e67; // "ipcbring"
+/// First nap of a waiter that found its slot reserved by a peer of its own side: the
+/// reserver's release wakes the other side's word, not this one, so the waiter polls,
+/// doubling the nap up to [`RECOVERY_CHECK`] while the reservation stays.
+const BUSY_NAP: Duration = Duration::from_micros(20);
+/// "ipcbrin2": the layout with `limit` (a segment of the first layout is refused).
+const MAGIC: u64 = 0x6970_6362_7269_6e32;
+/// Largest message a slot may be configured for: a slot's length field is a u32.
+const MAX_SLOT_MESSAGE: usize = u32::MAX as usize - 1;
 
 #[repr(C, align(64))]
 struct Line<T>(T);
@@ -54,6 +78,8 @@ struct Header {
     max_message: AtomicU64,
     stride: AtomicU64,
     lost: AtomicU64,
+    /// Most messages in the ring at once: `capacity`, or fewer (a one-slot queue).
+    limit: AtomicU64,
     enqueue: Line<AtomicU64>,
     dequeue: Line<AtomicU64>,
     /// Bumped on every publish; readers sleep on it.
@@ -88,10 +114,58 @@ struct Slot {
 
 const SLOT_HEADER: usize = std::mem::size_of::<Slot>();
 
+/// A ring's shape as its header states it, checked before any slot is touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub capacity: u64,
+    pub limit: u64,
+    pub max_message: u64,
+    pub stride: u64,
+}
+
+impl Geometry {
+    /// Why this geometry cannot describe a ring in `available` trailing bytes, if it
+    /// cannot: every slot and every message must lie inside them.
+    pub fn check(&self, available: usize) -> Result<(), String> {
+        let Geometry {
+            capacity,
+            limit,
+            max_message,
+            stride,
+        } = *self;
+        if capacity < 2 {
+            return Err(format!("{capacity} slots (a ring has at least 2)"));
+        }
+        if limit == 0 || limit > capacity {
+            return Err(format!("a limit of {limit} messages in {capacity} slots"));
+        }
+        if max_message > MAX_SLOT_MESSAGE as u64 {
+            return Err(format!("a maximum message of {max_message} bytes"));
+        }
+        if stride % 64 != 0 || stride < SLOT_HEADER as u64 + max_message {
+            return Err(format!(
+                "a slot stride of {stride} bytes for messages of {max_message} (needs a \
+                 multiple of 64 of at least {})",
+                SLOT_HEADER as u64 + max_message
+            ));
+        }
+        match stride.checked_mul(capacity) {
+            Some(bytes) if bytes <= available as u64 => Ok(()),
+            _ => Err(format!(
+                "{capacity} slots of {stride} bytes in {available} bytes of ring"
+            )),
+        }
+    }
+}
+
 pub struct ShmQueue {
     ring: Option<Shared<Header>>,
     config: Config,
+    /// Slots in the ring (at least 2).
     capacity: u64,
+    /// `Some(maxsize)` when fewer messages than slots may be in the ring (a one-slot
+    /// queue); None when the ring's slots are the bound, as usual.
+    limit: Option<u64>,
     /// `capacity - 1` when the capacity is a power of two (the usual case), so finding a
     /// slot is a mask rather than a 64-bit division (tens of cycles, several per hand-off).
     index_mask: Option<u64>,
@@ -106,6 +180,8 @@ enum Attempt<T> {
     /// The slot is reserved by a peer that has yet to advance the counter (or finish with
     /// the slot's previous turn): worth another look in a moment.
     Busy,
+    /// Shared memory says something no legal history produces.
+    Corrupt(String),
 }
 
 /// True when the process named by a slot's `owner` (a worker, or a recoverer) is gone.
@@ -122,26 +198,26 @@ impl ShmQueue {
         if config.max_message == 0 {
             config.max_message = DEFAULT_SHM_MAX_MESSAGE;
         }
-        if config.max_message > u32::MAX as usize - 1 {
+        if config.max_message > MAX_SLOT_MESSAGE {
             return Err(QueueError::TooLarge {
                 len: config.max_message,
-                max: u32::MAX as usize - 1,
+                max: MAX_SLOT_MESSAGE,
             });
         }
         let stride = (SLOT_HEADER + config.max_message).next_multiple_of(64);
-        let bytes = stride
-            .checked_mul(config.maxsize)
-            .ok_or(QueueError::TooLarge {
-                len: config.maxsize,
-                max: usize::MAX / stride,
-            })?;
+        let capacity = config.maxsize.max(2);
+        let bytes = stride.checked_mul(capacity).ok_or(QueueError::TooLarge {
+            len: config.maxsize,
+            max: usize::MAX / stride,
+        })?;
         let ring: Shared<Header> = Shared::create("queue-shm", bytes)?;
-        ring.capacity
-            .store(config.maxsize as u64, Ordering::Relaxed);
+        ring.capacity.store(capacity as u64, Ordering::Relaxed);
+        ring.limit.store(config.maxsize as u64, Ordering::Relaxed);
         ring.max_message
             .store(config.max_message as u64, Ordering::Relaxed);
         ring.stride.store(stride as u64, Ordering::Relaxed);
-        let queue = ShmQueue::assemble(ring, config);
+        let geometry = ShmQueue::geometry(&ring);
+        let queue = ShmQueue::assemble(ring, config, geometry);
         for i in 0..queue.capacity {
             queue.slot(i).seq.store(i, Ordering::Relaxed);
         }
@@ -159,34 +235,51 @@ impl ShmQueue {
         let ring: Shared<Header> = Shared::open(&ring)?;
         if ring.magic.load(Ordering::SeqCst) != MAGIC {
             return Err(QueueError::Corrupt(format!(
-                "shared memory {} is not an initialised shm queue",
+                "shared memory {} is not an initialised shm queue of this version",
                 ring.name()
             )));
         }
+        // Read once: the checked values are the ones used, whatever the segment says later.
+        let geometry = ShmQueue::geometry(&ring);
+        geometry.check(ring.trailing().1).map_err(|why| {
+            QueueError::Corrupt(format!(
+                "shared memory {}: its header says {why}",
+                ring.name()
+            ))
+        })?;
         let mut config = handle.config;
-        config.maxsize = ring.capacity.load(Ordering::Relaxed) as usize;
-        config.max_message = ring.max_message.load(Ordering::Relaxed) as usize;
-        let stride = ring.stride.load(Ordering::Relaxed) as usize;
-        if ring.trailing().1 < stride * config.maxsize {
-            return Err(QueueError::Corrupt(format!(
-                "shared memory {} is smaller than its ring geometry says",
-                ring.name()
-            )));
-        }
-        Ok(ShmQueue::assemble(ring, config))
+        config.maxsize = geometry.limit as usize;
+        config.max_message = geometry.max_message as usize;
+        Ok(ShmQueue::assemble(ring, config, geometry))
     }
 
-    fn assemble(ring: Shared<Header>, config: Config) -> ShmQueue {
+    fn geometry(ring: &Header) -> Geometry {
+        Geometry {
+            capacity: ring.capacity.load(Ordering::Relaxed),
+            limit: ring.limit.load(Ordering::Relaxed),
+            max_message: ring.max_message.load(Ordering::Relaxed),
+            stride: ring.stride.load(Ordering::Relaxed),
+        }
+    }
+
+    fn assemble(ring: Shared<Header>, config: Config, geometry: Geometry) -> ShmQueue {
+        let capacity = geometry.capacity;
         ShmQueue {
-            stride: ring.stride.load(Ordering::Relaxed) as usize,
-            capacity: config.maxsize as u64,
-            index_mask: (config.maxsize as u64)
-                .is_power_of_two()
-                .then(|| config.maxsize as u64 - 1),
+            stride: geometry.stride as usize,
+            capacity,
+            limit: (geometry.limit < capacity).then_some(geometry.limit),
+            index_mask: capacity.is_power_of_two().then(|| capacity - 1),
             ring: Some(ring),
             config,
             pid: std::process::id() as i32,
         }
+    }
+
+    fn corrupt(&self, why: impl std::fmt::Display) -> QueueError {
+        QueueError::Corrupt(format!(
+            "shared memory {}: {why}",
+            self.shm_name().unwrap_or("(closed)")
+        ))
     }
 
     /// The ring's name in /dev/shm (None once closed): where to look at its footprint.
@@ -235,13 +328,26 @@ impl ShmQueue {
     fn claim(&self, counter: &AtomicU64, turn: u64) -> Attempt<u64> {
         loop {
             let pos = counter.load(Ordering::Relaxed);
+            if turn == 0 && self.beyond_limit(pos) {
+                return Attempt::Blocked;
+            }
             let slot = self.slot(pos);
-            let ahead = slot.seq.load(Ordering::Acquire) as i64 - (pos + turn) as i64;
+            let seq = slot.seq.load(Ordering::Acquire);
+            let ahead = seq.wrapping_sub(pos + turn) as i64;
             if ahead < 0 {
                 return Attempt::Blocked;
             }
             if ahead > 0 {
-                continue; // the counter moved on since we read it
+                // The counter moved on since we read it: a sequence ahead of the position
+                // is written only after the counter passed it. If it has not, the slot
+                // holds a number no history produces; waiting on it would spin forever.
+                if counter.load(Ordering::Acquire) == pos {
+                    return Attempt::Corrupt(format!(
+                        "slot sequence {seq} at position {pos} (expected at most {})",
+                        pos + turn
+                    ));
+                }
+                continue;
             }
             if turn == 1 {
                 self.prefetch(pos, self.config.max_message, false);
@@ -266,8 +372,25 @@ impl ShmQueue {
             {
                 return Attempt::Done(pos);
             }
+            // A stale reservation: peers of this side that found the slot Busy nap on
+            // their word; tell them it is free again.
             slot.owner.store(0, Ordering::SeqCst);
+            let header = self.header();
+            signal(if turn == 0 {
+                &header.released.0
+            } else {
+                &header.published.0
+            });
         }
+    }
+
+    /// True when a put at `pos` would exceed a limit below the ring's slots: only a
+    /// one-slot queue has one, so only it pays for reading the consumers' counter.
+    #[inline]
+    fn beyond_limit(&self, pos: u64) -> bool {
+        self.limit.is_some_and(|limit| {
+            pos.saturating_sub(self.header().dequeue.0.load(Ordering::Acquire)) >= limit
+        })
     }
 
     /// Takes over a slot whose `owner` has died, marking it with this process's negated
@@ -313,6 +436,7 @@ impl ShmQueue {
             Attempt::Done(pos) => pos,
             Attempt::Blocked => return Attempt::Blocked,
             Attempt::Busy => return Attempt::Busy,
+            Attempt::Corrupt(why) => return Attempt::Corrupt(why),
         };
         let slot = self.slot(pos);
         // SAFETY: the claim gives this process the slot exclusively until it publishes;
@@ -365,6 +489,7 @@ impl ShmQueue {
             Attempt::Done(pos) => pos,
             Attempt::Blocked => return Attempt::Blocked,
             Attempt::Busy => return Attempt::Busy,
+            Attempt::Corrupt(why) => return Attempt::Corrupt(why),
         };
         let slot = self.slot(pos);
         let tomb = slot.tomb.load(Ordering::Relaxed);
@@ -376,15 +501,24 @@ impl ShmQueue {
             })
         } else {
             let len = slot.len.load(Ordering::Relaxed) as usize;
-            buf.reserve(len);
-            // SAFETY: the claim gives this process the slot until it releases it; len was
-            // written by the producer before it published (Acquire above) and is at most
-            // max_message, which the slot's data area holds; `buf` has room for len bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(self.data(pos), buf.as_mut_ptr(), len);
-                buf.set_len(len);
+            if len > self.config.max_message {
+                // Not ours to trust: the slot is released below like any other, and the
+                // caller told, so the ring goes on past it.
+                Err(self.corrupt(format_args!(
+                    "a message of {len} bytes at position {pos}, beyond the ring's maximum of {}",
+                    self.config.max_message
+                )))
+            } else {
+                buf.reserve(len);
+                // SAFETY: the claim gives this process the slot until it releases it; len
+                // is at most max_message (checked above), which the slot's data area holds
+                // (stride >= header + max_message, checked at open); `buf` has room.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.data(pos), buf.as_mut_ptr(), len);
+                    buf.set_len(len);
+                }
+                Ok(())
             }
-            Ok(())
         };
         // A CAS, not a store: a writer that took this process for dead may have released
         // the slot already (see `recover_dead_reader`).
@@ -458,13 +592,15 @@ impl ShmQueue {
     /// The clock is read only on the way to sleep too (it costs ~25 ns here, a tenth of
     /// a hand-off), so `timeout` counts from there: the bounded spin and yield rounds
     /// come on top of it.
+    ///
+    /// Ok(None) when the deadline passed; Err when shared memory is corrupt.
     fn wait_for<T>(
         &self,
         timeout: Option<Duration>,
         word: &(AtomicU32, AtomicU32),
         mut attempt: impl FnMut() -> Attempt<T>,
         recover: impl Fn(),
-    ) -> Option<T> {
+    ) -> Result<Option<T>, QueueError> {
         let (word, waiters) = word;
         let nowait = timeout == Some(Duration::ZERO);
         for round in 0..=SPIN_TRIES + YIELD_TRIES {
@@ -474,29 +610,45 @@ impl ShmQueue {
                 std::hint::spin_loop();
             }
             match attempt() {
-                Attempt::Done(value) => return Some(value),
+                Attempt::Done(value) => return Ok(Some(value)),
+                Attempt::Corrupt(why) => return Err(self.corrupt(why)),
                 // A nowait call gives up only on a definite full/empty; a reservation in
                 // flight is given the spin and yield rounds to clear.
-                Attempt::Blocked if nowait => return None,
+                Attempt::Blocked if nowait => break,
                 Attempt::Blocked | Attempt::Busy => {}
             }
         }
         if nowait {
-            return None; // a peer has held the slot through every round: stalled or dead
+            // Full/empty, or a peer held the slot through every round: it may be dead, and
+            // a caller that never blocks would otherwise never run recovery.
+            recover();
+            return match attempt() {
+                Attempt::Done(value) => Ok(Some(value)),
+                Attempt::Corrupt(why) => Err(self.corrupt(why)),
+                Attempt::Blocked | Attempt::Busy => Ok(None),
+            };
         }
         let deadline = Wait::new(timeout, self.config.block_limit).deadline;
+        let mut busy_nap = BUSY_NAP;
         loop {
             let seen = word.load(Ordering::SeqCst);
-            if let Attempt::Done(value) = attempt() {
-                return Some(value);
-            }
+            let nap = match attempt() {
+                Attempt::Done(value) => return Ok(Some(value)),
+                Attempt::Corrupt(why) => return Err(self.corrupt(why)),
+                Attempt::Blocked => RECOVERY_CHECK,
+                Attempt::Busy => {
+                    let nap = busy_nap;
+                    busy_nap = (busy_nap * 2).min(RECOVERY_CHECK);
+                    nap
+                }
+            };
             let now = Instant::now();
             if now >= deadline {
-                return None;
+                return Ok(None);
             }
             recover();
             waiters.fetch_add(1, Ordering::SeqCst);
-            futex::wait(word, seen, Some(deadline.min(now + RECOVERY_CHECK)));
+            futex::wait(word, seen, Some(deadline.min(now + nap)));
             waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -560,7 +712,7 @@ impl Queue for ShmQueue {
                 self.recover_dead_reservation(&header.enqueue.0, 0, &header.released.0);
                 self.recover_dead_reader();
             },
-        )
+        )?
         .ok_or_else(|| self.expired(timeout, "put", QueueError::Full))
     }
 
@@ -582,7 +734,7 @@ impl Queue for ShmQueue {
                 self.recover_dead_reservation(&header.dequeue.0, 1, &header.published.0);
                 self.recover_dead_writer();
             },
-        )
+        )?
         .unwrap_or_else(|| Err(self.expired(timeout, "get", QueueError::Empty)))
     }
 
@@ -600,7 +752,9 @@ impl Queue for ShmQueue {
         };
         let dequeue = ring.dequeue.0.load(Ordering::SeqCst);
         let enqueue = ring.enqueue.0.load(Ordering::SeqCst);
-        enqueue.saturating_sub(dequeue).min(self.capacity) as usize
+        enqueue
+            .saturating_sub(dequeue)
+            .min(self.config.maxsize as u64) as usize
     }
 
     fn close(&mut self) {
