@@ -88,6 +88,10 @@ fn baseline() -> Results {
     r.stress = vec![StressOutcome {
         target: "queue-shm".into(),
         messages: 1000,
+        kills: 3,
+        stops: 2,
+        slows: 1,
+        accounted_in_flight: 1,
         ..StressOutcome::default()
     }];
     r
@@ -192,9 +196,11 @@ fn changes_within_threshold_or_noise_are_not_flagged() {
     let mut current = baseline();
     // 20% worse: under the 25% threshold.
     current.latency[0].ratio = Some(1.2 * 1.2);
-    // 35% worse, past the threshold, but the spread recorded with it is 40%.
+    // 35% worse, past the threshold, but the baseline recorded a 40% spread for it.
+    let mut noisy_base = baseline();
+    noisy_base.latency[1].spread = 0.40;
+    let base = files.write("base-noisy.json", &noisy_base);
     current.latency[1].ratio = Some(2.5 * 1.35);
-    current.latency[1].spread = 0.40;
     // 3x worse on a metric too noisy to gate (spread 60%): shown, not failed.
     current.latency[2].ratio = Some(3.0);
     let cur = files.write("cur.json", &current);
@@ -205,8 +211,8 @@ fn changes_within_threshold_or_noise_are_not_flagged() {
             .any(|l| l.starts_with("worse~") && l.contains("lock/flock")),
         "{out}"
     );
-    // The same 35% change with a tight spread does fail.
-    current.latency[1].spread = 0.05;
+    // The same 35% change against a baseline with a tight spread does fail.
+    let base = files.write("base.json", &baseline());
     let cur = files.write("cur2.json", &current);
     let (code, out, _) = compare(&base, &cur, &[]);
     assert_eq!(code, 1, "{out}");
@@ -322,4 +328,198 @@ fn bad_input_exits_2_naming_the_file() {
     }
     let (code, _, err) = compare(&base, &base, &["--threshold", "-5"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// The threshold `.ci/run` gates at: 150% worse, that is 2.5 times worse.
+const CI_THRESHOLD: &str = "150";
+
+/// "Times worse" is one measure both ways: a throughput three times lower fails the CI
+/// gate exactly as a latency three times higher does, and twice as bad passes both.
+#[test]
+fn the_ci_threshold_gates_throughput_and_latency_alike() {
+    let files = Files::new("symmetric");
+    let base = files.write("base.json", &baseline());
+    for (what, factor, fails) in [("3x worse", 3.0, true), ("2x worse", 2.0, false)] {
+        let mut slow_stream = baseline();
+        slow_stream.throughput[0].ratio = Some(0.6 / factor);
+        let mut slow_trip = baseline();
+        slow_trip.latency[0].ratio = Some(1.2 * factor);
+        for (kind, current, key) in [
+            ("throughput", slow_stream, "queue/shm/stream/1MiB"),
+            ("latency", slow_trip, "queue/pipe/roundtrip"),
+        ] {
+            let cur = files.write(&format!("cur-{kind}-{factor}.json"), &current);
+            let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+            assert_eq!(code, i32::from(fails), "{kind} {what}: {out}");
+            assert_eq!(
+                regressed_line(&out, key).is_some(),
+                fails,
+                "{kind} {what}: {out}"
+            );
+        }
+    }
+    // And the table says how many times worse, the same way for both.
+    let mut current = baseline();
+    current.throughput[0].ratio = Some(0.2);
+    let cur = files.write("cur-3x.json", &current);
+    let (_, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+    let line = regressed_line(&out, "queue/shm/stream/1MiB").unwrap();
+    assert!(line.contains("+200.0%"), "{line}");
+}
+
+/// What the baseline gates and the run lacks is a regression, named: a metric gone, a
+/// ratio of zero, a stress target gone.
+#[test]
+fn what_disappears_from_the_run_fails_named() {
+    let files = Files::new("gone");
+    let base = files.write("base.json", &baseline());
+    let mut no_metric = baseline();
+    no_metric.latency.remove(0);
+    let mut zero_ratio = baseline();
+    zero_ratio.throughput[0].ratio = Some(0.0);
+    let mut no_ratio = baseline();
+    no_ratio.latency[1].ratio = None;
+    let mut no_stress = baseline();
+    no_stress.stress.clear();
+    for (what, current, key) in [
+        (
+            "a metric gone",
+            no_metric,
+            "latency/queue/pipe/roundtrip/64B/cross-cpu",
+        ),
+        (
+            "a zero ratio",
+            zero_ratio,
+            "throughput/queue/shm/stream/1MiB/1x1",
+        ),
+        (
+            "a ratio gone",
+            no_ratio,
+            "latency/queue/shm/roundtrip/64B/cross-cpu",
+        ),
+        ("a stress target gone", no_stress, "stress/queue-shm"),
+    ] {
+        let cur = files.write("cur.json", &current);
+        let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+        assert_eq!(code, 1, "{what}: {out}");
+        assert!(regressed_line(&out, key).is_some(), "{what}: {out}");
+    }
+    // A metric the baseline does not gate (spread 60%) may come and go.
+    let mut ungated_gone = baseline();
+    ungated_gone.latency.remove(2);
+    let cur = files.write("cur-ungated.json", &ungated_gone);
+    let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+}
+
+/// A stress result that moved nothing, or under which no fault fired, tested nothing.
+#[test]
+fn a_stress_run_that_moved_nothing_or_faulted_nothing_fails() {
+    let files = Files::new("idle-stress");
+    let base = files.write("base.json", &baseline());
+    let mut idle = baseline();
+    idle.stress[0].messages = 0;
+    let mut unfaulted = baseline();
+    unfaulted.stress[0].kills = 0;
+    unfaulted.stress[0].stops = 0;
+    unfaulted.stress[0].slows = 0;
+    unfaulted.stress[0].accounted_in_flight = 0;
+    for (what, current, says) in [
+        ("no messages", idle, "moved no messages"),
+        ("no faults", unfaulted, "no fault fired"),
+    ] {
+        let cur = files.write("cur.json", &current);
+        let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+        assert_eq!(code, 1, "{what}: {out}");
+        let line = regressed_line(&out, "stress/queue-shm").expect(what);
+        assert!(line.contains(says), "{what}: {line}");
+    }
+}
+
+/// Gating is decided on the baseline's recorded spread: a slowdown that also adds jitter
+/// to the current run cannot ungate itself.
+#[test]
+fn a_slowdown_that_adds_jitter_is_still_gated() {
+    let files = Files::new("jitter");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.latency[1].ratio = Some(2.5 * 3.0);
+    current.latency[1].spread = 0.9;
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        regressed_line(&out, "queue/shm/roundtrip").is_some(),
+        "{out}"
+    );
+}
+
+/// Whatever a results file holds, reading it is a value or an error naming the file, and
+/// comparing what was read never panics.
+#[test]
+fn random_and_mutated_results_files_are_read_or_refused_never_panic() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let files = Files::new("fuzz");
+    let valid = serde_json::to_vec(&baseline()).unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 3000,
+        ..Config::default()
+    });
+    let edits = proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8);
+    let input = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(|b| (b, vec![])),
+        edits.prop_map(move |e| (valid.clone(), e)),
+    ];
+    let path = files.dir.join("fuzz.json");
+    let reference = baseline();
+    runner
+        .run(&input, |(mut bytes, edits)| {
+            for (at, byte, op) in edits {
+                let at = if bytes.is_empty() {
+                    0
+                } else {
+                    at % bytes.len()
+                };
+                match op {
+                    0 if !bytes.is_empty() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ if !bytes.is_empty() => {
+                        bytes.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            match Results::load(&path) {
+                Ok(results) => {
+                    let policy = ipcbench::report::compare::Policy::default();
+                    let _ = ipcbench::report::compare::compare(&reference, &results, policy);
+                    let _ = ipcbench::report::compare::compare(&results, &reference, policy);
+                }
+                Err(e) => prop_assert!(e.to_string().contains("fuzz.json"), "{e}"),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// A run that measures or checks more than the baseline knows says so, with a count: the
+/// baseline is stale and gates none of it.
+#[test]
+fn what_the_baseline_lacks_is_counted_as_new_not_gated() {
+    let files = Files::new("new");
+    let mut old = baseline();
+    old.latency.remove(0);
+    old.scenarios.pop();
+    let base = files.write("base.json", &old);
+    let cur = files.write("cur.json", &baseline());
+    let (code, out, _) = compare(&base, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("2 metric(s) or behaviour(s) new since the baseline, not gated"),
+        "{out}"
+    );
+    let (_, same, _) = compare(&cur, &cur, &[]);
+    assert!(!same.contains("new since the baseline"), "{same}");
 }

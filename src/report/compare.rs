@@ -2,11 +2,22 @@
 //! (never absolute times, which differ between machines), and every scenario verdict and
 //! stress result against its expectation.
 //!
+//! One measure both ways: "times worse" — current / baseline for a latency ratio, baseline
+//! / current for a throughput ratio — so a stream three times slower fails exactly as a
+//! round trip three times longer does. `worse_by` is that factor minus one (+1.5 is 2.5
+//! times worse), and for an improvement minus (times better − 1).
+//!
 //! The noise rule: a metric regresses only when it got worse by more than the threshold
-//! *and* by more than the spread recorded with it (the larger of the two runs' spreads),
-//! so a metric that varies by 40% between repeats on a shared 2-core machine cannot fail
-//! CI by varying 30%. Metrics whose recorded spread exceeds `max_gated_spread` are shown
-//! but never gate: they are too noisy to gate without flapping.
+//! *and* by more than the spread the *baseline* recorded for it, so a metric that varies
+//! by 40% between repeats on a shared 2-core machine cannot fail CI by varying 30%, and a
+//! slowdown that also adds jitter cannot ungate itself. Metrics whose baseline spread
+//! exceeds `max_gated_spread` are shown but never gate: too noisy to gate without
+//! flapping.
+//!
+//! What the baseline gates and the run lacks is a regression, named: a metric gone or
+//! left without a usable ratio (none, zero, not finite), a stress target gone. A stress
+//! result that moved no messages, or under which no fault fired, tested nothing and fails
+//! too.
 
 use super::model::{Expectation, Results};
 use serde::{Deserialize, Serialize};
@@ -76,9 +87,10 @@ pub struct MetricDelta {
     pub better: Better,
     pub baseline: Option<f64>,
     pub current: Option<f64>,
-    /// Relative change in the "worse" direction: +0.3 means 30% worse.
+    /// Change in the "worse" direction: times worse − 1 (+0.3: 1.3 times worse), or for
+    /// an improvement −(times better − 1).
     pub worse_by: Option<f64>,
-    /// The larger of the two runs' recorded spreads.
+    /// The spread the baseline recorded (what gating is decided on).
     pub spread: f64,
     pub gated: bool,
     pub status: Status,
@@ -120,56 +132,85 @@ impl Comparison {
     pub fn passed(&self) -> bool {
         self.regressions() == 0
     }
+
+    /// Metrics and behaviours in this run that the baseline does not have, so does not
+    /// gate: the catalogue or the workload list changed since it was recorded.
+    pub fn new_since_baseline(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::New)
+            .count()
+            + self
+                .behaviour
+                .iter()
+                .filter(|b| b.status == Status::New)
+                .count()
+    }
 }
 
-/// A calibrated metric of a result set: its ratio, its spread, which way is better.
+/// A calibrated metric of a result set: its ratio (None when the run has none usable:
+/// absent, zero or not finite), its spread, which way is better.
 struct Metric {
     key: String,
-    ratio: f64,
+    ratio: Option<f64>,
     spread: f64,
     better: Better,
 }
 
 fn metrics(results: &Results) -> Vec<Metric> {
-    let latency = results.latency.iter().filter_map(|l| {
-        Some(Metric {
-            key: format!("latency/{}", l.workload),
-            ratio: l.ratio?,
-            spread: l.spread,
-            better: Better::Lower,
-        })
+    let usable = |r: Option<f64>| r.filter(|r| r.is_finite() && *r > 0.0);
+    let latency = results.latency.iter().map(|l| Metric {
+        key: format!("latency/{}", l.workload),
+        ratio: usable(l.ratio),
+        spread: l.spread,
+        better: Better::Lower,
     });
-    let throughput = results.throughput.iter().filter_map(|t| {
-        Some(Metric {
-            key: format!("throughput/{}", t.workload),
-            ratio: t.ratio?,
-            spread: t.spread,
-            better: Better::Higher,
-        })
+    let throughput = results.throughput.iter().map(|t| Metric {
+        key: format!("throughput/{}", t.workload),
+        ratio: usable(t.ratio),
+        spread: t.spread,
+        better: Better::Higher,
     });
-    latency
-        .chain(throughput)
-        .filter(|m| m.ratio.is_finite() && m.ratio > 0.0)
-        .collect()
+    latency.chain(throughput).collect()
+}
+
+/// Times worse than the baseline (above 1) or better (below 1), in the metric's own sense.
+fn times_worse(better: Better, base: f64, cur: f64) -> f64 {
+    match better {
+        Better::Lower => cur / base,
+        Better::Higher => base / cur,
+    }
 }
 
 pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Comparison {
-    let base = metrics(baseline);
+    let base: Vec<Metric> = metrics(baseline)
+        .into_iter()
+        .filter(|m| m.ratio.is_some())
+        .collect();
     let cur = metrics(current);
     let mut deltas = Vec::new();
     for b in &base {
-        match cur.iter().find(|c| c.key == b.key) {
+        let found = cur.iter().find(|c| c.key == b.key);
+        match found.filter(|c| c.ratio.is_some()) {
             Some(c) => deltas.push(metric_delta(b, c, policy)),
-            None => deltas.push(MetricDelta {
-                key: b.key.clone(),
-                better: b.better,
-                baseline: Some(b.ratio),
-                current: None,
-                worse_by: None,
-                spread: b.spread,
-                gated: false,
-                status: Status::Missing,
-            }),
+            None => {
+                // Gone, or left without a ratio: a regression when the baseline gates it.
+                let gated = b.spread <= policy.max_gated_spread;
+                deltas.push(MetricDelta {
+                    key: b.key.clone(),
+                    better: b.better,
+                    baseline: b.ratio,
+                    current: found.and_then(|c| c.ratio),
+                    worse_by: None,
+                    spread: b.spread,
+                    gated,
+                    status: if gated {
+                        Status::Regressed
+                    } else {
+                        Status::Missing
+                    },
+                })
+            }
         }
     }
     for c in cur.iter().filter(|c| !base.iter().any(|b| b.key == c.key)) {
@@ -177,7 +218,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             key: c.key.clone(),
             better: c.better,
             baseline: None,
-            current: Some(c.ratio),
+            current: c.ratio,
             worse_by: None,
             spread: c.spread,
             gated: false,
@@ -187,7 +228,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
     deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
 
     let mut behaviour = scenario_deltas(baseline, current);
-    behaviour.extend(stress_deltas(current));
+    behaviour.extend(stress_deltas(baseline, current));
     behaviour.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
     Comparison {
         threshold_pct: policy.threshold_pct,
@@ -197,14 +238,16 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
     }
 }
 
+/// Both ratios present (the caller checked).
 fn metric_delta(base: &Metric, cur: &Metric, policy: Policy) -> MetricDelta {
-    let change = (cur.ratio - base.ratio) / base.ratio;
-    let worse_by = match base.better {
-        Better::Lower => change,
-        // Half the throughput is 50% worse; double is 100% better.
-        Better::Higher => -change,
+    let (b, c) = (base.ratio.unwrap_or(1.0), cur.ratio.unwrap_or(1.0));
+    let factor = times_worse(base.better, b, c);
+    let worse_by = if factor >= 1.0 {
+        factor - 1.0
+    } else {
+        -(1.0 / factor - 1.0)
     };
-    let spread = base.spread.max(cur.spread);
+    let spread = base.spread;
     let gated = spread <= policy.max_gated_spread;
     let beyond = |x: f64| x > policy.threshold_pct / 100.0 && x > spread;
     let status = if beyond(worse_by) {
@@ -221,8 +264,8 @@ fn metric_delta(base: &Metric, cur: &Metric, policy: Policy) -> MetricDelta {
     MetricDelta {
         key: base.key.clone(),
         better: base.better,
-        baseline: Some(base.ratio),
-        current: Some(cur.ratio),
+        baseline: Some(b),
+        current: Some(c),
         worse_by: Some(worse_by),
         spread,
         gated,
@@ -297,45 +340,61 @@ fn scenario_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta>
 }
 
 /// Stress results gate on their zeros: no unaccounted loss, duplicate, corrupt delivery,
-/// hang or leak.
-fn stress_deltas(current: &Results) -> Vec<BehaviourDelta> {
-    current
+/// hang or leak; and on having tested something: messages moved and faults fired. A
+/// target the baseline ran and this run did not is a regression.
+fn stress_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta> {
+    let gone = baseline
         .stress
         .iter()
-        .map(|s| {
-            let mut problems = Vec::new();
-            for (n, what) in [
-                (s.losses, "unaccounted losses"),
-                (s.duplicates, "duplicates"),
-                (s.corrupt, "corrupt deliveries"),
-            ] {
-                if n > 0 {
-                    problems.push(format!("{n} {what}"));
-                }
+        .filter(|b| !current.stress.iter().any(|s| s.target == b.target))
+        .map(|b| BehaviourDelta {
+            key: format!("stress/{}", b.target),
+            expected: "run, as in the baseline".into(),
+            baseline: Some("run".into()),
+            current: None,
+            status: Status::Regressed,
+            detail: "stressed in the baseline, not in this run: behaviour went unchecked".into(),
+        });
+    let ran = current.stress.iter().map(|s| {
+        let mut problems = Vec::new();
+        if s.messages == 0 {
+            problems.push("moved no messages".to_string());
+        }
+        if s.kills + s.stops + s.slows == 0 {
+            problems.push("no fault fired".to_string());
+        }
+        for (n, what) in [
+            (s.losses, "unaccounted losses"),
+            (s.duplicates, "duplicates"),
+            (s.corrupt, "corrupt deliveries"),
+        ] {
+            if n > 0 {
+                problems.push(format!("{n} {what}"));
             }
-            problems.extend(s.hangs.iter().map(|h| format!("hang: {h}")));
-            problems.extend(s.leaks.iter().map(|l| format!("leak: {l}")));
-            BehaviourDelta {
-                key: format!("stress/{}", s.target),
-                expected: "no loss, duplicate, corruption, hang or leak".into(),
-                baseline: None,
-                current: Some(
-                    if problems.is_empty() {
-                        "clean"
-                    } else {
-                        "dirty"
-                    }
-                    .into(),
-                ),
-                status: if problems.is_empty() {
-                    Status::Unchanged
+        }
+        problems.extend(s.hangs.iter().map(|h| format!("hang: {h}")));
+        problems.extend(s.leaks.iter().map(|l| format!("leak: {l}")));
+        BehaviourDelta {
+            key: format!("stress/{}", s.target),
+            expected: "no loss, duplicate, corruption, hang or leak".into(),
+            baseline: None,
+            current: Some(
+                if problems.is_empty() {
+                    "clean"
                 } else {
-                    Status::Regressed
-                },
-                detail: problems.join("; "),
-            }
-        })
-        .collect()
+                    "dirty"
+                }
+                .into(),
+            ),
+            status: if problems.is_empty() {
+                Status::Unchanged
+            } else {
+                Status::Regressed
+            },
+            detail: problems.join("; "),
+        }
+    });
+    ran.chain(gone).collect()
 }
 
 fn fmt_opt(v: Option<f64>) -> String {
@@ -358,6 +417,12 @@ pub fn to_table(c: &Comparison) -> String {
         c.threshold_pct,
         c.max_gated_spread * 100.0
     ));
+    let new = c.new_since_baseline();
+    if new > 0 {
+        out.push_str(&format!(
+            "{new} metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them\n\n"
+        ));
+    }
     out.push_str(&format!(
         "{:<11} {:<58} {:>10} {:>10} {:>16} {:>8}\n",
         "status", "metric (ratio to calibration)", "baseline", "current", "worse by", "spread"
@@ -413,11 +478,17 @@ pub fn to_markdown(c: &Comparison) -> String {
         ("❌", "FAIL")
     };
     out.push_str(&format!(
-        "### {icon} ipcbench compare: **{verdict}** — {} regression(s)\n\nThreshold {}%; a metric regresses only when it is worse by more than both the threshold and its recorded spread; metrics with spread above {:.0}% are shown but not gated.\n\n",
+        "### {icon} ipcbench compare: **{verdict}** — {} regression(s)\n\nThreshold {}% (times worse − 1, the same measure for latency and throughput); a metric regresses only when it is worse by more than both the threshold and the spread the baseline recorded; metrics whose baseline spread is above {:.0}% are shown but not gated.\n\n",
         c.regressions(),
         c.threshold_pct,
         c.max_gated_spread * 100.0
     ));
+    let new = c.new_since_baseline();
+    if new > 0 {
+        out.push_str(&format!(
+            "**{new}** metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them.\n\n"
+        ));
+    }
     let behaviour_header = "| status | behaviour | expected | baseline | current | detail |\n|---|---|---|---|---|---|\n";
     let metric_header = "| status | metric (ratio to calibration) | baseline | current | worse by | spread |\n|---|---|---:|---:|---:|---:|\n";
     let behaviour_row = |b: &BehaviourDelta| {
