@@ -192,7 +192,6 @@ fn halved_throughput_is_flagged() {
 #[test]
 fn changes_within_threshold_or_noise_are_not_flagged() {
     let files = Files::new("noise");
-    let base = files.write("base.json", &baseline());
     let mut current = baseline();
     // 20% worse: under the 25% threshold.
     current.latency[0].ratio = Some(1.2 * 1.2);
