@@ -1,7 +1,7 @@
 //! File-store read-modify-write (lock, read JSON, change, write temp + rename, unlock)
 //! per lock flavor, by one process or several.
 
-use super::lock::{crowd_member, timed_crowd, CrowdArgs, BOUND};
+use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
 use crate::register_entry;
 use std::time::{Duration, Instant};

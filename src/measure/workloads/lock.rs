@@ -1,16 +1,10 @@
-//! Lock acquire+release, uncontended and contended by several processes, per flavor; and
-//! the timed "crowd" that the contended workloads of this family share.
+//! Lock acquire+release, uncontended and contended by several processes, per flavor (the
+//! contended ones run as a [`super::crowd`]).
 
+use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use crate::ipc::lock::{LockAddress, LockFlavor};
-use crate::ipc::sync::Barrier;
-use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-
-/// Bound on any wait in a workload: generous, so only a real hang trips it.
-pub(crate) const BOUND: Duration = Duration::from_secs(120);
 
 /// One untimed warm-up `round` (the peer is known to be running after it), then `iters`
 /// rounds timed one by one: the timed part of this family's latency workloads.
@@ -24,76 +18,6 @@ pub fn time_rounds(iters: usize, mut round: impl FnMut()) -> super::RoundTrips {
         })
         .collect();
     super::RoundTrips { samples_ns }
-}
-
-/// Arguments every crowd member gets: its own share of the work and the start/finish
-/// barrier, beside the workload's own arguments.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CrowdArgs<A> {
-    pub barrier: String,
-    pub ops: usize,
-    pub work: A,
-}
-
-/// Runs `members` forked processes of `entry`, sharing `total_ops` between them, and
-/// times from the moment all are ready to the moment all are done (process start-up is
-/// outside the timed part). The entry calls [`crowd_member`].
-pub fn timed_crowd<A: Serialize + Clone>(
-    entry: &str,
-    work: &A,
-    members: usize,
-    total_ops: usize,
-) -> Duration {
-    let barrier = Barrier::create(members as u32 + 1).expect("crowd barrier");
-    let mut children: Vec<_> = (0..members)
-        .map(|i| {
-            let ops = total_ops / members + usize::from(i < total_ops % members);
-            proc::start(
-                entry,
-                &CrowdArgs {
-                    barrier: barrier.name().to_string(),
-                    ops,
-                    work: work.clone(),
-                },
-                Options::new(format!("{entry}-{i}")).method(StartMethod::Fork),
-            )
-            .expect("start crowd member")
-        })
-        .collect();
-    let timed = barrier.wait(BOUND).and_then(|_| {
-        let started = Instant::now();
-        barrier.wait(BOUND).map(|_| started.elapsed())
-    });
-    let failures: Vec<String> = children
-        .iter_mut()
-        .filter_map(|child| child.result::<()>(Some(BOUND)).err())
-        .map(|e| e.to_string())
-        .collect();
-    match timed {
-        Ok(elapsed) if failures.is_empty() => elapsed,
-        // A member's own error says more than the barrier's "party died".
-        outcome => panic!("crowd of {entry}: {outcome:?}; members: {failures:?}"),
-    }
-}
-
-/// The member side of [`timed_crowd`]: opens with `setup`, waits for the others, runs
-/// `op` `ops` times, reports done.
-pub fn crowd_member<A, S>(
-    args: CrowdArgs<A>,
-    setup: impl FnOnce(&A) -> Result<S, String>,
-    mut op: impl FnMut(&S) -> Result<(), String>,
-) -> Result<(), String>
-where
-    A: DeserializeOwned,
-{
-    let barrier = Barrier::open(&args.barrier).map_err(|e| e.to_string())?;
-    let state = setup(&args.work)?;
-    barrier.wait(BOUND).map_err(|e| e.to_string())?;
-    for _ in 0..args.ops {
-        op(&state)?;
-    }
-    barrier.wait(BOUND).map_err(|e| e.to_string())?;
-    Ok(())
 }
 
 fn contender(args: CrowdArgs<LockAddress>) -> Result<(), String> {

@@ -1,7 +1,7 @@
 //! Manager RPC: round-trip latency and ops/s with several client processes. The raw
 //! Unix-socket round trip it is divided by is `measure::calibration::unix_socket_roundtrip`.
 
-use super::lock::{crowd_member, timed_crowd, CrowdArgs, BOUND};
+use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::process::StartMethod;

@@ -13,6 +13,7 @@
 //!   cross-CPU figures are measured apart and labelled (on 2 cores a pipe round trip is
 //!   ~6 µs on one CPU and ~11 µs across two; unpinned runs flip between them).
 
+pub mod crowd;
 pub mod filestore;
 pub mod lock;
 pub mod manager;

@@ -7,7 +7,7 @@ use crate::register_entry;
 use crate::report::model::Placement;
 use serde::{Deserialize, Serialize};
 
-use super::lock::BOUND;
+use super::crowd::BOUND;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Primitive {
