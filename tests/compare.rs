@@ -23,6 +23,7 @@ fn latency(workload: &str, ratio: f64, spread: f64) -> Latency {
         spread,
         calibration: Some("pipe-roundtrip".into()),
         ratio: Some(ratio),
+        ratio_note: None,
         cdf: vec![],
     }
 }
@@ -40,6 +41,7 @@ fn throughput(workload: &str, ratio: f64, spread: f64) -> Throughput {
         spread,
         calibration: Some("memcpy".into()),
         ratio: Some(ratio),
+        ratio_note: None,
     }
 }
 

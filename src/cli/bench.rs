@@ -204,6 +204,27 @@ pub fn table(results: &Results) -> String {
             );
         }
     }
+    let unratioed: Vec<(&str, &str)> = results
+        .latency
+        .iter()
+        .filter_map(|l| Some((l.workload.as_str(), l.ratio_note.as_deref()?)))
+        .chain(
+            results
+                .throughput
+                .iter()
+                .filter_map(|t| Some((t.workload.as_str(), t.ratio_note.as_deref()?))),
+        )
+        .collect();
+    if !unratioed.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+no ratio (never divided by a baseline of another kind or placement)"
+        );
+        for (workload, why) in unratioed {
+            let _ = writeln!(out, "  {workload:<58} {why}");
+        }
+    }
     out
 }
 

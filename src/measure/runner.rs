@@ -1,7 +1,18 @@
 //! Runs registered workloads with repeats and turns what they give into the results
 //! model: calibrations first, then every figure with its distribution, its spread across
 //! repeats and its ratio to the calibration of the same run.
+//!
+//! A ratio is taken only against a calibration of the workload's own kind **and
+//! placement**; with none, the ratio is absent and `ratio_note` says why — never a
+//! calibration of another placement silently taken instead.
+//!
+//! A figure that beats the same run's physics is a measurement error, not a result: it
+//! is left out of the results and reported as a failure of its workload (so `bench`
+//! exits 1). The floors checked (see [`impossible`]): no cross-process round trip faster
+//! than the cache-line ping-pong, no byte rate above memcpy, no lock contended by several
+//! processes faster than one process taking it alone — each beyond noise.
 
+use super::calibration::{MEMCPY, SHM_PINGPONG};
 use super::histogram::{median, spread, LatencyHistogram};
 use super::registry::{Kind, Profile, Sample, Workload};
 use crate::report::model::{Calibration, Latency, Placement, Results, Throughput};
@@ -58,7 +69,124 @@ pub fn run(
         }
         record(&mut results, workload, &samples);
     }
+    failures.extend(refuse_impossible(&mut results));
     Run { results, failures }
+}
+
+/// The smallest margin a figure must beat a floor by to be called impossible: repeats on
+/// a shared VM move by this much without anything being wrong.
+const MIN_NOISE: f64 = 0.25;
+
+/// Removes every figure that beats a physical floor of the same run, and names each.
+pub fn refuse_impossible(results: &mut Results) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    let latency_verdicts: Vec<Option<String>> = results
+        .latency
+        .iter()
+        .map(|l| impossible_latency(results, l))
+        .collect();
+    let throughput_verdicts: Vec<Option<String>> = results
+        .throughput
+        .iter()
+        .map(|t| impossible_throughput(results, t))
+        .collect();
+    let mut keep = latency_verdicts.iter();
+    results
+        .latency
+        .retain(|l| match keep.next().cloned().flatten() {
+            Some(why) => {
+                failures.push(impossible(&l.workload, why));
+                false
+            }
+            None => true,
+        });
+    let mut keep = throughput_verdicts.iter();
+    results
+        .throughput
+        .retain(|t| match keep.next().cloned().flatten() {
+            Some(why) => {
+                failures.push(impossible(&t.workload, why));
+                false
+            }
+            None => true,
+        });
+    failures
+}
+
+fn impossible(workload: &str, why: String) -> Failure {
+    Failure {
+        workload: workload.to_string(),
+        message: format!("measurement error, figure left out: {why}"),
+    }
+}
+
+/// The noise margin between a figure and a floor: the larger spread, at least MIN_NOISE.
+fn noise(a: f64, b: f64) -> f64 {
+    a.max(b).max(MIN_NOISE)
+}
+
+/// A cross-CPU round trip between two processes cannot beat two processes spinning on one
+/// cache line.
+fn impossible_latency(results: &Results, l: &Latency) -> Option<String> {
+    if l.family == "calibration" || l.placement != Placement::CrossCpu {
+        return None;
+    }
+    let floor = results
+        .calibration
+        .iter()
+        .find(|c| c.name == SHM_PINGPONG && c.placement == Placement::CrossCpu)?;
+    let margin = noise(l.spread, floor.spread);
+    (l.percentiles.p50 < floor.value * (1.0 - margin)).then(|| {
+        format!(
+            "a cross-CPU round trip of {:.0} ns (p50) is below the same run's cache-line \
+             ping-pong of {:.0} ns by more than the noise ({:.0}%)",
+            l.percentiles.p50,
+            floor.value,
+            margin * 100.0
+        )
+    })
+}
+
+/// No byte rate above memcpy's; no lock contended by several processes faster than one
+/// process alone (contention serialises, it never speeds up).
+fn impossible_throughput(results: &Results, t: &Throughput) -> Option<String> {
+    if t.family == "calibration" {
+        return None;
+    }
+    if let Some(memcpy) = results
+        .calibration
+        .iter()
+        .filter(|c| c.name == MEMCPY)
+        .max_by(|a, b| a.value.total_cmp(&b.value))
+    {
+        let margin = noise(t.spread, memcpy.spread);
+        if t.bytes_per_sec > memcpy.value * (1.0 + margin) {
+            return Some(format!(
+                "{:.3e} bytes/s is above the same run's memcpy bandwidth of {:.3e} bytes/s \
+                 by more than the noise ({:.0}%)",
+                t.bytes_per_sec,
+                memcpy.value,
+                margin * 100.0
+            ));
+        }
+    }
+    if t.family == "lock" && t.producers > 1 {
+        let alone = results.throughput.iter().find(|o| {
+            o.family == t.family && o.flavor == t.flavor && o.producers == 1 && o.consumers <= 1
+        })?;
+        let margin = noise(t.spread, alone.spread);
+        if t.msgs_per_sec > alone.msgs_per_sec * (1.0 + margin) {
+            return Some(format!(
+                "{} processes contending did {:.0} ops/s, above the {:.0} ops/s of one process \
+                 alone by more than the noise ({:.0}%)",
+                t.producers,
+                t.msgs_per_sec,
+                alone.msgs_per_sec,
+                margin * 100.0
+            ));
+        }
+    }
+    None
 }
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -108,6 +236,10 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
             }
             let (msgs_per_sec, bytes_per_sec) = (median(&msgs), median(&bytes));
             let base = calibration_for(results, workload);
+            let ratio = base
+                .as_ref()
+                .ok()
+                .and_then(|c| throughput_ratio(c, msgs_per_sec, bytes_per_sec));
             results.throughput.push(Throughput {
                 workload: workload.name.clone(),
                 family: workload.family.to_string(),
@@ -118,8 +250,9 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
                 msgs_per_sec,
                 bytes_per_sec,
                 spread: spread(&msgs),
-                ratio: base.and_then(|c| throughput_ratio(c, msgs_per_sec, bytes_per_sec)),
-                calibration: base.map(|c| c.name.clone()),
+                ratio,
+                calibration: base.as_ref().ok().map(|c| c.name.clone()),
+                ratio_note: base.err(),
             });
         }
     }
@@ -138,14 +271,19 @@ fn record_latency(results: &mut Results, workload: &Workload, samples: &[Sample]
     }
     let percentiles = merged.percentiles();
     let base = calibration_for(results, workload);
+    let ratio = base
+        .as_ref()
+        .ok()
+        .and_then(|c| (c.value > 0.0).then(|| percentiles.p50 / c.value));
     results.latency.push(Latency {
         workload: workload.name.clone(),
         family: workload.family.to_string(),
         flavor: workload.flavor.to_string(),
         placement: workload.placement,
         message_bytes: workload.message_bytes,
-        ratio: base.and_then(|c| (c.value > 0.0).then(|| percentiles.p50 / c.value)),
-        calibration: base.map(|c| c.name.clone()),
+        ratio,
+        calibration: base.as_ref().ok().map(|c| c.name.clone()),
+        ratio_note: base.err().filter(|_| workload.kind != Kind::Calibration),
         spread: spread(&medians),
         cdf: merged.cdf(CDF_POINTS),
         percentiles,
@@ -180,17 +318,29 @@ fn throughput_ratio(base: &Calibration, msgs_per_sec: f64, bytes_per_sec: f64) -
     })
 }
 
-/// The calibration a workload is divided by: same name, same placement; else unpinned;
-/// else cross-CPU (where several unpinned processes on 2 cores mostly run); else the
-/// name in any placement.
-fn calibration_for<'a>(results: &'a Results, workload: &Workload) -> Option<&'a Calibration> {
-    let name = workload.calibration?;
+/// The calibration a workload is divided by: its own kind (by name) in its own placement,
+/// or why there is none.
+fn calibration_for<'a>(
+    results: &'a Results,
+    workload: &Workload,
+) -> Result<&'a Calibration, String> {
+    let Some(name) = workload.calibration else {
+        return Err("no raw baseline of this kind is measured".into());
+    };
+    let placement = workload.placement;
     let named = || results.calibration.iter().filter(move |c| c.name == name);
-    named()
-        .find(|c| c.placement == workload.placement)
-        .or_else(|| named().find(|c| c.placement == Placement::Unpinned))
-        .or_else(|| named().find(|c| c.placement == Placement::CrossCpu))
-        .or_else(|| named().next())
+    named().find(|c| c.placement == placement).ok_or_else(|| {
+        let measured: Vec<&str> = named().map(|c| c.placement.label()).collect();
+        if measured.is_empty() {
+            format!("its baseline {name} was not measured in this run")
+        } else {
+            format!(
+                "its baseline {name} was measured {} only, not {}",
+                measured.join(", "),
+                placement.label()
+            )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +448,161 @@ mod tests {
         assert_eq!(throughput.msgs_per_sec, 3.0);
         assert_eq!(throughput.bytes_per_sec, 3_000.0);
         assert_eq!(throughput.ratio, Some(0.5));
+    }
+
+    fn times(ns: u64) -> Sample {
+        Sample::Times(RoundTrips {
+            samples_ns: vec![ns; 3],
+        })
+    }
+
+    /// A ratio only against the same placement: a same-CPU figure with only a cross-CPU
+    /// baseline has no ratio, and says why.
+    #[test]
+    fn no_ratio_across_placements_and_the_reason_is_given() {
+        let mut same_cpu = fake(
+            "test/fake/roundtrip/same-cpu",
+            Kind::Latency,
+            Some("base"),
+            |_| times(2_000),
+        );
+        same_cpu.placement = Placement::SameCpu;
+        let selection = [
+            same_cpu,
+            fake(
+                "calibration/base/cross-cpu",
+                Kind::Calibration,
+                None,
+                |_| times(1_000),
+            ),
+        ];
+        let run = run(&selection, Profile::Quick, |_, _| {});
+        let latency = run
+            .results
+            .latency
+            .iter()
+            .find(|l| l.workload == "test/fake/roundtrip/same-cpu")
+            .unwrap();
+        assert_eq!(latency.ratio, None);
+        assert_eq!(
+            latency.ratio_note.as_deref(),
+            Some("its baseline base was measured cross-cpu only, not same-cpu")
+        );
+    }
+
+    /// Impossible samples fed to the runner: each is named as a measurement error, left
+    /// out of the results, and the possible ones stay.
+    #[test]
+    fn figures_that_beat_the_runs_physics_are_refused_by_name() {
+        let mut lock_alone = fake(
+            "lock/fake/acquire-release/1-proc",
+            Kind::Throughput,
+            None,
+            |n| Sample::Moved {
+                messages: n as u64 * 1_000_000,
+                bytes: 0,
+                elapsed: Duration::from_secs(1),
+            },
+        );
+        lock_alone.family = "lock";
+        let mut lock_crowd = lock_alone.clone();
+        lock_crowd.name = "lock/fake/acquire-release/4-proc".into();
+        lock_crowd.producers = 4;
+        lock_crowd.run = Arc::new(|n| Sample::Moved {
+            messages: n as u64 * 1_000_000_000,
+            bytes: 0,
+            elapsed: Duration::from_secs(1),
+        });
+        let mut lock_slower_crowd = lock_crowd.clone();
+        lock_slower_crowd.name = "lock/fake/acquire-release/2-proc".into();
+        lock_slower_crowd.producers = 2;
+        lock_slower_crowd.run = Arc::new(|n| Sample::Moved {
+            messages: n as u64 * 500_000,
+            bytes: 0,
+            elapsed: Duration::from_secs(1),
+        });
+        let selection = [
+            fake(
+                "calibration/shm-pingpong/cross-cpu",
+                Kind::Calibration,
+                None,
+                |_| times(100),
+            ),
+            fake(
+                "calibration/memcpy/cross-cpu",
+                Kind::Calibration,
+                None,
+                |_| Sample::Moved {
+                    messages: 1,
+                    bytes: 1_000_000_000,
+                    elapsed: Duration::from_secs(1),
+                },
+            ),
+            fake(
+                "test/fake/too-fast-trip/cross-cpu",
+                Kind::Latency,
+                None,
+                |_| times(10),
+            ),
+            fake("test/fake/real-trip/cross-cpu", Kind::Latency, None, |_| {
+                times(90)
+            }),
+            fake("test/fake/too-fast-stream", Kind::Throughput, None, |_| {
+                Sample::Moved {
+                    messages: 1,
+                    bytes: 10_000_000_000,
+                    elapsed: Duration::from_secs(1),
+                }
+            }),
+            fake("test/fake/real-stream", Kind::Throughput, None, |_| {
+                Sample::Moved {
+                    messages: 1,
+                    bytes: 900_000_000,
+                    elapsed: Duration::from_secs(1),
+                }
+            }),
+            lock_alone,
+            lock_crowd,
+            lock_slower_crowd,
+        ];
+        let run = run(&selection, Profile::Quick, |_, _| {});
+        let refused: Vec<&str> = run.failures.iter().map(|f| f.workload.as_str()).collect();
+        assert_eq!(
+            refused,
+            [
+                "test/fake/too-fast-trip/cross-cpu",
+                "test/fake/too-fast-stream",
+                "lock/fake/acquire-release/4-proc"
+            ]
+        );
+        for failure in &run.failures {
+            assert!(
+                failure
+                    .message
+                    .starts_with("measurement error, figure left out: "),
+                "{failure:?}"
+            );
+        }
+        let kept: Vec<&str> = run
+            .results
+            .latency
+            .iter()
+            .map(|l| l.workload.as_str())
+            .chain(run.results.throughput.iter().map(|t| t.workload.as_str()))
+            .collect();
+        // A round trip 10% under the ping-pong is within noise; so is a stream at 90% of
+        // memcpy and a crowd slower than one process.
+        for name in [
+            "test/fake/real-trip/cross-cpu",
+            "test/fake/real-stream",
+            "lock/fake/acquire-release/1-proc",
+            "lock/fake/acquire-release/2-proc",
+        ] {
+            assert!(kept.contains(&name), "{name} kept: {kept:?}");
+        }
+        for name in &refused {
+            assert!(!kept.contains(name), "{name} left out: {kept:?}");
+        }
     }
 
     #[test]

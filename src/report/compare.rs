@@ -630,6 +630,7 @@ mod tests {
             spread,
             calibration: Some("pipe-roundtrip".into()),
             ratio: Some(ratio),
+            ratio_note: None,
             cdf: vec![],
         });
         r

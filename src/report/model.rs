@@ -108,6 +108,9 @@ pub struct Latency {
     pub calibration: Option<String>,
     /// p50 / calibration value (lower is better).
     pub ratio: Option<f64>,
+    /// Why `ratio` is absent, when it is (no baseline of its kind and placement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_note: Option<String>,
     /// Points (nanoseconds, cumulative fraction) of the distribution, for the CDF chart.
     #[serde(default)]
     pub cdf: Vec<(f64, f64)>,
@@ -128,6 +131,9 @@ pub struct Throughput {
     pub calibration: Option<String>,
     /// bytes_per_sec (or msgs_per_sec) / calibration value (higher is better).
     pub ratio: Option<f64>,
+    /// Why `ratio` is absent, when it is (no baseline of its kind and placement).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_note: Option<String>,
 }
 
 /// What a scenario variant is expected to give.

@@ -38,17 +38,31 @@ impl RoundTrips {
     }
 }
 
-/// CPUs for the two sides of a two-process workload: (initiator, responder). None means
-/// "leave to the scheduler".
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPUs for the two sides of a two-process workload: (initiator, responder), taken from
+/// the CPUs this process may use. None means "leave to the scheduler" (unpinned only). A
+/// placement the machine cannot give (cross-CPU with one usable CPU) panics with the
+/// reason, so the workload fails by name instead of running unpinned under its label.
 pub fn cpus_for(placement: Placement) -> (Option<usize>, Option<usize>) {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    match placement {
-        Placement::SameCpu => (Some(0), Some(0)),
-        Placement::CrossCpu if cores >= 2 => (Some(0), Some(1)),
-        // One CPU only: cross-CPU cannot be measured; run unpinned rather than lie.
-        Placement::CrossCpu | Placement::Unpinned => (None, None),
+    let cpus = allowed_cpus();
+    match (placement, cpus.as_slice()) {
+        (Placement::Unpinned, _) => (None, None),
+        (Placement::SameCpu, [first, ..]) => (Some(*first), Some(*first)),
+        (Placement::CrossCpu, [first, second, ..]) => (Some(*first), Some(*second)),
+        (placement, cpus) => panic!(
+            "placement {} cannot be measured: this process may run on CPUs {cpus:?} only",
+            placement.label()
+        ),
     }
 }
 
@@ -57,7 +71,9 @@ pub struct PinGuard {
     previous: Option<libc::cpu_set_t>,
 }
 
-/// Pins the calling thread to `cpu` (None: no change) until the guard drops.
+/// Pins the calling thread to `cpu` (None: no change) until the guard drops, and checks
+/// that the affinity now is exactly that CPU: a pin that did not take panics with the
+/// reason, so the workload fails by name rather than keeping a placement it does not have.
 pub fn pin(cpu: Option<usize>) -> PinGuard {
     let Some(cpu) = cpu else {
         return PinGuard { previous: None };
@@ -68,16 +84,31 @@ pub fn pin(cpu: Option<usize>) -> PinGuard {
         let mut previous: libc::cpu_set_t = std::mem::zeroed();
         let size = std::mem::size_of::<libc::cpu_set_t>();
         if libc::sched_getaffinity(0, size, &mut previous) != 0 {
-            return PinGuard { previous: None };
+            panic!(
+                "cannot read this thread's CPU affinity to pin it to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, size, &set) != 0 {
-            return PinGuard { previous: None };
+            panic!(
+                "cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
-        PinGuard {
+        let guard = PinGuard {
             previous: Some(previous),
-        }
+        };
+        let mut now: libc::cpu_set_t = std::mem::zeroed();
+        let achieved = libc::sched_getaffinity(0, size, &mut now) == 0
+            && libc::CPU_COUNT(&now) == 1
+            && libc::CPU_ISSET(cpu, &now);
+        assert!(
+            achieved,
+            "pinned to CPU {cpu}, but the affinity did not take"
+        );
+        guard
     }
 }
 
