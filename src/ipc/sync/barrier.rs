@@ -122,8 +122,33 @@ fn at_timeout() {
 #[cfg(not(test))]
 fn at_timeout() {}
 
+/// Whether a party's process is still there. Only a definite answer counts as a death:
+/// the kernel saying the pid does not exist (ESRCH), or /proc showing a zombie. Failing
+/// to look (EMFILE when this process is out of fds, ENOMEM, a /proc not mounted) says
+/// nothing about the party, and a barrier broken on it would fail every live party.
 fn is_alive(pid: u32) -> bool {
-    hygiene::proc_info(pid as i32).is_some_and(|p| p.state != 'Z' && p.state != 'X')
+    let Ok(pid) = i32::try_from(pid) else {
+        return true; // not a pid this barrier could have registered; leave it be
+    };
+    let probe = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+    // Read /proc only for a pid that exists: a zombie still answers kill(pid, 0).
+    let state = match probe {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => hygiene::proc_info(pid).map(|p| p.state),
+        Err(_) => None,
+    };
+    !party_is_gone(probe, state)
+}
+
+/// The decision behind [`is_alive`]: `probe` is kill(pid, 0), `state` the state letter
+/// read from /proc/PID/stat (None: not read).
+fn party_is_gone(probe: nix::Result<()>, state: Option<char>) -> bool {
+    match probe {
+        Err(nix::errno::Errno::ESRCH) => true,
+        // EPERM: it exists, owned by someone else.
+        Ok(()) | Err(nix::errno::Errno::EPERM) => matches!(state, Some('Z' | 'X')),
+        // Any other failure of the probe is not an answer.
+        Err(_) => false,
+    }
 }
 
 impl Barrier {
@@ -355,6 +380,75 @@ mod tests {
             waiter.is_ok(),
             arrival.is_ok(),
             "one generation, two outcomes: the waiter got {waiter:?}, the last arrival {arrival:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_definite_answer_counts_as_a_party_death() {
+        use nix::errno::Errno;
+        // Gone: no such pid, or a zombie (dead, not yet reaped) or dead ('X').
+        assert!(party_is_gone(Err(Errno::ESRCH), None));
+        assert!(party_is_gone(Ok(()), Some('Z')));
+        assert!(party_is_gone(Ok(()), Some('X')));
+        assert!(party_is_gone(Err(Errno::EPERM), Some('Z')));
+        // Alive: running, sleeping, stopped, or another user's process.
+        for state in ['R', 'S', 'D', 'T', 't'] {
+            assert!(!party_is_gone(Ok(()), Some(state)), "{state}");
+        }
+        assert!(!party_is_gone(Err(Errno::EPERM), Some('S')));
+        // Not known: it exists but /proc could not be read (EMFILE...), or the probe
+        // itself failed — neither is a death.
+        assert!(!party_is_gone(Ok(()), None));
+        assert!(!party_is_gone(Err(Errno::EPERM), None));
+        assert!(!party_is_gone(Err(Errno::EINVAL), None));
+    }
+
+    fn judge_parent_with_no_fd_left(_: ()) -> Result<(bool, String), String> {
+        let parent = nix::unistd::getppid().as_raw() as u32;
+        let limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        let mut hard = limit;
+        // SAFETY: getrlimit/setrlimit write or read one rlimit struct of this process.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut hard);
+            libc::setrlimit(
+                libc::RLIMIT_NOFILE,
+                &libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: hard.rlim_max,
+                },
+            );
+        }
+        let probe = match std::fs::read_to_string("/proc/self/stat") {
+            Ok(_) => "read /proc".to_string(),
+            Err(e) => e.to_string(),
+        };
+        Ok((is_alive(parent), probe))
+    }
+    crate::register_entry!("barrier-unit-judge-parent", judge_parent_with_no_fd_left);
+
+    /// Item 10b: a process that cannot open /proc (EMFILE) must not take a live party —
+    /// its own parent, the test process — for dead.
+    #[test]
+    fn a_failed_proc_read_is_not_a_death() {
+        use crate::process::{self, Options, StartMethod};
+        let _serial = crate::process::tests_serial();
+        let (alive, probe): (bool, String) = process::run(
+            "barrier-unit-judge-parent",
+            &(),
+            Options::new("judge").method(StartMethod::Fork),
+            LONG,
+        )
+        .unwrap();
+        assert!(
+            probe.contains("Too many open files"),
+            "the probe read: {probe}"
+        );
+        assert!(
+            alive,
+            "a live party was judged dead because /proc could not be read ({probe})"
         );
     }
 }
