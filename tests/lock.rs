@@ -281,3 +281,48 @@ fn an_rlock_belongs_to_the_thread_that_took_it() {
         lock.release().unwrap();
     });
 }
+
+/// Takes a robust mutex on this thread, then drops the handle on another thread (it is
+/// `Send`, as the `Lock` trait requires), and then locks a second robust mutex here.
+/// glibc links every robust mutex a thread holds into that thread's robust list, writing
+/// into the list's current head when it links the next one: had the drop unmapped the
+/// first mutex's segment while this thread still held it, that write would land in
+/// unmapped memory (SIGSEGV) or in whatever was mapped there since.
+fn drop_a_held_robust_mutex_on_another_thread(_: ()) -> Result<String, String> {
+    use ipcbench::ipc::lock::robust::RobustMutex;
+    let other = RobustMutex::create().map_err(|e| e.to_string())?;
+    let held = RobustMutex::create().map_err(|e| e.to_string())?;
+    held.acquire(ACQUIRE).map_err(|e| e.to_string())?;
+    let name = held.name().to_string();
+    std::thread::spawn(move || drop(held))
+        .join()
+        .map_err(|_| "the dropping thread panicked".to_string())?;
+    other.acquire(ACQUIRE).map_err(|e| e.to_string())?;
+    other.release().map_err(|e| e.to_string())?;
+    // The creator's drop still removes the name, wherever it ran.
+    if hygiene::shm_names().contains(&name) {
+        return Err(format!("{name} left in /dev/shm"));
+    }
+    Ok("the robust list survived".into())
+}
+register_entry!(
+    "lock-test-drop-held-robust-elsewhere",
+    drop_a_held_robust_mutex_on_another_thread
+);
+
+/// Item 10c: a robust mutex held by one thread and dropped on another must not be
+/// unmapped under the holder's robust list (undefined behaviour from safe code).
+#[test]
+fn a_held_robust_mutex_dropped_on_another_thread_leaves_the_holder_sound() {
+    leak_checked(|| {
+        // Spawned, not forked: the child starts threads of its own.
+        let outcome: String = process::run(
+            "lock-test-drop-held-robust-elsewhere",
+            &(),
+            Options::new("drop-elsewhere").method(StartMethod::Spawn),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(outcome, "the robust list survived");
+    });
+}

@@ -628,3 +628,94 @@ fn echo_clients_that_cannot_reach_a_server_fail_their_join() {
         );
     });
 }
+
+/// Item 10e: a worker dies while both workers are busy and jobs wait; its replacement
+/// fails to start. The live worker must still run the waiting jobs, and the pool must
+/// get its second worker back once a start succeeds again.
+#[test]
+fn a_failed_replacement_start_leaves_the_queued_jobs_to_the_live_worker() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let gate = dir.0.join("gate");
+        // Starts 1 and 2 make the pool; start 3 (the first replacement) fails.
+        let mut pool = Pool::new(
+            PoolOptions::new()
+                .size(2)
+                .method(StartMethod::Fork)
+                .timeout(LONG)
+                .fail_worker_starts([3]),
+        )
+        .unwrap();
+        let doomed = pool.apply_async::<_, u32>("test-pool-gate", &gate).unwrap();
+        let blocked = pool.apply_async::<_, u32>("test-pool-gate", &gate).unwrap();
+        wait_until("both workers busy", || pool.stats().busy == 2);
+        let queued: Vec<_> = (0..4u32)
+            .map(|x| {
+                pool.apply_async::<_, u32>("test-pool-gated-echo", &(x, None::<PathBuf>))
+                    .unwrap()
+            })
+            .collect();
+        wait_until("the doomed job on a worker", || {
+            doomed.worker_pid().is_some()
+        });
+        let victim = doomed.worker_pid().unwrap();
+        nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
+        let died = doomed.get(LONG).unwrap_err();
+        assert!(matches!(died, PoolError::WorkerDied { .. }), "{died}");
+        std::fs::write(&gate, b"open").unwrap();
+        blocked.get(LONG).unwrap();
+        for (x, handle) in queued.iter().enumerate() {
+            assert_eq!(
+                handle.get(LONG),
+                Ok(x as u32),
+                "queued job {x}: a live worker could have run it"
+            );
+        }
+        wait_until("the pool back to two workers", || pool.size() == 2);
+        pool.close();
+        pool.join(None).unwrap();
+    });
+}
+
+/// Only when no worker runs, and none can start, do waiting jobs fail — each with an
+/// error that says why.
+#[test]
+fn with_no_live_worker_and_no_start_possible_waiting_jobs_fail_clearly() {
+    leak_checked(|| {
+        let dir = temp_dir();
+        let gate = dir.0.join("gate");
+        // One worker (start 1); every replacement fails.
+        let mut pool = Pool::new(
+            PoolOptions::new()
+                .size(1)
+                .method(StartMethod::Fork)
+                .timeout(LONG)
+                .fail_worker_starts(2..=10_000),
+        )
+        .unwrap();
+        let doomed = pool.apply_async::<_, u32>("test-pool-gate", &gate).unwrap();
+        wait_until("the doomed job on the worker", || {
+            doomed.worker_pid().is_some()
+        });
+        let queued: Vec<_> = (0..3u32)
+            .map(|x| {
+                pool.apply_async::<_, u32>("test-pool-gated-echo", &(x, None::<PathBuf>))
+                    .unwrap()
+            })
+            .collect();
+        let victim = doomed.worker_pid().unwrap();
+        nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGKILL).unwrap();
+        assert!(matches!(
+            doomed.get(LONG),
+            Err(PoolError::WorkerDied { .. })
+        ));
+        for handle in &queued {
+            let err = handle.get(LONG).unwrap_err();
+            assert!(
+                matches!(&err, PoolError::Start(why) if why.contains("injected")),
+                "{err}"
+            );
+        }
+        pool.terminate().unwrap();
+    });
+}

@@ -355,3 +355,43 @@ fn watchdog_passes_when_everyone_finishes() {
         assert_eq!(child.exitcode(), Some(0));
     }
 }
+
+fn quick_seven(_: ()) -> Result<u32, String> {
+    Ok(7)
+}
+register_entry!("test-quick-seven", quick_seven);
+
+/// Runs between the fork and the tracking of a new child: lets the child exit, then runs
+/// the orphan reaper — what a reaper on another thread may do in that window.
+fn exit_then_reap_before_tracking(pid: process::Pid) {
+    let until = Instant::now() + LONG;
+    while hygiene::proc_info(pid.as_raw()).is_some_and(|p| p.state != 'Z') {
+        assert!(Instant::now() < until, "child {pid} never exited");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    hygiene::reap_orphans();
+}
+
+/// Item 10d: a daemon child (its own process group, so "foreign" to the orphan reaper)
+/// that exits before `start` has tracked it must still be joined by its own handle, with
+/// its own exit status and result.
+#[test]
+fn the_orphan_reaper_never_takes_a_child_that_is_still_being_started() {
+    for method in both_methods() {
+        hygiene::set_before_tracking_hook(Some(exit_then_reap_before_tracking));
+        let started = process::start(
+            "test-quick-seven",
+            &(),
+            Options::new("quick-daemon").method(method).daemon(true),
+        );
+        hygiene::set_before_tracking_hook(None);
+        let mut child = started.unwrap();
+        assert_eq!(
+            child
+                .result::<u32>(Some(LONG))
+                .unwrap_or_else(|e| panic!("{method:?}: {e}")),
+            7
+        );
+        assert_eq!(child.exitcode(), Some(0), "{method:?}");
+    }
+}

@@ -352,3 +352,80 @@ fn spin_then_wait_gives_up_at_its_deadline() {
         assert_eq!(results::<String>(vec![child]), vec!["TimedOut".to_string()]);
     });
 }
+
+// ---- a waiter SIGKILLed while asleep ----
+
+/// Waits (bounded) until `child` sleeps in a futex wait: wchan is only reported for a
+/// task off the CPU, so this means it is queued on the futex.
+fn asleep_in_futex(child: &process::Child) {
+    let pid = child.pid().as_raw();
+    let by = Instant::now() + LONG;
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan.contains("futex") {
+            return;
+        }
+        assert!(
+            Instant::now() < by,
+            "{pid} never slept in a futex (wchan {wchan:?})"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn acquire_within_an_hour(name: String) -> Result<(), String> {
+    let semaphore = Semaphore::open(&name).map_err(|e| e.to_string())?;
+    semaphore
+        .acquire(Duration::from_secs(3600))
+        .map_err(|e| e.to_string())
+}
+register_entry!("sync-test-acquire-within-an-hour", acquire_within_an_hour);
+
+/// A waiter SIGKILLed in acquire took nothing and holds up nobody: the one release that
+/// follows reaches a live waiter (bounded at an hour, so only a wake lets it out within
+/// the join bound), and the count stays exact.
+#[test]
+fn a_semaphore_waiter_killed_while_asleep_leaks_no_permit_and_strands_nobody() {
+    leak_checked(|| {
+        let semaphore = Semaphore::with_bound(0, 1).unwrap();
+        let name = semaphore.name().to_string();
+        let mut waiters = start_all("sync-test-acquire-within-an-hour", &[&name, &name]);
+        for waiter in &waiters {
+            asleep_in_futex(waiter);
+        }
+        let mut victim = waiters.remove(0);
+        victim.kill().unwrap();
+        assert_eq!(victim.join(Some(LONG)).unwrap(), Some(-9));
+        assert_eq!(semaphore.value(), 0, "the killed waiter took nothing");
+        semaphore.release().unwrap();
+        results::<()>(waiters);
+        assert_eq!(semaphore.value(), 0, "the live waiter took the one permit");
+        semaphore.release().unwrap();
+        assert!(
+            matches!(semaphore.release(), Err(SyncError::ReleasedTooMany { .. })),
+            "no permit appeared or vanished"
+        );
+    });
+}
+
+#[test]
+fn an_event_waiter_killed_while_asleep_does_not_hold_up_the_others() {
+    leak_checked(|| {
+        let event = Event::create().unwrap();
+        let args: Vec<WaitArgs> = (0..3)
+            .map(|_| WaitArgs {
+                event: event.name().to_string(),
+                timeout_ms: 3_600_000,
+            })
+            .collect();
+        let mut waiters = start_all("sync-test-wait", &args);
+        for waiter in &waiters {
+            asleep_in_futex(waiter);
+        }
+        let mut victim = waiters.remove(1);
+        victim.kill().unwrap();
+        assert_eq!(victim.join(Some(LONG)).unwrap(), Some(-9));
+        event.set();
+        assert_eq!(results::<bool>(waiters), vec![true; 2]);
+    });
+}

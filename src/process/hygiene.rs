@@ -6,7 +6,7 @@
 use nix::unistd::Pid;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Every shared-memory name the suite creates starts with this.
@@ -63,6 +63,43 @@ pub(crate) fn track_child(pid: Pid, pgid: Option<Pid>) {
         .insert(pid.as_raw(), pgid.map(Pid::as_raw));
 }
 
+thread_local! {
+    static BEFORE_TRACKING: std::cell::Cell<Option<fn(Pid)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Test hook: `process::start` on this thread calls `hook` with the new child's pid after
+/// the fork and before the child is tracked, so a test can force what another thread
+/// might do in that window (the child exiting, the orphan reaper running).
+#[doc(hidden)]
+pub fn set_before_tracking_hook(hook: Option<fn(Pid)>) {
+    BEFORE_TRACKING.with(|h| h.set(hook));
+}
+
+pub(crate) fn before_tracking(pid: Pid) {
+    if let Some(hook) = BEFORE_TRACKING.with(|h| h.get()) {
+        hook(pid);
+    }
+}
+
+/// Starts in progress in this process, from before their fork until their child is
+/// tracked (or the start failed). While one is, the orphan reaper leaves every zombie
+/// alone: it cannot tell a started-but-not-yet-tracked child from an orphan.
+static STARTS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by `process::start` from before its fork until the child is tracked.
+pub(crate) struct Starting(());
+
+pub(crate) fn starting() -> Starting {
+    STARTS_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    Starting(())
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        STARTS_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub(crate) fn untrack_child(pid: Pid) {
     resources().children.remove(&pid.as_raw());
 }
@@ -101,6 +138,9 @@ pub(crate) fn lock_for_fork() -> ForkGuard {
 /// would unlink the parent's segments and kill its siblings on exit.
 pub(crate) fn forget_inherited(guard: ForkGuard) {
     SUBREAPER.store(false, Ordering::SeqCst);
+    // The starts in flight were the parent's (its threads are not here); this child's
+    // `Starting` guard is never dropped, since the child leaves through _exit.
+    STARTS_IN_FLIGHT.store(0, Ordering::SeqCst);
     let mut r = guard.0;
     r.children.clear();
     r.shm_names.clear();
@@ -177,6 +217,11 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 /// Zombies in our own group are left alone: they may be children that other code in this
 /// process started with `std::process::Command` and is about to wait for (reaping them
 /// here would make its wait fail with ECHILD). [`cleanup_all`], at exit, reaps those too.
+///
+/// Nor does it reap anything while a [`start`](super::start) is between its fork and the
+/// tracking of its child, on any thread: that child, if it has already exited, looks
+/// like an orphan (a daemon leads its own group), and reaping it would take its exit
+/// status from its own handle. Such a round reaps nothing; orphans wait for the next.
 pub fn reap_orphans() -> usize {
     reap_unowned(false)
 }
@@ -186,9 +231,18 @@ fn reap_unowned(including_own_group: bool) -> usize {
         return 0; // orphans of our children go elsewhere; ours are reaped by their handles
     }
     let own_group = nix::unistd::getpgrp().as_raw();
-    let owned: BTreeSet<i32> = resources().children.keys().copied().collect();
+    // Held through the scan and the waits: a start tracks its child under this lock, so
+    // a child not in `owned` either was tracked after the scan (impossible while we
+    // hold it) or belongs to a start still in flight — whose count, raised before its
+    // fork, is then still raised when read after the scan below.
+    let registry = resources();
+    let owned: BTreeSet<i32> = registry.children.keys().copied().collect();
+    let children = child_processes();
+    if STARTS_IN_FLIGHT.load(Ordering::SeqCst) > 0 {
+        return 0;
+    }
     let mut reaped = 0;
-    for proc_info in child_processes() {
+    for proc_info in children {
         let foreign_group = proc_info.pgid != own_group;
         if proc_info.state == 'Z'
             && !owned.contains(&proc_info.pid)

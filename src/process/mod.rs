@@ -203,6 +203,8 @@ pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Ch
     };
     entry::lookup(entry).map_err(start_error)?;
     let args = serde_json::to_string(args).map_err(|e| start_error(e.to_string()))?;
+    // Until the child is tracked, the orphan reaper must not take it (see reap_orphans).
+    let _starting = hygiene::starting();
     hygiene::become_subreaper();
     let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| start_error(format!("pipe2: {e}")))?;
@@ -245,6 +247,7 @@ pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Ch
         }
     };
     let pidfd = pidfd_open(pid).map_err(|e| start_error(format!("pidfd_open: {e}")))?;
+    hygiene::before_tracking(pid);
     hygiene::track_child(pid, pgid);
     Ok(Child {
         pid,

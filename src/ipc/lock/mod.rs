@@ -32,6 +32,7 @@ pub mod rlock;
 pub mod robust;
 
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -148,10 +149,39 @@ impl LockFlavor {
     }
 }
 
-/// Holds a lock until dropped.
+/// Holds a lock until dropped, on the thread that took it.
+///
+/// Not `Send`: the mutex flavors belong to a thread, so a guard dropped on another thread
+/// would fail to release (EPERM, swallowed by drop) and leave the lock held by a thread
+/// that believes it let go. Sending one across threads does not compile:
+///
+/// ```compile_fail,E0277
+/// use ipcbench::ipc::lock::{robust::RobustMutex, LockExt};
+/// use std::time::Duration;
+/// let mutex = RobustMutex::create().unwrap();
+/// let guard = mutex.lock(Duration::from_secs(1)).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard));
+/// });
+/// ```
+///
+/// while the same code that keeps the guard on its thread does:
+///
+/// ```
+/// use ipcbench::ipc::lock::{robust::RobustMutex, LockExt};
+/// use std::time::Duration;
+/// let mutex = RobustMutex::create().unwrap();
+/// let guard = mutex.lock(Duration::from_secs(1)).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| ());
+/// });
+/// drop(guard);
+/// ```
 pub struct LockGuard<'a, L: Lock + ?Sized> {
     lock: &'a L,
     acquired: Acquired,
+    /// Makes the guard `!Send` (and `!Sync`).
+    _on_this_thread: PhantomData<*const ()>,
 }
 
 impl<L: Lock + ?Sized> LockGuard<'_, L> {
@@ -183,6 +213,7 @@ pub trait LockExt: Lock {
         Ok(LockGuard {
             lock: self,
             acquired,
+            _on_this_thread: PhantomData,
         })
     }
 }

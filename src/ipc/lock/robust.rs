@@ -22,7 +22,8 @@
 use super::{Acquired, Lock, LockAddress, LockError};
 use crate::ipc::shm::{Shared, ShmSafe};
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::Duration;
 
 const READY: u32 = 0x4d55_5458; // "MUTX"
@@ -44,11 +45,34 @@ unsafe impl Sync for MutexCell {}
 unsafe impl ShmSafe for MutexCell {}
 
 /// A process-shared pthread mutex; `ROBUST` selects the robust protocol.
+///
+/// The handle is `Send` and `Sync` (the [`Lock`] trait asks for both), but the mutex is
+/// held by a *thread*: glibc links every robust mutex a thread holds into that thread's
+/// robust list, through the mutex's own memory. A handle dropped while another live thread
+/// of this process holds the mutex through it therefore does not unmap the segment — that
+/// would leave the holder's list pointing into unmapped memory, and its next robust lock
+/// or unlock would write there. It removes the name and closes the fd, and leaves the
+/// mapping (one page) for the rest of the process's life.
 pub struct PthreadMutex<const ROBUST: bool> {
-    cell: Shared<MutexCell>,
-    /// This handle took the mutex and has not released it: drop releases only then, so
-    /// dropping a second handle of the same thread leaves the first one's hold alone.
-    held: AtomicBool,
+    /// Dropped by hand in `Drop` (see above for when it is not).
+    cell: ManuallyDrop<Shared<MutexCell>>,
+    /// The thread (tid) that took the mutex through this handle and has not released it,
+    /// 0 for none: drop releases only then, so dropping a second handle of the same thread
+    /// leaves the first one's hold alone.
+    holder: AtomicI32,
+}
+
+fn current_tid() -> i32 {
+    nix::unistd::gettid().as_raw()
+}
+
+/// Whether `tid` is a live thread of this process. Only a definite "no such thread"
+/// (NotFound) says no; failing to look (EMFILE, ...) counts as yes.
+fn is_live_thread_of_this_process(tid: i32) -> bool {
+    match std::fs::metadata(format!("/proc/self/task/{tid}")) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Reports owner death: the flavor to use.
@@ -92,8 +116,8 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
         cell.kind.store(kind_code(ROBUST), Ordering::Relaxed);
         cell.ready.store(READY, Ordering::Release);
         Ok(PthreadMutex {
-            cell,
-            held: AtomicBool::new(false),
+            cell: ManuallyDrop::new(cell),
+            holder: AtomicI32::new(0),
         })
     }
 
@@ -114,8 +138,8 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
             )));
         }
         Ok(PthreadMutex {
-            cell,
-            held: AtomicBool::new(false),
+            cell: ManuallyDrop::new(cell),
+            holder: AtomicI32::new(0),
         })
     }
 
@@ -226,7 +250,7 @@ impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
                         address: self.address().to_string(),
                         timeout,
                     })?;
-            self.held.store(true, Ordering::Release);
+            self.holder.store(current_tid(), Ordering::Release);
             return Ok(acquired);
         }
     }
@@ -236,18 +260,26 @@ impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
         let r = unsafe { libc::pthread_mutex_trylock(self.mutex()) };
         let acquired = self.outcome(r, "pthread_mutex_trylock")?;
         if acquired.is_some() {
-            self.held.store(true, Ordering::Release);
+            self.holder.store(current_tid(), Ordering::Release);
         }
         Ok(acquired)
     }
 
     fn release(&self) -> Result<(), LockError> {
+        let me = current_tid();
+        // Cleared before the unlock: the next thread to take the mutex through this handle
+        // records itself only once it holds it, that is after this unlock.
+        let mine = self
+            .holder
+            .compare_exchange(me, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         // SAFETY: as in acquire; an error-checking mutex refuses a non-owner (EPERM).
-        match unsafe { libc::pthread_mutex_unlock(self.mutex()) } {
-            0 => {
-                self.held.store(false, Ordering::Release);
-                Ok(())
-            }
+        let r = unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+        if r != 0 && mine {
+            self.holder.store(me, Ordering::Release); // still ours
+        }
+        match r {
+            0 => Ok(()),
             libc::EPERM => Err(LockError::NotHeld {
                 address: self.address().to_string(),
             }),
@@ -262,13 +294,27 @@ impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
 
 impl<const ROBUST: bool> Drop for PthreadMutex<ROBUST> {
     fn drop(&mut self) {
-        // A handle dropped while holding the mutex releases it: the mapping is about to
-        // go away, and a mutex left locked would wait for a thread that has moved on.
-        if self.held.load(Ordering::Acquire) {
-            // SAFETY: as in acquire; this handle's thread took it (errorcheck refuses
-            // any other thread with EPERM, ignored).
+        let holder = self.holder.load(Ordering::Acquire);
+        if holder != 0 && holder == current_tid() {
+            // A handle dropped by the thread holding the mutex releases it: the mapping is
+            // about to go away, and a mutex left locked would wait for a thread that has
+            // moved on.
+            // SAFETY: as in acquire; this thread holds it.
             unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+        } else if ROBUST && holder != 0 && is_live_thread_of_this_process(holder) {
+            // Another live thread holds it through this mapping, and its robust list
+            // points here: keep the mapping (see the type's docs). A holder that has
+            // exited (its list was walked by the kernel at its exit) or one of the process
+            // this was forked from (not in this process's lists) needs no such care.
+            self.cell.segment_mut().unlink();
+            // SAFETY: the Segment inside `cell` is never dropped (ManuallyDrop, not dropped
+            // on this path), so its OwnedFd never closes this number again; the mapping
+            // does not need the fd.
+            unsafe { libc::close(self.cell.segment().raw_fd()) };
+            return;
         }
+        // SAFETY: `cell` is not used after this point, and dropped only here.
+        unsafe { ManuallyDrop::drop(&mut self.cell) };
     }
 }
 

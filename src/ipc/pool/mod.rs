@@ -13,6 +13,9 @@
 //! on its pipe, replaces it and — unlike Python, whose `Pool` waits forever for the lost
 //! task — fails that job with [`PoolError::WorkerDied`] or retries it once when asked.
 //! It also grows an elastic pool while jobs wait and shrinks it after an idle timeout.
+//! A worker that cannot be started (a replacement, or growth) is tried again after a
+//! back-off while the live workers go on with the queue; waiting jobs fail, each with
+//! [`PoolError::Start`], only when no worker is left to run them.
 //!
 //! Every wait of a caller is bounded: `get(timeout)`, and `map`/`imap`/`apply`/`join` by
 //! [`PoolOptions::timeout`].
@@ -72,6 +75,9 @@ pub struct PoolOptions {
     /// File descriptors every worker inherits (a listening socket, for example); they
     /// must stay open in the parent while the pool lives.
     pub inherit_fds: Vec<RawFd>,
+    /// Test hook: the worker starts (numbered from 1, in the order the pool makes them)
+    /// that fail with an injected error instead of starting a process.
+    injected_start_failures: std::collections::BTreeSet<u64>,
 }
 
 impl Default for PoolOptions {
@@ -96,6 +102,7 @@ impl PoolOptions {
             death_handling: DeathHandling::Supervised,
             timeout: DEFAULT_TIMEOUT,
             inherit_fds: Vec::new(),
+            injected_start_failures: Default::default(),
         }
     }
     /// A fixed pool of `workers`.
@@ -136,6 +143,13 @@ impl PoolOptions {
     }
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
+        self
+    }
+    /// Test hook: make these worker starts (numbered from 1 in the order the pool makes
+    /// them) fail with an injected error, as a start that hits a resource limit would.
+    #[doc(hidden)]
+    pub fn fail_worker_starts(mut self, starts: impl IntoIterator<Item = u64>) -> Self {
+        self.injected_start_failures.extend(starts);
         self
     }
 

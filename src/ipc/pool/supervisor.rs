@@ -17,6 +17,11 @@ const TICK: Duration = Duration::from_millis(100);
 const EXCHANGE_BOUND: Duration = Duration::from_secs(10);
 /// Bound on waiting for a stopped or killed worker to exit.
 const EXIT_BOUND: Duration = Duration::from_secs(5);
+/// After a worker start fails, the next attempt waits this long, doubling with each
+/// further failure up to [`START_RETRY_MAX`]: a cause that persists (a resource limit)
+/// is not hammered, one that passes is retried soon.
+const START_RETRY_FIRST: Duration = Duration::from_millis(50);
+const START_RETRY_MAX: Duration = Duration::from_secs(2);
 
 struct Worker {
     child: Child,
@@ -30,6 +35,9 @@ struct Supervisor {
     options: PoolOptions,
     workers: Vec<Worker>,
     started: u64,
+    /// Worker starts that failed in a row, and when the next one may be tried.
+    start_failures: u32,
+    start_retry_at: Option<Instant>,
 }
 
 pub(super) fn run(shared: Arc<Shared>, options: PoolOptions) {
@@ -38,6 +46,8 @@ pub(super) fn run(shared: Arc<Shared>, options: PoolOptions) {
         options,
         workers: Vec::new(),
         started: 0,
+        start_failures: 0,
+        start_retry_at: None,
     };
     let start = (0..sup.options.min_workers).try_for_each(|_| sup.start_worker());
     {
@@ -90,6 +100,12 @@ impl Supervisor {
             .handle()
             .map_err(|e| PoolError::Start(e.to_string()))?;
         self.started += 1;
+        if self.options.injected_start_failures.contains(&self.started) {
+            return Err(PoolError::Start(format!(
+                "worker start {} failed (injected by the test hook)",
+                self.started
+            )));
+        }
         // Daemon: a worker dies with this thread (PR_SET_PDEATHSIG), which outlives
         // every worker it starts, and leads its own group for `kill_group`.
         let mut options = Options::new(format!("{}-worker-{}", self.options.name, self.started))
@@ -113,21 +129,71 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Replaces dead workers: never fewer than the minimum while the pool runs.
+    /// Replaces dead workers: never fewer than the minimum while the pool runs (once a
+    /// failed start's back-off has passed).
     fn keep_minimum(&mut self) {
         while self.workers.len() < self.options.min_workers {
-            if let Err(e) = self.start_worker() {
-                self.fail_queued(e);
-                return;
+            match self.start_with_backoff() {
+                None => return,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    self.start_failed(e);
+                    return;
+                }
             }
         }
+    }
+
+    /// Whether a worker may be started now (no failed start's back-off pending).
+    fn may_start(&self) -> bool {
+        self.start_retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Starts a worker unless a failed start's back-off is pending (None); a failure
+    /// sets the next back-off.
+    fn start_with_backoff(&mut self) -> Option<Result<(), PoolError>> {
+        if !self.may_start() {
+            return None;
+        }
+        let started = self.start_worker();
+        match &started {
+            Ok(()) => {
+                self.start_failures = 0;
+                self.start_retry_at = None;
+            }
+            Err(_) => {
+                let doublings = self.start_failures.min(8);
+                self.start_failures += 1;
+                let pause = (START_RETRY_FIRST * (1 << doublings)).min(START_RETRY_MAX);
+                self.start_retry_at = Some(Instant::now() + pause);
+            }
+        }
+        Some(started)
+    }
+
+    /// A worker could not start. The queued jobs stay queued for the live workers, and
+    /// the start is tried again after a back-off; only when no worker is left to run
+    /// them do they fail, each with the reason.
+    fn start_failed(&self, error: PoolError) {
+        if !self.workers.is_empty() {
+            return;
+        }
+        let why = match error {
+            PoolError::Start(why) => why,
+            other => other.to_string(),
+        };
+        self.fail_queued(PoolError::Start(format!(
+            "no worker is running and none could be started: {why}"
+        )));
     }
 
     /// Hands queued jobs to idle workers, growing an elastic pool while jobs wait.
     fn dispatch(&mut self) {
         loop {
             let idle = self.workers.iter().position(|w| w.job.is_none());
-            if idle.is_none() && self.workers.len() >= self.options.max_workers {
+            if idle.is_none()
+                && (self.workers.len() >= self.options.max_workers || !self.may_start())
+            {
                 return;
             }
             let Some(job) = self.shared.lock().queue.pop_front() else {
@@ -135,14 +201,17 @@ impl Supervisor {
             };
             let index = match idle {
                 Some(index) => index,
-                None => {
-                    if let Err(e) = self.start_worker() {
-                        self.complete(job, Err(e.clone()));
-                        self.fail_queued(e);
+                None => match self.start_with_backoff() {
+                    Some(Ok(())) => self.workers.len() - 1,
+                    failed => {
+                        // Back in front: it waits for a worker like the jobs behind it.
+                        self.shared.lock().queue.push_front(job);
+                        if let Some(Err(e)) = failed {
+                            self.start_failed(e);
+                        }
                         return;
                     }
-                    self.workers.len() - 1
-                }
+                },
             };
             let worker = &mut self.workers[index];
             let request = ToWorker::Run {
@@ -182,6 +251,9 @@ impl Supervisor {
     /// indices of the workers whose pipes are readable, in increasing order.
     fn poll_ready(&mut self) -> Vec<usize> {
         let mut timeout = TICK;
+        if let Some(at) = self.start_retry_at {
+            timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+        }
         if self.workers.len() > self.options.min_workers {
             let now = Instant::now();
             for w in self.workers.iter().filter(|w| w.job.is_none()) {

@@ -28,7 +28,8 @@ pub struct SemaphoreState {
     /// Permits available now: the futex word.
     value: AtomicU32,
     bound: AtomicU32,
-    /// Processes sleeping in acquire; release skips the wake syscall when none.
+    /// Processes sleeping in acquire; release skips the wake syscall when none. A waiter
+    /// killed while asleep leaves its count here: that only costs a wake call.
     waiters: AtomicU32,
 }
 
@@ -160,9 +161,100 @@ impl Semaphore {
                 }
             }
         }
+        // Every sleeper, not one: a single wake is absorbed by a waiter that dies (or is
+        // stopped for good) between its wake-up and its `try_acquire`, and the others would
+        // sleep to their deadlines with the permit free. Woken together, the live ones race
+        // for the permit with `try_acquire`; the losers go back to sleep. The cost is a
+        // herd of wake-ups per release when many wait; correctness against a dead peer is
+        // worth it (a dying process cannot pass a wake on, so "wake one and forward" would
+        // not be enough).
         if state.waiters.load(SeqCst) > 0 {
-            futex::wake(&state.value, 1);
+            futex::wake_all(&state.value);
         }
         Ok(())
+    }
+}
+
+/// Cross-process checks of the wake protocol (in the library's test binary: they need
+/// the private state to play a waiter that is woken and then dies).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{self, Child, Options, StartMethod};
+
+    /// A waiter that is woken and then dies before it takes the permit: it sleeps on the
+    /// value word exactly as `acquire` does (announced in `waiters`), and leaves as soon as
+    /// it is woken — what a waiter SIGKILLed (or stopped for good) between its wake-up and
+    /// its `try_acquire` amounts to.
+    fn absorb_one_wake(name: String) -> Result<(), String> {
+        let semaphore = Semaphore::open(&name).map_err(|e| e.to_string())?;
+        let state = &*semaphore.state;
+        state.waiters.fetch_add(1, SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        while futex::wait(&state.value, 0, Some(deadline)) == Wake::Changed {}
+        Ok(())
+    }
+    crate::register_entry!("semaphore-unit-absorb-one-wake", absorb_one_wake);
+
+    fn acquire_within_an_hour(name: String) -> Result<u32, String> {
+        let semaphore = Semaphore::open(&name).map_err(|e| e.to_string())?;
+        semaphore
+            .acquire(Duration::from_secs(3600))
+            .map_err(|e| e.to_string())?;
+        Ok(semaphore.value())
+    }
+    crate::register_entry!(
+        "semaphore-unit-acquire-within-an-hour",
+        acquire_within_an_hour
+    );
+
+    /// Waits until `child` sleeps in the kernel's futex wait (wchan is only reported for
+    /// a task that is off the CPU), i.e. it is queued on the futex.
+    fn asleep_in_futex(child: &Child) {
+        let pid = child.pid().as_raw();
+        let by = Instant::now() + Duration::from_secs(20);
+        loop {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if wchan.contains("futex") {
+                return;
+            }
+            assert!(
+                Instant::now() < by,
+                "child {pid} never slept in a futex wait (wchan {wchan:?})"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn start(entry: &str, name: &str) -> Child {
+        process::start(
+            entry,
+            &name.to_string(),
+            Options::new(entry).method(StartMethod::Fork),
+        )
+        .unwrap()
+    }
+
+    /// Item 7: one release, two sleepers, the first of which (futex wakes are FIFO for
+    /// ordinary tasks) takes the wake and dies without the permit. The live sleeper must
+    /// still get the permit: its own bound is an hour, so only a wake lets it out within
+    /// the 20-s join bound.
+    #[test]
+    fn a_wake_absorbed_by_a_dying_waiter_still_lets_a_live_waiter_take_the_permit() {
+        let _serial = crate::process::tests_serial();
+        let semaphore = Semaphore::with_bound(0, 1).unwrap();
+        let mut absorber = start("semaphore-unit-absorb-one-wake", semaphore.name());
+        asleep_in_futex(&absorber);
+        let mut live = start("semaphore-unit-acquire-within-an-hour", semaphore.name());
+        asleep_in_futex(&live);
+        assert_eq!(semaphore.state.waiters.load(SeqCst), 2);
+        semaphore.release().unwrap();
+        absorber
+            .result::<()>(Some(Duration::from_secs(20)))
+            .unwrap();
+        let left: u32 = live
+            .result(Some(Duration::from_secs(20)))
+            .expect("the live waiter never got the permit released while it slept");
+        assert_eq!(left, 0, "the live waiter took the one permit");
     }
 }
