@@ -199,3 +199,110 @@ fn dict_and_list_proxies_see_another_process_writes() {
         assert!(served > 10 && started.elapsed() < CALL_TIMEOUT);
     });
 }
+
+/// A header with a good magic claiming `len` bytes of payload (and no payload).
+fn header_claiming(len: u32) -> Vec<u8> {
+    let mut h = ipcbench::ipc::frame::MAGIC.to_le_bytes().to_vec();
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(&[0u8; 4]);
+    h
+}
+
+#[test]
+fn an_oversized_header_gets_an_error_naming_the_limit_and_the_server_goes_on() {
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Spawn).unwrap();
+        let bystander = manager.client().unwrap();
+        bystander.counter("n").set(1).unwrap();
+        {
+            use std::io::Write;
+            let mut raw =
+                std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+            // Claims 200 MiB, sends none of it, and keeps the connection open.
+            raw.write_all(&header_claiming(200 << 20)).unwrap();
+            let conn = ipcbench::ipc::pipe::Connection::from_socket(raw.into()).unwrap();
+            match conn.recv_timeout::<Response>(CALL_TIMEOUT) {
+                Ok(Response::Err(message)) => assert!(
+                    message.contains("exceeds the maximum")
+                        && message
+                            .contains(&ipcbench::ipc::manager::DEFAULT_MAX_MESSAGE.to_string()),
+                    "{message}"
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert!(conn.recv_bytes_timeout(CALL_TIMEOUT).unwrap_err().is_eof());
+        }
+        // Garbage that is not a frame at all, from another raw client, the same.
+        {
+            use std::io::Write;
+            let mut raw =
+                std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+            raw.write_all(&[0xAB; 64]).unwrap();
+            let conn = ipcbench::ipc::pipe::Connection::from_socket(raw.into()).unwrap();
+            match conn.recv_timeout::<Response>(CALL_TIMEOUT).unwrap() {
+                Response::Err(message) => assert!(message.contains("malformed frame"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(conn.recv_bytes_timeout(CALL_TIMEOUT).unwrap_err().is_eof());
+        }
+        assert_eq!(bystander.counter("n").increment(1).unwrap(), 2);
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
+
+#[test]
+fn a_configured_max_message_bounds_requests_and_replies_with_errors_naming_it() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        let config = ManagerConfig {
+            max_message: 1024,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::start_with(StartMethod::Fork, None, config).unwrap();
+        // A client that allows more than the server: the server refuses the request's
+        // header with the limit, and closes that connection.
+        let generous = manager.client().unwrap().with_max_message(1 << 20);
+        let big = format!(
+            r#"{{"op":"set","name":"s","key":null,"value":"{}"}}"#,
+            "x".repeat(2000)
+        );
+        match generous.call_raw(big.as_bytes()).unwrap() {
+            Response::Err(message) => {
+                assert!(message.contains("exceeds the maximum 1024"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A client with the same limit refuses locally and stays connected.
+        let client = manager.client().unwrap().with_max_message(1024);
+        let err = client.call_raw(big.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Protocol { reason, .. } if reason.contains("maximum message size of 1024")),
+            "{err}"
+        );
+        client.ping().unwrap();
+        // Requests under the limit whose reply would exceed it: an error reply instead.
+        let list = client.list("l");
+        for _ in 0..3 {
+            list.push(json!("y".repeat(600))).unwrap();
+        }
+        let err = list.items().unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Remote { message, .. } if message.contains("reply of") && message.contains("maximum message size of 1024")),
+            "{err}"
+        );
+        assert_eq!(list.len().unwrap(), 3);
+        // A limit above what any frame may carry is refused at start.
+        let err = Manager::start_with(
+            StartMethod::Fork,
+            None,
+            ManagerConfig {
+                max_message: ipcbench::ipc::frame::MAX_PAYLOAD_LIMIT + 1,
+                ..ManagerConfig::default()
+            },
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}

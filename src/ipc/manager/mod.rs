@@ -12,6 +12,9 @@
 //! * A malformed request gets an error reply; the server keeps serving (a frame that
 //!   fails its checks also closes that one connection, whose stream is no longer in
 //!   step).
+//! * Sizes are bounded: a request or reply over [`ManagerConfig::max_message`]
+//!   ([`DEFAULT_MAX_MESSAGE`], 16 MiB, unless set) is refused with an error naming the
+//!   limit, and a header's claimed length is never allocated up front (see `ipc::frame`).
 //! * [`Manager::shutdown`] ends the server process; dropping the [`Manager`] kills it.
 
 pub mod protocol;
@@ -30,6 +33,30 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request or reply (payload bytes of one frame) a Manager server and its clients
+/// accept by default: 16 MiB, far below a pipe's default, since any local process that
+/// can reach the socket may send a header. Set with [`ManagerConfig::max_message`] and
+/// [`ManagerClient::with_max_message`].
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+
+/// How a Manager server is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerConfig {
+    /// Largest request the server reads and reply it sends (at most
+    /// [`frame::MAX_PAYLOAD_LIMIT`](crate::ipc::frame::MAX_PAYLOAD_LIMIT)). A larger
+    /// request's header gets an error reply naming this limit and that connection is
+    /// closed; a larger reply is replaced by an error reply.
+    pub max_message: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            max_message: DEFAULT_MAX_MESSAGE,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
@@ -80,7 +107,17 @@ impl Manager {
     /// As [`Manager::start`], with the server pinned to `cpu` (for placement-labelled
     /// measurements).
     pub fn start_on(method: StartMethod, cpu: Option<usize>) -> Result<Manager, ManagerError> {
+        Self::start_with(method, cpu, ManagerConfig::default())
+    }
+
+    /// As [`Manager::start_on`], with the server's limits set by `config`.
+    pub fn start_with(
+        method: StartMethod,
+        cpu: Option<usize>,
+        config: ManagerConfig,
+    ) -> Result<Manager, ManagerError> {
         let start_error = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
+        crate::ipc::frame::check_max_payload(config.max_message).map_err(|e| start_error(&e))?;
         let dir = hygiene::temp_dir().map_err(|e| start_error(&e))?;
         let socket = dir.join("manager.sock");
         let started = (|| {
@@ -88,6 +125,7 @@ impl Manager {
             let fd = OwnedFd::from(listener);
             let args = server::ServerArgs {
                 listener_fd: fd.as_raw_fd(),
+                config,
             };
             process::start(
                 "manager-server",
@@ -155,6 +193,7 @@ pub struct ManagerClient {
     address: ManagerAddress,
     conn: Mutex<Option<Connection>>,
     timeout: Duration,
+    max_message: usize,
 }
 
 impl ManagerClient {
@@ -163,6 +202,7 @@ impl ManagerClient {
             address: address.clone(),
             conn: Mutex::new(None),
             timeout: DEFAULT_CALL_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
         };
         *client.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.open()?);
         Ok(client)
@@ -174,6 +214,19 @@ impl ManagerClient {
         self
     }
 
+    /// Sets the largest request this client sends and reply it accepts (default
+    /// [`DEFAULT_MAX_MESSAGE`]; at most `frame::MAX_PAYLOAD_LIMIT`). Match the server's
+    /// [`ManagerConfig::max_message`].
+    pub fn with_max_message(mut self, max: usize) -> Self {
+        self.max_message = max.min(crate::ipc::frame::MAX_PAYLOAD_LIMIT);
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = slot.as_mut() {
+            conn.set_max_payload(self.max_message);
+        }
+        drop(slot);
+        self
+    }
+
     pub fn address(&self) -> &ManagerAddress {
         &self.address
     }
@@ -182,6 +235,7 @@ impl ManagerClient {
         let stream = UnixStream::connect(&self.address.socket).map_err(|e| self.gone(e))?;
         let mut conn = Connection::from_socket(OwnedFd::from(stream)).map_err(|e| self.gone(e))?;
         conn.set_timeout(self.timeout);
+        conn.set_max_payload(self.max_message);
         Ok(conn)
     }
 
@@ -220,6 +274,15 @@ impl ManagerClient {
             .and_then(|()| conn.recv_bytes_timeout(self.timeout));
         let bytes = match result {
             Ok(bytes) => bytes,
+            // Refused before a byte was sent: the connection is still in step.
+            Err(PipeError::TooLarge { len, max }) => {
+                return Err(ManagerError::Protocol {
+                    address: self.address.to_string(),
+                    reason: format!(
+                        "request of {len} bytes exceeds the maximum message size of {max} bytes"
+                    ),
+                })
+            }
             Err(e) => {
                 *slot = None;
                 return Err(match e {
@@ -227,6 +290,12 @@ impl ManagerClient {
                         address: self.address.to_string(),
                         timeout: self.timeout,
                     },
+                    PipeError::Corrupt(e @ crate::ipc::frame::FrameError::TooLong { .. }) => {
+                        ManagerError::Protocol {
+                            address: self.address.to_string(),
+                            reason: format!("reply refused: {e}"),
+                        }
+                    }
                     other => self.gone(other),
                 });
             }

@@ -3,6 +3,7 @@
 //! the process's entry on shutdown.
 
 use super::protocol::{Key, Request, Response};
+use super::ManagerConfig;
 use crate::ipc::pipe::{Connection, PipeError};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,8 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServerArgs {
     pub listener_fd: RawFd,
+    #[serde(default)]
+    pub config: ManagerConfig,
 }
 
 /// How often the accept loop looks at the shutdown flag.
@@ -28,6 +31,7 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct Server {
+    config: ManagerConfig,
     values: Mutex<BTreeMap<String, Value>>,
     shutdown: AtomicBool,
     served: AtomicU64,
@@ -42,13 +46,19 @@ pub fn serve(args: ServerArgs) -> Result<u64, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("manager listener: {e}"))?;
-    let server = Arc::new(Server::default());
+    crate::ipc::frame::check_max_payload(args.config.max_message)
+        .map_err(|e| format!("manager config: {e}"))?;
+    let server = Arc::new(Server {
+        config: args.config,
+        ..Server::default()
+    });
     let listen_fd = OwnedFd::from(listener.try_clone().map_err(|e| e.to_string())?);
     while !server.shutdown.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
-                let conn = Connection::from_socket(OwnedFd::from(stream))
+                let mut conn = Connection::from_socket(OwnedFd::from(stream))
                     .map_err(|e| format!("manager client socket: {e}"))?;
+                conn.set_max_payload(server.config.max_message);
                 let server = Arc::clone(&server);
                 std::thread::spawn(move || server.serve_client(conn));
             }
@@ -97,7 +107,13 @@ impl Server {
                 Ok(request) => (self.apply(request), false),
                 Err(e) => (Response::Err(format!("malformed request: {e}")), false),
             };
-            let sent = conn.send(&response);
+            let sent = match conn.send(&response) {
+                // Nothing was sent: the client still gets an answer, naming the limit.
+                Err(PipeError::TooLarge { len, max }) => conn.send(&Response::Err(format!(
+                    "reply of {len} bytes exceeds the maximum message size of {max} bytes"
+                ))),
+                other => other,
+            };
             if stop {
                 self.shutdown.store(true, Ordering::SeqCst);
                 return;
