@@ -306,3 +306,92 @@ fn a_configured_max_message_bounds_requests_and_replies_with_errors_naming_it() 
         assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
     });
 }
+
+/// Asks until the server serves this client again (a slot freed by a disconnect is seen
+/// by the server once it notices the hang-up); the bound is a safety net.
+fn ping_until_served(client: &ManagerClient) -> Result<(), ManagerError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.ping() {
+            Err(e) if Instant::now() < deadline && e.to_string().contains("limit of") => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_with_an_error_naming_it_and_a_closed_one_frees_a_slot() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        let max = 4;
+        let config = ManagerConfig {
+            max_connections: max,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::start_with(StartMethod::Spawn, None, config).unwrap();
+        let mut clients: Vec<ManagerClient> = (0..max)
+            .map(|_| {
+                let client = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+                client.ping().unwrap();
+                client
+            })
+            .collect();
+        // One more: refused, with the limit named, not left hanging.
+        let extra = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let err = extra.ping().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("limit of {max} connections")),
+            "{text}"
+        );
+        assert!(!err.is_server_gone(), "{err}");
+        // The first ones still work.
+        for (i, client) in clients.iter().enumerate() {
+            assert_eq!(client.counter("n").increment(1).unwrap(), i as i64 + 1);
+        }
+        // Closing one frees a slot: the refused client is served on a later call.
+        drop(clients.pop());
+        ping_until_served(&extra).unwrap();
+        assert_eq!(extra.counter("n").get().unwrap(), max as i64);
+        // And the server still refuses the next one past the limit.
+        let another = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let err = another.ping().unwrap_err();
+        assert!(err.to_string().contains("limit of"), "{err}");
+        drop(another);
+        drop(extra);
+        drop(clients);
+        // Shutdown needs a connection of its own: it waits for a slot within its bound.
+        assert!(manager.shutdown(CALL_TIMEOUT).unwrap() >= 8);
+    });
+}
+
+#[test]
+fn a_connection_whose_thread_cannot_start_is_refused_and_the_server_survives() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        // A stack no machine can map: every connection's thread fails to start.
+        let config = ManagerConfig {
+            connection_stack: 1 << 50,
+            ..ManagerConfig::default()
+        };
+        let mut manager = Manager::start_with(StartMethod::Spawn, None, config).unwrap();
+        for _ in 0..3 {
+            let client = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+            let err = client.ping().unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("cannot start a thread for this connection"),
+                "{text}"
+            );
+            assert!(!err.is_server_gone(), "{err}");
+        }
+        assert!(
+            manager.process().is_alive(),
+            "the server died: {:?}",
+            manager.process().exitcode()
+        );
+        // Dropping the handle kills the server.
+    });
+}

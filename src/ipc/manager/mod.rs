@@ -20,7 +20,7 @@
 pub mod protocol;
 pub mod server;
 
-pub use protocol::{Key, Request, Response};
+pub use protocol::{decode_request, decode_response, Key, Request, Response};
 
 use crate::ipc::pipe::{Connection, PipeError};
 use crate::process::{self, hygiene, Child, Options, StartMethod};
@@ -48,12 +48,37 @@ pub struct ManagerConfig {
     /// request's header gets an error reply naming this limit and that connection is
     /// closed; a larger reply is replaced by an error reply.
     pub max_message: usize,
+    /// Most client connections served at once (at least 1). A connection past the limit
+    /// is refused — [`ManagerError::Refused`] naming the limit in that client — and
+    /// closed; a client that disconnects frees its place.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Stack size of each connection's thread. A connection whose thread cannot start
+    /// is refused (with the reason) and the server goes on.
+    #[serde(default = "default_connection_stack")]
+    pub connection_stack: usize,
+}
+
+/// Stack of each connection's thread by default: Rust's own default, 2 MiB.
+pub const DEFAULT_CONNECTION_STACK: usize = 2 << 20;
+
+fn default_connection_stack() -> usize {
+    DEFAULT_CONNECTION_STACK
+}
+
+/// Most client connections a Manager server serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         ManagerConfig {
             max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connection_stack: DEFAULT_CONNECTION_STACK,
         }
     }
 }
@@ -66,6 +91,10 @@ pub enum ManagerError {
     Timeout { address: String, timeout: Duration },
     #[error("manager server at {address} refused the request: {message}")]
     Remote { address: String, message: String },
+    /// The server would not serve this connection (at its connection limit, or out of
+    /// threads); it is alive. The next call on the client connects again.
+    #[error("manager server at {address} refused the connection: {reason}")]
+    Refused { address: String, reason: String },
     #[error("manager at {address}: unexpected reply: {reason}")]
     Protocol { address: String, reason: String },
     #[error("cannot start the manager server: {0}")]
@@ -118,6 +147,9 @@ impl Manager {
     ) -> Result<Manager, ManagerError> {
         let start_error = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
         crate::ipc::frame::check_max_payload(config.max_message).map_err(|e| start_error(&e))?;
+        if config.max_connections == 0 {
+            return Err(start_error(&"max_connections must be at least 1"));
+        }
         let dir = hygiene::temp_dir().map_err(|e| start_error(&e))?;
         let socket = dir.join("manager.sock");
         let started = (|| {
@@ -166,9 +198,23 @@ impl Manager {
 
     /// Asks the server to stop and waits for its process to end; returns the number of
     /// requests it served.
+    ///
+    /// The request needs a connection of its own: while the server is at its connection
+    /// limit it is retried (a client that disconnects frees a place) until `timeout`.
     pub fn shutdown(mut self, timeout: Duration) -> Result<u64, ManagerError> {
+        let deadline = std::time::Instant::now() + timeout;
         let client = ManagerClient::connect(&self.address)?.with_timeout(timeout);
-        client.call(&Request::Shutdown)?;
+        loop {
+            match client.call(&Request::Shutdown) {
+                Err(ManagerError::Refused { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         self.child
             .result::<u64>(Some(timeout))
             .map_err(|e| ManagerError::ServerGone {
@@ -258,20 +304,33 @@ impl ManagerClient {
                 address: self.address.to_string(),
                 message,
             }),
+            // call_raw turns a refusal into an error.
+            Response::Refused(reason) => Err(ManagerError::Refused {
+                address: self.address.to_string(),
+                reason,
+            }),
         }
     }
 
     /// Sends `payload` as one frame, whatever it holds, and decodes the reply: for tests
-    /// of the server's handling of malformed requests, and the raw-bytes benchmark.
+    /// of the server's handling of malformed requests, and the raw-bytes benchmark. A
+    /// refusal of the connection is [`ManagerError::Refused`], never returned as a reply.
     pub fn call_raw(&self, payload: &[u8]) -> Result<Response, ManagerError> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(self.open()?);
         }
         let conn = slot.as_ref().expect("connected above");
-        let result = conn
-            .send_bytes_timeout(payload, self.timeout)
-            .and_then(|()| conn.recv_bytes_timeout(self.timeout));
+        let result = match conn.send_bytes_timeout(payload, self.timeout) {
+            Ok(()) => conn.recv_bytes_timeout(self.timeout),
+            // A server that refused this connection wrote why before closing it: the
+            // refusal is already here to read.
+            Err(PipeError::PeerGone) => match conn.recv_bytes_timeout(Duration::ZERO) {
+                Ok(bytes) => Ok(bytes),
+                Err(_) => Err(PipeError::PeerGone),
+            },
+            Err(e) => Err(e),
+        };
         let bytes = match result {
             Ok(bytes) => bytes,
             // Refused before a byte was sent: the connection is still in step.
@@ -300,10 +359,20 @@ impl ManagerClient {
                 });
             }
         };
-        serde_json::from_slice(&bytes).map_err(|e| ManagerError::Protocol {
-            address: self.address.to_string(),
-            reason: format!("reply does not decode: {e}"),
-        })
+        match decode_response(&bytes) {
+            Ok(Response::Refused(reason)) => {
+                *slot = None;
+                Err(ManagerError::Refused {
+                    address: self.address.to_string(),
+                    reason,
+                })
+            }
+            Ok(response) => Ok(response),
+            Err(reason) => Err(ManagerError::Protocol {
+                address: self.address.to_string(),
+                reason,
+            }),
+        }
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, ManagerError> {
