@@ -395,3 +395,59 @@ fn a_connection_whose_thread_cannot_start_is_refused_and_the_server_survives() {
         // Dropping the handle kills the server.
     });
 }
+
+/// Garbage from many clients, one after another — random bytes, random bytes after a
+/// good magic, frames holding random payloads — each sent and then the write side shut:
+/// every such connection is answered or closed (never left hanging), and the server
+/// goes on serving a well-behaved client throughout.
+#[test]
+fn random_garbage_from_many_clients_never_stops_the_server() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::io::{Read, Write};
+    const CASES: u32 = 1000;
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Fork).unwrap();
+        let bystander = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let magic = ipcbench::ipc::frame::MAGIC.to_le_bytes().to_vec();
+        let garbage = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2000),
+            proptest::collection::vec(any::<u8>(), 0..2000).prop_map(move |rest| {
+                let mut b = magic.clone();
+                b.extend(rest);
+                b
+            }),
+            proptest::collection::vec(any::<u8>(), 0..2000)
+                .prop_map(|payload| ipcbench::ipc::frame::encode(&payload)),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let seen = std::cell::Cell::new(0u32);
+        runner
+            .run(&garbage, |bytes| {
+                seen.set(seen.get() + 1);
+                let mut raw =
+                    std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+                raw.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+                // The server may close as soon as it has seen a bad header.
+                let _ = raw.write_all(&bytes);
+                let _ = raw.shutdown(std::net::Shutdown::Write);
+                let mut reply = Vec::new();
+                let read = raw.read_to_end(&mut reply);
+                prop_assert!(
+                    read.is_ok()
+                        || read.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+                    "the server neither answered nor closed: {read:?}"
+                );
+                prop_assert!(bystander.counter("n").increment(1).is_ok());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen.get(), CASES);
+        assert_eq!(bystander.counter("n").get().unwrap(), CASES as i64);
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
