@@ -45,3 +45,23 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A child forked by the binary — where the CLI's SIGINT/SIGTERM/SIGHUP cleanup handlers
+/// are installed — must not inherit those handlers: `terminate()` must end it with
+/// exitcode -15 (and SIGINT, SIGHUP with -2, -1), and its signal mask must be empty.
+#[test]
+fn forked_child_of_the_binary_has_default_signal_handlers() {
+    let out = ipcbench(&["__fork-terminate-probe"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{text}\nstderr:\n{err}"
+    );
+    assert!(
+        text.contains("SIGTERM: forked child exitcode -15"),
+        "{text}"
+    );
+    assert!(text.contains("caught signals []"), "{text}");
+}

@@ -199,3 +199,255 @@ fn dict_and_list_proxies_see_another_process_writes() {
         assert!(served > 10 && started.elapsed() < CALL_TIMEOUT);
     });
 }
+
+/// A header with a good magic claiming `len` bytes of payload (and no payload).
+fn header_claiming(len: u32) -> Vec<u8> {
+    let mut h = ipcbench::ipc::frame::MAGIC.to_le_bytes().to_vec();
+    h.extend_from_slice(&len.to_le_bytes());
+    h.extend_from_slice(&[0u8; 4]);
+    h
+}
+
+#[test]
+fn an_oversized_header_gets_an_error_naming_the_limit_and_the_server_goes_on() {
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Spawn).unwrap();
+        let bystander = manager.client().unwrap();
+        bystander.counter("n").set(1).unwrap();
+        {
+            use std::io::Write;
+            let mut raw =
+                std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+            // Claims 200 MiB, sends none of it, and keeps the connection open.
+            raw.write_all(&header_claiming(200 << 20)).unwrap();
+            let conn = ipcbench::ipc::pipe::Connection::from_socket(raw.into()).unwrap();
+            match conn.recv_timeout::<Response>(CALL_TIMEOUT) {
+                Ok(Response::Err(message)) => assert!(
+                    message.contains("exceeds the maximum")
+                        && message
+                            .contains(&ipcbench::ipc::manager::DEFAULT_MAX_MESSAGE.to_string()),
+                    "{message}"
+                ),
+                other => panic!("{other:?}"),
+            }
+            assert!(conn.recv_bytes_timeout(CALL_TIMEOUT).unwrap_err().is_eof());
+        }
+        // Garbage that is not a frame at all, from another raw client, the same.
+        {
+            use std::io::Write;
+            let mut raw =
+                std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+            raw.write_all(&[0xAB; 64]).unwrap();
+            let conn = ipcbench::ipc::pipe::Connection::from_socket(raw.into()).unwrap();
+            match conn.recv_timeout::<Response>(CALL_TIMEOUT).unwrap() {
+                Response::Err(message) => assert!(message.contains("malformed frame"), "{message}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(conn.recv_bytes_timeout(CALL_TIMEOUT).unwrap_err().is_eof());
+        }
+        assert_eq!(bystander.counter("n").increment(1).unwrap(), 2);
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
+
+#[test]
+fn a_configured_max_message_bounds_requests_and_replies_with_errors_naming_it() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        let config = ManagerConfig {
+            max_message: 1024,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::start_with(StartMethod::Fork, None, config).unwrap();
+        // A client that allows more than the server: the server refuses the request's
+        // header with the limit, and closes that connection.
+        let generous = manager.client().unwrap().with_max_message(1 << 20);
+        let big = format!(
+            r#"{{"op":"set","name":"s","key":null,"value":"{}"}}"#,
+            "x".repeat(2000)
+        );
+        match generous.call_raw(big.as_bytes()).unwrap() {
+            Response::Err(message) => {
+                assert!(message.contains("exceeds the maximum 1024"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        // A client with the same limit refuses locally and stays connected.
+        let client = manager.client().unwrap().with_max_message(1024);
+        let err = client.call_raw(big.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Protocol { reason, .. } if reason.contains("maximum message size of 1024")),
+            "{err}"
+        );
+        client.ping().unwrap();
+        // Requests under the limit whose reply would exceed it: an error reply instead.
+        let list = client.list("l");
+        for _ in 0..3 {
+            list.push(json!("y".repeat(600))).unwrap();
+        }
+        let err = list.items().unwrap_err();
+        assert!(
+            matches!(&err, ManagerError::Remote { message, .. } if message.contains("reply of") && message.contains("maximum message size of 1024")),
+            "{err}"
+        );
+        assert_eq!(list.len().unwrap(), 3);
+        // A limit above what any frame may carry is refused at start.
+        let err = Manager::start_with(
+            StartMethod::Fork,
+            None,
+            ManagerConfig {
+                max_message: ipcbench::ipc::frame::MAX_PAYLOAD_LIMIT + 1,
+                ..ManagerConfig::default()
+            },
+        )
+        .err()
+        .expect("refused");
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
+
+/// Asks until the server serves this client again (a slot freed by a disconnect is seen
+/// by the server once it notices the hang-up); the bound is a safety net.
+fn ping_until_served(client: &ManagerClient) -> Result<(), ManagerError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.ping() {
+            Err(e) if Instant::now() < deadline && e.to_string().contains("limit of") => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[test]
+fn connections_past_the_limit_are_refused_with_an_error_naming_it_and_a_closed_one_frees_a_slot() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        let max = 4;
+        let config = ManagerConfig {
+            max_connections: max,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::start_with(StartMethod::Spawn, None, config).unwrap();
+        let mut clients: Vec<ManagerClient> = (0..max)
+            .map(|_| {
+                let client = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+                client.ping().unwrap();
+                client
+            })
+            .collect();
+        // One more: refused, with the limit named, not left hanging.
+        let extra = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let err = extra.ping().unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("limit of {max} connections")),
+            "{text}"
+        );
+        assert!(!err.is_server_gone(), "{err}");
+        // The first ones still work.
+        for (i, client) in clients.iter().enumerate() {
+            assert_eq!(client.counter("n").increment(1).unwrap(), i as i64 + 1);
+        }
+        // Closing one frees a slot: the refused client is served on a later call.
+        drop(clients.pop());
+        ping_until_served(&extra).unwrap();
+        assert_eq!(extra.counter("n").get().unwrap(), max as i64);
+        // And the server still refuses the next one past the limit.
+        let another = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let err = another.ping().unwrap_err();
+        assert!(err.to_string().contains("limit of"), "{err}");
+        drop(another);
+        drop(extra);
+        drop(clients);
+        // Shutdown needs a connection of its own: it waits for a slot within its bound.
+        assert!(manager.shutdown(CALL_TIMEOUT).unwrap() >= 8);
+    });
+}
+
+#[test]
+fn a_connection_whose_thread_cannot_start_is_refused_and_the_server_survives() {
+    use ipcbench::ipc::manager::ManagerConfig;
+    leak_checked(|| {
+        // A stack no machine can map: every connection's thread fails to start.
+        let config = ManagerConfig {
+            connection_stack: 1 << 50,
+            ..ManagerConfig::default()
+        };
+        let mut manager = Manager::start_with(StartMethod::Spawn, None, config).unwrap();
+        for _ in 0..3 {
+            let client = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+            let err = client.ping().unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("cannot start a thread for this connection"),
+                "{text}"
+            );
+            assert!(!err.is_server_gone(), "{err}");
+        }
+        assert!(
+            manager.process().is_alive(),
+            "the server died: {:?}",
+            manager.process().exitcode()
+        );
+        // Dropping the handle kills the server.
+    });
+}
+
+/// Garbage from many clients, one after another — random bytes, random bytes after a
+/// good magic, frames holding random payloads — each sent and then the write side shut:
+/// every such connection is answered or closed (never left hanging), and the server
+/// goes on serving a well-behaved client throughout.
+#[test]
+fn random_garbage_from_many_clients_never_stops_the_server() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::io::{Read, Write};
+    const CASES: u32 = 1000;
+    leak_checked(|| {
+        let manager = Manager::start(StartMethod::Fork).unwrap();
+        let bystander = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        let magic = ipcbench::ipc::frame::MAGIC.to_le_bytes().to_vec();
+        let garbage = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..2000),
+            proptest::collection::vec(any::<u8>(), 0..2000).prop_map(move |rest| {
+                let mut b = magic.clone();
+                b.extend(rest);
+                b
+            }),
+            proptest::collection::vec(any::<u8>(), 0..2000)
+                .prop_map(|payload| ipcbench::ipc::frame::encode(&payload)),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases: CASES,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let seen = std::cell::Cell::new(0u32);
+        runner
+            .run(&garbage, |bytes| {
+                seen.set(seen.get() + 1);
+                let mut raw =
+                    std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+                raw.set_read_timeout(Some(CALL_TIMEOUT)).unwrap();
+                // The server may close as soon as it has seen a bad header.
+                let _ = raw.write_all(&bytes);
+                let _ = raw.shutdown(std::net::Shutdown::Write);
+                let mut reply = Vec::new();
+                let read = raw.read_to_end(&mut reply);
+                prop_assert!(
+                    read.is_ok()
+                        || read.as_ref().unwrap_err().kind() == std::io::ErrorKind::ConnectionReset,
+                    "the server neither answered nor closed: {read:?}"
+                );
+                prop_assert!(bystander.counter("n").increment(1).is_ok());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen.get(), CASES);
+        assert_eq!(bystander.counter("n").get().unwrap(), CASES as i64);
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}

@@ -3,6 +3,19 @@
 //! payload, then the payload. A torn or interleaved frame — two writers on one pipe end
 //! with frames larger than PIPE_BUF — fails the magic, length or checksum check and is
 //! reported as corrupt, never returned as data.
+//!
+//! # Size limits
+//!
+//! * No frame carries more than [`MAX_PAYLOAD_LIMIT`] bytes: [`try_encode`] refuses a
+//!   larger payload (the length field is a u32; a silent `as u32` would have cut a 4 GiB
+//!   message's length and desynchronised the stream).
+//! * Every reader has its own maximum (a pipe end: [`DEFAULT_MAX_PAYLOAD`] unless set; the
+//!   Manager: 16 MiB unless configured), checked against the header before anything is
+//!   read; a configured maximum is itself checked with [`check_max_payload`].
+//! * A header is only a claim: a reader allocates as the payload's bytes arrive, in steps
+//!   of [`READ_CHUNK`] growing at most to twice what has arrived ([`next_capacity`]),
+//!   never the claimed length up front. A peer that sends a header claiming 200 MiB and
+//!   stops costs the reader 64 KiB, not 200 MiB.
 
 /// "IPCB" in little-endian.
 pub const MAGIC: u32 = 0x4243_5049;
@@ -10,6 +23,15 @@ pub const MAGIC: u32 = 0x4243_5049;
 pub const HEADER_LEN: usize = 12;
 /// Largest payload accepted by default (a larger length field is taken as corruption).
 pub const DEFAULT_MAX_PAYLOAD: usize = 256 << 20;
+/// The most any mechanism may be configured to accept in one message, and the most
+/// [`try_encode`] puts in one frame: 1 GiB. The length field could carry up to 4 GiB − 1;
+/// the cap is lower because one message is held whole in memory by both ends (and the
+/// pipe-flavor queue stores its `max_message` in shared memory as a u64 any process may
+/// read). Check a configured maximum with [`check_max_payload`].
+pub const MAX_PAYLOAD_LIMIT: usize = 1 << 30;
+/// The step in which a reader grows a payload buffer as bytes arrive (see
+/// [`next_capacity`]).
+pub const READ_CHUNK: usize = 64 << 10;
 
 /// Why bytes read off a stream are not a frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +40,12 @@ pub enum FrameError {
     BadMagic { found: u32 },
     #[error("corrupt frame: length {len} exceeds the maximum {max}")]
     TooLong { len: usize, max: usize },
+    /// A payload too large for any frame (see [`MAX_PAYLOAD_LIMIT`]).
+    #[error("payload of {len} bytes exceeds the {max}-byte maximum a frame can carry")]
+    TooLarge { len: usize, max: usize },
+    /// A configured maximum above [`MAX_PAYLOAD_LIMIT`].
+    #[error("a maximum message size of {requested} bytes exceeds the limit of {limit} bytes")]
+    LimitTooHigh { requested: usize, limit: usize },
     #[error("corrupt frame: the stream ended {read} bytes into a {expected}-byte frame")]
     Truncated { read: usize, expected: usize },
     #[error("corrupt frame: checksum {found:#010x}, expected {expected:#010x} over {len} bytes (torn or interleaved write?)")]
@@ -29,14 +57,62 @@ pub enum FrameError {
 }
 
 /// Encodes a frame into one buffer, so that it goes out in one write(2): atomic on a pipe
-/// when the whole frame is at most PIPE_BUF bytes.
-pub fn encode(payload: &[u8]) -> Vec<u8> {
+/// when the whole frame is at most PIPE_BUF bytes. A payload over [`MAX_PAYLOAD_LIMIT`]
+/// is [`FrameError::TooLarge`].
+pub fn try_encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let len = length_field(payload.len())?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
     out.extend_from_slice(payload);
-    out
+    Ok(out)
+}
+
+/// As [`try_encode`], for payloads known to be small (tests, scenarios).
+///
+/// # Panics
+///
+/// On a payload over [`MAX_PAYLOAD_LIMIT`] — never a frame with a cut length field.
+pub fn encode(payload: &[u8]) -> Vec<u8> {
+    try_encode(payload).unwrap_or_else(|e| panic!("frame::encode: {e}"))
+}
+
+/// The header's length field for a payload of `len` bytes: an error above
+/// [`MAX_PAYLOAD_LIMIT`] (which also keeps it within the field's u32), never a silent
+/// truncation.
+pub fn length_field(len: usize) -> Result<u32, FrameError> {
+    if len > MAX_PAYLOAD_LIMIT {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_PAYLOAD_LIMIT,
+        });
+    }
+    u32::try_from(len).map_err(|_| FrameError::TooLarge {
+        len,
+        max: MAX_PAYLOAD_LIMIT,
+    })
+}
+
+/// Checks a configured maximum message size (a pipe end's, a queue's `max_message`, a
+/// Manager's): Ok(max) when at most [`MAX_PAYLOAD_LIMIT`], else
+/// [`FrameError::LimitTooHigh`].
+pub fn check_max_payload(max: usize) -> Result<usize, FrameError> {
+    if max > MAX_PAYLOAD_LIMIT {
+        return Err(FrameError::LimitTooHigh {
+            requested: max,
+            limit: MAX_PAYLOAD_LIMIT,
+        });
+    }
+    Ok(max)
+}
+
+/// The capacity a reader gives its payload buffer once `received` bytes of a `len`-byte
+/// payload have arrived and filled it: at least one [`READ_CHUNK`], at most twice what
+/// has arrived, never more than `len`. Memory follows the bytes a peer actually sent, not
+/// the length its header claims.
+pub fn next_capacity(received: usize, len: usize) -> usize {
+    received.saturating_mul(2).max(READ_CHUNK).min(len)
 }
 
 /// A parsed header: the payload length and its expected checksum.
@@ -99,6 +175,70 @@ mod tests {
             let header = decode_header(frame[..HEADER_LEN].try_into().unwrap(), DEFAULT_MAX_PAYLOAD).unwrap();
             prop_assert!(check_payload(header, &frame[HEADER_LEN..]).is_err());
         }
+    }
+
+    #[test]
+    fn a_length_the_header_cannot_carry_is_an_error_not_a_truncation() {
+        assert_eq!(length_field(0), Ok(0));
+        assert_eq!(
+            length_field(MAX_PAYLOAD_LIMIT),
+            Ok(MAX_PAYLOAD_LIMIT as u32)
+        );
+        for len in [u32::MAX as usize + 1, (4usize << 30) + 5, usize::MAX] {
+            let got = length_field(len);
+            assert!(
+                matches!(got, Err(FrameError::TooLarge { .. })),
+                "length {len}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn try_encode_refuses_what_no_frame_may_carry_and_configured_maxima_are_checked() {
+        assert!(matches!(
+            length_field(MAX_PAYLOAD_LIMIT + 1),
+            Err(FrameError::TooLarge {
+                max: MAX_PAYLOAD_LIMIT,
+                ..
+            })
+        ));
+        assert_eq!(check_max_payload(16 << 20), Ok(16 << 20));
+        assert_eq!(check_max_payload(MAX_PAYLOAD_LIMIT), Ok(MAX_PAYLOAD_LIMIT));
+        let err = check_max_payload(MAX_PAYLOAD_LIMIT + 1).unwrap_err();
+        assert!(
+            matches!(err, FrameError::LimitTooHigh { requested, limit } if requested == MAX_PAYLOAD_LIMIT + 1 && limit == MAX_PAYLOAD_LIMIT),
+            "{err}"
+        );
+        assert!(err.to_string().contains("exceeds the limit"), "{err}");
+        assert_eq!(try_encode(b"ok").unwrap(), encode(b"ok"));
+    }
+
+    #[test]
+    fn a_reader_buffer_grows_with_the_bytes_that_arrived_not_with_the_claim() {
+        let claim = 200 << 20;
+        let mut capacity = next_capacity(0, claim);
+        assert_eq!(capacity, READ_CHUNK, "the first step is one chunk");
+        // Filling the buffer each time, as a peer that does send the bytes would.
+        let mut steps = 0;
+        while capacity < claim {
+            let received = capacity;
+            let next = next_capacity(received, claim);
+            assert!(next > capacity, "grows");
+            assert!(
+                next <= (2 * received).max(READ_CHUNK),
+                "{received} -> {next}"
+            );
+            capacity = next;
+            steps += 1;
+        }
+        assert_eq!(capacity, claim, "never past the claim");
+        assert!(steps <= 12, "doubling: {steps} steps to 200 MiB");
+        assert_eq!(
+            next_capacity(0, 10),
+            10,
+            "a small frame: exactly its length"
+        );
+        assert_eq!(next_capacity(usize::MAX / 2 + 1, usize::MAX), usize::MAX);
     }
 
     #[test]

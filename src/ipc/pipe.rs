@@ -198,9 +198,15 @@ impl Connection {
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
     }
-    /// Sets the largest payload this end accepts or sends.
+    /// Sets the largest payload this end accepts or sends, at most
+    /// [`frame::MAX_PAYLOAD_LIMIT`] (a larger value is taken as that limit; check a
+    /// configured value first with [`frame::check_max_payload`] to refuse it instead).
     pub fn set_max_payload(&mut self, max: usize) {
-        self.max_payload = max;
+        self.max_payload = max.min(frame::MAX_PAYLOAD_LIMIT);
+    }
+    /// The largest payload this end accepts or sends.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
     pub fn raw_fd(&self) -> Result<RawFd, PipeError> {
         Ok(self.fd()?.as_raw_fd())
@@ -240,7 +246,7 @@ impl Connection {
         }
         write_all(
             fd,
-            &frame::encode(payload),
+            &frame::try_encode(payload)?,
             Instant::now() + timeout,
             timeout,
             self.mid_frame_bound(timeout),
@@ -253,17 +259,28 @@ impl Connection {
 
     /// Receives one whole frame, checked. A stream that ends between frames is `Eof`; one
     /// that ends inside a frame, or a frame that fails its checks, is `Corrupt`.
+    ///
+    /// The header's length is a claim, checked against this end's maximum and then
+    /// trusted for nothing else: the payload buffer grows as bytes arrive (see
+    /// [`frame::next_capacity`]), so a peer that claims 200 MiB and stops costs 64 KiB.
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
         let fd = self.fd()?;
         if !self.readable {
             return Err(PipeError::NotReadable);
         }
-        let deadline = Instant::now() + timeout;
-        let mid_frame = self.mid_frame_bound(timeout);
+        let mut clock = FrameClock {
+            deadline: Instant::now() + timeout,
+            mid_frame: self.mid_frame_bound(timeout),
+            started: false,
+        };
         let mut header = [0u8; HEADER_LEN];
-        let got = read_exact(fd, &mut header, deadline, timeout, mid_frame)?;
+        let (got, stalled) = fill(fd, &mut header, &mut clock)?;
         if got == 0 {
-            return Err(PipeError::Eof);
+            return Err(if stalled {
+                PipeError::Timeout(timeout)
+            } else {
+                PipeError::Eof
+            });
         }
         if got < HEADER_LEN {
             return Err(FrameError::Truncated {
@@ -273,17 +290,15 @@ impl Connection {
             .into());
         }
         let header = frame::decode_header(&header, self.max_payload)?;
-        let mut payload = vec![0u8; header.len];
-        // The frame has started: its payload gets the mid-frame bound, and a stall before
-        // its first byte is a cut frame, not a "no message" timeout.
-        let payload_deadline = deadline.max(Instant::now() + mid_frame);
-        let got = match read_exact(fd, &mut payload, payload_deadline, timeout, mid_frame) {
-            Err(PipeError::Timeout(_)) => 0,
-            other => other?,
-        };
-        if got < header.len {
+        // The frame has started: its payload gets the mid-frame bound from now, and again
+        // from its first byte; a stall anywhere in it is a cut frame, not a "no message"
+        // timeout.
+        clock.deadline = clock.deadline.max(Instant::now() + clock.mid_frame);
+        clock.started = false;
+        let payload = read_payload(fd, header.len, &mut clock)?;
+        if payload.len() < header.len {
             return Err(FrameError::Truncated {
-                read: HEADER_LEN + got,
+                read: HEADER_LEN + payload.len(),
                 expected: HEADER_LEN + header.len,
             }
             .into());
@@ -362,46 +377,61 @@ pub(crate) fn wait_fd(
     }
 }
 
-/// Reads until `buf` is full or the stream ends; returns the bytes read. Times out only
-/// while waiting for data: before the first byte at `deadline`, after it at the later of
-/// `deadline` and `mid_frame` from then.
-fn read_exact(
-    fd: &OwnedFd,
-    buf: &mut [u8],
-    mut deadline: Instant,
-    timeout: Duration,
+/// The bound on reading one frame: `deadline` until its first byte arrives, then moved
+/// (once) to at least `mid_frame` after that byte.
+struct FrameClock {
+    deadline: Instant,
     mid_frame: Duration,
-) -> Result<usize, PipeError> {
+    started: bool,
+}
+
+/// Reads until `buf` is full, the stream ends or the clock runs out. Returns the bytes
+/// read and whether it stopped because the clock ran out (`true`) rather than because
+/// the buffer filled or the stream ended.
+fn fill(fd: &OwnedFd, buf: &mut [u8], clock: &mut FrameClock) -> Result<(usize, bool), PipeError> {
     let mut filled = 0;
     while filled < buf.len() {
         match nix::unistd::read(fd, &mut buf[filled..]) {
-            Ok(0) => return Ok(filled),
+            Ok(0) => return Ok((filled, false)),
             Ok(n) => {
-                if filled == 0 {
-                    deadline = deadline.max(Instant::now() + mid_frame);
+                if !clock.started {
+                    clock.started = true;
+                    clock.deadline = clock.deadline.max(Instant::now() + clock.mid_frame);
                 }
                 filled += n;
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
-                if !wait_fd(fd, libc::POLLIN, Some(deadline))? {
-                    if filled == 0 {
-                        return Err(PipeError::Timeout(timeout));
-                    }
-                    // Half a frame arrived and the rest never did: the writer died or
-                    // stalled mid-frame.
-                    return Err(FrameError::Truncated {
-                        read: filled,
-                        expected: buf.len(),
-                    }
-                    .into());
+                if !wait_fd(fd, libc::POLLIN, Some(clock.deadline))? {
+                    // Before any byte: no message in time. After one: the writer died or
+                    // stalled mid-frame; the caller says which.
+                    return Ok((filled, true));
                 }
             }
-            Err(nix::errno::Errno::ECONNRESET) => return Ok(filled),
+            Err(nix::errno::Errno::ECONNRESET) => return Ok((filled, false)),
             Err(e) => return Err(std::io::Error::from(e).into()),
         }
     }
-    Ok(filled)
+    Ok((filled, false))
+}
+
+/// Reads a `len`-byte payload into a buffer that grows only as bytes arrive (see
+/// [`frame::next_capacity`]). Returns fewer than `len` bytes when the stream ended or the
+/// clock ran out first.
+fn read_payload(fd: &OwnedFd, len: usize, clock: &mut FrameClock) -> Result<Vec<u8>, PipeError> {
+    let mut payload: Vec<u8> = Vec::new();
+    while payload.len() < len {
+        let received = payload.len();
+        let target = frame::next_capacity(received, len);
+        payload.reserve_exact(target - received);
+        payload.resize(target, 0);
+        let (got, stalled) = fill(fd, &mut payload[received..], clock)?;
+        payload.truncate(received + got);
+        if payload.len() < target || stalled {
+            break;
+        }
+    }
+    Ok(payload)
 }
 
 /// Writes all of `bytes`. Times out at `deadline` only before the first byte; once part

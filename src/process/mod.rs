@@ -16,7 +16,9 @@
 //!   that allocates is fine. Panics are caught and reported without printing, and the
 //!   child always leaves through `_exit`, never through the harness's own exit path.
 //!   Every fd except stdio, the result pipe and `Options::inherit_fds` is closed in the
-//!   forked child, so it holds exactly what a spawned child would.
+//!   forked child, so it holds exactly what a spawned child would; likewise every signal
+//!   the parent handles is reset to SIG_DFL (ignored ones stay ignored) and the signal
+//!   mask is cleared, as exec would (see `reset_signals_in_child`).
 //!
 //! # Lifetime
 //!
@@ -378,6 +380,61 @@ fn close_fds_except(keep: &[RawFd]) {
     unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0) };
 }
 
+/// Blocks every signal in the calling thread; returns the mask it had.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigfillset and pthread_sigmask only write the sets we own and this
+    // thread's mask; a zeroed sigset_t is valid storage for either.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+fn restore_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: sets this thread's mask from a set returned by `block_all_signals`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+}
+
+/// In a forked child, right after fork (signals still blocked): every signal the parent
+/// *handles* goes back to SIG_DFL, as exec(2) does for a spawned child; ignored ones stay
+/// ignored (SIGPIPE, which the suite ignores on purpose); then the mask is cleared.
+///
+/// The parent's handlers are not the child's: the CLI's SIGINT/SIGTERM/SIGHUP handlers
+/// (signal-hook) only write to a self-pipe, whose fds the child closes — so with them
+/// `terminate()` did nothing, Ctrl-C left forked children running, and the handler wrote
+/// into whatever fd later took the self-pipe's number. SIGSEGV and SIGBUS keep the Rust
+/// runtime's stack-overflow reporters, which are as valid in the copy as in the parent.
+///
+/// Only sigaction and sigprocmask: async-signal-safe.
+fn reset_signals_in_child() {
+    // SAFETY: sigaction reads and sets this process's dispositions with structs we own
+    // (glibc refuses its own reserved signals and SIGKILL/SIGSTOP with EINVAL, which is
+    // ignored); sigemptyset/sigprocmask set this (single-threaded) child's mask.
+    unsafe {
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig == libc::SIGSEGV || sig == libc::SIGBUS {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                continue;
+            }
+            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigemptyset(&mut default.sa_mask);
+                libc::sigaction(sig, &default, std::ptr::null_mut());
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 fn fork_entry(
     entry: &str,
     args: &str,
@@ -389,15 +446,25 @@ fn fork_entry(
     // Held across the fork so that no other thread holds the registry's lock when the
     // child is copied (see `hygiene::lock_for_fork`).
     let registry = hygiene::lock_for_fork();
+    // Every signal is blocked in this thread across the fork, so none reaches the child
+    // while it still runs the parent's handlers (a handler there would, for example,
+    // write into the CLI's signal self-pipe, which the child still shares until
+    // `close_fds_except`, and make the *parent* clean up and exit).
+    let parent_mask = block_all_signals();
     // SAFETY: the child only makes async-signal-safe calls before the entry, runs the
     // entry with panics caught and silent, and leaves through _exit; see the module docs
     // for what the entry itself may do.
-    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+    let forked = unsafe { nix::unistd::fork() };
+    if !matches!(forked, Ok(nix::unistd::ForkResult::Child)) {
+        restore_signal_mask(&parent_mask);
+    }
+    match forked.map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Parent { child } => {
             drop(registry);
             Ok(child)
         }
         nix::unistd::ForkResult::Child => {
+            reset_signals_in_child();
             close_fds_except(keep_fds);
             if setup.apply().is_err() {
                 // SAFETY: _exit is async-signal-safe and skips the harness's exit path.

@@ -12,12 +12,15 @@
 //! * A malformed request gets an error reply; the server keeps serving (a frame that
 //!   fails its checks also closes that one connection, whose stream is no longer in
 //!   step).
+//! * Sizes are bounded: a request or reply over [`ManagerConfig::max_message`]
+//!   ([`DEFAULT_MAX_MESSAGE`], 16 MiB, unless set) is refused with an error naming the
+//!   limit, and a header's claimed length is never allocated up front (see `ipc::frame`).
 //! * [`Manager::shutdown`] ends the server process; dropping the [`Manager`] kills it.
 
 pub mod protocol;
 pub mod server;
 
-pub use protocol::{Key, Request, Response};
+pub use protocol::{decode_request, decode_response, Key, Request, Response};
 
 use crate::ipc::pipe::{Connection, PipeError};
 use crate::process::{self, hygiene, Child, Options, StartMethod};
@@ -31,6 +34,55 @@ use std::time::Duration;
 
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest request or reply (payload bytes of one frame) a Manager server and its clients
+/// accept by default: 16 MiB, far below a pipe's default, since any local process that
+/// can reach the socket may send a header. Set with [`ManagerConfig::max_message`] and
+/// [`ManagerClient::with_max_message`].
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+
+/// How a Manager server is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagerConfig {
+    /// Largest request the server reads and reply it sends (at most
+    /// [`frame::MAX_PAYLOAD_LIMIT`](crate::ipc::frame::MAX_PAYLOAD_LIMIT)). A larger
+    /// request's header gets an error reply naming this limit and that connection is
+    /// closed; a larger reply is replaced by an error reply.
+    pub max_message: usize,
+    /// Most client connections served at once (at least 1). A connection past the limit
+    /// is refused — [`ManagerError::Refused`] naming the limit in that client — and
+    /// closed; a client that disconnects frees its place.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Stack size of each connection's thread. A connection whose thread cannot start
+    /// is refused (with the reason) and the server goes on.
+    #[serde(default = "default_connection_stack")]
+    pub connection_stack: usize,
+}
+
+/// Stack of each connection's thread by default: Rust's own default, 2 MiB.
+pub const DEFAULT_CONNECTION_STACK: usize = 2 << 20;
+
+fn default_connection_stack() -> usize {
+    DEFAULT_CONNECTION_STACK
+}
+
+/// Most client connections a Manager server serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            connection_stack: DEFAULT_CONNECTION_STACK,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
     #[error("manager server at {address} is gone: {reason}")]
@@ -39,6 +91,10 @@ pub enum ManagerError {
     Timeout { address: String, timeout: Duration },
     #[error("manager server at {address} refused the request: {message}")]
     Remote { address: String, message: String },
+    /// The server would not serve this connection (at its connection limit, or out of
+    /// threads); it is alive. The next call on the client connects again.
+    #[error("manager server at {address} refused the connection: {reason}")]
+    Refused { address: String, reason: String },
     #[error("manager at {address}: unexpected reply: {reason}")]
     Protocol { address: String, reason: String },
     #[error("cannot start the manager server: {0}")]
@@ -80,7 +136,20 @@ impl Manager {
     /// As [`Manager::start`], with the server pinned to `cpu` (for placement-labelled
     /// measurements).
     pub fn start_on(method: StartMethod, cpu: Option<usize>) -> Result<Manager, ManagerError> {
+        Self::start_with(method, cpu, ManagerConfig::default())
+    }
+
+    /// As [`Manager::start_on`], with the server's limits set by `config`.
+    pub fn start_with(
+        method: StartMethod,
+        cpu: Option<usize>,
+        config: ManagerConfig,
+    ) -> Result<Manager, ManagerError> {
         let start_error = |e: &dyn std::fmt::Display| ManagerError::Start(e.to_string());
+        crate::ipc::frame::check_max_payload(config.max_message).map_err(|e| start_error(&e))?;
+        if config.max_connections == 0 {
+            return Err(start_error(&"max_connections must be at least 1"));
+        }
         let dir = hygiene::temp_dir().map_err(|e| start_error(&e))?;
         let socket = dir.join("manager.sock");
         let started = (|| {
@@ -88,6 +157,7 @@ impl Manager {
             let fd = OwnedFd::from(listener);
             let args = server::ServerArgs {
                 listener_fd: fd.as_raw_fd(),
+                config,
             };
             process::start(
                 "manager-server",
@@ -128,9 +198,23 @@ impl Manager {
 
     /// Asks the server to stop and waits for its process to end; returns the number of
     /// requests it served.
+    ///
+    /// The request needs a connection of its own: while the server is at its connection
+    /// limit it is retried (a client that disconnects frees a place) until `timeout`.
     pub fn shutdown(mut self, timeout: Duration) -> Result<u64, ManagerError> {
+        let deadline = std::time::Instant::now() + timeout;
         let client = ManagerClient::connect(&self.address)?.with_timeout(timeout);
-        client.call(&Request::Shutdown)?;
+        loop {
+            match client.call(&Request::Shutdown) {
+                Err(ManagerError::Refused { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         self.child
             .result::<u64>(Some(timeout))
             .map_err(|e| ManagerError::ServerGone {
@@ -155,6 +239,7 @@ pub struct ManagerClient {
     address: ManagerAddress,
     conn: Mutex<Option<Connection>>,
     timeout: Duration,
+    max_message: usize,
 }
 
 impl ManagerClient {
@@ -163,6 +248,7 @@ impl ManagerClient {
             address: address.clone(),
             conn: Mutex::new(None),
             timeout: DEFAULT_CALL_TIMEOUT,
+            max_message: DEFAULT_MAX_MESSAGE,
         };
         *client.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.open()?);
         Ok(client)
@@ -174,6 +260,19 @@ impl ManagerClient {
         self
     }
 
+    /// Sets the largest request this client sends and reply it accepts (default
+    /// [`DEFAULT_MAX_MESSAGE`]; at most `frame::MAX_PAYLOAD_LIMIT`). Match the server's
+    /// [`ManagerConfig::max_message`].
+    pub fn with_max_message(mut self, max: usize) -> Self {
+        self.max_message = max.min(crate::ipc::frame::MAX_PAYLOAD_LIMIT);
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = slot.as_mut() {
+            conn.set_max_payload(self.max_message);
+        }
+        drop(slot);
+        self
+    }
+
     pub fn address(&self) -> &ManagerAddress {
         &self.address
     }
@@ -182,6 +281,7 @@ impl ManagerClient {
         let stream = UnixStream::connect(&self.address.socket).map_err(|e| self.gone(e))?;
         let mut conn = Connection::from_socket(OwnedFd::from(stream)).map_err(|e| self.gone(e))?;
         conn.set_timeout(self.timeout);
+        conn.set_max_payload(self.max_message);
         Ok(conn)
     }
 
@@ -204,22 +304,44 @@ impl ManagerClient {
                 address: self.address.to_string(),
                 message,
             }),
+            // call_raw turns a refusal into an error.
+            Response::Refused(reason) => Err(ManagerError::Refused {
+                address: self.address.to_string(),
+                reason,
+            }),
         }
     }
 
     /// Sends `payload` as one frame, whatever it holds, and decodes the reply: for tests
-    /// of the server's handling of malformed requests, and the raw-bytes benchmark.
+    /// of the server's handling of malformed requests, and the raw-bytes benchmark. A
+    /// refusal of the connection is [`ManagerError::Refused`], never returned as a reply.
     pub fn call_raw(&self, payload: &[u8]) -> Result<Response, ManagerError> {
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(self.open()?);
         }
         let conn = slot.as_ref().expect("connected above");
-        let result = conn
-            .send_bytes_timeout(payload, self.timeout)
-            .and_then(|()| conn.recv_bytes_timeout(self.timeout));
+        let result = match conn.send_bytes_timeout(payload, self.timeout) {
+            Ok(()) => conn.recv_bytes_timeout(self.timeout),
+            // A server that refused this connection wrote why before closing it: the
+            // refusal is already here to read.
+            Err(PipeError::PeerGone) => match conn.recv_bytes_timeout(Duration::ZERO) {
+                Ok(bytes) => Ok(bytes),
+                Err(_) => Err(PipeError::PeerGone),
+            },
+            Err(e) => Err(e),
+        };
         let bytes = match result {
             Ok(bytes) => bytes,
+            // Refused before a byte was sent: the connection is still in step.
+            Err(PipeError::TooLarge { len, max }) => {
+                return Err(ManagerError::Protocol {
+                    address: self.address.to_string(),
+                    reason: format!(
+                        "request of {len} bytes exceeds the maximum message size of {max} bytes"
+                    ),
+                })
+            }
             Err(e) => {
                 *slot = None;
                 return Err(match e {
@@ -227,14 +349,30 @@ impl ManagerClient {
                         address: self.address.to_string(),
                         timeout: self.timeout,
                     },
+                    PipeError::Corrupt(e @ crate::ipc::frame::FrameError::TooLong { .. }) => {
+                        ManagerError::Protocol {
+                            address: self.address.to_string(),
+                            reason: format!("reply refused: {e}"),
+                        }
+                    }
                     other => self.gone(other),
                 });
             }
         };
-        serde_json::from_slice(&bytes).map_err(|e| ManagerError::Protocol {
-            address: self.address.to_string(),
-            reason: format!("reply does not decode: {e}"),
-        })
+        match decode_response(&bytes) {
+            Ok(Response::Refused(reason)) => {
+                *slot = None;
+                Err(ManagerError::Refused {
+                    address: self.address.to_string(),
+                    reason,
+                })
+            }
+            Ok(response) => Ok(response),
+            Err(reason) => Err(ManagerError::Protocol {
+                address: self.address.to_string(),
+                reason,
+            }),
+        }
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T, ManagerError> {

@@ -75,4 +75,20 @@ pub enum Request {
 pub enum Response {
     Ok(Value),
     Err(String),
+    /// Sent by the server instead of serving a new connection (at its connection limit,
+    /// or out of threads), which it then closes. Clients report it as
+    /// `ManagerError::Refused`.
+    Refused(String),
+}
+
+/// Decodes a request frame's payload (the server's decoder). Untrusted bytes: any input
+/// is either a request or an error saying why not (serde_json bounds nesting at 128
+/// levels, so no input can exhaust the stack).
+pub fn decode_request(bytes: &[u8]) -> Result<Request, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// Decodes a reply frame's payload (the client's decoder).
+pub fn decode_response(bytes: &[u8]) -> Result<Response, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("reply does not decode: {e}"))
 }

@@ -1,8 +1,11 @@
 //! The Manager's server process: named values in one map behind one mutex (every request
-//! is applied atomically), a thread per client connection, and an accept loop that ends
-//! the process's entry on shutdown.
+//! is applied atomically), a thread per client connection — at most
+//! `ManagerConfig::max_connections` of them; a client past the limit, or one whose thread
+//! cannot start, gets a `Response::Refused` naming the reason and is disconnected, while
+//! the server goes on — and an accept loop that ends the process's entry on shutdown.
 
 use super::protocol::{Key, Request, Response};
+use super::ManagerConfig;
 use crate::ipc::pipe::{Connection, PipeError};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
@@ -10,7 +13,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,18 +22,26 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ServerArgs {
     pub listener_fd: RawFd,
+    #[serde(default)]
+    pub config: ManagerConfig,
 }
 
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 /// An idle client is kept; this only bounds each wait so the thread can re-check.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Bound on sending a refusal from the accept loop (a fresh socket's buffer is empty, so
+/// the small frame goes out at once; this only keeps a stuck peer from stalling accept).
+const REFUSAL_BOUND: Duration = Duration::from_millis(100);
 
 #[derive(Default)]
 struct Server {
+    config: ManagerConfig,
     values: Mutex<BTreeMap<String, Value>>,
     shutdown: AtomicBool,
     served: AtomicU64,
+    /// Connections being served (each holds a [`Slot`]).
+    active: AtomicUsize,
 }
 
 /// The server entry point: serves until a Shutdown request; returns requests served.
@@ -42,16 +53,16 @@ pub fn serve(args: ServerArgs) -> Result<u64, String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("manager listener: {e}"))?;
-    let server = Arc::new(Server::default());
+    crate::ipc::frame::check_max_payload(args.config.max_message)
+        .map_err(|e| format!("manager config: {e}"))?;
+    let server = Arc::new(Server {
+        config: args.config,
+        ..Server::default()
+    });
     let listen_fd = OwnedFd::from(listener.try_clone().map_err(|e| e.to_string())?);
     while !server.shutdown.load(Ordering::SeqCst) {
         match listener.accept() {
-            Ok((stream, _)) => {
-                let conn = Connection::from_socket(OwnedFd::from(stream))
-                    .map_err(|e| format!("manager client socket: {e}"))?;
-                let server = Arc::clone(&server);
-                std::thread::spawn(move || server.serve_client(conn));
-            }
+            Ok((stream, _)) => server.admit(stream),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let _ = crate::ipc::pipe::wait_fd(
                     &listen_fd,
@@ -60,6 +71,11 @@ pub fn serve(args: ServerArgs) -> Result<u64, String> {
                 );
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The client gave up before we accepted, or the process is out of fds for a
+            // moment: that connection is lost, the server is not.
+            Err(e) if is_transient_accept_error(&e) => {
+                std::thread::sleep(ACCEPT_POLL);
+            }
             Err(e) => {
                 return Err(format!(
                     "manager accept on fd {}: {e}",
@@ -70,9 +86,82 @@ pub fn serve(args: ServerArgs) -> Result<u64, String> {
     }
     Ok(server.served.load(Ordering::SeqCst))
 }
+
+fn is_transient_accept_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EPROTO
+                | libc::EPERM
+        )
+    )
+}
+
+/// Holds one of the server's [`ManagerConfig::max_connections`] places; given back when
+/// the connection's thread ends, or when its thread could not start.
+struct Slot(Arc<Server>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 register_entry!("manager-server", serve);
 
 impl Server {
+    /// Serves an accepted connection on a thread of its own, within the connection limit.
+    /// Past the limit, or when no thread can be started, the client gets a refusal that
+    /// says why and its connection is closed; the server goes on either way (it never
+    /// panics on a client's account).
+    fn admit(self: &Arc<Self>, stream: std::os::unix::net::UnixStream) {
+        let Ok(mut conn) = Connection::from_socket(OwnedFd::from(stream)) else {
+            return; // dropping it closes it; the client sees the connection end
+        };
+        conn.set_max_payload(self.config.max_message);
+        let max = self.config.max_connections;
+        if self.active.fetch_add(1, Ordering::SeqCst) >= max {
+            self.active.fetch_sub(1, Ordering::SeqCst);
+            refuse(
+                &conn,
+                format!(
+                    "the server is at its limit of {max} connections (max_connections); \
+                     try again once a client disconnects"
+                ),
+            );
+            return;
+        }
+        let slot = Slot(Arc::clone(self));
+        // The thread takes the connection from here; if it cannot start, the closure is
+        // dropped (giving the slot back) and the connection is still here to refuse.
+        let handoff = Arc::new(Mutex::new(Some(conn)));
+        let theirs = Arc::clone(&handoff);
+        let spawned = std::thread::Builder::new()
+            .name("manager-client".into())
+            .stack_size(self.config.connection_stack)
+            .spawn(move || {
+                let slot = slot;
+                let conn = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(conn) = conn {
+                    slot.0.serve_client(conn);
+                }
+            });
+        if let Err(e) = spawned {
+            let conn = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = conn {
+                refuse(
+                    &conn,
+                    format!("cannot start a thread for this connection: {e}"),
+                );
+            }
+        }
+    }
+
     fn serve_client(&self, conn: Connection) {
         loop {
             let bytes = match conn.recv_bytes_timeout(IDLE_POLL) {
@@ -92,12 +181,18 @@ impl Server {
                 Err(_) => return, // the client went away
             };
             self.served.fetch_add(1, Ordering::Relaxed);
-            let (response, stop) = match serde_json::from_slice::<Request>(&bytes) {
+            let (response, stop) = match super::protocol::decode_request(&bytes) {
                 Ok(Request::Shutdown) => (Response::Ok(Value::Null), true),
                 Ok(request) => (self.apply(request), false),
-                Err(e) => (Response::Err(format!("malformed request: {e}")), false),
+                Err(message) => (Response::Err(message), false),
             };
-            let sent = conn.send(&response);
+            let sent = match conn.send(&response) {
+                // Nothing was sent: the client still gets an answer, naming the limit.
+                Err(PipeError::TooLarge { len, max }) => conn.send(&Response::Err(format!(
+                    "reply of {len} bytes exceeds the maximum message size of {max} bytes"
+                ))),
+                other => other,
+            };
             if stop {
                 self.shutdown.store(true, Ordering::SeqCst);
                 return;
@@ -114,6 +209,13 @@ impl Server {
             Ok(value) => Response::Ok(value),
             Err(message) => Response::Err(message),
         }
+    }
+}
+
+/// Tells a client it will not be served, and why; the caller then drops (closes) it.
+fn refuse(conn: &Connection, reason: String) {
+    if let Ok(bytes) = serde_json::to_vec(&Response::Refused(reason)) {
+        let _ = conn.send_bytes_timeout(&bytes, REFUSAL_BOUND);
     }
 }
 
