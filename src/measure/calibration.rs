@@ -1,12 +1,31 @@
 //! Raw baselines, measured in the same run as everything else: what the machine can do
 //! with no library in the way. Every other figure is also given as a ratio to one of
-//! these, which is what makes runs comparable across machines (and what `compare` gates).
+//! these (same name and same placement), which is what makes runs comparable across
+//! machines (and what `compare` gates).
 //!
 //! * `shm-pingpong`: two processes spinning on one cache line in shared memory; the floor
 //!   for any hand-off (cross-CPU only: two spinners on one CPU measure the scheduler).
 //! * `pipe-roundtrip`: 1 byte there and back over two pipes, plain blocking read/write,
 //!   as `perf bench sched pipe` and lmbench's lat_pipe do (scripts/fidelity.sh compares).
-//! * `unix-socket-roundtrip`: the same over a socketpair (what a Manager's RPC rides on).
+//! * `unix-socket-roundtrip`: the same over a socketpair.
+//! * `unix-socket-request-reply`: a 64-byte request and a 64-byte reply over a
+//!   socketpair (what a Manager's RPC, a duplex `Connection` and a pool echo ride on);
+//!   same-CPU, cross-CPU and unpinned (for the unpinned multi-client workloads).
+//! * `futex-roundtrip`: each of two processes sleeps in FUTEX_WAIT on its own word in
+//!   shared memory and is woken by the other's store + FUTEX_WAKE; no spinning. The
+//!   floor of any blocking wake-up (semaphore, event, a sleeping shm queue).
+//! * `pipe-stream-SIZE`, `unix-stream-SIZE` (64B, 4KiB, 64KiB, 1MiB): a writer process
+//!   writes messages of SIZE bytes, the reader reads them with reads of SIZE bytes, as
+//!   lmbench's bw_pipe / bw_unix; a volume moved (messages/s and bytes/s). Unpinned,
+//!   as the stream workloads run.
+//! * `flock-acquire-release`, `fcntl-acquire-release`: uncontended flock(LOCK_EX/UN) and
+//!   fcntl(F_SETLKW F_WRLCK / F_SETLK F_UNLCK) of a whole unnamed temp file by one
+//!   process, time per pair (ns, each pair timed, clock read included).
+//! * `atomic-increment-uncontended`, `atomic-increment-contended-2`, `-4`: fetch_add on
+//!   one AtomicU64 in shared memory by 1 (this process), 2 or 4 forked processes
+//!   (unpinned, timed first start to last end as the lock crowds are); time per
+//!   increment of the whole crowd (ns), so lock ops/s divided by it is "lock operations
+//!   per raw increment".
 //! * `memcpy`: single-thread copy bandwidth of a buffer larger than the caches.
 //! * `fork-exit`: fork, `_exit(0)` in the child, waitpid; `fork-exec`: fork, exec of this
 //!   binary (which exits before main), waitpid. The floors for the two start methods.
@@ -17,15 +36,18 @@
 //! call to the very figure being calibrated — and are bounded instead by a [`Deadman`]
 //! that kills the peer if a run outlives its limit (the read then sees end of file).
 
+use super::registry::Sample;
+use super::workloads::crowd::{crowd_member, timed_crowd, CrowdArgs};
 use super::workloads::process::{start_join_samples, StartKind};
 use super::workloads::{cpus_for, pin, RoundTrips};
+use crate::ipc::futex;
 use crate::ipc::shm::Shared;
 use crate::process::{self as proc, Child, Options, Pid, StartMethod};
 use crate::register_entry;
 use crate::report::model::Placement;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub const SHM_PINGPONG: &str = "shm-pingpong";
@@ -34,6 +56,11 @@ pub const UNIX_SOCKET_ROUNDTRIP: &str = "unix-socket-roundtrip";
 pub const MEMCPY: &str = "memcpy";
 pub const FORK_EXIT: &str = "fork-exit";
 pub const FORK_EXEC: &str = "fork-exec";
+pub const UNIX_SOCKET_REQUEST_REPLY: &str = "unix-socket-request-reply";
+pub const FUTEX_ROUNDTRIP: &str = "futex-roundtrip";
+pub const FLOCK_ACQUIRE_RELEASE: &str = "flock-acquire-release";
+pub const FCNTL_ACQUIRE_RELEASE: &str = "fcntl-acquire-release";
+pub const ATOMIC_INCREMENT_UNCONTENDED: &str = "atomic-increment-uncontended";
 
 /// How long one calibration run may take before its peer is killed.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -80,33 +107,39 @@ impl Drop for Deadman {
 struct EchoArgs {
     read_fd: RawFd,
     write_fd: RawFd,
+    /// Bytes per message (1 for the byte round trips).
+    size: usize,
 }
 
-/// Child side of the byte round trips: echo each byte until end of file. Returns how many
-/// bytes it echoed.
-fn echo_bytes(args: EchoArgs) -> Result<u64, String> {
-    let mut byte = [0u8; 1];
+/// Child side of the round trips: echo each `size`-byte message until end of file.
+/// Returns how many messages it echoed.
+fn echo_messages(args: EchoArgs) -> Result<u64, String> {
+    let mut message = vec![0u8; args.size.max(1)];
     let mut echoed = 0u64;
     loop {
-        match read_byte(args.read_fd, &mut byte) {
+        match read_full(args.read_fd, &mut message) {
             Ok(true) => {}
             Ok(false) => return Ok(echoed),
             Err(e) => return Err(format!("echo read: {e}")),
         }
-        write_byte(args.write_fd, &byte).map_err(|e| format!("echo write: {e}"))?;
+        write_full(args.write_fd, &message).map_err(|e| format!("echo write: {e}"))?;
         echoed += 1;
     }
 }
-register_entry!("calibration-echo", echo_bytes);
+register_entry!("calibration-echo", echo_messages);
 
-/// Blocking 1-byte read; false at end of file.
-fn read_byte(fd: RawFd, byte: &mut [u8; 1]) -> std::io::Result<bool> {
-    loop {
-        // SAFETY: reads at most 1 byte into a live 1-byte buffer.
-        let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+/// Blocking read of exactly `buf.len()` bytes (one read(2) when they are all there);
+/// false at end of file before the first byte, an error at end of file within.
+fn read_full(fd: RawFd, buf: &mut [u8]) -> std::io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: reads at most `rest.len()` bytes into the live buffer `rest`.
+        let n = unsafe { libc::read(fd, rest.as_mut_ptr().cast(), rest.len()) };
         match n {
-            1 => return Ok(true),
-            0 => return Ok(false),
+            0 if filled == 0 => return Ok(false),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n if n > 0 => filled += n as usize,
             _ => {
                 let error = std::io::Error::last_os_error();
                 if error.kind() != std::io::ErrorKind::Interrupted {
@@ -115,27 +148,44 @@ fn read_byte(fd: RawFd, byte: &mut [u8; 1]) -> std::io::Result<bool> {
             }
         }
     }
+    Ok(true)
 }
 
-fn write_byte(fd: RawFd, byte: &[u8; 1]) -> std::io::Result<()> {
-    loop {
-        // SAFETY: writes 1 byte from a live 1-byte buffer.
-        let n = unsafe { libc::write(fd, byte.as_ptr().cast(), 1) };
-        if n == 1 {
-            return Ok(());
+/// Blocking write of all of `buf` (one write(2) unless it is cut short).
+fn write_full(fd: RawFd, buf: &[u8]) -> std::io::Result<()> {
+    let mut written = 0;
+    while written < buf.len() {
+        let rest = &buf[written..];
+        // SAFETY: writes at most `rest.len()` bytes from the live buffer `rest`.
+        let n = unsafe { libc::write(fd, rest.as_ptr().cast(), rest.len()) };
+        if n > 0 {
+            written += n as usize;
+            continue;
         }
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
             return Err(error);
         }
     }
+    Ok(())
 }
 
-/// The two channels of a byte round trip: (parent reads, parent writes, child reads,
-/// child writes). For a socketpair the read and write fd of a side are the same.
+/// The two channels of a round trip or stream: (parent reads, parent writes, child
+/// reads, child writes). For a socketpair the read and write fd of a side are the same.
 struct ByteChannels {
     parent: (OwnedFd, Option<OwnedFd>),
     child: (OwnedFd, Option<OwnedFd>),
+}
+
+impl ByteChannels {
+    /// The child's (read, write) fds.
+    fn child_fds(&self) -> (RawFd, RawFd) {
+        let read_fd = self.child.0.as_raw_fd();
+        (
+            read_fd,
+            self.child.1.as_ref().map_or(read_fd, |fd| fd.as_raw_fd()),
+        )
+    }
 }
 
 fn pipe_channels() -> nix::Result<ByteChannels> {
@@ -162,14 +212,15 @@ fn socket_channels() -> nix::Result<ByteChannels> {
     })
 }
 
-fn start_echo(channels: &ByteChannels, cpu: Option<usize>) -> Result<Child, proc::ProcessError> {
-    let read_fd = channels.child.0.as_raw_fd();
-    let write_fd = channels
-        .child
-        .1
-        .as_ref()
-        .map_or(read_fd, |fd| fd.as_raw_fd());
-    let mut options = Options::new("calibration-echo")
+/// Starts `entry` on `cpu`, inheriting the child ends of `channels`.
+fn start_peer(
+    entry: &str,
+    args: &impl Serialize,
+    channels: &ByteChannels,
+    cpu: Option<usize>,
+) -> Result<Child, proc::ProcessError> {
+    let (read_fd, write_fd) = channels.child_fds();
+    let mut options = Options::new(entry)
         .method(StartMethod::Spawn)
         .daemon(true)
         .cpu(cpu)
@@ -177,61 +228,444 @@ fn start_echo(channels: &ByteChannels, cpu: Option<usize>) -> Result<Child, proc
     if write_fd != read_fd {
         options = options.inherit_fd(write_fd);
     }
-    proc::start("calibration-echo", &EchoArgs { read_fd, write_fd }, options)
+    proc::start(entry, args, options)
 }
 
-/// Times `iters` 1-byte round trips through an echo child over `channels`, after a
-/// warm-up of a tenth as many (at least 10).
-fn byte_round_trips(channels: ByteChannels, placement: Placement, iters: usize) -> RoundTrips {
+/// The parent's (read, write) fds of `parent`.
+fn parent_fds(parent: &(OwnedFd, Option<OwnedFd>)) -> (RawFd, RawFd) {
+    let read_fd = parent.0.as_raw_fd();
+    (
+        read_fd,
+        parent.1.as_ref().map_or(read_fd, |fd| fd.as_raw_fd()),
+    )
+}
+
+/// Times `iters` round trips of a `size`-byte message through an echo child over
+/// `channels`, after a warm-up of a tenth as many (at least 10).
+fn message_round_trips(
+    channels: ByteChannels,
+    size: usize,
+    placement: Placement,
+    iters: usize,
+) -> RoundTrips {
     let (parent_cpu, child_cpu) = cpus_for(placement);
-    let mut child = start_echo(&channels, child_cpu).expect("start echo child");
+    let (read_fd, write_fd) = channels.child_fds();
+    let mut child = start_peer(
+        "calibration-echo",
+        &EchoArgs {
+            read_fd,
+            write_fd,
+            size,
+        },
+        &channels,
+        child_cpu,
+    )
+    .expect("start echo child");
     let ByteChannels {
         parent,
         child: child_ends,
     } = channels;
     drop(child_ends); // the child holds its own copies; ours would hide its death
-    let read_fd = parent.0.as_raw_fd();
-    let write_fd = parent.1.as_ref().map_or(read_fd, |fd| fd.as_raw_fd());
+    let (read_fd, write_fd) = parent_fds(&parent);
     let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
     let _pinned = pin(parent_cpu);
-    let mut byte = [7u8; 1];
-    let round_trip = |byte: &mut [u8; 1]| {
-        write_byte(write_fd, byte).expect("write to echo child");
+    let mut message = vec![7u8; size.max(1)];
+    let mut round_trip = || {
+        write_full(write_fd, &message).expect("write to echo child");
         assert!(
-            read_byte(read_fd, byte).expect("read from echo child"),
+            read_full(read_fd, &mut message).expect("read from echo child"),
             "echo child ended early (killed after {RUN_LIMIT:?}, or crashed)"
         );
     };
-    for _ in 0..(iters / 10).max(10) {
-        round_trip(&mut byte);
+    let warm_up = (iters / 10).max(10);
+    for _ in 0..warm_up {
+        round_trip();
     }
     let mut samples_ns = Vec::with_capacity(iters);
     for _ in 0..iters {
         let started = Instant::now();
-        round_trip(&mut byte);
+        round_trip();
         samples_ns.push(started.elapsed().as_nanos() as u64);
     }
-    drop(parent); // end of file for the child: it returns how many bytes it echoed
+    drop(parent); // end of file for the child: it returns how many messages it echoed
     let echoed: u64 = child
         .result(Some(Duration::from_secs(30)))
         .expect("echo child result");
     drop(deadman);
-    let expected = (iters + (iters / 10).max(10)) as u64;
     assert_eq!(
-        echoed, expected,
-        "echo child saw a different number of bytes"
+        echoed,
+        (iters + warm_up) as u64,
+        "echo child saw a different number of messages"
     );
     RoundTrips { samples_ns }
 }
 
 /// Raw 1-byte pipe round trip (two pipes, blocking read/write).
 pub fn pipe_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
-    byte_round_trips(pipe_channels().expect("pipe2"), placement, iters)
+    message_round_trips(pipe_channels().expect("pipe2"), 1, placement, iters)
 }
 
 /// Raw 1-byte Unix stream socketpair round trip.
 pub fn unix_socket_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
-    byte_round_trips(socket_channels().expect("socketpair"), placement, iters)
+    message_round_trips(socket_channels().expect("socketpair"), 1, placement, iters)
+}
+
+/// Bytes each way of [`unix_socket_request_reply`].
+pub const REQUEST_REPLY_BYTES: usize = 64;
+
+/// Raw 64-byte request and 64-byte reply over a Unix stream socketpair (a Manager's
+/// transport, a duplex `Connection`'s and a pool echo server's).
+pub fn unix_socket_request_reply(placement: Placement, iters: usize) -> RoundTrips {
+    message_round_trips(
+        socket_channels().expect("socketpair"),
+        REQUEST_REPLY_BYTES,
+        placement,
+        iters,
+    )
+}
+
+// ---- streams (lmbench bw_pipe / bw_unix) ----
+
+/// Message sizes of the raw streams: those of the stream workloads.
+pub const STREAM_SIZES: [u64; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+
+/// The calibration name of the raw pipe stream of `size`-byte messages.
+pub fn pipe_stream_name(size: u64) -> &'static str {
+    match size {
+        64 => "pipe-stream-64B",
+        4096 => "pipe-stream-4KiB",
+        65_536 => "pipe-stream-64KiB",
+        1_048_576 => "pipe-stream-1MiB",
+        _ => panic!("no raw pipe stream of {size}-byte messages"),
+    }
+}
+
+/// The calibration name of the raw Unix-socket stream of `size`-byte messages.
+pub fn unix_stream_name(size: u64) -> &'static str {
+    match size {
+        64 => "unix-stream-64B",
+        4096 => "unix-stream-4KiB",
+        65_536 => "unix-stream-64KiB",
+        1_048_576 => "unix-stream-1MiB",
+        _ => panic!("no raw Unix-socket stream of {size}-byte messages"),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamArgs {
+    read_fd: RawFd,
+    write_fd: RawFd,
+    size: usize,
+    messages: u64,
+}
+
+/// Writer side of a raw stream: one "ready" byte, wait for the reader's "go" byte, then
+/// `messages` writes of `size` bytes. Returns how many messages it wrote.
+fn stream_writer(args: StreamArgs) -> Result<u64, String> {
+    write_full(args.write_fd, &[1]).map_err(|e| format!("stream ready: {e}"))?;
+    let mut go = [0u8; 1];
+    if !read_full(args.read_fd, &mut go).map_err(|e| format!("stream go: {e}"))? {
+        return Err("stream reader gone before go".into());
+    }
+    let message = vec![0xa5u8; args.size.max(1)];
+    for _ in 0..args.messages {
+        write_full(args.write_fd, &message).map_err(|e| format!("stream write: {e}"))?;
+    }
+    Ok(args.messages)
+}
+register_entry!("calibration-stream-writer", stream_writer);
+
+/// A writer child writes `messages` messages of `size` bytes, this process reads them
+/// with reads of `size` bytes, as lmbench's bw_pipe/bw_unix. Timed from the "go" byte to
+/// the last byte read (the writer's start-up is outside).
+fn raw_stream(
+    channels: ByteChannels,
+    size: usize,
+    placement: Placement,
+    messages: usize,
+) -> Sample {
+    let (parent_cpu, child_cpu) = cpus_for(placement);
+    let (read_fd, write_fd) = channels.child_fds();
+    let mut child = start_peer(
+        "calibration-stream-writer",
+        &StreamArgs {
+            read_fd,
+            write_fd,
+            size,
+            messages: messages as u64,
+        },
+        &channels,
+        child_cpu,
+    )
+    .expect("start stream writer");
+    let ByteChannels {
+        parent,
+        child: child_ends,
+    } = channels;
+    drop(child_ends);
+    let (read_fd, write_fd) = parent_fds(&parent);
+    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
+    let _pinned = pin(parent_cpu);
+    let mut buffer = vec![0u8; size.max(1)];
+    let ended = "stream writer ended early (killed after the run limit, or crashed)";
+    assert!(
+        read_full(read_fd, &mut buffer[..1]).expect("stream ready"),
+        "{ended}"
+    );
+    let started = Instant::now();
+    write_full(write_fd, &[1]).expect("stream go");
+    for _ in 0..messages {
+        assert!(
+            read_full(read_fd, &mut buffer).expect("stream read"),
+            "{ended}"
+        );
+    }
+    let elapsed = started.elapsed();
+    drop(parent);
+    let written: u64 = child
+        .result(Some(Duration::from_secs(30)))
+        .expect("stream writer result");
+    drop(deadman);
+    assert_eq!(
+        written, messages as u64,
+        "stream writer wrote a different count"
+    );
+    Sample::Moved {
+        messages: messages as u64,
+        bytes: (messages * size) as u64,
+        elapsed,
+    }
+}
+
+/// Raw pipe stream of `messages` messages of `size` bytes (one pipe each way: data, and
+/// the go byte).
+pub fn pipe_stream(size: usize, placement: Placement, messages: usize) -> Sample {
+    raw_stream(pipe_channels().expect("pipe2"), size, placement, messages)
+}
+
+/// Raw Unix stream socketpair stream of `messages` messages of `size` bytes.
+pub fn unix_stream(size: usize, placement: Placement, messages: usize) -> Sample {
+    raw_stream(
+        socket_channels().expect("socketpair"),
+        size,
+        placement,
+        messages,
+    )
+}
+
+// ---- futex wake round trip ----
+
+/// The ping word is at index 0, the pong word a cache line away.
+type FutexWords = [AtomicU32; 32];
+const PONG: usize = 16;
+const FUTEX_STOP: u32 = u32::MAX;
+
+/// Sleeps on `word` (no spinning) until `until` accepts its value; None at the deadline.
+fn futex_until(word: &AtomicU32, deadline: Instant, until: impl Fn(u32) -> bool) -> Option<u32> {
+    loop {
+        let value = word.load(Ordering::Acquire);
+        if until(value) {
+            return Some(value);
+        }
+        if futex::wait(word, value, Some(deadline)) == futex::Wake::TimedOut {
+            let value = word.load(Ordering::Acquire);
+            return until(value).then_some(value);
+        }
+    }
+}
+
+/// Responder of the futex round trip: sleeps until ping changes, copies it to pong and
+/// wakes the initiator.
+fn futex_responder(args: PingPongArgs) -> Result<u64, String> {
+    let words = Shared::<FutexWords>::open(&args.segment).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_millis(args.limit_ms);
+    let (ping, pong) = (&words[0], &words[PONG]);
+    let mut last = 0u32;
+    let mut answered = 0u64;
+    loop {
+        let value = futex_until(ping, deadline, |v| v != last)
+            .ok_or("futex responder: no ping before its deadline")?;
+        if value == FUTEX_STOP {
+            return Ok(answered);
+        }
+        pong.store(value, Ordering::Release);
+        futex::wake(pong, 1);
+        last = value;
+        answered += 1;
+    }
+}
+register_entry!("calibration-futex", futex_responder);
+
+/// Raw futex wake round trip: each process sleeps in FUTEX_WAIT on its word in shared
+/// memory and is woken by the other's store + FUTEX_WAKE. No spinning.
+pub fn futex_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
+    let (parent_cpu, child_cpu) = cpus_for(placement);
+    let words = Shared::<FutexWords>::create("futex-rt", 0).expect("create futex words");
+    let mut child = proc::start(
+        "calibration-futex",
+        &PingPongArgs {
+            segment: words.name().to_string(),
+            limit_ms: RUN_LIMIT.as_millis() as u64,
+        },
+        Options::new("calibration-futex")
+            .method(StartMethod::Spawn)
+            .daemon(true)
+            .cpu(child_cpu),
+    )
+    .expect("start futex responder");
+    let _pinned = pin(parent_cpu);
+    let (ping, pong) = (&words[0], &words[PONG]);
+    let deadline = Instant::now() + RUN_LIMIT;
+    let mut next = 1u32;
+    let mut round_trip = || {
+        ping.store(next, Ordering::Release);
+        futex::wake(ping, 1);
+        futex_until(pong, deadline, |v| v == next)
+            .expect("futex responder did not answer before the deadline");
+        next += 1;
+    };
+    let warm_up = (iters / 10).max(10);
+    for _ in 0..warm_up {
+        round_trip();
+    }
+    let mut samples_ns = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let started = Instant::now();
+        round_trip();
+        samples_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    ping.store(FUTEX_STOP, Ordering::Release);
+    futex::wake(ping, 1);
+    let answered: u64 = child
+        .result(Some(Duration::from_secs(30)))
+        .expect("futex responder result");
+    assert_eq!(answered, (iters + warm_up) as u64);
+    RoundTrips { samples_ns }
+}
+
+// ---- file locks ----
+
+/// Which raw file lock [`file_lock_acquire_release`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileLock {
+    /// flock(LOCK_EX) / flock(LOCK_UN).
+    Flock,
+    /// fcntl(F_SETLKW, F_WRLCK) / fcntl(F_SETLK, F_UNLCK) over the whole file.
+    Fcntl,
+}
+
+fn whole_file(kind: libc::c_short) -> libc::flock {
+    // SAFETY: flock is plain data; all zeroes is a valid value (whence SEEK_SET = 0).
+    let mut spec: libc::flock = unsafe { std::mem::zeroed() };
+    spec.l_type = kind;
+    spec.l_whence = libc::SEEK_SET as libc::c_short;
+    spec
+}
+
+fn lock_op(fd: RawFd, lock: FileLock, acquire: bool) -> std::io::Result<()> {
+    loop {
+        let r = match (lock, acquire) {
+            // SAFETY: flock on an fd this process owns; no memory is passed.
+            (FileLock::Flock, true) => unsafe { libc::flock(fd, libc::LOCK_EX) },
+            // SAFETY: as above.
+            (FileLock::Flock, false) => unsafe { libc::flock(fd, libc::LOCK_UN) },
+            (FileLock::Fcntl, true) => {
+                let spec = whole_file(libc::F_WRLCK as libc::c_short);
+                // SAFETY: F_SETLKW reads one valid flock struct; the fd is ours.
+                unsafe { libc::fcntl(fd, libc::F_SETLKW, &spec) }
+            }
+            (FileLock::Fcntl, false) => {
+                let spec = whole_file(libc::F_UNLCK as libc::c_short);
+                // SAFETY: F_SETLK reads one valid flock struct; the fd is ours.
+                unsafe { libc::fcntl(fd, libc::F_SETLK, &spec) }
+            }
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Raw uncontended lock + unlock of an unnamed temp file by this process alone, each
+/// pair timed (the clock read, some tens of ns, is inside the figure), after a warm-up
+/// of a tenth as many (at least 10).
+pub fn file_lock_acquire_release(lock: FileLock, iters: usize) -> RoundTrips {
+    use std::os::fd::AsRawFd as _;
+    let file = tempfile::tempfile().expect("temp file"); // unnamed: nothing to clean up
+    let fd = file.as_raw_fd();
+    let pair = || {
+        lock_op(fd, lock, true).expect("lock");
+        lock_op(fd, lock, false).expect("unlock");
+    };
+    for _ in 0..(iters / 10).max(10) {
+        pair();
+    }
+    let samples_ns = (0..iters)
+        .map(|_| {
+            let started = Instant::now();
+            pair();
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    RoundTrips { samples_ns }
+}
+
+// ---- contended atomic increment ----
+
+fn increment_member(args: CrowdArgs<String>) -> Result<(), String> {
+    crowd_member(
+        args,
+        |segment| Shared::<AtomicU64>::open(segment).map_err(|e| e.to_string()),
+        |cell| {
+            cell.fetch_add(1, Ordering::AcqRel);
+            Ok(())
+        },
+    )
+}
+register_entry!("calibration-increment", increment_member);
+
+/// Time for `ops` fetch_adds on one AtomicU64 in shared memory, shared among `processes`
+/// forked processes (unpinned), timed first start to last end as the lock crowds are;
+/// 1 process: this one alone.
+pub fn atomic_increments(processes: usize, ops: usize) -> Duration {
+    let cell = Shared::<AtomicU64>::create("increment", 0).expect("create shm cell");
+    let elapsed = if processes <= 1 {
+        let started = Instant::now();
+        for _ in 0..ops {
+            std::hint::black_box(&*cell).fetch_add(1, Ordering::AcqRel);
+        }
+        started.elapsed()
+    } else {
+        timed_crowd(
+            "calibration-increment",
+            &cell.name().to_string(),
+            processes,
+            ops,
+        )
+    };
+    assert_eq!(cell.load(Ordering::SeqCst), ops as u64, "increments lost");
+    elapsed
+}
+
+/// The calibration name of `processes` processes incrementing one atomic.
+pub fn atomic_increment_name(processes: u32) -> &'static str {
+    match processes {
+        1 => ATOMIC_INCREMENT_UNCONTENDED,
+        2 => "atomic-increment-contended-2",
+        4 => "atomic-increment-contended-4",
+        _ => panic!("no atomic-increment calibration for {processes} processes"),
+    }
+}
+
+/// One figure, time per operation, from a run of `ops` operations that took `elapsed`.
+pub fn per_op(elapsed: Duration, ops: usize) -> RoundTrips {
+    RoundTrips {
+        samples_ns: vec![(elapsed.as_nanos() as f64 / ops.max(1) as f64).round() as u64],
+    }
 }
 
 /// Value the initiator writes to tell the responder to stop.
@@ -357,8 +791,8 @@ mod tests {
     use super::*;
     use crate::process::hygiene::Snapshot;
 
-    /// Both latency helpers move exactly the bytes they say and leave nothing behind;
-    /// no timing is asserted.
+    /// Every helper moves exactly what it says and leaves nothing behind (fds, shared
+    /// memory, temp files, processes); no timing is asserted.
     #[test]
     fn round_trips_count_and_leave_nothing() {
         let _serial = crate::process::tests_serial();
@@ -368,6 +802,38 @@ mod tests {
             assert_eq!(unix_socket_roundtrip(placement, 50).samples_ns.len(), 50);
         }
         assert_eq!(shm_pingpong(Placement::CrossCpu, 50).samples_ns.len(), 50);
+        for placement in [Placement::SameCpu, Placement::CrossCpu] {
+            assert_eq!(futex_roundtrip(placement, 50).samples_ns.len(), 50);
+            assert_eq!(
+                unix_socket_request_reply(placement, 50).samples_ns.len(),
+                50
+            );
+        }
+        for size in STREAM_SIZES {
+            let messages = 8;
+            for sample in [
+                pipe_stream(size as usize, Placement::Unpinned, messages),
+                unix_stream(size as usize, Placement::Unpinned, messages),
+            ] {
+                let Sample::Moved {
+                    messages: moved,
+                    bytes,
+                    ..
+                } = sample
+                else {
+                    panic!("a stream gives a volume");
+                };
+                assert_eq!((moved, bytes), (8, 8 * size));
+            }
+        }
+        for lock in [FileLock::Flock, FileLock::Fcntl] {
+            assert_eq!(file_lock_acquire_release(lock, 50).samples_ns.len(), 50);
+        }
+        for processes in [1, 2, 4] {
+            // atomic_increments asserts that no increment was lost.
+            let elapsed = atomic_increments(processes, 10_000);
+            assert_eq!(per_op(elapsed, 10_000).samples_ns.len(), 1);
+        }
         assert_eq!(fork_exit(3).samples_ns.len(), 3);
         assert!(memcpy_bandwidth(1) > 0.0);
         let leaks = before.leaks_since();

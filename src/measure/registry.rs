@@ -62,6 +62,17 @@ pub enum Sample {
     },
 }
 
+impl Sample {
+    /// The time the operations took (the sum of the samples, for times): what criterion's
+    /// `iter_custom` wants.
+    pub fn total(&self) -> Duration {
+        match self {
+            Sample::Times(trips) => trips.total(),
+            Sample::Moved { elapsed, .. } => *elapsed,
+        }
+    }
+}
+
 /// Runs one repeat with the given number of operations.
 pub type RunFn = Arc<dyn Fn(usize) -> Sample + Send + Sync>;
 
@@ -77,7 +88,8 @@ pub struct Workload {
     pub message_bytes: u64,
     pub producers: u32,
     pub consumers: u32,
-    /// The calibration (name; same placement, else unpinned) this workload is divided by.
+    /// The calibration this workload is divided by: its name; the ratio is only computed
+    /// against that calibration measured in the workload's own placement.
     pub calibration: Option<&'static str>,
     /// Operations per repeat: (quick, full).
     pub ops: (usize, usize),
@@ -252,6 +264,12 @@ fn calibrations() -> Vec<Workload> {
     ));
     for placement in PLACEMENTS {
         all.push(Workload::calibration(
+            cal::FUTEX_ROUNDTRIP,
+            placement,
+            (3_000, 30_000),
+            move |n| Sample::Times(cal::futex_roundtrip(placement, n)),
+        ));
+        all.push(Workload::calibration(
             cal::PIPE_ROUNDTRIP,
             placement,
             (3_000, 30_000),
@@ -262,6 +280,59 @@ fn calibrations() -> Vec<Workload> {
             placement,
             (3_000, 30_000),
             move |n| Sample::Times(cal::unix_socket_roundtrip(placement, n)),
+        ));
+    }
+    // Unpinned too: the multi-client Manager and pool echo workloads are.
+    for placement in [Placement::SameCpu, Placement::CrossCpu, Placement::Unpinned] {
+        all.push(Workload::calibration(
+            cal::UNIX_SOCKET_REQUEST_REPLY,
+            placement,
+            (3_000, 30_000),
+            move |n| Sample::Times(cal::unix_socket_request_reply(placement, n)),
+        ));
+    }
+    // Unpinned, as the stream workloads run (a ratio needs the same placement).
+    for size in cal::STREAM_SIZES {
+        let ops = raw_stream_messages(size);
+        all.push(Workload::calibration(
+            cal::pipe_stream_name(size),
+            Placement::Unpinned,
+            ops,
+            move |n| cal::pipe_stream(size as usize, Placement::Unpinned, n),
+        ));
+        all.push(Workload::calibration(
+            cal::unix_stream_name(size),
+            Placement::Unpinned,
+            ops,
+            move |n| cal::unix_stream(size as usize, Placement::Unpinned, n),
+        ));
+    }
+    for (name, lock) in [
+        (cal::FLOCK_ACQUIRE_RELEASE, cal::FileLock::Flock),
+        (cal::FCNTL_ACQUIRE_RELEASE, cal::FileLock::Fcntl),
+    ] {
+        all.push(Workload::calibration(
+            name,
+            Placement::Unpinned,
+            (20_000, 200_000),
+            move |n| Sample::Times(cal::file_lock_acquire_release(lock, n)),
+        ));
+    }
+    for (processes, ops) in [
+        (1u32, (10_000_000, 100_000_000)),
+        (2, (4_000_000, 40_000_000)),
+        (4, (4_000_000, 40_000_000)),
+    ] {
+        all.push(Workload::calibration(
+            cal::atomic_increment_name(processes),
+            Placement::Unpinned,
+            ops,
+            move |n| {
+                Sample::Times(cal::per_op(
+                    cal::atomic_increments(processes as usize, n),
+                    n,
+                ))
+            },
         ));
     }
     all.push(Workload::calibration(
@@ -315,8 +386,16 @@ fn process_workloads() -> Vec<Workload> {
     .collect()
 }
 
-/// Message sizes of the throughput workloads.
-pub const SIZES: [u64; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
+/// Message sizes of the throughput workloads (each has a raw stream calibration).
+pub const SIZES: [u64; 4] = cal::STREAM_SIZES;
+
+/// Messages per raw stream repeat: (quick, full); 32 MiB in the quick profile (30,000
+/// messages at 64 B), ten times as many in the full one; under 0.1 s a repeat at
+/// 64 KiB on an idle machine.
+fn raw_stream_messages(size: u64) -> (usize, usize) {
+    let quick = ((32u64 << 20) / size).clamp(32, 30_000) as usize;
+    (quick, quick * 10)
+}
 
 /// Messages per throughput repeat: (quick, full); multiples of 4 so that 4 producers
 /// share them evenly.
@@ -326,8 +405,10 @@ fn stream_messages(size: u64) -> (usize, usize) {
     (quick, full)
 }
 
-/// Pipe round trips of 64 B (divided by the raw pipe round trip of the same placement)
-/// and streams from 64 B to 1 MiB (divided by memcpy bandwidth).
+/// Pipe round trips of 64 B and streams from 64 B to 1 MiB, each divided by the raw
+/// figure of its own transport: a duplex `Connection` is a socketpair (raw 64-byte Unix
+/// request-reply, raw Unix stream of the same size), a simplex one two pipes (raw pipe
+/// round trip).
 fn pipe_workloads() -> Vec<Workload> {
     use crate::ipc::pipe::PipeKind;
     use crate::measure::workloads::pipe;
@@ -340,7 +421,10 @@ fn pipe_workloads() -> Vec<Workload> {
                 "roundtrip",
                 Some(64),
                 placement,
-                Some(cal::PIPE_ROUNDTRIP),
+                Some(match kind {
+                    PipeKind::Duplex => cal::UNIX_SOCKET_REQUEST_REPLY,
+                    PipeKind::Simplex => cal::PIPE_ROUNDTRIP,
+                }),
                 (2_000, 20_000),
                 move |placement, n| pipe::round_trip(kind, 64, placement, n),
             ));
@@ -353,7 +437,7 @@ fn pipe_workloads() -> Vec<Workload> {
             size,
             1,
             1,
-            Some(cal::MEMCPY),
+            Some(cal::unix_stream_name(size)),
             stream_messages(size),
             move |n| pipe::throughput(size as usize, n, Placement::Unpinned),
         ));
@@ -362,19 +446,23 @@ fn pipe_workloads() -> Vec<Workload> {
 }
 
 /// Queue round trips of 64 B per flavor, each divided by the raw figure its flavor rides
-/// on (pipe flavor: raw pipe; shm flavor: cache-line ping-pong; ipc-channel: Unix
-/// socket), and streams 64 B to 1 MiB, 1→1 and 4→4, divided by memcpy bandwidth.
+/// on in that placement (pipe flavor: raw pipe round trip; shm flavor: the cache-line
+/// ping-pong across CPUs, the futex wake round trip on one CPU, where both sides must
+/// sleep; ipc-channel: 64-byte Unix request-reply), and streams 64 B to 1 MiB, 1→1 and
+/// 4→4, divided by the raw stream of the same size (pipe and shm flavors: pipe; channel:
+/// Unix socket).
 fn queue_workloads() -> Vec<Workload> {
     use crate::ipc::queue::Flavor;
     use crate::measure::workloads::queue;
     let mut all = Vec::new();
     for flavor in Flavor::ALL {
-        let base = match flavor {
-            Flavor::Pipe => cal::PIPE_ROUNDTRIP,
-            Flavor::Shm => cal::SHM_PINGPONG,
-            Flavor::Channel => cal::UNIX_SOCKET_ROUNDTRIP,
-        };
         for placement in PLACEMENTS {
+            let base = match (flavor, placement) {
+                (Flavor::Pipe, _) => cal::PIPE_ROUNDTRIP,
+                (Flavor::Shm, Placement::SameCpu) => cal::FUTEX_ROUNDTRIP,
+                (Flavor::Shm, _) => cal::SHM_PINGPONG,
+                (Flavor::Channel, _) => cal::UNIX_SOCKET_REQUEST_REPLY,
+            };
             all.push(Workload::latency(
                 "queue",
                 flavor.name(),
@@ -396,7 +484,10 @@ fn queue_workloads() -> Vec<Workload> {
                     size,
                     producers,
                     consumers,
-                    Some(cal::MEMCPY),
+                    Some(match flavor {
+                        Flavor::Pipe | Flavor::Shm => cal::pipe_stream_name(size),
+                        Flavor::Channel => cal::unix_stream_name(size),
+                    }),
                     stream_messages(size),
                     move |n| {
                         queue::throughput(
@@ -518,7 +609,7 @@ fn pool_workloads() -> Vec<Workload> {
                     size_label(pool::ECHO_MESSAGE as u64)
                 ),
                 clients as u32,
-                Some(cal::UNIX_SOCKET_ROUNDTRIP),
+                Some(cal::UNIX_SOCKET_REQUEST_REPLY),
                 // Multiples of 16, so every client does the same number of rounds.
                 (256, 2_048),
                 move |rounds| {
@@ -550,7 +641,7 @@ pub fn all() -> Vec<Workload> {
 }
 
 /// The workloads whose name contains `filter` (all without one), plus the calibrations
-/// they are divided by, calibrations first. A filter that matches nothing is an error
+/// they are divided by (same name, same placement), calibrations first. A filter that matches nothing is an error
 /// listing every workload name.
 pub fn select(filter: Option<&str>) -> Result<Vec<Workload>, String> {
     let all = all();
@@ -565,13 +656,18 @@ pub fn select(filter: Option<&str>) -> Result<Vec<Workload>, String> {
             names.join("\n  ")
         ));
     }
-    let needed: Vec<&str> = chosen.iter().filter_map(|w| w.calibration).collect();
+    // A ratio needs the calibration of the same name in the same placement: only those.
+    let needed: Vec<(&str, Placement)> = chosen
+        .iter()
+        .filter_map(|w| Some((w.calibration?, w.placement)))
+        .collect();
     Ok(all
         .iter()
         .filter(|w| {
             w.name.contains(pattern)
                 || (w.kind == Kind::Calibration
-                    && w.calibration_name().is_some_and(|c| needed.contains(&c)))
+                    && w.calibration_name()
+                        .is_some_and(|c| needed.contains(&(c, w.placement))))
         })
         .cloned()
         .collect())
@@ -589,16 +685,74 @@ mod tests {
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count, "duplicate workload names");
-        let calibrations: Vec<&str> = all.iter().filter_map(|w| w.calibration_name()).collect();
+        // A ratio is only computed against the same name in the same placement.
+        let calibrations: Vec<(&str, Placement)> = all
+            .iter()
+            .filter_map(|w| Some((w.calibration_name()?, w.placement)))
+            .collect();
         for w in &all {
             if let Some(c) = w.calibration {
                 assert!(
-                    calibrations.contains(&c),
-                    "{} refers to missing {c}",
+                    calibrations.contains(&(c, w.placement)),
+                    "{} refers to missing {c} in placement {}",
+                    w.name,
+                    w.placement.label()
+                );
+            }
+        }
+    }
+
+    /// Every measured workload names a baseline, and a stream one of its own kind and
+    /// size; the lock-like throughputs divide by a time ("ns") calibration, never by a
+    /// bandwidth (their byte rate is 0).
+    #[test]
+    fn every_workload_names_a_baseline_of_its_kind() {
+        let all = all();
+        for w in all.iter().filter(|w| w.kind != Kind::Calibration) {
+            let c = w
+                .calibration
+                .unwrap_or_else(|| panic!("{} names no calibration", w.name));
+            if w.kind == Kind::Throughput && w.message_bytes > 0 {
+                let size = size_label(w.message_bytes);
+                assert!(
+                    c.contains("-stream-") && c.ends_with(&format!("-{size}")),
+                    "{} is divided by {c}, not a stream of {size}",
+                    w.name
+                );
+            }
+            if w.kind == Kind::Throughput && w.message_bytes == 0 {
+                assert!(
+                    !c.contains("-stream-") && c != cal::MEMCPY,
+                    "{}: {c}",
                     w.name
                 );
             }
         }
+        let named = |name: &str| {
+            all.iter()
+                .find(|w| w.name == name)
+                .and_then(|w| w.calibration)
+        };
+        assert_eq!(
+            named("queue/shm/roundtrip/64B/same-cpu"),
+            Some(cal::FUTEX_ROUNDTRIP)
+        );
+        assert_eq!(
+            named("queue/shm/roundtrip/64B/cross-cpu"),
+            Some(cal::SHM_PINGPONG)
+        );
+        assert_eq!(
+            named("lock/robust-mutex/acquire-release/4-proc"),
+            Some("atomic-increment-contended-4")
+        );
+        assert_eq!(
+            named("lock/flock/acquire-release/2-proc"),
+            Some(cal::FLOCK_ACQUIRE_RELEASE)
+        );
+        assert_eq!(
+            named("sync/event/wake-roundtrip/cross-cpu"),
+            Some(cal::FUTEX_ROUNDTRIP)
+        );
     }
 
     #[test]
@@ -614,6 +768,16 @@ mod tests {
         );
         let chosen = select(Some("pipe-roundtrip")).unwrap();
         assert!(chosen.len() == 2 && chosen.iter().all(|w| w.kind == Kind::Calibration));
+        // Only the calibration in the workload's own placement comes along.
+        let chosen = select(Some("sync/event/wake-roundtrip/same-cpu")).unwrap();
+        let names: Vec<&str> = chosen.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "calibration/futex-roundtrip/same-cpu",
+                "sync/event/wake-roundtrip/same-cpu"
+            ]
+        );
         assert_eq!(select(None).unwrap().len(), all().len());
     }
 

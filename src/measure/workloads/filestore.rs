@@ -46,19 +46,27 @@ pub fn read_modify_write(kind: StoreLockKind, processes: usize, iters: usize) ->
     )
 }
 
-/// This family's entries in `measure::registry`.
+/// This family's entries in `measure::registry`, divided by the raw uncontended file
+/// lock+unlock (updates per raw pair): fcntl's by the raw fcntl pair, every other kind
+/// by the raw flock pair.
 pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration as cal;
     let mut all = Vec::new();
     for kind in StoreLockKind::ALL {
         for processes in [1u32, 2] {
-            all.push(super::lock::ops_workload(
+            let mut workload = super::lock::ops_workload(
                 "filestore",
                 kind.name(),
                 "read-modify-write",
                 processes,
                 (200, 2_000),
                 move |n| read_modify_write(kind, processes as usize, n),
-            ));
+            );
+            workload.calibration = Some(match kind {
+                StoreLockKind::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
+                _ => cal::FLOCK_ACQUIRE_RELEASE,
+            });
+            all.push(workload);
         }
     }
     all

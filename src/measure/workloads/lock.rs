@@ -78,19 +78,29 @@ pub(crate) fn ops_workload(
     }
 }
 
-/// This family's entries in `measure::registry`.
+/// This family's entries in `measure::registry`, each divided by a raw figure of its
+/// kind: flock and fcntl by the raw uncontended flock / fcntl lock+unlock (operations
+/// per raw pair), the robust mutex by the atomic increment of as many processes on one
+/// shared word (operations per raw increment).
 pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration as cal;
     let mut all = Vec::new();
     for flavor in LockFlavor::SAFE {
         for processes in [1u32, 2, 4] {
-            all.push(ops_workload(
+            let mut workload = ops_workload(
                 "lock",
                 flavor.name(),
                 "acquire-release",
                 processes,
                 (5_000, 50_000),
                 move |n| acquire_release(flavor, processes as usize, n),
-            ));
+            );
+            workload.calibration = Some(match flavor {
+                LockFlavor::Flock => cal::FLOCK_ACQUIRE_RELEASE,
+                LockFlavor::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
+                LockFlavor::Robust | LockFlavor::Plain => cal::atomic_increment_name(processes),
+            });
+            all.push(workload);
         }
     }
     all

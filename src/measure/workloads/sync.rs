@@ -115,9 +115,9 @@ pub fn wake_round_trips(primitive: Primitive, placement: Placement, iters: usize
 }
 
 /// This family's entries in `measure::registry`: wake-up round trips, divided by the raw
-/// pipe round trip (any blocking hand-off costs about that).
+/// futex wake round trip of the same placement (what both primitives sleep on).
 pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
-    use crate::measure::calibration::PIPE_ROUNDTRIP;
+    use crate::measure::calibration::FUTEX_ROUNDTRIP;
     use crate::measure::registry::{Workload, PLACEMENTS};
     let mut all = Vec::new();
     for primitive in Primitive::ALL {
@@ -128,7 +128,7 @@ pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
                 "wake-roundtrip",
                 None,
                 placement,
-                Some(PIPE_ROUNDTRIP),
+                Some(FUTEX_ROUNDTRIP),
                 (2_000, 20_000),
                 move |placement, n| wake_round_trips(primitive, placement, n),
             ));
