@@ -74,8 +74,13 @@ pub fn poisoning(e: &QueueError) -> Option<String> {
     }
 }
 
+/// The broken twin's consumers drop (take and never forward) one message in this many.
+pub const DROP_EVERY: u64 = 64;
+
 pub struct QueueTarget {
     flavor: Flavor,
+    /// The broken twin: consumers drop one message in [`DROP_EVERY`], with no kill.
+    dropping: bool,
     queue: Option<SharedQueue>,
     /// The shm ring opened a second time, to read its `lost` counter at the end.
     lost_probe: Option<ShmQueue>,
@@ -93,6 +98,7 @@ impl QueueTarget {
     pub fn new(flavor: Flavor) -> QueueTarget {
         QueueTarget {
             flavor,
+            dropping: false,
             queue: None,
             lost_probe: None,
             producers: Arc::default(),
@@ -100,6 +106,15 @@ impl QueueTarget {
             consumer: None,
             readers: Vec::new(),
             poisoned: Arc::default(),
+        }
+    }
+
+    /// The broken twin: consumer processes that lose one message in [`DROP_EVERY`] with
+    /// no kill behind it, which the bounded excuse must not cover.
+    pub fn dropping(flavor: Flavor) -> QueueTarget {
+        QueueTarget {
+            dropping: true,
+            ..QueueTarget::new(flavor)
         }
     }
 
@@ -209,6 +224,8 @@ struct QueueWorkerArgs {
     handle: QueueHandle,
     /// Consumers only: the write end of the pipe to the parent.
     forward: Option<ConnectionHandle>,
+    #[serde(default)]
+    dropping: bool,
 }
 
 /// Waits for the end of the run (a poisoned queue moves nothing more).
@@ -272,13 +289,17 @@ fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
     };
     let mut buf = Vec::new();
     let mut empty_after_done = 0;
+    let mut taken = 0u64;
     loop {
         // Read before the get: an empty queue after every producer ended stays empty.
         let done = board.producers_done();
         match queue.get_into(&mut buf, Some(GET_SLICE)) {
             Ok(()) => {
                 empty_after_done = 0;
-                send(TAG_MESSAGE, &buf)?;
+                taken += 1;
+                if !(args.dropping && taken % DROP_EVERY == 0) {
+                    send(TAG_MESSAGE, &buf)?;
+                }
             }
             Err(QueueError::Empty) => {
                 // Twice, so that a dead producer's slot is surely recovered in between.
@@ -356,7 +377,11 @@ fn read_forwarded(
 
 impl Target for QueueTarget {
     fn name(&self) -> String {
-        format!("queue-{}", self.flavor.name())
+        if self.dropping {
+            format!("queue-{}-dropping", self.flavor.name())
+        } else {
+            format!("queue-{}", self.flavor.name())
+        }
     }
     fn family(&self) -> &'static str {
         "queue"
@@ -420,6 +445,7 @@ impl Target for QueueTarget {
                 spec: spec.clone(),
                 handle,
                 forward: forward.as_ref().map(|(h, _)| *h),
+                dropping: self.dropping,
             },
             options,
         )
