@@ -297,7 +297,7 @@ fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
             Ok(()) => {
                 empty_after_done = 0;
                 taken += 1;
-                if !(args.dropping && taken % DROP_EVERY == 0) {
+                if !(args.dropping && taken.is_multiple_of(DROP_EVERY)) {
                     send(TAG_MESSAGE, &buf)?;
                 }
             }
