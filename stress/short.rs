@@ -232,3 +232,81 @@ fn the_command_runs_a_target_and_writes_json() {
         "{outcome:?}"
     );
 }
+
+/// The power check: each target run against its broken twin (a semaphore that skips an
+/// acquire, an event wait that lets one through, a barrier party that does not wait, a
+/// join off by one, a file store with no lock, queue consumers that drop a message with
+/// no kill) must be caught by its books — a violation counted and the run failed — and
+/// not by a hang or a leak.
+#[test]
+fn every_broken_twin_is_caught_by_its_books() {
+    let _serial = serial();
+    let mut names = Vec::new();
+    for mut target in stress::broken_targets() {
+        let started = Instant::now();
+        let mut config = short_config(SEED);
+        config.duration = Duration::from_secs(2);
+        let report = stress::run(target.as_mut(), &config, &mut |_| {});
+        let text = explain(&report);
+        eprintln!("{text}\n({:.1} s)", started.elapsed().as_secs_f64());
+        assert!(!report.passed(), "the broken twin passed: {text}");
+        assert!(
+            report.losses + report.duplicates + report.corrupt > 0,
+            "the books counted no violation: {text}"
+        );
+        assert!(
+            report.hangs.is_empty() && report.leaks.is_empty(),
+            "caught by a hang or a leak, not by the books: {text}"
+        );
+        names.push(report.target);
+    }
+    for family in [
+        "queue",
+        "semaphore",
+        "event",
+        "barrier",
+        "joinable",
+        "filestore",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(family)),
+            "no broken twin for {family}: {names:?}"
+        );
+    }
+}
+
+/// Queue consumers are processes the injector reaches: with kills only, aimed at a run of
+/// three processes (two consumers), consumers are killed, and every loss the books
+/// excuse is within the consumer kills.
+#[test]
+fn queue_consumers_are_killed_and_their_losses_bounded() {
+    let _serial = serial();
+    let mut config = Config::new(Duration::from_secs(2), 3, vec![FaultKind::Kill], SEED);
+    config.fault_gap = Some(2_000);
+    let mut target = stress::queue::QueueTarget::new(ipcbench::ipc::queue::Flavor::Shm);
+    let report = stress::run(&mut target, &config, &mut |_| {});
+    let text = explain(&report);
+    assert!(report.passed(), "{text}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.contains("losses accounted in flight"))
+        .unwrap_or_else(|| panic!("no excuse note: {text}\n{:#?}", report.notes));
+    let number = |after: &str| -> u64 {
+        note.split(after)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("{note}"))
+    };
+    let (excused, allowed) = (
+        note.split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        number("at most "),
+    );
+    assert!(allowed > 0, "no consumer was killed: {note}");
+    assert!(excused <= allowed, "{note}");
+}

@@ -25,6 +25,9 @@ pub struct Cell {
 #[derive(Debug)]
 pub struct Cells {
     pub stop: AtomicU32,
+    /// Set once every producer has ended after the stop request: consumers drain the
+    /// mechanism until it is empty, then return.
+    pub producers_done: AtomicU32,
     pub slots: [Cell; MAX_SLOTS],
 }
 
@@ -81,5 +84,14 @@ impl Board {
 
     pub fn stop_requested(&self) -> bool {
         self.shared.stop.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn signal_producers_done(&self) {
+        self.shared.producers_done.store(1, Ordering::SeqCst);
+    }
+
+    /// Every producer has ended (only ever set after the stop request).
+    pub fn producers_done(&self) -> bool {
+        self.shared.producers_done.load(Ordering::SeqCst) != 0
     }
 }

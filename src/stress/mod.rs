@@ -16,22 +16,29 @@
 //! 4. **Reproducibility**: the same seed gives the same faults at the same points of
 //!    progress ([`faults::Schedule`]).
 
+pub mod barrier;
 pub mod board;
 pub mod counter;
+pub mod event;
 pub mod faults;
+pub mod filestore;
+pub mod joinable;
 pub mod ledger;
 pub mod message;
+pub mod notice;
 pub mod pipe;
 pub mod pool;
 pub mod queue;
 pub mod rng;
 pub mod runner;
+pub mod semaphore;
 
 pub use faults::{parse_faults, FaultKind};
 pub use runner::{
     run, Accounting, Config, Event, Settlement, StressReport, Target, Tick, Totals, WorkerSpec,
 };
 
+use crate::ipc::filestore::StoreLockKind;
 use crate::ipc::lock::LockFlavor;
 use crate::ipc::pipe::PipeKind;
 use std::time::Duration;
@@ -59,7 +66,27 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
         counter::CounterKind::Manager,
     )));
     targets.push(Box::new(pool::PoolTarget::new()));
+    targets.push(Box::new(semaphore::SemaphoreTarget::new()));
+    targets.push(Box::new(event::EventTarget::new()));
+    targets.push(Box::new(barrier::BarrierTarget::new()));
+    targets.push(Box::new(joinable::JoinableTarget::new()));
+    for kind in StoreLockKind::LOCKED {
+        targets.push(Box::new(filestore::FileStoreTarget::new(kind)));
+    }
     targets
+}
+
+/// The broken twins: each target's mechanism with a deliberate defect its books must
+/// catch (the power check). Never run by default; selectable by exact name.
+pub fn broken_targets() -> Vec<Box<dyn Target>> {
+    vec![
+        Box::new(queue::QueueTarget::dropping(crate::ipc::queue::Flavor::Shm)),
+        Box::new(semaphore::SemaphoreTarget::broken()),
+        Box::new(event::EventTarget::broken()),
+        Box::new(barrier::BarrierTarget::broken()),
+        Box::new(joinable::JoinableTarget::broken()),
+        Box::new(filestore::FileStoreTarget::new(StoreLockKind::Unlocked)),
+    ]
 }
 
 /// The targets a `--target` value selects: one target by name, or a whole family
@@ -72,6 +99,11 @@ pub fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, St
     let chosen: Vec<Box<dyn Target>> = all
         .into_iter()
         .filter(|t| t.name() == selector || t.family() == selector)
+        .chain(
+            broken_targets()
+                .into_iter()
+                .filter(|t| t.name() == selector),
+        )
         .collect();
     if chosen.is_empty() {
         let mut known = target_names();
@@ -144,6 +176,11 @@ mod tests {
         assert!(target_names().contains(&"pipe-duplex".to_string()));
         assert_eq!(select_targets(Some("pipe")).unwrap().len(), 2);
         assert_eq!(select_targets(Some("pipe-simplex")).unwrap().len(), 1);
+        // A broken twin only by its exact name, never with its family.
+        assert_eq!(select_targets(Some("semaphore")).unwrap().len(), 1);
+        assert_eq!(select_targets(Some("semaphore-skipping")).unwrap().len(), 1);
+        assert_eq!(select_targets(Some("filestore")).unwrap().len(), 3);
+        assert!(!target_names().contains(&"filestore-unlocked".to_string()));
         let err = select_targets(Some("telepathy")).err().unwrap();
         assert!(
             err.contains("telepathy") && err.contains("pipe-duplex"),

@@ -1,0 +1,244 @@
+//! Stress target: the bounded Semaphore (bound [`BOUND`]). Every worker loops acquire,
+//! enter, hold briefly, leave, release. Entering sets the worker's bit in an occupancy
+//! mask in shared memory (one `fetch_or`, so the number of holders it saw is exact) and
+//! leaving clears it; the bit is set only after acquire returned and cleared before
+//! release, so a set bit always means "holds a permit".
+//!
+//! # The books
+//!
+//! * **Exclusion**: occupancy (the bits set, this worker's included) never exceeds the
+//!   bound. Each excess is counted (as a duplicate: a permit held twice) and fails the run;
+//!   the highest occupancy seen is reported.
+//! * **Dead holders**: this semaphore keeps no record of who holds a permit, so a holder
+//!   killed inside keeps its permit for good (a leak the DESIGN forbids; noted in the
+//!   report). When the run reaps a killed worker whose bit is still set, the target clears
+//!   the bit and gives the permit back on its behalf, counted — so the run goes on and
+//!   the occupancy stays exact. A release refused as over the bound would mean the
+//!   semaphore had already taken the permit back itself: then nothing is given back.
+//! * **No permit lost without a death**: at the end, with every worker gone, the value
+//!   must be the bound less the permits of holders killed outside the bit's span (between
+//!   acquire and the `fetch_or`, or between the clear and release), so
+//!   `bound - value <= kills - dead holders given back`.
+//!
+//! The broken twin ([`SemaphoreTarget::broken`]) skips the acquire (and its release)
+//! once in [`SKIP_EVERY`] operations: more holders than permits, which the exclusion book
+//! must catch.
+
+use super::board::Board;
+use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use crate::ipc::shm::{Shared, ShmSafe};
+use crate::ipc::sync::{Semaphore, SyncError};
+use crate::process::{self, Child, Options, Pid, StartMethod};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+/// Permits.
+pub const BOUND: u32 = 3;
+/// The broken twin skips one acquire in this many.
+pub const SKIP_EVERY: u64 = 8;
+/// Bound on one acquire: far beyond any pause a fault causes.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most worker processes (one bit each in the occupancy mask).
+const MAX_PROCS: usize = 64;
+
+#[repr(C)]
+#[derive(Default)]
+struct Cells {
+    inside: AtomicU64,
+    max_seen: AtomicU64,
+    violations: AtomicU64,
+}
+
+// SAFETY: atomics only; zero is the valid initial state.
+unsafe impl ShmSafe for Cells {}
+
+pub struct SemaphoreTarget {
+    broken: bool,
+    state: Option<(Semaphore, Shared<Cells>)>,
+    /// Permits given back on behalf of holders killed inside.
+    given_back: u64,
+    /// Killed holders whose permit the semaphore had taken back itself.
+    recovered_by_semaphore: u64,
+    failures: Vec<String>,
+}
+
+impl SemaphoreTarget {
+    pub fn new() -> SemaphoreTarget {
+        SemaphoreTarget {
+            broken: false,
+            state: None,
+            given_back: 0,
+            recovered_by_semaphore: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// The broken twin: skips one acquire in [`SKIP_EVERY`].
+    pub fn broken() -> SemaphoreTarget {
+        SemaphoreTarget {
+            broken: true,
+            ..SemaphoreTarget::new()
+        }
+    }
+
+    fn names(&mut self) -> Result<(String, String), String> {
+        if self.state.is_none() {
+            let sem = Semaphore::create(BOUND).map_err(|e| e.to_string())?;
+            let cells = Shared::create("stress-semaphore", 0).map_err(|e| e.to_string())?;
+            self.state = Some((sem, cells));
+        }
+        let (sem, cells) = self.state.as_ref().expect("just set");
+        Ok((sem.name().to_string(), cells.name().to_string()))
+    }
+}
+
+impl Default for SemaphoreTarget {
+    fn default() -> Self {
+        SemaphoreTarget::new()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SemaphoreWorkerArgs {
+    spec: WorkerSpec,
+    semaphore: String,
+    cells: String,
+    broken: bool,
+}
+
+fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
+    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+    let cell = board.cell(args.spec.slot);
+    if args.spec.slot >= MAX_PROCS {
+        return Err(format!(
+            "the semaphore target runs at most {MAX_PROCS} processes"
+        ));
+    }
+    let sem = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
+    let cells: Shared<Cells> = Shared::open(&args.cells).map_err(|e| e.to_string())?;
+    let bit = 1u64 << args.spec.slot;
+    let mut seq = 0u64;
+    while !board.stop_requested() {
+        cell.attempted.store(seq + 1, SeqCst);
+        let skip = args.broken && seq % SKIP_EVERY == SKIP_EVERY - 1;
+        if !skip {
+            sem.acquire(OP_TIMEOUT).map_err(|e| e.to_string())?;
+        }
+        let occupancy = (cells.inside.fetch_or(bit, SeqCst) | bit).count_ones() as u64;
+        cells.max_seen.fetch_max(occupancy, SeqCst);
+        if occupancy > BOUND as u64 {
+            cells.violations.fetch_add(1, SeqCst);
+        }
+        // Hold a little, so holders overlap (and a fault may land inside).
+        std::thread::yield_now();
+        cells.inside.fetch_and(!bit, SeqCst);
+        if !skip {
+            sem.release().map_err(|e| e.to_string())?;
+        }
+        cell.committed.store(seq + 1, SeqCst);
+        seq += 1;
+    }
+    Ok(seq)
+}
+crate::register_entry!("stress-semaphore-worker", semaphore_worker);
+
+impl Target for SemaphoreTarget {
+    fn name(&self) -> String {
+        if self.broken {
+            "semaphore-skipping".into()
+        } else {
+            "semaphore".into()
+        }
+    }
+    fn family(&self) -> &'static str {
+        "semaphore"
+    }
+    fn accounting(&self) -> Accounting {
+        Accounting::Operations
+    }
+    fn mean_fault_gap(&self) -> u64 {
+        10_000
+    }
+
+    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+        let (semaphore, cells) = self.names()?;
+        process::start(
+            "stress-semaphore-worker",
+            &SemaphoreWorkerArgs {
+                spec: spec.clone(),
+                semaphore,
+                cells,
+                broken: self.broken,
+            },
+            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
+                .method(StartMethod::Fork)
+                .daemon(true),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn worker_ended(&mut self, slot: usize, _: Pid, killed: bool) {
+        let Some((sem, cells)) = &self.state else {
+            return;
+        };
+        if slot >= MAX_PROCS {
+            return;
+        }
+        let bit = 1u64 << slot;
+        if cells.inside.load(SeqCst) & bit == 0 {
+            return;
+        }
+        // Only a killed worker leaves its bit set (a live one clears it before release).
+        cells.inside.fetch_and(!bit, SeqCst);
+        if !killed {
+            self.failures
+                .push(format!("worker {slot} ended inside, without being killed"));
+            return;
+        }
+        match sem.release() {
+            Ok(()) => self.given_back += 1,
+            Err(SyncError::ReleasedTooMany { .. }) => self.recovered_by_semaphore += 1,
+            Err(e) => self
+                .failures
+                .push(format!("giving back a dead holder's permit: {e}")),
+        }
+    }
+
+    fn finish(&mut self, totals: &Totals) -> Settlement {
+        let mut settlement = Settlement {
+            failures: std::mem::take(&mut self.failures),
+            ..Settlement::default()
+        };
+        let Some((sem, cells)) = self.state.take() else {
+            return settlement;
+        };
+        let violations = cells.violations.load(SeqCst);
+        let max_seen = cells.max_seen.load(SeqCst);
+        let value = sem.value();
+        let dead_holders = self.given_back + self.recovered_by_semaphore;
+        settlement.notes.push(format!(
+            "bound {BOUND}: most holders at once {max_seen}; {dead_holders} holders killed inside over {} kills, \
+             {} of whose permits the semaphore kept (given back by the harness), {} it took back itself; \
+             final value {value}",
+            totals.kills, self.given_back, self.recovered_by_semaphore
+        ));
+        if violations > 0 {
+            settlement.duplicates = violations;
+            settlement.failures.push(format!(
+                "{violations} entries found more than {BOUND} holders inside (at most {max_seen})"
+            ));
+        }
+        let missing = (BOUND as u64).saturating_sub(value as u64);
+        let unexplained_kills = totals.kills.saturating_sub(dead_holders);
+        settlement.accounted_in_flight = missing.min(unexplained_kills);
+        if missing > unexplained_kills {
+            settlement.losses = missing - unexplained_kills;
+            settlement.failures.push(format!(
+                "{missing} permits missing at the end, but only {unexplained_kills} kills could have taken one"
+            ));
+        }
+        settlement
+    }
+}
