@@ -135,6 +135,12 @@ pub fn table(results: &Results) -> String {
         results.machine.cores,
         results.machine.kernel
     );
+    for warning in results.machine_state.iter().flat_map(|m| &m.warnings) {
+        let _ = writeln!(
+            out,
+            "WARNING: {warning}; these figures may not be the machine's own"
+        );
+    }
     if !results.calibration.is_empty() {
         let _ = writeln!(out, "\ncalibration (median of repeats)");
         let _ = writeln!(

@@ -10,6 +10,7 @@
 
 pub mod calibration;
 pub mod histogram;
+pub mod machine;
 pub mod registry;
 pub mod runner;
 pub mod workloads;

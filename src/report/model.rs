@@ -21,6 +21,9 @@ pub struct Results {
     /// "quick" or "full" (or what the producing command says).
     pub profile: String,
     pub machine: Machine,
+    /// The machine's state while measuring (absent when nothing was measured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_state: Option<MachineState>,
     #[serde(default)]
     pub calibration: Vec<Calibration>,
     #[serde(default)]
@@ -39,6 +42,20 @@ pub struct Machine {
     pub cores: usize,
     pub kernel: String,
     pub hostname: String,
+}
+
+/// Load, steal and governor around a measurement, and what they mean for its figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineState {
+    /// 1-minute load average before measuring, and after.
+    pub load1_before: Option<f64>,
+    pub load1_after: Option<f64>,
+    /// Share of CPU time stolen by the hypervisor while measuring (0.05 = 5%).
+    pub steal_share: Option<f64>,
+    /// cpu0's frequency governor, where readable (often absent in a VM).
+    pub governor: Option<String>,
+    /// Why the figures may not be the machine's speed; empty when it was quiet.
+    pub warnings: Vec<String>,
 }
 
 /// Where the two processes of a measurement ran.
@@ -287,6 +304,9 @@ impl Results {
             format!("{}/{}", s.scenario, s.variant)
         });
         upsert(&mut self.stress, other.stress, |s| s.target.clone());
+        if other.machine_state.is_some() {
+            self.machine_state = other.machine_state;
+        }
     }
 }
 

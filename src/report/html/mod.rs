@@ -361,6 +361,14 @@ fn header(page: &Page) -> String {
         esc(&m.kernel),
         esc(&m.hostname)
     );
+    for warning in r.machine_state.iter().flat_map(|s| &s.warnings) {
+        let _ = write!(
+            out,
+            "<p class=\"note machine-warning\"><b>Busy machine:</b> {}; these figures may \
+             not be the machine's own.</p>",
+            esc(warning)
+        );
+    }
     out.push_str("<div class=\"cards\">");
     // A card for a part that has no results says so, rather than a reassuring zero.
     let count = |n: usize, text: String| {
