@@ -236,7 +236,7 @@ fn the_command_runs_a_target_and_writes_json() {
 /// The power check: each target run against its broken twin (a semaphore that skips an
 /// acquire, an event wait that lets one through, a barrier party that does not wait, a
 /// join off by one, a file store with no lock, queue consumers that drop a message with
-/// no kill) must be caught by its books — a violation counted and the run failed — and
+/// no kill, a pool that reports a live worker's task as dead) must be caught by its books — a violation counted and the run failed — and
 /// not by a hang or a leak.
 #[test]
 fn every_broken_twin_is_caught_by_its_books() {
@@ -267,6 +267,7 @@ fn every_broken_twin_is_caught_by_its_books() {
         "barrier",
         "joinable",
         "filestore",
+        "pool",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(family)),

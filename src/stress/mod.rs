@@ -86,6 +86,7 @@ pub fn broken_targets() -> Vec<Box<dyn Target>> {
         Box::new(barrier::BarrierTarget::broken()),
         Box::new(joinable::JoinableTarget::broken()),
         Box::new(filestore::FileStoreTarget::new(StoreLockKind::Unlocked)),
+        Box::new(pool::PoolTarget::lying()),
     ]
 }
 

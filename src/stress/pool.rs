@@ -3,6 +3,11 @@
 //! through the task's callback. The faults hit the pool's own worker processes: the pool
 //! must replace a killed worker and report its task as failed (`WorkerDied`) — accounted
 //! in flight, once — and every other task must come back exactly once.
+//!
+//! Every excuse is bounded by an observed cause: tasks excused as `WorkerDied` ≤ worker
+//! deaths the pool saw ≤ kills the injector delivered. A pool that reported a live
+//! worker's task as dead would otherwise pass with no loss ([`PoolTarget::lying`] is that
+//! pool, and the books catch it).
 
 use super::message;
 use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
@@ -37,11 +42,24 @@ pub struct PoolTarget {
     pool: Option<Arc<Pool>>,
     stop: Arc<AtomicBool>,
     submitter: Option<JoinHandle<()>>,
+    /// Tasks the pool reported as lost with a dead worker.
+    excused: Arc<AtomicU64>,
+    /// The broken twin: reports 1 task in this many as `WorkerDied` although it came back.
+    lie_every: Option<u64>,
 }
 
 impl PoolTarget {
     pub fn new() -> PoolTarget {
         PoolTarget::default()
+    }
+
+    /// A **broken twin**: a pool that reports one live worker's task in 64 as lost with a
+    /// dead worker, as a supervisor that blamed the wrong worker would.
+    pub fn lying() -> PoolTarget {
+        PoolTarget {
+            lie_every: Some(64),
+            ..PoolTarget::default()
+        }
     }
 }
 
@@ -50,6 +68,8 @@ fn submit_until_stopped(
     spec: WorkerSpec,
     events: SyncSender<Event>,
     stop: Arc<AtomicBool>,
+    excused: Arc<AtomicU64>,
+    lie_every: Option<u64>,
 ) {
     let outstanding = Arc::new(AtomicU64::new(0));
     let mut seq = 0u64;
@@ -59,9 +79,14 @@ fn submit_until_stopped(
             continue;
         }
         outstanding.fetch_add(1, Ordering::SeqCst);
-        let (events_cb, outstanding_cb, producer) =
-            (events.clone(), outstanding.clone(), spec.producer);
+        let (events_cb, outstanding_cb, excused_cb, producer) = (
+            events.clone(),
+            outstanding.clone(),
+            excused.clone(),
+            spec.producer,
+        );
         let this = seq;
+        let lie = lie_every.is_some_and(|n| seq % n == n - 1);
         let submitted = pool.apply_async_with(
             "stress-pool-task",
             &TaskArgs {
@@ -71,11 +96,16 @@ fn submit_until_stopped(
             },
             move |result: Result<Vec<u8>, PoolError>| {
                 let event = match result {
+                    Ok(_) | Err(PoolError::WorkerDied { .. })
+                        if lie || matches!(result, Err(PoolError::WorkerDied { .. })) =>
+                    {
+                        excused_cb.fetch_add(1, Ordering::SeqCst);
+                        Event::Excused {
+                            producer,
+                            seq: this,
+                        }
+                    }
                     Ok(payload) => Event::Delivered(payload),
-                    Err(PoolError::WorkerDied { .. }) => Event::Excused {
-                        producer,
-                        seq: this,
-                    },
                     Err(e) => Event::Failed(format!("pool task {this}: {e}")),
                 };
                 let _ = events_cb.send(event);
@@ -103,7 +133,11 @@ fn submit_until_stopped(
 
 impl Target for PoolTarget {
     fn name(&self) -> String {
-        "pool".into()
+        if self.lie_every.is_some() {
+            "pool-lying".into()
+        } else {
+            "pool".into()
+        }
     }
     fn family(&self) -> &'static str {
         "pool"
@@ -124,10 +158,11 @@ impl Target for PoolTarget {
         let pool = Arc::new(pool);
         self.pool = Some(pool.clone());
         let (spec, events, stop) = (spec.clone(), events.clone(), self.stop.clone());
+        let (excused, lie_every) = (self.excused.clone(), self.lie_every);
         self.submitter = Some(
             std::thread::Builder::new()
                 .name("stress-pool-submitter".into())
-                .spawn(move || submit_until_stopped(pool, spec, events, stop))
+                .spawn(move || submit_until_stopped(pool, spec, events, stop, excused, lie_every))
                 .map_err(|e| e.to_string())?,
         );
         Ok(true)
@@ -165,10 +200,26 @@ impl Target for PoolTarget {
                         settlement.failures.push(format!("pool join: {e}"));
                     }
                     let stats = pool.stats();
+                    let excused = self.excused.load(Ordering::SeqCst);
                     settlement.notes.push(format!(
-                        "pool saw {} worker deaths over {} kills",
+                        "pool excused {excused} tasks over {} worker deaths over {} kills",
                         stats.deaths, totals.kills
                     ));
+                    if excused > stats.deaths {
+                        // The excess had no cause: they are losses, not in-flight work.
+                        settlement.losses += excused - stats.deaths;
+                        settlement.failures.push(format!(
+                            "the pool reported {excused} tasks lost with a dead worker, but saw \
+                             only {} worker deaths",
+                            stats.deaths
+                        ));
+                    }
+                    if stats.deaths > totals.kills {
+                        settlement.failures.push(format!(
+                            "the pool saw {} worker deaths, but only {} kills were delivered",
+                            stats.deaths, totals.kills
+                        ));
+                    }
                 }
                 Err(_) => settlement
                     .failures
