@@ -179,3 +179,43 @@ impl Counter {
         }
     }
 }
+
+/// A futex word that counts changes, for processes waiting for a condition kept elsewhere
+/// (the pipe flavor's room: committed minus taken frames). Waiters read `seen`, test
+/// their condition, then `wait` for a `bump` after that reading.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Gate {
+    seq: AtomicU32,
+    waiters: AtomicU32,
+}
+
+// SAFETY: two atomics; zero is a valid gate.
+unsafe impl ShmSafe for Gate {}
+
+impl Gate {
+    pub fn seen(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every waiter: the condition may have changed.
+    pub fn bump(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            futex::wake_all(&self.seq);
+        }
+    }
+
+    /// Sleeps until a bump after `seen` or `deadline`; false once the deadline has passed.
+    pub fn wait(&self, seen: u32, deadline: Instant) -> bool {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if self.seq.load(Ordering::SeqCst) == seen {
+            futex::wait(&self.seq, seen, Some(deadline));
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+}
