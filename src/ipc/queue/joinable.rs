@@ -3,71 +3,86 @@
 //! `join` waits until none is unfinished. The count lives in shared memory beside the
 //! queue, so producers, consumers and the joiner can be different processes.
 //!
-//! An item is counted once it is in the queue, never for a put that did not commit one:
-//! a producer killed while its put waits for room, or in the middle of its put (a lost
-//! message, `PeerDied` on the shm flavor), leaves nothing for `join` to wait for. Each item
-//! travels with a 12-byte stamp naming a *pending* slot its producer holds in shared
-//! memory; whichever of the producer (after its put returned) and the consumer (when its
-//! get takes the item) clears that slot first counts the item, so the item is counted
-//! before any consumer can mark it done, and exactly once — also when its producer died
-//! after the item entered the queue. The producer counts before it clears, so a race
-//! counts twice for an instant and then takes the extra back (join may wait a moment
-//! longer, never return early). Limits: a producer killed between those two steps (two
-//! atomic instructions) leaves its item counted twice; and slots of dead producers are
-//! only reused when all [`SLOTS`] are taken, after which such a late item would not be
-//! counted. Items carry the stamp inside the queue: take them through
-//! [`JoinableQueue::get`], not [`JoinableQueue::queue`], and the largest message is the
-//! queue's less the stamp.
+//! An item is counted once its put has committed it, never for a put that did not: a
+//! producer killed while its put waits for room, or in the middle of its put (a lost
+//! message, `PeerDied` on the shm flavor), leaves nothing for `join` to wait for. A put in
+//! progress holds a *pending* slot (its pid) in shared memory from before the item can
+//! reach a consumer until after it is counted, so:
+//! * a consumer may take the item and call `task_done` before its producer counted it:
+//!   the count then goes below zero for a moment (allowed while puts are pending, so
+//!   `task_done` fails only when called more times than items put or being put);
+//! * `join` returns when the count is at most zero **and** no live process has a put
+//!   pending — so it never returns while an item it must wait for is still being put.
+//!
+//! Limit: a producer killed after its put committed and before it counted (a few
+//! instructions) leaves an item uncounted: its `task_done` then balances nothing, and
+//! `join` may return before it is done. Slots of dead producers are reused only when all
+//! [`SLOTS`] are taken.
 
-use super::sync::Counter;
 use super::{Queue, QueueError, QueueHandle, Role};
+use crate::ipc::futex;
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::process::Options;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-/// Puts in progress that can be tracked at once (more wait for a free slot's turn by
-/// reclaiming those of dead producers, or go untracked: see the module docs).
+/// Puts that can be pending at once (one more goes untracked, counted before it puts).
 pub const SLOTS: usize = 256;
-/// Bytes of the stamp before each message: slot index (u32) and token (u64), little-endian.
-const STAMP: usize = 12;
+/// How often `join` re-checks while a put is pending (its end wakes nobody).
+const PENDING_CHECK: Duration = Duration::from_millis(5);
 
 #[repr(C)]
 struct Books {
-    unfinished: Counter,
-    next_token: AtomicU32,
-    /// Per slot: 0 when free, else the token (producer pid << 32 | a number) of a put
-    /// whose item is not yet counted.
-    pending: [AtomicU64; SLOTS],
+    /// Items counted minus items done, as an i32 (below zero while a consumer is ahead of
+    /// a pending put's count). A futex word: joiners sleep on it.
+    unfinished: AtomicU32,
+    waiters: AtomicU32,
+    /// Per slot: 0 when free, else the pid of a process with a put pending.
+    pending: [AtomicI32; SLOTS],
 }
 
-// SAFETY: a counter and atomics; zero is empty books.
+// SAFETY: atomics; zero is empty books.
 unsafe impl ShmSafe for Books {}
 
 impl Books {
-    /// Takes a free slot for a put; None when every slot is held by a live process.
-    fn claim(&self) -> Option<(u32, u64)> {
-        let me = std::process::id();
-        let token = (u64::from(me) << 32) | u64::from(self.next_token.fetch_add(1, SeqCst).max(1));
-        for reclaim in [false, true] {
+    fn value(&self) -> i32 {
+        self.unfinished.load(SeqCst) as i32
+    }
+
+    fn change(&self, by: i32) {
+        self.unfinished.fetch_add(by as u32, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            futex::wake_all(&self.unfinished);
+        }
+    }
+
+    /// Takes a free slot for a put (reusing a dead process's only when none is free).
+    fn claim(&self) -> Option<usize> {
+        let me = std::process::id() as i32;
+        for reuse_dead in [false, true] {
             for (i, slot) in self.pending.iter().enumerate() {
                 let seen = slot.load(SeqCst);
-                let free =
-                    seen == 0 || (reclaim && super::process_is_dead((seen >> 32) as u32 as i32));
-                if free && slot.compare_exchange(seen, token, SeqCst, SeqCst).is_ok() {
-                    return Some((i as u32, token));
+                let free = seen == 0 || (reuse_dead && super::process_is_dead(seen));
+                if free && slot.compare_exchange(seen, me, SeqCst, SeqCst).is_ok() {
+                    return Some(i);
                 }
             }
         }
         None
     }
 
-    /// Clears the slot if it still holds `token`; true when this call cleared it.
-    fn clear(&self, slot: u32, token: u64) -> bool {
-        self.pending
-            .get(slot as usize)
-            .is_some_and(|s| s.compare_exchange(token, 0, SeqCst, SeqCst).is_ok())
+    /// Puts pending, by any process (dead ones included).
+    fn held(&self) -> i32 {
+        self.pending.iter().filter(|s| s.load(SeqCst) != 0).count() as i32
+    }
+
+    /// Whether a live process has a put pending.
+    fn live_pending(&self) -> bool {
+        self.pending.iter().any(|s| {
+            let pid = s.load(SeqCst);
+            pid != 0 && !super::process_is_dead(pid)
+        })
     }
 }
 
@@ -102,50 +117,24 @@ impl<Q: Queue> JoinableQueue<Q> {
         &self.queue
     }
 
-    /// Largest message a put accepts: the queue's, less the stamp.
-    pub fn max_message(&self) -> usize {
-        self.queue.max_message().saturating_sub(STAMP)
-    }
-
     pub fn put(&self, message: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
-        let max = self.max_message();
-        if message.len() > max {
-            return Err(QueueError::TooLarge {
-                len: message.len(),
-                max,
-            });
-        }
         let books = &*self.books;
-        let claimed = books.claim();
-        let (slot, token) = claimed.unwrap_or((u32::MAX, 0));
-        let mut wire = Vec::with_capacity(STAMP + message.len());
-        wire.extend_from_slice(&slot.to_le_bytes());
-        wire.extend_from_slice(&token.to_le_bytes());
-        wire.extend_from_slice(message);
-        if claimed.is_none() {
-            // No slot to track this put: count first, as a consumer may take the item and
-            // call task_done before put returns (a producer killed mid-put then leaves
-            // its count behind).
-            books.unfinished.add();
+        let Some(slot) = books.claim() else {
+            // No slot to track this put: count first (a consumer may take the item and
+            // call task_done before put returns); a producer killed mid-put then leaves
+            // its count behind.
+            books.change(1);
+            return self
+                .queue
+                .put(message, timeout)
+                .inspect_err(|_| books.change(-1));
+        };
+        let result = self.queue.put(message, timeout);
+        if result.is_ok() {
+            // Count before the slot is freed, so join never sees neither.
+            books.change(1);
         }
-        let result = self.queue.put(&wire, timeout);
-        match (&result, claimed) {
-            (Ok(()), Some(_)) => {
-                // Count, then clear: if a consumer cleared the slot first it counted the
-                // item itself, and this count is taken back.
-                books.unfinished.add();
-                if !books.clear(slot, token) {
-                    books.unfinished.release();
-                }
-            }
-            (Err(_), Some(_)) => {
-                books.clear(slot, token);
-            }
-            (Ok(()), None) => {}
-            (Err(_), None) => {
-                books.unfinished.release();
-            }
-        }
+        books.pending[slot].store(0, SeqCst);
         result
     }
 
@@ -154,47 +143,69 @@ impl<Q: Queue> JoinableQueue<Q> {
     }
 
     pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError> {
-        self.unstamp(self.queue.get(timeout)?)
+        self.queue.get(timeout)
     }
 
     pub fn get_nowait(&self) -> Result<Vec<u8>, QueueError> {
-        self.unstamp(self.queue.get_nowait()?)
-    }
-
-    /// Strips an item's stamp, counting the item if its producer has not (yet).
-    fn unstamp(&self, mut wire: Vec<u8>) -> Result<Vec<u8>, QueueError> {
-        if wire.len() < STAMP {
-            return Err(QueueError::Corrupt(format!(
-                "JoinableQueue item of {} bytes has no stamp (was it put through queue()?)",
-                wire.len()
-            )));
-        }
-        let slot = u32::from_le_bytes(wire[..4].try_into().expect("4 bytes"));
-        let token = u64::from_le_bytes(wire[4..STAMP].try_into().expect("8 bytes"));
-        if slot != u32::MAX && self.books.clear(slot, token) {
-            self.books.unfinished.add();
-        }
-        wire.drain(..STAMP);
-        Ok(wire)
+        self.queue.get_nowait()
     }
 
     /// Marks one item as processed.
     pub fn task_done(&self) -> Result<(), QueueError> {
-        if self.books.unfinished.release() {
-            Ok(())
-        } else {
-            Err(QueueError::TooManyTaskDone)
+        let books = &*self.books;
+        loop {
+            // Pending puts first, then the count: a put counts before it frees its slot,
+            // so a slot seen free has its count in the value read after.
+            let pending = books.held();
+            let seen = books.value();
+            // Below zero only as far as puts are pending: their items may be the ones
+            // being marked done before they were counted.
+            if seen <= -pending {
+                return Err(QueueError::TooManyTaskDone);
+            }
+            if books
+                .unfinished
+                .compare_exchange(seen as u32, (seen - 1) as u32, SeqCst, SeqCst)
+                .is_ok()
+            {
+                books.change(0);
+                return Ok(());
+            }
         }
     }
 
     /// Items put and not yet marked done.
     pub fn unfinished(&self) -> usize {
-        self.books.unfinished.get() as usize
+        self.books.value().max(0) as usize
     }
 
-    /// Waits until every item put has been marked done; false if `timeout` passed first.
+    /// Waits until every item put has been marked done and no live process is in the
+    /// middle of a put; false if `timeout` passed first.
     pub fn join(&self, timeout: Duration) -> bool {
-        self.books.unfinished.wait_zero(Instant::now() + timeout)
+        let books = &*self.books;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Pending puts first, then the count (see task_done).
+            let pending = books.live_pending();
+            let seen = books.unfinished.load(SeqCst);
+            if seen as i32 <= 0 && !pending {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let until = if pending {
+                deadline.min(now + PENDING_CHECK)
+            } else {
+                deadline
+            };
+            books.waiters.fetch_add(1, SeqCst);
+            if books.unfinished.load(SeqCst) == seen {
+                futex::wait(&books.unfinished, seen, Some(until));
+            }
+            books.waiters.fetch_sub(1, SeqCst);
+        }
     }
 
     pub fn handle(&self, role: Role) -> Result<JoinableHandle, QueueError> {
