@@ -154,6 +154,12 @@ pub enum QueueError {
     /// A message was lost because the process moving it died mid-operation.
     #[error("a message was lost: process {pid} died in the middle of {op}")]
     PeerDied { pid: i32, op: &'static str },
+    /// The queue's stream was torn by a process that died in the middle of moving a
+    /// message (`op` is what it was doing: "put" or "get"). Unusable from then on, in every
+    /// process, as Python's queue is after its feeder was killed mid-message: nothing later
+    /// could be told apart from the torn bytes.
+    #[error("queue is poisoned: process {pid} died in the middle of a {op}, leaving a torn message in the stream; every later put and get fails")]
+    Poisoned { pid: i32, op: &'static str },
     /// Every producer end is gone and the queue is empty.
     #[error("every producer of the queue is gone")]
     Disconnected,

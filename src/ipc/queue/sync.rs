@@ -1,10 +1,10 @@
-//! The two process-shared primitives the queue flavors are built from, kept private to the
+//! The process-shared primitives the queue flavors are built from, kept private to the
 //! queue module (the general Lock family lives in `ipc::lock`): a robust mutex, so a
 //! process killed while holding a queue's read or write side is reported to the next
-//! locker instead of wedging it, and a futex-backed counter for maxsize, qsize and
-//! JoinableQueue's unfinished-task count. The mutex embeds in the queue's control
-//! block (the Lock family's owns a segment of its own) but is initialised by the same
-//! `lock::robust::init_shared_mutex`.
+//! locker instead of wedging it; a futex-backed counter for the channel flavor's maxsize
+//! and qsize; and a gate the pipe flavor's producers wait on for room. The mutex embeds
+//! in the queue's control block (the Lock family's owns a segment of its own) but is
+//! initialised by the same `lock::robust::init_shared_mutex`.
 
 use crate::ipc::futex;
 use crate::ipc::shm::ShmSafe;
@@ -119,12 +119,6 @@ impl Counter {
         }
     }
 
-    /// Adds one, without bound.
-    pub fn add(&self) {
-        self.value.fetch_add(1, Ordering::SeqCst);
-        self.wake();
-    }
-
     /// Subtracts one; false (and no change) when the value is already zero.
     pub fn release(&self) -> bool {
         let mut seen = self.value.load(Ordering::SeqCst);
@@ -141,19 +135,6 @@ impl Counter {
                     return true;
                 }
                 Err(now) => seen = now,
-            }
-        }
-    }
-
-    /// Waits until the value is zero or `deadline` passes; true when it is zero.
-    pub fn wait_zero(&self, deadline: Instant) -> bool {
-        loop {
-            let seen = self.value.load(Ordering::SeqCst);
-            if seen == 0 {
-                return true;
-            }
-            if !self.sleep_while(seen, deadline) {
-                return self.get() == 0;
             }
         }
     }
@@ -177,5 +158,45 @@ impl Counter {
         if self.waiters.load(Ordering::SeqCst) > 0 {
             futex::wake_all(&self.value);
         }
+    }
+}
+
+/// A futex word that counts changes, for processes waiting for a condition kept elsewhere
+/// (the pipe flavor's room: committed minus taken frames). Waiters read `seen`, test
+/// their condition, then `wait` for a `bump` after that reading.
+#[repr(C)]
+#[derive(Default)]
+pub(super) struct Gate {
+    seq: AtomicU32,
+    waiters: AtomicU32,
+}
+
+// SAFETY: two atomics; zero is a valid gate.
+unsafe impl ShmSafe for Gate {}
+
+impl Gate {
+    pub fn seen(&self) -> u32 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// Wakes every waiter: the condition may have changed.
+    pub fn bump(&self) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            futex::wake_all(&self.seq);
+        }
+    }
+
+    /// Sleeps until a bump after `seen` or `deadline`; false once the deadline has passed.
+    pub fn wait(&self, seen: u32, deadline: Instant) -> bool {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        if self.seq.load(Ordering::SeqCst) == seen {
+            futex::wait(&self.seq, seen, Some(deadline));
+        }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        true
     }
 }
