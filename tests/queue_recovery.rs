@@ -324,3 +324,24 @@ fn a_consumer_waiting_for_data_does_not_hold_back_another_consumers_nowait_get()
         });
     }
 }
+
+/// A pipe queue's largest message is capped at the wire's limit: a length the frame
+/// header cannot carry, or a reader should never be asked to accept, is refused at
+/// creation (the old queue took any `max_message`).
+#[test]
+fn a_pipe_queue_refuses_a_max_message_beyond_the_wire_limit() {
+    clean(|| {
+        let limit = ipcbench::ipc::frame::MAX_PAYLOAD_LIMIT;
+        match Flavor::Pipe.create(&Config::default().max_message(limit + 1)) {
+            Err(QueueError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (limit + 1, limit));
+            }
+            Err(other) => panic!("expected TooLarge, got {other:?}"),
+            Ok(_) => panic!("a pipe queue accepted messages beyond the wire limit"),
+        }
+        let queue = Flavor::Pipe
+            .create(&Config::default().max_message(limit))
+            .unwrap();
+        assert_eq!(queue.max_message(), limit);
+    });
+}

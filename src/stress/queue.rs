@@ -62,14 +62,11 @@ const TAG_POISONED: u8 = b'P';
 type SharedQueue = Arc<Mutex<Box<dyn Queue>>>;
 type PidMap = Arc<Mutex<HashMap<i32, u32>>>;
 
-/// When `e` says the queue's stream is torn for good: the pipe flavor's `Corrupt` (a
-/// frame torn by a process that died mid-frame), and `Poisoned` from flavors that have
-/// that state (matched by its message, so this target builds with or without it).
+/// When `e` says the queue's stream is torn for good: `Poisoned` (a frame torn by a
+/// process that died mid-frame), or `Corrupt`.
 pub fn poisoning(e: &QueueError) -> Option<String> {
-    let text = e.to_string();
     match e {
-        QueueError::Corrupt(_) => Some(text),
-        _ if text.starts_with("queue is poisoned") => Some(text),
+        QueueError::Corrupt(_) | QueueError::Poisoned { .. } => Some(e.to_string()),
         _ => None,
     }
 }

@@ -14,9 +14,12 @@
 //! # How exact `qsize`, `empty` and `full` are
 //! They are snapshots, as in Python: another process may change the queue before the
 //! caller acts on the answer. When no put or get is in progress they are exact. While
-//! operations are in flight, `qsize` counts a put from the moment it reserves room (before
-//! its bytes are readable) and a get until it has finished reading, so it may
-//! over-count by the number of operations in progress, never under-count.
+//! operations are in flight they may be off by the number of operations in progress: the
+//! shm and channel flavors count a put from the moment it reserves room (before its bytes
+//! are readable) and a get until it has finished reading (an over-count); the pipe flavor
+//! counts a put once its whole frame is in the pipe and a get once it has read one (so a
+//! frame written but not yet counted is an under-count), which is what lets a process
+//! killed mid-operation leave no room taken.
 //!
 //! # Handing a queue to a child
 //! [`Queue::handle`] gives a serializable [`QueueHandle`]; pass it in the child's entry

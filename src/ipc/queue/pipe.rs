@@ -145,6 +145,7 @@ impl PipeQueue {
         if config.max_message == 0 {
             config.max_message = crate::ipc::frame::DEFAULT_MAX_PAYLOAD;
         }
+        max_message_within_limit(config.max_message)?;
         let (reader, writer) = pipe(PipeKind::Simplex).map_err(pipe_error)?;
         // Best effort: a 1 MiB pipe lets a 1 MiB put complete without a reader. The
         // kernel refuses above /proc/sys/fs/pipe-max-size; the default size then stands.
@@ -192,6 +193,8 @@ impl PipeQueue {
         let mut config = handle.config;
         config.maxsize = control.maxsize.load(SeqCst) as usize;
         config.max_message = control.max_message.load(SeqCst) as usize;
+        max_message_within_limit(config.max_message)
+            .map_err(|e| QueueError::Corrupt(format!("shared memory {}: {e}", control.name())))?;
         Ok(PipeQueue::assemble(reader, writer, control, config))
     }
 
@@ -707,4 +710,16 @@ impl Queue for PipeQueue {
             },
         })
     }
+}
+
+/// A queue's largest message is capped at the wire's documented limit
+/// ([`crate::ipc::frame::MAX_PAYLOAD_LIMIT`]): a frame's length must fit its header, and
+/// a reader must never be asked to accept more.
+fn max_message_within_limit(max_message: usize) -> Result<(), QueueError> {
+    crate::ipc::frame::check_max_payload(max_message)
+        .map(|_| ())
+        .map_err(|_| QueueError::TooLarge {
+            len: max_message,
+            max: crate::ipc::frame::MAX_PAYLOAD_LIMIT,
+        })
 }
