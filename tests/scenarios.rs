@@ -102,8 +102,10 @@ fn every_unsafe_variant_is_caught_with_a_reproduction() {
                 variant.name
             );
         } else {
-            // A race left to timing: its reproduction fails again within a few reruns.
-            let caught_again = (0..8).any(|_| {
+            // A race left to timing: its reproduction fails again within a few reruns
+            // (24: on a loaded 2-core machine the shrunk case was once missed 8 times in a
+            // row; a caught rerun ends the loop, so this costs nothing when it is caught).
+            let caught_again = (0..24).any(|_| {
                 !run_case(scenario, variant.name, &case)
                     .unwrap()
                     .verdict
@@ -111,7 +113,7 @@ fn every_unsafe_variant_is_caught_with_a_reproduction() {
             });
             assert!(
                 caught_again,
-                "{}/{}: {case:?} held in 8 reruns",
+                "{}/{}: {case:?} held in 24 reruns",
                 scenario.name(),
                 variant.name
             );
