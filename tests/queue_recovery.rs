@@ -345,3 +345,31 @@ fn a_pipe_queue_refuses_a_max_message_beyond_the_wire_limit() {
         assert_eq!(queue.max_message(), limit);
     });
 }
+
+/// A channel-flavor producer that dies holding a maxsize permit (inside its send): the
+/// next put that finds no room takes the permit back. The old queue leaked it, so a
+/// bounded queue became Full for good after enough kills.
+fn channel_abandon_put(handle: QueueHandle) -> Result<bool, QueueError> {
+    let queue = ipcbench::ipc::queue::channel::ChannelQueue::open(handle)?;
+    queue.abandon_put_for_test()
+}
+register_entry!("queue-recovery-channel-abandon-put", channel_abandon_put);
+
+#[test]
+fn a_channel_producer_dead_inside_its_send_gives_its_room_back() {
+    clean(|| {
+        let queue = Flavor::Channel
+            .create(&Config::default().maxsize(1))
+            .unwrap();
+        let handle = queue.handle(Role::Producer).unwrap();
+        let mut child = start("queue-recovery-channel-abandon-put", &handle, &handle);
+        assert!(child.result::<bool>(Some(Duration::from_secs(30))).unwrap());
+        drop(child);
+        queue
+            .put_nowait(b"after")
+            .expect("the dead producer's room was given back");
+        assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"after");
+        assert_eq!(queue.qsize(), 0);
+        assert!(matches!(queue.get_nowait(), Err(QueueError::Empty)));
+    });
+}

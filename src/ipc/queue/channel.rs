@@ -16,12 +16,16 @@
 //! the accepting thread always ends and the server's socket never leaks.
 
 use super::sync::Counter;
-use super::{check_size, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role, Wait};
+use super::{
+    check_size, process_is_dead, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role,
+    Wait,
+};
 use crate::ipc::shm::Shared;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -66,15 +70,51 @@ struct Grant {
 /// What a child sends the bootstrap server: where to send the grant.
 type Request = IpcSender<Grant>;
 
+/// Producers that may hold a maxsize permit without having sent at once: past this, a
+/// put still works, unrecorded (a death in its window then leaks its permit, as before).
+const RESERVATIONS: usize = 64;
+/// How often a put waiting for room looks for permits of dead producers.
+const RECOVERY_CHECK: Duration = Duration::from_millis(10);
+
 #[repr(C)]
-#[derive(Default)]
 struct Control {
     items: Counter,
     maxsize: AtomicU64,
+    /// Pids of producers between taking a permit and finishing their send: a permit
+    /// whose producer died there is given back by the next put that waits for room (or
+    /// gives up on it). Python's queue has the same window; it leaks there. Two windows of
+    /// a few instructions remain: a death between taking the permit and recording the pid
+    /// leaks it; a death between the send returning and the record being cleared gives it
+    /// back although the message was sent (maxsize then overshoots by one until it is
+    /// taken).
+    reservations: [AtomicI32; RESERVATIONS],
 }
 
-// SAFETY: a counter and an atomic, valid at zero.
+// SAFETY: a counter and atomics, valid at zero.
 unsafe impl crate::ipc::shm::ShmSafe for Control {}
+
+impl Control {
+    /// Records this process as holding a permit; the slot to clear once sent, if any.
+    fn reserve(&self, pid: i32) -> Option<&AtomicI32> {
+        self.reservations
+            .iter()
+            .find(|slot| slot.compare_exchange(0, pid, SeqCst, SeqCst).is_ok())
+    }
+
+    /// Gives back the permit of every recorded producer that died before it had sent;
+    /// true when any was.
+    fn recover_dead_reservations(&self) -> bool {
+        let mut recovered = false;
+        for slot in &self.reservations {
+            let pid = slot.load(SeqCst);
+            if process_is_dead(pid) && slot.compare_exchange(pid, 0, SeqCst, SeqCst).is_ok() {
+                self.items.release();
+                recovered = true;
+            }
+        }
+        recovered
+    }
+}
 
 /// An outstanding handle: the guard thread (which owns the accepting one) and its stop.
 struct Bootstrap {
@@ -192,6 +232,19 @@ fn cancel(name: &str) {
     }
 }
 
+impl ChannelQueue {
+    /// Fault injection for tests: stops where a producer SIGKILLed inside its send would,
+    /// holding a maxsize permit and its reservation. False when there was no room.
+    #[doc(hidden)]
+    pub fn abandon_put_for_test(&self) -> Result<bool, QueueError> {
+        let control = self.control()?;
+        if !control.items.acquire_below(self.limit(), Instant::now()) {
+            return Ok(false);
+        }
+        Ok(control.reserve(std::process::id() as i32).is_some())
+    }
+}
+
 impl Queue for ChannelQueue {
     fn flavor(&self) -> Flavor {
         Flavor::Channel
@@ -206,10 +259,24 @@ impl Queue for ChannelQueue {
         let sender = self.sender.as_ref().ok_or(QueueError::Closed)?;
         check_size(message.len(), self.config.max_message)?;
         let wait = Wait::new(timeout, self.config.block_limit);
-        if !control.items.acquire_below(self.limit(), wait.deadline) {
-            return Err(wait.expired("put", QueueError::Full));
+        // Wait for room in short steps, taking back dead producers' permits between them
+        // (and once more before a nowait call gives up).
+        loop {
+            let step = wait.deadline.min(Instant::now() + RECOVERY_CHECK);
+            if control.items.acquire_below(self.limit(), step) {
+                break;
+            }
+            let recovered = control.recover_dead_reservations();
+            if Instant::now() >= wait.deadline && !recovered {
+                return Err(wait.expired("put", QueueError::Full));
+            }
         }
-        sender.send(Payload(message.to_vec())).map_err(|e| {
+        let reservation = control.reserve(std::process::id() as i32);
+        let sent = sender.send(Payload(message.to_vec()));
+        if let Some(slot) = reservation {
+            slot.store(0, SeqCst);
+        }
+        sent.map_err(|e| {
             control.items.release();
             match e {
                 IpcError::Disconnected => QueueError::Disconnected,
