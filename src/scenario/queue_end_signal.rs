@@ -111,12 +111,8 @@ impl Scenario for QueueEndSignal {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let verdict = if plan.joinable {
-            if outcome.joined == Some(true) {
-                Verdict::Holds
-            } else {
-                Verdict::violated("join returns once every item is done", "join timed out")
-            }
+        let verdict = if plan.joinable && outcome.joined != Some(true) {
+            Verdict::violated("join returns once every item is done", "join timed out")
         } else if let Some(found) =
             outcome.exactly_once_mismatch(params.producers, params.items_per_producer)
         {

@@ -13,7 +13,7 @@ use crate::process::{self, Child, Options, ProcessError, StartMethod};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The end-of-work message. Items are never empty (they carry producer and sequence).
 pub const SENTINEL: &[u8] = &[];
@@ -217,28 +217,32 @@ pub fn producer_consumer_on(queue: Box<dyn Queue>, plan: &Plan) -> Result<Outcom
     }
     if plan.joinable {
         let joined = queue.join(plan.deadline);
-        let until = Instant::now() + plan.deadline;
-        let mut received = Vec::new();
-        for c in &mut consumers {
-            // A consumer that got a sentinel reports; one still waiting for work is stopped.
-            let left = until.saturating_duration_since(Instant::now());
-            let done = c.join(Some(if joined {
-                Duration::from_millis(200)
-            } else {
-                left
-            }))?;
-            received.push(match done {
-                Some(_) => c.result(Some(Duration::ZERO)).unwrap_or_default(),
-                None => {
-                    c.kill()?;
-                    c.join(Some(Duration::from_secs(5)))?;
-                    Vec::new()
-                }
+        if !joined {
+            // Consumers still waiting for work are stopped; what they took is not asked
+            // for (the verdict is the timed-out join).
+            for c in &mut consumers {
+                c.kill()?;
+                c.join(Some(Duration::from_secs(5)))?;
+            }
+            return Ok(Outcome {
+                received: vec![Vec::new(); consumers.len()],
+                joined: Some(false),
             });
         }
+        // Every item is done: a sentinel for each consumer not yet sent one lets them all
+        // report what they took, so exactly-once is checked too, and a consumer's own
+        // error is the run's error.
+        for _ in plan.sentinels..plan.consumers {
+            queue.put(SENTINEL, Some(plan.deadline))?;
+        }
+        watchdog::join_all(&mut consumers, plan.deadline).map_err(RunError::Hung)?;
+        let received = consumers
+            .iter_mut()
+            .map(|c| c.result(Some(Duration::ZERO)))
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok(Outcome {
             received,
-            joined: Some(joined),
+            joined: Some(true),
         });
     }
     watchdog::join_all(&mut consumers, plan.deadline).map_err(RunError::Hung)?;
