@@ -41,7 +41,7 @@ use super::workloads::crowd::{crowd_member, timed_crowd, CrowdArgs};
 use super::workloads::process::{start_join_samples, StartKind};
 use super::workloads::{cpus_for, pin, RoundTrips};
 use crate::ipc::futex;
-use crate::ipc::shm::Shared;
+use crate::ipc::shm::{Shared, ShmSafe};
 use crate::process::{self as proc, Child, Options, Pid, StartMethod};
 use crate::register_entry;
 use crate::report::model::Placement;
@@ -499,47 +499,69 @@ register_entry!("calibration-futex", futex_responder);
 /// Raw futex wake round trip: each process sleeps in FUTEX_WAIT on its word in shared
 /// memory and is woken by the other's store + FUTEX_WAKE. No spinning.
 pub fn futex_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
-    let (parent_cpu, child_cpu) = cpus_for(placement);
-    let words = Shared::<FutexWords>::create("futex-rt", 0).expect("create futex words");
-    let mut child = proc::start(
+    let mut next = 1u32;
+    shm_round_trips::<FutexWords>(
         "calibration-futex",
+        "futex-rt",
+        placement,
+        iters,
+        |words, deadline| {
+            let (ping, pong) = (&words[0], &words[PONG]);
+            ping.store(next, Ordering::Release);
+            futex::wake(ping, 1);
+            futex_until(pong, deadline, |v| v == next)
+                .expect("futex responder did not answer before the deadline");
+            next += 1;
+        },
+        |words| {
+            words[0].store(FUTEX_STOP, Ordering::Release);
+            futex::wake(&words[0], 1);
+        },
+    )
+}
+
+/// What the shared-memory round trips share: start `entry` as the pinned responder over
+/// a fresh segment of `T`, pin this thread, run a warm-up then `iters` timed rounds, stop
+/// the responder and check that it answered every round.
+fn shm_round_trips<T: ShmSafe>(
+    entry: &str,
+    tag: &str,
+    placement: Placement,
+    iters: usize,
+    mut round: impl FnMut(&T, Instant),
+    stop: impl FnOnce(&T),
+) -> RoundTrips {
+    let (parent_cpu, child_cpu) = cpus_for(placement);
+    let segment = Shared::<T>::create(tag, 0).expect("create the round trip's segment");
+    let mut child = proc::start(
+        entry,
         &PingPongArgs {
-            segment: words.name().to_string(),
+            segment: segment.name().to_string(),
             limit_ms: RUN_LIMIT.as_millis() as u64,
         },
-        Options::new("calibration-futex")
+        Options::new(entry)
             .method(StartMethod::Spawn)
             .daemon(true)
             .cpu(child_cpu),
     )
-    .expect("start futex responder");
+    .unwrap_or_else(|e| panic!("start {entry}: {e}"));
     let _pinned = pin(parent_cpu);
-    let (ping, pong) = (&words[0], &words[PONG]);
     let deadline = Instant::now() + RUN_LIMIT;
-    let mut next = 1u32;
-    let mut round_trip = || {
-        ping.store(next, Ordering::Release);
-        futex::wake(ping, 1);
-        futex_until(pong, deadline, |v| v == next)
-            .expect("futex responder did not answer before the deadline");
-        next += 1;
-    };
     let warm_up = (iters / 10).max(10);
     for _ in 0..warm_up {
-        round_trip();
+        round(&segment, deadline);
     }
     let mut samples_ns = Vec::with_capacity(iters);
     for _ in 0..iters {
         let started = Instant::now();
-        round_trip();
+        round(&segment, deadline);
         samples_ns.push(started.elapsed().as_nanos() as u64);
     }
-    ping.store(FUTEX_STOP, Ordering::Release);
-    futex::wake(ping, 1);
+    stop(&segment);
     let answered: u64 = child
         .result(Some(Duration::from_secs(30)))
-        .expect("futex responder result");
-    assert_eq!(answered, (iters + warm_up) as u64);
+        .unwrap_or_else(|e| panic!("{entry} result: {e}"));
+    assert_eq!(answered, (iters + warm_up) as u64, "{entry} answers");
     RoundTrips { samples_ns }
 }
 
@@ -721,45 +743,21 @@ register_entry!("calibration-pingpong", pingpong_responder);
 /// Raw cross-process cache-line ping-pong round trip over shared memory, both sides
 /// spinning.
 pub fn shm_pingpong(placement: Placement, iters: usize) -> RoundTrips {
-    let (parent_cpu, child_cpu) = cpus_for(placement);
-    let cell = Shared::<AtomicU64>::create("pingpong", 0).expect("create shm cell");
-    let mut child = proc::start(
-        "calibration-pingpong",
-        &PingPongArgs {
-            segment: cell.name().to_string(),
-            limit_ms: RUN_LIMIT.as_millis() as u64,
-        },
-        Options::new("calibration-pingpong")
-            .method(StartMethod::Spawn)
-            .daemon(true)
-            .cpu(child_cpu),
-    )
-    .expect("start ping-pong responder");
-    let _pinned = pin(parent_cpu);
-    let deadline = Instant::now() + RUN_LIMIT;
     let mut next = 1u64;
-    let mut round_trip = || {
-        cell.store(next, Ordering::Release);
-        let answer = next + 1;
-        spin_until(&cell, deadline, |v| v == answer)
-            .expect("ping-pong responder did not answer before the deadline");
-        next += 2;
-    };
-    for _ in 0..(iters / 10).max(10) {
-        round_trip();
-    }
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
-        round_trip();
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
-    cell.store(STOP, Ordering::Release);
-    let answered: u64 = child
-        .result(Some(Duration::from_secs(30)))
-        .expect("ping-pong responder result");
-    assert_eq!(answered, (iters + (iters / 10).max(10)) as u64);
-    RoundTrips { samples_ns }
+    shm_round_trips::<AtomicU64>(
+        "calibration-pingpong",
+        "pingpong",
+        placement,
+        iters,
+        |cell, deadline| {
+            cell.store(next, Ordering::Release);
+            let answer = next + 1;
+            spin_until(cell, deadline, |v| v == answer)
+                .expect("ping-pong responder did not answer before the deadline");
+            next += 2;
+        },
+        |cell| cell.store(STOP, Ordering::Release),
+    )
 }
 
 /// Copies a 32 MiB buffer (larger than the caches) `copies` times; returns bytes/s.
