@@ -198,6 +198,12 @@ fn noise(a: f64, b: f64) -> f64 {
 
 /// A cross-CPU round trip between two processes cannot beat two processes spinning on one
 /// cache line.
+///
+/// The margin is wide: on a VM the cache-line hand-off swings with the host's placement of
+/// the vCPUs, by up to 3.5 times within seconds (120 and 360 ns in one quick run here, the
+/// ping-pong slow at the start and at the end while a spinning event wake did 120 ns in
+/// between), so only a figure more than [`HANDOFF_SWING`] times under it is impossible.
+/// The parent-timed crowd's error was a factor of 170.
 fn impossible_latency(floors: &[Calibration], l: &Latency) -> Option<String> {
     if l.family == "calibration" || l.placement != Placement::CrossCpu {
         return None;
@@ -205,17 +211,19 @@ fn impossible_latency(floors: &[Calibration], l: &Latency) -> Option<String> {
     let floor = floors
         .iter()
         .find(|c| c.name == SHM_PINGPONG && c.placement == Placement::CrossCpu)?;
-    let margin = noise(l.spread, floor.spread);
-    (l.percentiles.p50 < floor.value * (1.0 - margin)).then(|| {
+    let limit = floor.value * (1.0 - noise(l.spread, floor.spread)) / HANDOFF_SWING;
+    (l.percentiles.p50 < limit).then(|| {
         format!(
-            "a cross-CPU round trip of {:.0} ns (p50) is below the same run's cache-line \
-             ping-pong of {:.0} ns by more than the noise ({:.0}%)",
-            l.percentiles.p50,
-            floor.value,
-            margin * 100.0
+            "a cross-CPU round trip of {:.0} ns (p50) is more than {HANDOFF_SWING} times under \
+             the same run's cache-line ping-pong of {:.0} ns, beyond its noise",
+            l.percentiles.p50, floor.value,
         )
     })
 }
+
+/// How far a VM's cache-line hand-off was seen to move within one run (see
+/// [`impossible_latency`]).
+const HANDOFF_SWING: f64 = 4.0;
 
 /// No byte rate above memcpy's; no lock contended by N processes faster than N processes
 /// each taking a lock of its own (the system-call halves outside the held window may
@@ -621,7 +629,7 @@ mod tests {
                 |_| times(10),
             ),
             fake("test/fake/real-trip/cross-cpu", Kind::Latency, None, |_| {
-                times(90)
+                times(30)
             }),
             fake("test/fake/too-fast-stream", Kind::Throughput, None, |_| {
                 Sample::Moved {
@@ -666,8 +674,9 @@ mod tests {
             .map(|l| l.workload.as_str())
             .chain(run.results.throughput.iter().map(|t| t.workload.as_str()))
             .collect();
-        // A round trip 10% under the ping-pong is within noise; so is a stream at 90% of
-        // memcpy; and 2 processes may beat one alone (1.8 times here), never twice it.
+        // A round trip 3.3 times under the ping-pong is within a VM's swing; so is a
+        // stream at 90% of memcpy; and 2 processes may beat one alone (1.8 times here),
+        // never twice it.
         for name in [
             "test/fake/real-trip/cross-cpu",
             "test/fake/real-stream",
