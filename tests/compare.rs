@@ -46,14 +46,17 @@ fn throughput(workload: &str, ratio: f64, spread: f64) -> Throughput {
 }
 
 fn scenario(name: &str, variant: &str, expected: Expectation, verdict: &str) -> ScenarioOutcome {
-    let matches = match expected {
-        Expectation::Holds => verdict == "holds",
-        Expectation::Caught => verdict != "holds",
+    // Every caught variant here (ticket-oversell/unlocked) must be caught as violated.
+    let expected_kind = match expected {
+        Expectation::Holds => "holds",
+        Expectation::Caught => "violated",
     };
+    let matches = verdict == expected_kind;
     ScenarioOutcome {
         scenario: name.into(),
         variant: variant.into(),
         expected,
+        expected_kind: expected_kind.into(),
         verdict: verdict.into(),
         detail: String::new(),
         matches,
@@ -258,6 +261,58 @@ fn scenario_expectation_mismatches_are_flagged() {
     let cur = files.write("cur-missing.json", &current);
     let (code, out, _) = compare(&base, &cur, &[]);
     assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn a_caught_variant_caught_for_the_wrong_reason_is_flagged() {
+    let files = Files::new("wrong-kind");
+    let base = files.write("base.json", &baseline());
+    // As the checker writes it: expected violated, got crashed; `matches` false and the
+    // detail says why.
+    let mut current = baseline();
+    let mut crashed = scenario(
+        "ticket-oversell",
+        "unlocked",
+        Expectation::Caught,
+        "crashed",
+    );
+    crashed.detail = "crashed: case ticket-oversell/unlocked killed by signal 11 (SIGSEGV)".into();
+    current.scenarios[0] = crashed.clone();
+    let cur = files.write("cur-crashed.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    let line = regressed_line(&out, "ticket-oversell/unlocked").expect("flagged");
+    assert!(
+        line.contains("caught for the wrong reason: expected violated, got crashed"),
+        "{line}"
+    );
+    assert!(line.contains("signal 11"), "{line}");
+    // A file that claims it matched (an older writer, a doctored file) is judged by its
+    // kinds all the same: a hang where a violation was expected is a regression.
+    let mut current = baseline();
+    let mut hung = crashed;
+    hung.verdict = "hung".into();
+    hung.detail = "hung: buyer 0 (pid 7) state S in futex [wchan futex_wait_queue]".into();
+    hung.matches = true;
+    current.scenarios[0] = hung;
+    let cur = files.write("cur-hung.json", &current);
+    let (code, out, _) = compare(&base, &cur, &[]);
+    assert_eq!(code, 1, "{out}");
+    let line = regressed_line(&out, "ticket-oversell/unlocked").expect("flagged");
+    assert!(
+        line.contains("caught for the wrong reason: expected violated, got hung"),
+        "{line}"
+    );
+}
+
+#[test]
+fn results_without_an_expected_kind_still_load() {
+    let mut value = serde_json::to_value(baseline()).unwrap();
+    for s in value["scenarios"].as_array_mut().unwrap() {
+        s.as_object_mut().unwrap().remove("expected_kind");
+    }
+    let results: Results = serde_json::from_value(value).expect("an old file loads");
+    assert!(results.scenarios.iter().all(|s| s.expected_kind.is_empty()));
 }
 
 #[test]

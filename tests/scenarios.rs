@@ -532,6 +532,67 @@ fn list_shows_every_catalogue_name() {
 }
 
 #[test]
+fn list_shows_the_kind_each_unsafe_variant_must_be_caught_with() {
+    let _guard = serial();
+    let out = ipcbench(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("list lacks {name}:\n{text}"))
+            .to_string()
+    };
+    for (name, kind) in [
+        ("ticket-oversell/unlocked", "caught: violated"),
+        ("lock-holder-killed/plain", "caught: hung in futex"),
+        ("pool-worker-death/naive", "caught: hung in futex"),
+        ("join-before-drain/join-first", "caught: hung in poll|write"),
+        ("queue-many-consumers/no-read-lock", "caught: hung|violated"),
+        ("ticket-oversell/flock", "must hold"),
+    ] {
+        let l = line(name);
+        assert!(l.contains(kind), "{name} should show {kind:?}: {l}");
+    }
+}
+
+#[test]
+fn a_caught_variant_with_a_verdict_of_the_wrong_kind_does_not_match() {
+    use ipcbench::scenario::check::VariantResult;
+    use ipcbench::scenario::{find, find_variant, CaseOutcome};
+    let unlocked = find_variant(find("ticket-oversell").unwrap(), "unlocked").unwrap();
+    let result = |verdict: Verdict| VariantResult {
+        scenario: "ticket-oversell",
+        variant: unlocked,
+        outcome: Ok(CaseOutcome::new(verdict, Vec::new())),
+        failing: None,
+        cases: 1,
+        elapsed: Duration::from_millis(1),
+        seed: 0,
+    };
+    assert!(result(Verdict::violated("sold <= stock", "sold 2 of 1")).matches());
+    let crashed = result(Verdict::Crashed {
+        who: "buyer 0".into(),
+        signal: 11,
+    });
+    assert!(
+        !crashed.matches(),
+        "a crash is not the oversell it must show"
+    );
+    let model = crashed.to_model();
+    assert!(!model.matches);
+    assert_eq!(model.expected_kind, "violated");
+    assert!(
+        model.detail.starts_with(
+            "caught for the wrong reason: expected violated, got crashed by signal 11"
+        ),
+        "{}",
+        model.detail
+    );
+    assert!(!result(Verdict::Hung { blocked: vec![] }).matches());
+}
+
+#[test]
 fn check_bad_names_exit_2_naming_the_valid_ones() {
     let _guard = serial();
     let out = ipcbench(&["check", "--scenario", "no-such"]);
@@ -576,6 +637,7 @@ fn check_writes_results_json_and_its_rerun_command_reproduces() {
         .find(|s| s.variant == "unlocked")
         .expect("unlocked in the JSON");
     assert!(unlocked.matches && unlocked.verdict == "violated");
+    assert_eq!(unlocked.expected_kind, "violated");
     let repro = unlocked.reproduction.clone().expect("a reproduction");
     assert!(text.contains(&repro.command), "{text}");
     assert!(results

@@ -6,7 +6,7 @@
 //! every verdict matches its expectation, 1 when one does not, 2 on bad input.
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
-use crate::report::model::{Expectation, Results};
+use crate::report::model::Results;
 use crate::scenario::check::{self as search, Search, VariantResult};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -91,24 +91,17 @@ fn run(args: &Args) -> Result<Vec<VariantResult>, String> {
     Ok(results)
 }
 
-fn expected_label(expected: Expectation) -> &'static str {
-    match expected {
-        Expectation::Holds => "holds",
-        Expectation::Caught => "caught",
-    }
-}
-
 fn print_table(results: &[VariantResult]) {
     println!(
-        "{:<22} {:<22} {:<8} {:<9} {:<5} {:>6} {:>9} {:>8}",
+        "{:<22} {:<22} {:<14} {:<9} {:<5} {:>6} {:>9} {:>8}",
         "scenario", "variant", "expected", "verdict", "ok", "cases", "time", "cases/s"
     );
     for r in results {
         println!(
-            "{:<22} {:<22} {:<8} {:<9} {:<5} {:>6} {:>8.2}s {:>8.1}",
+            "{:<22} {:<22} {:<14} {:<9} {:<5} {:>6} {:>8.2}s {:>8.1}",
             r.scenario,
             r.variant.name,
-            expected_label(r.variant.expected),
+            r.variant.expected_kind(),
             r.verdict_label(),
             if r.matches() { "yes" } else { "NO" },
             r.cases,
@@ -122,9 +115,9 @@ fn print_table(results: &[VariantResult]) {
     {
         println!();
         let what = if r.matches() {
-            "caught, as expected"
+            format!("caught, as expected: {}", r.variant.expected_text())
         } else {
-            "UNEXPECTED"
+            "UNEXPECTED".to_string()
         };
         println!("{}/{} ({what}): {}", r.scenario, r.variant.name, r.detail());
         if let Some(repro) = r.reproduction() {

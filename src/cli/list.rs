@@ -52,8 +52,8 @@ fn scenario_rows() -> Vec<Row> {
     for scenario in crate::scenario::catalogue() {
         for variant in scenario.variants() {
             let expected = match variant.expected {
-                Expectation::Holds => "must hold",
-                Expectation::Caught => "must be caught",
+                Expectation::Holds => "must hold".to_string(),
+                Expectation::Caught => format!("caught: {}", variant.expected_text()),
             };
             let about = match variant.pending {
                 Some(reason) => format!("{} [not run yet: {reason}]", variant.about),
@@ -61,7 +61,7 @@ fn scenario_rows() -> Vec<Row> {
             };
             rows.push(Row {
                 name: format!("{}/{}", scenario.name(), variant.name),
-                expected: expected.to_string(),
+                expected,
                 about,
             });
         }
@@ -74,7 +74,7 @@ pub fn main(args: Args) -> i32 {
     for (title, rows) in sections() {
         println!("{title}");
         for row in rows {
-            println!("  {:<44} {:<15} {}", row.name, row.expected, row.about);
+            println!("  {:<44} {:<32} {}", row.name, row.expected, row.about);
         }
     }
     EXIT_OK

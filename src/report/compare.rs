@@ -290,26 +290,51 @@ fn scenario_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta>
             .scenarios
             .iter()
             .find(|b| b.scenario == s.scenario && b.variant == s.variant);
-        let status = if !s.matches {
+        // A caught verdict of a kind the variant does not expect is a regression even
+        // when the file says it matched (an older writer, a doctored file).
+        let wrong_kind = s.expected == Expectation::Caught
+            && s.verdict != "holds"
+            && !s.expected_kind.is_empty()
+            && !s.expected_kind.split('|').any(|k| k == s.verdict);
+        let matches = s.matches && !wrong_kind;
+        let status = if !matches {
             Status::Regressed
         } else if before.is_none() {
             Status::New
         } else {
             Status::Unchanged
         };
-        let detail = if s.matches {
+        let detail = if matches {
             String::new()
         } else {
             let what = match s.expected {
-                Expectation::Holds => "a safe variant failed",
-                Expectation::Caught => "an unsafe variant is no longer caught",
+                Expectation::Holds => "a safe variant failed: ".to_string(),
+                Expectation::Caught if s.verdict == "holds" => {
+                    "an unsafe variant is no longer caught: ".to_string()
+                }
+                // The checker's own detail already says why ("caught for the wrong
+                // reason: expected hung in poll, got hung in read ...").
+                Expectation::Caught if s.detail.starts_with("caught for the wrong reason") => {
+                    String::new()
+                }
+                Expectation::Caught => {
+                    let expected = if s.expected_kind.is_empty() {
+                        "caught"
+                    } else {
+                        s.expected_kind.as_str()
+                    };
+                    format!(
+                        "caught for the wrong reason: expected {expected}, got {}: ",
+                        s.verdict
+                    )
+                }
             };
             let rerun = s
                 .reproduction
                 .as_ref()
                 .map(|r| format!("; rerun: {}", r.command))
                 .unwrap_or_default();
-            format!("{what}: {}{rerun}", s.detail)
+            format!("{what}{}{rerun}", s.detail)
         };
         out.push(BehaviourDelta {
             key,

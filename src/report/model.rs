@@ -159,7 +159,8 @@ pub struct Throughput {
 pub enum Expectation {
     /// A safe variant: every case must hold.
     Holds,
-    /// An unsafe variant: the checker must catch it (violated, hung or crashed).
+    /// An unsafe variant: the checker must catch it, with the verdict kind it names
+    /// (`ScenarioOutcome::expected_kind`: violated, hung or crashed).
     Caught,
 }
 
@@ -168,6 +169,11 @@ pub struct ScenarioOutcome {
     pub scenario: String,
     pub variant: String,
     pub expected: Expectation,
+    /// The verdict kinds the variant must show: "holds", or for a caught variant its
+    /// kinds joined by `|` ("violated", "hung", "hung|violated"). Empty in files written
+    /// before kinds were recorded (then any caught verdict counts).
+    #[serde(default)]
+    pub expected_kind: String,
     /// "holds", "violated", "hung" or "crashed".
     pub verdict: String,
     /// Human-readable detail: the invariant and evidence, who hung on what, who crashed.

@@ -50,7 +50,7 @@ pub struct VariantResult {
 impl VariantResult {
     pub fn matches(&self) -> bool {
         match &self.outcome {
-            Ok(o) => o.verdict.matches(self.variant.expected),
+            Ok(o) => o.verdict.matches(&self.variant),
             Err(_) => false,
         }
     }
@@ -62,9 +62,16 @@ impl VariantResult {
         }
     }
 
+    /// The verdict in full; after a mismatch, why it is one first ("caught for the wrong
+    /// reason: expected violated, got crashed by signal 11: crashed: ...").
     pub fn detail(&self) -> String {
         match &self.outcome {
-            Ok(o) => o.verdict.to_string(),
+            Ok(o) => match self.variant.mismatch(&o.verdict) {
+                Some(why) if self.variant.expected == Expectation::Caught && !o.verdict.holds() => {
+                    format!("{why}: {}", o.verdict)
+                }
+                _ => o.verdict.to_string(),
+            },
             Err(e) => format!("could not run: {e}"),
         }
     }
@@ -103,6 +110,7 @@ impl VariantResult {
             scenario: self.scenario.to_string(),
             variant: self.variant.name.to_string(),
             expected: self.variant.expected,
+            expected_kind: self.variant.expected_kind(),
             verdict: self.verdict_label().to_string(),
             detail: self.detail(),
             matches: self.matches(),

@@ -32,7 +32,7 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught("not-daemon", "the child outlives its parent"),
+    Variant::caught_violated("not-daemon", "the child outlives its parent"),
     Variant::holds("daemon", "the daemon child ends with its parent"),
 ];
 

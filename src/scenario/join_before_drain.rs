@@ -24,9 +24,10 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_hung(
         "join-first",
         "join a child that put a large item before reading it: the child never exits",
+        &["poll", "write"],
     ),
     Variant::holds("drain-first", "read the item, then join"),
 ];

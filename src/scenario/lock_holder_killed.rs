@@ -27,9 +27,10 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_hung(
         "plain",
-        "non-robust mutex: the waiters block forever (caught as Hung)",
+        "non-robust mutex: the waiters block forever in futex (caught as Hung)",
+        &["futex"],
     ),
     Variant::holds(
         "robust",

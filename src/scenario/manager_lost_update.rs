@@ -31,7 +31,7 @@ enum Update {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_violated(
         "get-then-set",
         "proxy get, then set, without a lock: updates lost",
     ),

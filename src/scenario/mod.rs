@@ -78,9 +78,38 @@ impl Verdict {
         matches!(self, Verdict::Holds)
     }
 
-    /// Whether this verdict is what `expected` asks for.
-    pub fn matches(&self, expected: Expectation) -> bool {
-        self.holds() == (expected == Expectation::Holds)
+    /// The kind of a verdict that is not Holds; None for Holds.
+    pub fn kind(&self) -> Option<VerdictKind> {
+        match self {
+            Verdict::Holds => None,
+            Verdict::Violated { .. } => Some(VerdictKind::Violated),
+            Verdict::Hung { .. } => Some(VerdictKind::Hung),
+            Verdict::Crashed { .. } => Some(VerdictKind::Crashed),
+        }
+    }
+
+    /// Whether this verdict is what `variant` asks for: Holds for a safe variant; for an
+    /// unsafe one, a verdict of one of its expected kinds (see [`Variant::mismatch`]).
+    pub fn matches(&self, variant: &Variant) -> bool {
+        variant.mismatch(self).is_none()
+    }
+
+    /// A short account of the verdict for a mismatch: "crashed by signal 11", "hung in
+    /// read [wchan pipe_read]", "violated (sold <= stock)", "holds".
+    pub fn summary(&self) -> String {
+        match self {
+            Verdict::Holds => "holds".into(),
+            Verdict::Violated { invariant, .. } => format!("violated ({invariant})"),
+            Verdict::Hung { blocked } if blocked.is_empty() => "hung (nobody named)".into(),
+            Verdict::Hung { blocked } => {
+                let waits: Vec<String> = blocked
+                    .iter()
+                    .map(|b| format!("{} [wchan {}]", b.syscall, b.wchan))
+                    .collect();
+                format!("hung in {}", waits.join(", "))
+            }
+            Verdict::Crashed { signal, .. } => format!("crashed by signal {signal}"),
+        }
     }
 
     pub fn violated(invariant: impl Into<String>, evidence: impl Into<String>) -> Verdict {
@@ -118,29 +147,101 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// The kind of verdict an unsafe variant must be caught with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VerdictKind {
+    Violated,
+    Hung,
+    Crashed,
+}
+
+impl VerdictKind {
+    /// "violated", "hung" or "crashed" (as [`Verdict::label`]).
+    pub fn label(self) -> &'static str {
+        match self {
+            VerdictKind::Violated => "violated",
+            VerdictKind::Hung => "hung",
+            VerdictKind::Crashed => "crashed",
+        }
+    }
+}
+
 /// A variant of a scenario and what it must give.
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
     pub name: &'static str,
     pub expected: Expectation,
+    /// For a caught variant, the verdict kinds it may be caught with (in label order);
+    /// empty for a safe one. Any other kind is "caught for the wrong reason".
+    pub kinds: &'static [VerdictKind],
+    /// For a caught-as-hung variant, the waits it must hang in: a blocked process's
+    /// syscall or wchan contains one of these. Empty: any wait.
+    pub waits_in: &'static [&'static str],
+    /// For a caught-as-crashed variant, the signal it must die of (None: any).
+    pub signal: Option<i32>,
     pub about: &'static str,
     /// Some(reason) when the mechanism it needs has not landed yet: listed, not run.
     pub pending: Option<&'static str>,
 }
 
 impl Variant {
-    pub const fn caught(name: &'static str, about: &'static str) -> Variant {
+    const fn caught(
+        name: &'static str,
+        about: &'static str,
+        kinds: &'static [VerdictKind],
+    ) -> Variant {
         Variant {
             name,
             expected: Expectation::Caught,
+            kinds,
+            waits_in: &[],
+            signal: None,
             about,
             pending: None,
+        }
+    }
+    /// An unsafe variant that must be caught as Violated.
+    pub const fn caught_violated(name: &'static str, about: &'static str) -> Variant {
+        Variant::caught(name, about, &[VerdictKind::Violated])
+    }
+    /// An unsafe variant that must be caught as Hung, a blocked process waiting in one of
+    /// `waits_in` (a substring of its syscall or wchan).
+    pub const fn caught_hung(
+        name: &'static str,
+        about: &'static str,
+        waits_in: &'static [&'static str],
+    ) -> Variant {
+        Variant {
+            waits_in,
+            ..Variant::caught(name, about, &[VerdictKind::Hung])
+        }
+    }
+    /// An unsafe variant that must be caught as Crashed by `signal`.
+    pub const fn caught_crashed(name: &'static str, about: &'static str, signal: i32) -> Variant {
+        Variant {
+            signal: Some(signal),
+            ..Variant::caught(name, about, &[VerdictKind::Crashed])
+        }
+    }
+    /// An unsafe variant that may legitimately be caught either way: Hung (in one of
+    /// `waits_in`) or Violated — say why in `about`.
+    pub const fn caught_hung_or_violated(
+        name: &'static str,
+        about: &'static str,
+        waits_in: &'static [&'static str],
+    ) -> Variant {
+        Variant {
+            waits_in,
+            ..Variant::caught(name, about, &[VerdictKind::Violated, VerdictKind::Hung])
         }
     }
     pub const fn holds(name: &'static str, about: &'static str) -> Variant {
         Variant {
             name,
             expected: Expectation::Holds,
+            kinds: &[],
+            waits_in: &[],
+            signal: None,
             about,
             pending: None,
         }
@@ -150,6 +251,76 @@ impl Variant {
             pending: Some(reason),
             ..self
         }
+    }
+
+    /// "holds", or the expected kinds joined by `|` ("violated", "hung|violated"), as
+    /// the results JSON's `expected_kind`.
+    pub fn expected_kind(&self) -> String {
+        if self.expected == Expectation::Holds {
+            return "holds".into();
+        }
+        let mut labels: Vec<&str> = self.kinds.iter().map(|k| k.label()).collect();
+        labels.sort_unstable();
+        labels.join("|")
+    }
+
+    /// What the variant expects, in words: "holds", "violated", "hung in poll|futex",
+    /// "crashed by signal 9", "hung|violated (hung in read)".
+    pub fn expected_text(&self) -> String {
+        let mut text = self.expected_kind();
+        let mut extra = Vec::new();
+        if self.kinds.contains(&VerdictKind::Hung) && !self.waits_in.is_empty() {
+            extra.push(format!("hung in {}", self.waits_in.join("|")));
+        }
+        if let (true, Some(signal)) = (self.kinds.contains(&VerdictKind::Crashed), self.signal) {
+            extra.push(format!("crashed by signal {signal}"));
+        }
+        if self.kinds.len() == 1 && extra.len() == 1 {
+            return extra.remove(0);
+        }
+        if !extra.is_empty() {
+            text = format!("{text} ({})", extra.join(", "));
+        }
+        text
+    }
+
+    /// None when `verdict` is what this variant asks for; otherwise why not. A caught
+    /// variant caught with the wrong kind (or hung in the wrong wait, or crashed by the
+    /// wrong signal) is "caught for the wrong reason: expected violated, got crashed by
+    /// signal 11".
+    pub fn mismatch(&self, verdict: &Verdict) -> Option<String> {
+        let Some(kind) = verdict.kind() else {
+            return match self.expected {
+                Expectation::Holds => None,
+                Expectation::Caught => Some(format!(
+                    "not caught: expected {}, got holds",
+                    self.expected_text()
+                )),
+            };
+        };
+        if self.expected == Expectation::Holds {
+            return Some(format!("a safe variant failed: {}", verdict.summary()));
+        }
+        let right = self.kinds.contains(&kind)
+            && match verdict {
+                Verdict::Hung { blocked } => {
+                    self.waits_in.is_empty()
+                        || blocked.iter().any(|b| {
+                            self.waits_in
+                                .iter()
+                                .any(|w| b.syscall.contains(w) || b.wchan.contains(w))
+                        })
+                }
+                Verdict::Crashed { signal, .. } => self.signal.is_none_or(|s| s == *signal),
+                _ => true,
+            };
+        (!right).then(|| {
+            format!(
+                "caught for the wrong reason: expected {}, got {}",
+                self.expected_text(),
+                verdict.summary()
+            )
+        })
     }
 }
 
@@ -539,5 +710,120 @@ pub fn wait_for_events(log: &Turnstile, bound: Duration, ready: impl Fn(&[Event]
             return false;
         }
         std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocked(syscall: &str, wchan: &str) -> BlockedProcess {
+        BlockedProcess {
+            pid: 42,
+            name: "consumer 0".into(),
+            state: 'S',
+            wchan: wchan.into(),
+            syscall: syscall.into(),
+        }
+    }
+
+    fn violated() -> Verdict {
+        Verdict::violated("sold <= stock", "sold 2 of 1")
+    }
+
+    fn hung(syscall: &str, wchan: &str) -> Verdict {
+        Verdict::Hung {
+            blocked: vec![blocked(syscall, wchan)],
+        }
+    }
+
+    fn crashed(signal: i32) -> Verdict {
+        Verdict::Crashed {
+            who: "case x/y".into(),
+            signal,
+        }
+    }
+
+    #[test]
+    fn a_safe_variant_matches_only_holds() {
+        let v = Variant::holds("safe", "");
+        assert!(Verdict::Holds.matches(&v));
+        for verdict in [violated(), hung("read", "pipe_read"), crashed(9)] {
+            assert!(!verdict.matches(&v), "{verdict}");
+        }
+        assert_eq!(v.expected_kind(), "holds");
+    }
+
+    #[test]
+    fn a_caught_variant_matches_only_its_kind() {
+        let v = Variant::caught_violated("unsafe", "");
+        assert!(violated().matches(&v));
+        assert!(!Verdict::Holds.matches(&v));
+        assert!(!hung("read", "pipe_read").matches(&v));
+        assert!(!crashed(11).matches(&v));
+        assert_eq!(
+            v.mismatch(&crashed(11)).unwrap(),
+            "caught for the wrong reason: expected violated, got crashed by signal 11"
+        );
+        assert_eq!(v.expected_kind(), "violated");
+    }
+
+    #[test]
+    fn a_hung_variant_must_hang_in_an_expected_wait() {
+        let v = Variant::caught_hung("unsafe", "", &["poll", "futex"]);
+        assert!(hung("poll", "do_sys_poll").matches(&v));
+        assert!(hung("ppoll", "-").matches(&v));
+        assert!(hung("-", "futex_wait_queue").matches(&v));
+        let wrong = hung("wait4", "do_wait");
+        let why = v.mismatch(&wrong).unwrap();
+        assert!(
+            why.starts_with(
+                "caught for the wrong reason: expected hung in poll|futex, got hung in wait4"
+            ),
+            "{why}"
+        );
+        assert!(!Verdict::Hung { blocked: vec![] }.matches(&v));
+        assert!(!violated().matches(&v));
+        assert!(!crashed(9).matches(&v));
+        assert_eq!(v.expected_kind(), "hung");
+        // No waits named: any hang will do.
+        assert!(wrong.matches(&Variant::caught_hung("unsafe", "", &[])));
+    }
+
+    #[test]
+    fn a_crashed_variant_must_die_of_its_signal() {
+        let v = Variant::caught_crashed("unsafe", "", libc::SIGSEGV);
+        assert!(crashed(libc::SIGSEGV).matches(&v));
+        assert!(!crashed(libc::SIGKILL).matches(&v));
+        assert!(!violated().matches(&v));
+        assert!(!hung("futex", "futex_wait_queue").matches(&v));
+        assert!(!Verdict::Holds.matches(&v));
+        assert_eq!(v.expected_kind(), "crashed");
+    }
+
+    #[test]
+    fn a_variant_with_two_kinds_takes_either_and_nothing_else() {
+        let v = Variant::caught_hung_or_violated("unsafe", "", &["read"]);
+        assert!(violated().matches(&v));
+        assert!(hung("read", "pipe_read").matches(&v));
+        assert!(!hung("futex", "futex_wait_queue").matches(&v));
+        assert!(!crashed(9).matches(&v));
+        assert!(!Verdict::Holds.matches(&v));
+        assert_eq!(v.expected_kind(), "hung|violated");
+    }
+
+    #[test]
+    fn every_unsafe_variant_in_the_catalogue_names_its_kinds() {
+        for scenario in catalogue() {
+            for v in scenario.variants() {
+                assert_eq!(
+                    v.expected == Expectation::Caught,
+                    !v.kinds.is_empty(),
+                    "{}/{}",
+                    scenario.name(),
+                    v.name
+                );
+            }
+        }
     }
 }

@@ -29,9 +29,10 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_hung(
         "write-end-leaked",
         "a process keeps an unused write end open: the reader never sees EOF",
+        &["poll", "read"],
     ),
     Variant::holds(
         "ends-closed",

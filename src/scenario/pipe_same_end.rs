@@ -32,7 +32,7 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_violated(
         "large-frames",
         "two or more writers on one end, frames > PIPE_BUF: torn frames",
     ),

@@ -27,7 +27,11 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught("naive", "a pool without death handling hangs"),
+    Variant::caught_hung(
+        "naive",
+        "a pool without death handling hangs: the caller waits in futex",
+        &["futex"],
+    ),
     Variant::holds(
         "supervised",
         "the pool replaces the worker and reports the task",

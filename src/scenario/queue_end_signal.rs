@@ -28,9 +28,10 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_hung(
         "missing-sentinel",
         "fewer sentinels than consumers: a consumer blocks in get() forever",
+        &["read", "poll", "futex"],
     ),
     Variant::holds("sentinel-per-consumer", "one sentinel per consumer"),
     Variant::holds("joinable", "JoinableQueue: task_done per item, join"),

@@ -36,9 +36,11 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_hung_or_violated(
         "no-read-lock",
-        "consumers share the pipe's read end with no read-side lock: frames split between them",
+        "consumers share the pipe's read end with no read-side lock: frames split between them \
+         (violated: torn or lost items; or hung: a consumer waits in read for the rest of a split frame)",
+        &["read", "poll", "futex"],
     ),
     Variant::holds(
         "read-lock",

@@ -27,7 +27,7 @@ pub struct Params {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_violated(
         "miscounted",
         "a semaphore whose release over-counts admits more than N",
     ),

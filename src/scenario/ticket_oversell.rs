@@ -48,7 +48,7 @@ fn lock_kind_for(variant: &str) -> Result<Option<StoreLockKind>, String> {
 }
 
 const VARIANTS: &[Variant] = &[
-    Variant::caught(
+    Variant::caught_violated(
         "unlocked",
         "read stock, pause, write back without a lock: sold > stock",
     ),
