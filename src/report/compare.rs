@@ -213,7 +213,12 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             }
         }
     }
-    for c in cur.iter().filter(|c| !base.iter().any(|b| b.key == c.key)) {
+    // New: what this run could gate (it has a ratio) and the baseline does not have.
+    // Calibrations and figures without a baseline of their kind have no ratio to gate.
+    for c in cur
+        .iter()
+        .filter(|c| c.ratio.is_some() && !base.iter().any(|b| b.key == c.key))
+    {
         deltas.push(MetricDelta {
             key: c.key.clone(),
             better: c.better,
