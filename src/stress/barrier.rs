@@ -27,7 +27,7 @@ use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::barrier::MAX_PARTIES;
 use crate::ipc::sync::{Barrier, SyncError};
-use crate::process::{self, Child, Options, Pid, StartMethod};
+use crate::process::{self, Child, Pid};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
@@ -231,9 +231,7 @@ impl Target for BarrierTarget {
                 cells,
                 broken: self.broken,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }

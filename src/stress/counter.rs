@@ -23,7 +23,7 @@ use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::lock::{Acquired, Lock, LockAddress, LockFlavor};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::ipc::shm::Shared;
-use crate::process::{self, Child, Options, StartMethod};
+use crate::process::{self, Child, StartMethod};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -179,9 +179,7 @@ impl Target for CounterTarget {
                 spec: spec.clone(),
                 address,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }

@@ -26,7 +26,7 @@ use super::rng::Rng;
 use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::Event as SyncEvent;
-use crate::process::{self, Child, Options, StartMethod};
+use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -214,9 +214,7 @@ impl Target for EventTarget {
                 cells,
                 broken: self.broken,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }

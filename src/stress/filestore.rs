@@ -21,7 +21,7 @@
 use super::board::Board;
 use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreError, StoreLockKind};
-use crate::process::{self, Child, Options, StartMethod};
+use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -110,9 +110,7 @@ impl Target for FileStoreTarget {
                 spec: spec.clone(),
                 address,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }

@@ -24,7 +24,7 @@ use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, JoinableQueue, Queue, QueueError, Role};
 use crate::ipc::shm::{Shared, ShmSafe};
-use crate::process::{self, Child, Options, Pid, StartMethod};
+use crate::process::{self, Child, Pid};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
@@ -294,9 +294,7 @@ impl Target for JoinableTarget {
                 spec: spec.clone(),
                 cells,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }

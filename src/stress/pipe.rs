@@ -7,7 +7,7 @@ use super::board::Board;
 use super::message;
 use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
-use crate::process::{self, Child, Options, StartMethod};
+use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -115,10 +115,7 @@ impl Target for PipeTarget {
                 spec: spec.clone(),
                 end: handle,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true)
-                .inherit_fd(handle.fd),
+            spec.options('w').inherit_fd(handle.fd),
         )
         .map_err(|e| e.to_string())?;
         drop(child_end);

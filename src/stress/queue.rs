@@ -31,7 +31,7 @@ use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, Flavor, Queue, QueueError, QueueHandle, Role};
-use crate::process::{self, Child, Options, StartMethod};
+use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -412,17 +412,7 @@ impl Target for QueueTarget {
             Role::Producer
         };
         let handle = lock(&queue).handle(role).map_err(|e| e.to_string())?;
-        let mut options = handle.inherit(
-            Options::new(format!(
-                "{}-{}{}-p{}",
-                spec.target,
-                if consumer { "c" } else { "w" },
-                spec.slot,
-                spec.producer
-            ))
-            .method(StartMethod::Fork)
-            .daemon(true),
-        );
+        let mut options = handle.inherit(spec.options(if consumer { 'c' } else { 'w' }));
         let (entry, forward, parent_end) = if consumer {
             // Simplex: the first end reads, the second writes.
             let (parent_end, child_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;

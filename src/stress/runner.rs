@@ -50,6 +50,19 @@ pub struct WorkerSpec {
     pub procs: usize,
 }
 
+impl WorkerSpec {
+    /// How every target starts this slot's process: forked, dying with the run, named
+    /// `TARGET-{role}{slot}-p{producer}` (role `w` for a worker, `c` for a consumer).
+    pub fn options(&self, role: char) -> crate::process::Options {
+        crate::process::Options::new(format!(
+            "{}-{role}{}-p{}",
+            self.target, self.slot, self.producer
+        ))
+        .method(crate::process::StartMethod::Fork)
+        .daemon(true)
+    }
+}
+
 /// A mechanism under stress.
 pub trait Target {
     /// Unique name, e.g. "pipe-duplex".
@@ -284,6 +297,48 @@ struct Worker {
     producer: u32,
 }
 
+/// Operations committed by producers that have ended, and their `extra` words.
+#[derive(Default)]
+struct Retired {
+    ops: u64,
+    extra: u64,
+}
+
+impl Retired {
+    /// Books a worker that is gone (its board cell is final): into the ledger and the
+    /// totals. Returns what it committed.
+    fn book(
+        &mut self,
+        board: &Board,
+        ledger: &mut Ledger,
+        slot: usize,
+        producer: u32,
+        killed: bool,
+    ) -> u64 {
+        let (attempted, committed, extra) = board.read(slot);
+        ledger.end(producer, attempted, committed, killed);
+        self.ops += committed;
+        self.extra += extra;
+        committed
+    }
+
+    /// Books a killed worker that is gone, with how long its death took, and tells the
+    /// target.
+    fn book_killed(
+        &mut self,
+        (board, ledger, target, report): (&Board, &mut Ledger, &mut dyn Target, &mut StressReport),
+        slot: usize,
+        worker: &Worker,
+        killed_at: Instant,
+    ) {
+        report.slowest_death_ms = report
+            .slowest_death_ms
+            .max(killed_at.elapsed().as_secs_f64() * 1000.0);
+        self.book(board, ledger, slot, worker.producer, true);
+        target.worker_ended(slot, worker.child.pid(), true);
+    }
+}
+
 /// Events waiting for the accountant at most: readers block beyond it, so a mechanism
 /// faster than the books pushes back on its producers instead of filling memory.
 const EVENT_BACKLOG: usize = 4096;
@@ -348,9 +403,7 @@ fn drive(
     let mut progress_ops: u64 = 0;
     let name = target.name();
     let accounting = target.accounting();
-    // Operations committed by producers that have ended, and their `extra` words.
-    let mut retired_ops: u64 = 0;
-    let mut retired_extra: u64 = 0;
+    let mut retired = Retired::default();
     // Killed workers not yet reaped: (slot, worker, when killed).
     let mut dying: Vec<(usize, Worker, Instant)> = Vec::new();
 
@@ -429,7 +482,7 @@ fn drive(
         );
         let progress = match accounting {
             Accounting::Messages => ledger.delivered + progress_ops,
-            Accounting::Operations => retired_ops + live_ops(board, &workers),
+            Accounting::Operations => retired.ops + live_ops(board, &workers),
         };
         let now = Instant::now();
         let victims = if external {
@@ -456,14 +509,12 @@ fn drive(
                 still_dying.push((slot, worker, killed_at));
                 continue;
             }
-            report.slowest_death_ms = report
-                .slowest_death_ms
-                .max(killed_at.elapsed().as_secs_f64() * 1000.0);
-            let (attempted, committed, extra) = board.read(slot);
-            ledger.end(worker.producer, attempted, committed, true);
-            retired_ops += committed;
-            retired_extra += extra;
-            target.worker_ended(slot, worker.child.pid(), true);
+            retired.book_killed(
+                (board, &mut ledger, target, report),
+                slot,
+                &worker,
+                killed_at,
+            );
             match start(slot, target, &mut ledger, &mut next_producer) {
                 Ok(w) => workers[slot] = Some(w),
                 Err(e) => report
@@ -486,10 +537,7 @@ fn drive(
                         Err(e) => e.to_string(),
                     }
                 ));
-                let (attempted, committed, extra) = board.read(slot);
-                ledger.end(worker.producer, attempted, committed, false);
-                retired_ops += committed;
-                retired_extra += extra;
+                retired.book(board, &mut ledger, slot, worker.producer, false);
             }
         }
         if progress != last_progress.0 {
@@ -551,14 +599,12 @@ fn drive(
                 still_dying.push((slot, worker, killed_at));
                 continue;
             }
-            report.slowest_death_ms = report
-                .slowest_death_ms
-                .max(killed_at.elapsed().as_secs_f64() * 1000.0);
-            let (attempted, committed, extra) = board.read(slot);
-            ledger.end(worker.producer, attempted, committed, true);
-            retired_ops += committed;
-            retired_extra += extra;
-            target.worker_ended(slot, worker.child.pid(), true);
+            retired.book_killed(
+                (board, &mut ledger, target, report),
+                slot,
+                &worker,
+                killed_at,
+            );
             if slot < consumers && !producers_signalled && !hung {
                 match start(slot, target, &mut ledger, &mut next_producer) {
                     Ok(w) => workers[slot] = Some(w),
@@ -612,23 +658,19 @@ fn drive(
     for (slot, mut worker, killed_at) in dying.drain(..) {
         // Reaped above, or given up on with a hang report: its cell is as final as it gets.
         let _ = worker.child.join(Some(Duration::from_secs(5)));
-        report.slowest_death_ms = report
-            .slowest_death_ms
-            .max(killed_at.elapsed().as_secs_f64() * 1000.0);
-        let (attempted, committed, extra) = board.read(slot);
-        ledger.end(worker.producer, attempted, committed, true);
-        retired_ops += committed;
-        retired_extra += extra;
-        target.worker_ended(slot, worker.child.pid(), true);
+        retired.book_killed(
+            (board, &mut ledger, target, report),
+            slot,
+            &worker,
+            killed_at,
+        );
     }
     for (slot, worker) in workers.iter_mut().enumerate() {
         let Some(mut worker) = worker.take() else {
             continue;
         };
         let was_killed = killed.contains(&worker.producer);
-        let (attempted, committed, extra) = board.read(slot);
-        retired_ops += committed;
-        retired_extra += extra;
+        let committed = retired.book(board, &mut ledger, slot, worker.producer, was_killed);
         match worker.child.result::<u64>(Some(Duration::from_secs(5))) {
             Ok(n) if n == committed => {}
             Ok(n) => report.errors.push(format!(
@@ -638,7 +680,6 @@ fn drive(
             Err(_) if was_killed => {}
             Err(e) => report.errors.push(format!("worker {slot}: {e}")),
         }
-        ledger.end(worker.producer, attempted, committed, was_killed);
         target.worker_ended(slot, worker.child.pid(), was_killed);
     }
     target.close();
@@ -665,7 +706,7 @@ fn drive(
         committed,
         killed_mid_operation,
         kills,
-        extra: retired_extra,
+        extra: retired.extra,
         consumer_kills,
     });
     report.errors.extend(settlement.failures);
@@ -697,7 +738,7 @@ fn drive(
     report.slows = injector.count(FaultKind::Slow);
     report.messages = match accounting {
         Accounting::Messages => ledger.delivered + progress_ops,
-        Accounting::Operations => retired_ops,
+        Accounting::Operations => retired.ops,
     };
     report.torn_rejected = ledger.torn_rejected;
     report.accounted_in_flight = ledger.accounted_in_flight;

@@ -28,7 +28,7 @@ use super::board::Board;
 use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::{Semaphore, SyncError};
-use crate::process::{self, Child, Options, Pid, StartMethod};
+use crate::process::{self, Child, Pid};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
@@ -172,9 +172,7 @@ impl Target for SemaphoreTarget {
                 cells,
                 broken: self.broken,
             },
-            Options::new(format!("{}-w{}-p{}", spec.target, spec.slot, spec.producer))
-                .method(StartMethod::Fork)
-                .daemon(true),
+            spec.options('w'),
         )
         .map_err(|e| e.to_string())
     }
