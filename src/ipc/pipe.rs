@@ -345,6 +345,16 @@ pub(crate) fn wait_fd(
     events: libc::c_short,
     deadline: Option<Instant>,
 ) -> Result<bool, PipeError> {
+    Ok(wait_raw_fd(fd.as_fd().as_raw_fd(), events, deadline)?)
+}
+
+/// [`wait_fd`] on a raw descriptor the caller keeps open for the call (a passed deadline
+/// still polls once; EINTR is retried).
+pub(crate) fn wait_raw_fd(
+    fd: RawFd,
+    events: libc::c_short,
+    deadline: Option<Instant>,
+) -> std::io::Result<bool> {
     loop {
         let timeout_ms = match deadline {
             None => -1,
@@ -355,7 +365,7 @@ pub(crate) fn wait_fd(
             }
         };
         let mut pfd = libc::pollfd {
-            fd: fd.as_fd().as_raw_fd(),
+            fd,
             events,
             revents: 0,
         };
@@ -366,7 +376,7 @@ pub(crate) fn wait_fd(
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(e.into());
+            return Err(e);
         }
         if r > 0 {
             return Ok(true);

@@ -243,30 +243,7 @@ fn my_pid() -> i32 {
 /// Waits until `fd` is ready for `events` (or hung up) or `deadline` passes (a passed
 /// deadline still checks once).
 fn poll_fd(fd: RawFd, events: libc::c_short, deadline: Instant) -> Result<bool, QueueError> {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e.into());
-        }
-        if r > 0 {
-            return Ok(true);
-        }
-        if ms == 0 || Instant::now() >= deadline {
-            return Ok(false);
-        }
-    }
+    Ok(crate::ipc::pipe::wait_raw_fd(fd, events, Some(deadline))?)
 }
 
 /// Bytes in the pipe now.
