@@ -358,19 +358,8 @@ fn spin_then_wait_gives_up_at_its_deadline() {
 /// Waits (bounded) until `child` sleeps in a futex wait: wchan is only reported for a
 /// task off the CPU, so this means it is queued on the futex.
 fn asleep_in_futex(child: &process::Child) {
-    let pid = child.pid().as_raw();
-    let by = Instant::now() + LONG;
-    loop {
-        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-        if wchan.contains("futex") {
-            return;
-        }
-        assert!(
-            Instant::now() < by,
-            "{pid} never slept in a futex (wchan {wchan:?})"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    ipcbench::process::watchdog::await_wchan(child.pid().as_raw(), "futex", Instant::now() + LONG)
+        .unwrap();
 }
 
 fn acquire_within_an_hour(name: String) -> Result<(), String> {

@@ -48,6 +48,24 @@ impl std::fmt::Display for HangReport {
     }
 }
 
+/// Waits, at most until `by`, for process `pid` to sleep in a kernel function whose name
+/// contains `wchan` (e.g. "futex": /proc reports a wait channel only for a task off the
+/// CPU, so this means it is queued there). For tests that must act on a process known
+/// to be blocked; the error says where it was instead.
+#[doc(hidden)]
+pub fn await_wchan(pid: i32, wchan: &str, by: std::time::Instant) -> Result<(), String> {
+    loop {
+        let now = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if now.contains(wchan) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= by {
+            return Err(format!("{pid} never slept in {wchan} (wchan {now:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Reads what process `pid` is doing, from /proc.
 pub fn diagnose(pid: i32, name: &str) -> Option<BlockedProcess> {
     let info = super::hygiene::proc_info(pid)?;

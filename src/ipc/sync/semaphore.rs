@@ -211,19 +211,8 @@ mod tests {
     /// Waits until `child` sleeps in the kernel's futex wait (wchan is only reported for
     /// a task that is off the CPU), i.e. it is queued on the futex.
     fn asleep_in_futex(child: &Child) {
-        let pid = child.pid().as_raw();
         let by = Instant::now() + Duration::from_secs(20);
-        loop {
-            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-            if wchan.contains("futex") {
-                return;
-            }
-            assert!(
-                Instant::now() < by,
-                "child {pid} never slept in a futex wait (wchan {wchan:?})"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        crate::process::watchdog::await_wchan(child.pid().as_raw(), "futex", by).unwrap();
     }
 
     fn start(entry: &str, name: &str) -> Child {
