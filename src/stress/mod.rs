@@ -35,7 +35,8 @@ pub mod semaphore;
 
 pub use faults::{parse_faults, FaultKind};
 pub use runner::{
-    run, Accounting, Config, Event, Settlement, StressReport, Target, Tick, Totals, WorkerSpec,
+    run, Accounting, Config, Event, Flaw, Settlement, StressReport, Target, Tick, Totals,
+    WorkerSpec,
 };
 
 use crate::ipc::filestore::StoreLockKind;

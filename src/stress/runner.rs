@@ -94,6 +94,11 @@ pub trait Target {
     fn external_victims(&self) -> Vec<crate::process::Pid> {
         Vec::new()
     }
+    /// For a broken twin: the figure its books must catch it by (the proof that the
+    /// books see that kind of defect end to end). `None` for a correct target.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        None
+    }
     /// How the run accounts this target's work.
     fn accounting(&self) -> Accounting {
         Accounting::Messages
@@ -242,15 +247,53 @@ pub struct StressReport {
     pub poisoned: Option<String>,
 }
 
+/// A figure by which a stress run fails: what a broken twin must be caught by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flaw {
+    Losses,
+    Duplicates,
+    Corrupt,
+    Hung,
+    Leaks,
+    Errors,
+}
+
+impl Flaw {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flaw::Losses => "losses",
+            Flaw::Duplicates => "duplicates",
+            Flaw::Corrupt => "corrupt",
+            Flaw::Hung => "hung",
+            Flaw::Leaks => "leaks",
+            Flaw::Errors => "errors",
+        }
+    }
+}
+
 impl StressReport {
+    /// Every figure by which this run failed (empty when it passed).
+    pub fn flaws(&self) -> Vec<Flaw> {
+        let mut flaws = Vec::new();
+        for (flaw, present) in [
+            (Flaw::Losses, self.losses > 0),
+            (Flaw::Duplicates, self.duplicates > 0),
+            (Flaw::Corrupt, self.corrupt > 0),
+            (Flaw::Hung, !self.hangs.is_empty()),
+            (Flaw::Leaks, !self.leaks.is_empty()),
+            (Flaw::Errors, !self.errors.is_empty()),
+        ] {
+            if present {
+                flaws.push(flaw);
+            }
+        }
+        flaws
+    }
+
     /// Every zero the run must hold.
     pub fn passed(&self) -> bool {
-        self.losses == 0
-            && self.duplicates == 0
-            && self.corrupt == 0
-            && self.hangs.is_empty()
-            && self.leaks.is_empty()
-            && self.errors.is_empty()
+        self.flaws().is_empty()
     }
 
     pub fn fault_count(&self) -> u64 {
