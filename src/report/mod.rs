@@ -5,3 +5,4 @@ pub mod compare;
 pub mod fonts;
 pub mod html;
 pub mod model;
+pub mod units;

@@ -230,7 +230,10 @@ DOM_PROBE = r"""
   for (const row of document.querySelectorAll('tr[data-key]')) {
     const table = row.closest('table').id;
     const cells = {};
-    for (const td of row.querySelectorAll('td[data-field]')) cells[td.dataset.field] = td.textContent;
+    for (const td of row.querySelectorAll('td[data-field]')) {
+      cells[td.dataset.field] = td.textContent;
+      if (td.dataset.value !== undefined) cells[td.dataset.field + '@exact'] = td.dataset.value;
+    }
     (tables[table] = tables[table] || {})[row.dataset.key] = cells;
   }
   return {
@@ -255,9 +258,28 @@ Array.from(document.querySelectorAll('header, section, figure.chart')).map((e, i
 """
 
 
-def first_number(text):
-    token = text.strip().split()[0] if text.strip() else ""
-    return float(token)
+UNIT_FACTORS = {
+    "ns": 1, "µs": 1e3, "ms": 1e6, "s": 1e9,
+    "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4,
+    "B/s": 1, "KiB/s": 1024, "MiB/s": 1024**2, "GiB/s": 1024**3, "TiB/s": 1024**4,
+    "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "%": 0.01, "": 1,
+}
+
+
+def human_value(text):
+    """The value a shown figure stands for ("6.27 GiB/s", "1.23×", "4.2 %"), or None."""
+    parts = text.strip().split()
+    if not parts:
+        return None
+    number, unit = parts[0], (parts[1] if len(parts) > 1 else "")
+    if number.endswith("×"):
+        number, unit = number[:-1], ""
+    if unit not in UNIT_FACTORS:
+        unit = ""  # trailing words ("of pipe-roundtrip") are not a unit
+    try:
+        return float(number) * UNIT_FACTORS[unit]
+    except ValueError:
+        return None
 
 
 def check(report_dir, screenshot, expect_deltas, shots_dir=None):
@@ -397,13 +419,20 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
         if field not in cells:
             problems.append(f"{key}: no {field} cell")
             return
+        # The exact value (data-value, also the cell's title) is the JSON's; the text a
+        # person reads is the same figure in a readable unit, to three significant figures.
         try:
-            shown = first_number(cells[field])
+            exact = float(cells.get(field + "@exact", cells[field].split()[0]))
         except ValueError:
-            problems.append(f"{key} {field}: {cells[field]!r} is not a number")
+            problems.append(f"{key} {field}: {cells[field]!r} keeps no exact value")
             return
-        if abs(shown - want) > 5e-4 + 1e-12 * abs(want):
-            problems.append(f"{key} {field}: shows {shown}, results.json has {want}")
+        if abs(exact - want) > 5e-4 + 1e-12 * abs(want):
+            problems.append(f"{key} {field}: keeps {exact}, results.json has {want}")
+        shown = human_value(cells[field])
+        if shown is None:
+            problems.append(f"{key} {field}: {cells[field]!r} is not a figure")
+        elif abs(shown - want) > 6e-3 * abs(want) + 1e-12:
+            problems.append(f"{key} {field}: shows {cells[field]!r}, results.json has {want}")
 
     for l in results["latency"]:
         for field in ("p50", "p90", "p99", "p999", "max"):

@@ -10,6 +10,7 @@ pub mod deltas;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
 use super::model::{Latency, Placement, Results, ScenarioOutcome, Throughput};
+use super::units::{self, human, Unit};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -162,6 +163,8 @@ struct Cell {
     field: &'static str,
     html: String,
     class: &'static str,
+    /// The exact figure behind a rounded one: kept in `data-value` and the title (hover).
+    exact: Option<f64>,
 }
 
 fn cell(field: &'static str, text: &str) -> Cell {
@@ -169,6 +172,7 @@ fn cell(field: &'static str, text: &str) -> Cell {
         field,
         html: esc(text),
         class: "",
+        exact: None,
     }
 }
 
@@ -177,13 +181,17 @@ fn num_cell(field: &'static str, v: f64) -> Cell {
         field,
         html: num(v),
         class: "n",
+        exact: Some(v),
     }
 }
 
-fn opt_cell(field: &'static str, v: Option<f64>) -> Cell {
-    match v {
-        Some(v) => num_cell(field, v),
-        None => cell(field, "—"),
+/// A figure in the unit a person reads (`6.27 GiB/s`), the exact value on hover.
+fn unit_cell(field: &'static str, v: f64, unit: Unit) -> Cell {
+    Cell {
+        field,
+        html: esc(&human(v, unit)),
+        class: "n",
+        exact: Some(v),
     }
 }
 
@@ -192,10 +200,16 @@ fn ratio_cell(ratio: Option<f64>, calibration: Option<&str>) -> Cell {
     match (ratio, calibration) {
         (Some(ratio), Some(name)) => Cell {
             field: "ratio",
-            html: format!("{} <small>× {}</small>", num(ratio), esc(name)),
+            html: format!(
+                "{} <small>of {}</small>",
+                esc(&human(ratio, Unit::Times)),
+                esc(name)
+            ),
             class: "n",
+            exact: Some(ratio),
         },
-        (ratio, _) => opt_cell("ratio", ratio),
+        (Some(ratio), None) => unit_cell("ratio", ratio, Unit::Times),
+        (None, _) => cell("ratio", "—"),
     }
 }
 
@@ -223,16 +237,19 @@ impl Table {
             };
             let _ = write!(out, "<tr data-key=\"{}\"{class}>", esc(key));
             for c in cells {
+                let class = if c.class.is_empty() {
+                    String::new()
+                } else {
+                    format!(" class=\"{}\"", c.class)
+                };
+                let exact = match c.exact {
+                    Some(v) => format!(" data-value=\"{0}\" title=\"{0}\"", num(v)),
+                    None => String::new(),
+                };
                 let _ = write!(
                     out,
-                    "<td data-field=\"{}\"{}>{}</td>",
-                    c.field,
-                    if c.class.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" class=\"{}\"", c.class)
-                    },
-                    c.html
+                    "<td data-field=\"{}\"{class}{exact}>{}</td>",
+                    c.field, c.html
                 );
             }
             out.push_str("</tr>");
@@ -487,9 +504,12 @@ fn calibration_section(page: &Page) -> String {
             vec![
                 cell("name", &c.name),
                 cell("placement", c.placement.label()),
-                num_cell("value", c.value),
+                match units::of_calibration(&c.unit) {
+                    Some(unit) => unit_cell("value", c.value, unit),
+                    None => num_cell("value", c.value),
+                },
                 cell("unit", &c.unit),
-                num_cell("spread", c.spread),
+                unit_cell("spread", c.spread, Unit::Fraction),
             ],
         ));
     }
@@ -566,12 +586,12 @@ fn latency_table(id: &str, items: &[&Latency]) -> Table {
             "workload",
             "placement",
             "bytes",
-            "p50 (ns)",
-            "p90 (ns)",
-            "p99 (ns)",
-            "p99.9 (ns)",
-            "max (ns)",
-            "mean (ns)",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "mean",
             "samples",
             "spread",
             "ratio to calibration",
@@ -584,15 +604,15 @@ fn latency_table(id: &str, items: &[&Latency]) -> Table {
             vec![
                 cell("workload", &l.workload),
                 cell("placement", l.placement.label()),
-                num_cell("message_bytes", l.message_bytes as f64),
-                num_cell("p50", p.p50),
-                num_cell("p90", p.p90),
-                num_cell("p99", p.p99),
-                num_cell("p999", p.p999),
-                num_cell("max", p.max),
-                num_cell("mean", p.mean),
-                num_cell("samples", p.samples as f64),
-                num_cell("spread", l.spread),
+                unit_cell("message_bytes", l.message_bytes as f64, Unit::Bytes),
+                unit_cell("p50", p.p50, Unit::Nanos),
+                unit_cell("p90", p.p90, Unit::Nanos),
+                unit_cell("p99", p.p99, Unit::Nanos),
+                unit_cell("p999", p.p999, Unit::Nanos),
+                unit_cell("max", p.max, Unit::Nanos),
+                unit_cell("mean", p.mean, Unit::Nanos),
+                unit_cell("samples", p.samples as f64, Unit::Rate),
+                unit_cell("spread", l.spread, Unit::Fraction),
                 ratio_cell(l.ratio, l.calibration.as_deref()),
             ],
         ));
@@ -734,8 +754,7 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
             "processes",
             "bytes",
             "msgs/s",
-            "bytes/s",
-            "≈ MiB/s",
+            "bandwidth",
             "spread",
             "ratio to calibration",
         ],
@@ -746,15 +765,10 @@ fn throughput_table(id: &str, items: &[&Throughput]) -> Table {
             vec![
                 cell("workload", &t.workload),
                 cell("config", &processes_label(t.producers, t.consumers)),
-                num_cell("message_bytes", t.message_bytes as f64),
-                num_cell("msgs_per_sec", t.msgs_per_sec),
-                num_cell("bytes_per_sec", t.bytes_per_sec),
-                Cell {
-                    field: "mib_per_sec",
-                    html: format!("{:.1}", t.bytes_per_sec / 1_048_576.0),
-                    class: "n",
-                },
-                num_cell("spread", t.spread),
+                unit_cell("message_bytes", t.message_bytes as f64, Unit::Bytes),
+                unit_cell("msgs_per_sec", t.msgs_per_sec, Unit::Rate),
+                unit_cell("bytes_per_sec", t.bytes_per_sec, Unit::BytesPerSec),
+                unit_cell("spread", t.spread, Unit::Fraction),
                 ratio_cell(t.ratio, t.calibration.as_deref()),
             ],
         ));
@@ -1132,14 +1146,10 @@ fn stress_section(page: &Page) -> String {
                 num_cell("stops", s.stops as f64),
                 num_cell("slows", s.slows as f64),
                 num_cell("messages", s.messages as f64),
-                Cell {
-                    field: "msgs_per_sec",
-                    html: if s.seconds > 0.0 {
-                        format!("{:.0}", s.messages as f64 / s.seconds)
-                    } else {
-                        "—".into()
-                    },
-                    class: "n",
+                if s.seconds > 0.0 {
+                    unit_cell("msgs_per_sec", s.messages as f64 / s.seconds, Unit::Rate)
+                } else {
+                    cell("msgs_per_sec", "—")
                 },
                 num_cell("accounted_in_flight", s.accounted_in_flight as f64),
                 num_cell("losses", s.losses as f64),
