@@ -366,6 +366,87 @@ fn deltas_put_regressions_first_with_a_text_marker() {
     assert!(html.contains("<b>3 regressions</b>"));
 }
 
+/// The first thing on the page is the verdict: with a baseline, the slowed workload and
+/// the broken scenario are named there, worst first, each linked to a place that exists.
+#[test]
+fn the_verdict_comes_first_and_links_to_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let current = Results::load(&fixture()).unwrap();
+    let mut baseline = current.clone();
+    let slower = "queue/shm/roundtrip/64B/cross-cpu";
+    for l in &mut baseline.latency {
+        if l.workload == slower {
+            l.ratio = l.ratio.map(|r| r / 3.0);
+        }
+    }
+    let base_path = dir.path().join("baseline.json");
+    baseline.save(&base_path).unwrap();
+    let html = built(&dir.path().join("out"), Some(&base_path));
+    let verdict_at = html.find("id=\"verdict\"").expect("a verdict line");
+    let verdict = &html[verdict_at..];
+    let verdict = &verdict[..verdict.find("</p>").unwrap()];
+    // Before every section: it is the first screen.
+    assert!(verdict_at < html.find("<section").unwrap());
+    assert!(
+        verdict.contains("verdict bad") && verdict.contains("problems"),
+        "{verdict}"
+    );
+    // The 3x slower workload leads, in words, with its factor.
+    let first_link = &verdict[verdict.find("<a href=").unwrap()..];
+    assert!(
+        first_link.starts_with(&format!("<a href=\"#delta-latency/{slower}\"")),
+        "{verdict}"
+    );
+    assert!(verdict.contains("3× worse"), "{verdict}");
+    let broken = current.scenarios.iter().find(|s| !s.matches).unwrap();
+    assert!(verdict.contains(&format!("{}/{}", broken.scenario, broken.variant)));
+    // Every link lands somewhere on the page.
+    for link in verdict.split("<a href=\"#").skip(1) {
+        let target = &link[..link.find('"').unwrap()];
+        assert!(
+            html.contains(&format!("id=\"{target}\"")),
+            "the verdict links to #{target}, which the page lacks"
+        );
+    }
+    // The headline chart follows it: one bar per mechanism with a ratio.
+    let headline = html
+        .find("id=\"headline\"")
+        .expect("the distance-from-limit chart");
+    assert!(headline < html.find("<section").unwrap());
+    assert!(html[headline..].contains("Distance from the limit"));
+}
+
+/// A run with nothing wrong says so, and what that covers, rather than nothing.
+#[test]
+fn a_clean_run_says_it_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Results::load(&fixture()).unwrap();
+    for s in &mut results.scenarios {
+        s.matches = true;
+    }
+    for s in &mut results.stress {
+        (s.losses, s.duplicates, s.corrupt) = (0, 0, 0);
+        s.hangs.clear();
+        s.leaks.clear();
+    }
+    let input = dir.path().join("clean.json");
+    results.save(&input).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = report(&[&input], None, &out_dir);
+    assert_eq!(out.status.code(), Some(0));
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let verdict = &html[html.find("id=\"verdict\"").unwrap()..];
+    let verdict = &verdict[..verdict.find("</p>").unwrap()];
+    assert!(verdict.contains("✔ Clean run"), "{verdict}");
+    assert!(
+        verdict.contains(&format!(
+            "{} scenario verdicts as expected",
+            results.scenarios.len()
+        )),
+        "{verdict}"
+    );
+}
+
 #[test]
 fn several_inputs_are_merged() {
     let dir = tempfile::tempdir().unwrap();

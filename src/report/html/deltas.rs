@@ -50,13 +50,7 @@ pub fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Com
 }
 
 /// The deltas section of the page.
-pub fn section(
-    baseline: &Results,
-    baseline_name: &str,
-    current: &Results,
-    threshold_pct: f64,
-) -> String {
-    let c = compute(baseline, current, threshold_pct);
+pub fn section(c: &Comparison, baseline: &Results, baseline_name: &str) -> String {
     let regressions = c.regressions();
     let mut out = format!(
         "<section id=\"deltas\"><h2>Deltas against the baseline</h2><p>Baseline \
@@ -86,7 +80,7 @@ pub fn section(
     for b in &c.behaviour {
         let _ = write!(
             out,
-            "<tr data-key=\"{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
+            "<tr data-key=\"{key}\" id=\"delta-{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             row_class(b.status),
             marker(b.status),
@@ -107,7 +101,7 @@ pub fn section(
         let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "—".into());
         let _ = write!(
             out,
-            "<tr data-key=\"{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
+            "<tr data-key=\"{key}\" id=\"delta-{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
              <td data-field=\"baseline\" class=\"n\">{}</td><td data-field=\"current\" class=\"n\">{}</td>\
              <td data-field=\"worse_by\" class=\"n\">{}</td><td data-field=\"spread\" class=\"n\">{}</td>\
              <td>{}</td></tr>",

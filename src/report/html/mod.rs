@@ -7,8 +7,10 @@
 //! results.json. Charts show the same figures in friendlier units (µs, MiB/s).
 
 pub mod deltas;
+mod summary;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
+use super::compare::Comparison;
 use super::model::{Latency, Placement, Results, ScenarioOutcome, Throughput};
 use super::units::{self, human, Unit};
 use std::collections::BTreeMap;
@@ -293,10 +295,14 @@ fn pair(chart: Result<Chart, String>, table: &Table) -> String {
 pub fn render(page: &Page) -> Result<String, String> {
     super::fonts::register();
     let r = page.results;
+    let comparison = page
+        .baseline
+        .as_ref()
+        .map(|(baseline, _)| deltas::compute(baseline, r, page.threshold_pct));
     let mut body = String::new();
-    body.push_str(&header(page));
-    if let Some((baseline, name)) = &page.baseline {
-        body.push_str(&deltas::section(baseline, name, r, page.threshold_pct));
+    body.push_str(&header(page, comparison.as_ref()));
+    if let (Some((baseline, name)), Some(comparison)) = (&page.baseline, &comparison) {
+        body.push_str(&deltas::section(comparison, baseline, name));
     }
     body.push_str(&calibration_section(page));
     body.push_str(&latency_section(page));
@@ -341,11 +347,13 @@ tr.bad td{background:#fde8e0}
 tr.good td{background:#e6f4ea}
 .note{background:#fff6d6;border:1px solid #e0c060;padding:6px 10px;border-radius:4px}
 pre{background:#f0f0f0;padding:6px 10px;overflow-x:auto;margin:4px 0}
+.verdict{font-size:1.15em;padding:8px 12px;border-radius:4px;border:1px solid}
+.verdict.good{background:#e6f4ea;border-color:#7bbf8e}.verdict.bad{background:#fde8e0;border-color:#d98c6f}
 .repro{background:#fff;border:1px solid #ddd;padding:6px 12px;margin:8px 0;border-radius:4px}
 footer{margin-top:3em;color:#666;font-size:.85em}
 ";
 
-fn header(page: &Page) -> String {
+fn header(page: &Page, comparison: Option<&Comparison>) -> String {
     let r = page.results;
     let m = &r.machine;
     let matched = r.scenarios.iter().filter(|s| s.matches).count();
@@ -378,6 +386,9 @@ fn header(page: &Page) -> String {
         esc(&m.kernel),
         esc(&m.hostname)
     );
+    // The verdict comes first, right under the title; the machine line above it is one
+    // line of context.
+    out.push_str(&summary::verdict(page, comparison));
     for warning in r.machine_state.iter().flat_map(|s| &s.warnings) {
         let _ = write!(
             out,
@@ -452,6 +463,7 @@ fn header(page: &Page) -> String {
         let _ = write!(out, "<a href=\"#{}\">{}</a>", s.id(), s.title());
     }
     out.push_str("</nav></header>");
+    out.push_str(&summary::distance_from_limit(page));
     out
 }
 

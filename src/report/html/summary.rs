@@ -1,0 +1,197 @@
+//! The first screen: one line saying whether the run is good news or bad news (what went
+//! wrong, worst first, each linked to its place on the page), and the headline chart of how
+//! far each mechanism sits from the raw baseline of its kind.
+
+use super::{esc, Page};
+use crate::report::charts::{self, Axis, Scale, Ticks};
+use crate::report::compare::{Comparison, Status};
+use crate::report::units::{human, Unit};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Most problems named in the verdict line; the rest are counted.
+const NAMED_PROBLEMS: usize = 8;
+
+/// One thing wrong with the run, and where the page shows it.
+struct Problem {
+    text: String,
+    anchor: String,
+}
+
+/// The verdict line: "clean" with what that covers, or every problem, worst first.
+pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
+    let r = page.results;
+    let mut problems: Vec<Problem> = Vec::new();
+    // Regressions against the baseline, as the gate orders them (largest first).
+    if let Some(c) = comparison {
+        for m in c.metrics.iter().filter(|m| m.status == Status::Regressed) {
+            problems.push(Problem {
+                text: match m.worse_by {
+                    Some(w) => format!("{} {} worse", m.key, human(1.0 + w, Unit::Times)),
+                    None => format!("{} missing", m.key),
+                },
+                anchor: format!("delta-{}", m.key),
+            });
+        }
+        for b in c.behaviour.iter().filter(|b| b.status == Status::Regressed) {
+            problems.push(Problem {
+                text: format!("{}: {}", b.key, b.detail),
+                anchor: format!("delta-{}", b.key),
+            });
+        }
+    }
+    for s in r.scenarios.iter().filter(|s| !s.matches) {
+        let key = format!("{}/{}", s.scenario, s.variant);
+        problems.push(Problem {
+            text: format!("{key} verdict {} (not as expected)", s.verdict),
+            anchor: format!("repro-{key}"),
+        });
+    }
+    for s in &r.stress {
+        let flaws = s.losses + s.duplicates + s.corrupt;
+        if flaws > 0 || !s.hangs.is_empty() || !s.leaks.is_empty() {
+            problems.push(Problem {
+                text: format!(
+                    "stress {}: {} losses, {} duplicates, {} corrupt, {} hangs, {} leaks",
+                    s.target,
+                    s.losses,
+                    s.duplicates,
+                    s.corrupt,
+                    s.hangs.len(),
+                    s.leaks.len()
+                ),
+                anchor: "stress".into(),
+            });
+        }
+    }
+    for (step, status, _, result) in &page.steps {
+        if status == "FAILED" || status == "PROBLEM" {
+            problems.push(Problem {
+                text: format!("step {step} {status}: {result}"),
+                anchor: "table-steps".into(),
+            });
+        }
+    }
+    let against = page
+        .baseline
+        .as_ref()
+        .map(|(_, name)| format!(" against <code>{}</code>", esc(name)))
+        .unwrap_or_default();
+    if problems.is_empty() {
+        let what = [
+            (r.scenarios.len(), "scenario verdicts as expected"),
+            (r.stress.len(), "stress targets clean"),
+            (r.latency.len() + r.throughput.len(), "workloads measured"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, text)| format!("{n} {text}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let regressions = if comparison.is_some() {
+            format!("; no regression{against}")
+        } else {
+            String::new()
+        };
+        return format!(
+            "<p id=\"verdict\" class=\"verdict good\"><b>✔ Clean run</b>: {what}{regressions}.</p>"
+        );
+    }
+    let mut out = format!(
+        "<p id=\"verdict\" class=\"verdict bad\"><b>✘ {} problem{}{}</b>: ",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        if comparison.is_some() {
+            format!(" (regressions{against} first, worst first)")
+        } else {
+            String::new()
+        }
+    );
+    let named: Vec<String> = problems
+        .iter()
+        .take(NAMED_PROBLEMS)
+        .map(|p| format!("<a href=\"#{}\">{}</a>", esc(&p.anchor), esc(&p.text)))
+        .collect();
+    out.push_str(&named.join(" · "));
+    if problems.len() > NAMED_PROBLEMS {
+        let _ = write!(out, " · and {} more", problems.len() - NAMED_PROBLEMS);
+    }
+    out.push_str("</p>");
+    out
+}
+
+/// How many times its raw baseline a workload costs: a latency's ratio, or the inverse
+/// of a throughput's (a rate at half the raw one is 2× from the limit).
+fn times_from_limit(page: &Page) -> BTreeMap<String, Vec<f64>> {
+    let r = page.results;
+    let mut by_mechanism: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let latencies = r
+        .latency
+        .iter()
+        .filter_map(|l| Some((format!("{}/{}", l.family, l.flavor), l.ratio?)));
+    let throughputs = r
+        .throughput
+        .iter()
+        .filter_map(|t| Some((format!("{}/{}", t.family, t.flavor), 1.0 / t.ratio?)));
+    for (mechanism, times) in latencies.chain(throughputs) {
+        if times.is_finite() && times > 0.0 {
+            by_mechanism.entry(mechanism).or_default().push(times);
+        }
+    }
+    by_mechanism
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The headline chart: one bar per mechanism, the median over its workloads of how many
+/// times the same run's raw baseline of the same kind and placement it costs.
+pub fn distance_from_limit(page: &Page) -> String {
+    let mut rows: Vec<(String, f64, usize)> = times_from_limit(page)
+        .into_iter()
+        .map(|(mechanism, mut times)| {
+            let n = times.len();
+            (mechanism, median(&mut times), n)
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    rows.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let categories: Vec<String> = rows
+        .iter()
+        .map(|(mechanism, _, n)| {
+            format!(
+                "{mechanism} ({n} workload{})",
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    let series = vec![(
+        "median × raw baseline".to_string(),
+        rows.iter().map(|(_, times, _)| Some(*times)).collect(),
+    )];
+    let chart = charts::grouped_bars(
+        "distance-from-limit",
+        "Distance from the limit: times the raw baseline of the same kind (1 = the physics)",
+        &Axis::new("× raw baseline (log scale)", Scale::Log, Ticks::Plain),
+        "mechanism",
+        &categories,
+        &series,
+    );
+    format!(
+        "<div id=\"headline\"><p>Each mechanism's cost as a multiple of the same run's raw \
+         baseline of its kind and placement (a raw pipe, socket, futex or lock round trip, a \
+         raw stream, memcpy): the median over its workloads, closest to the physics first. \
+         The calibration, latency and throughput sections give each workload's own \
+         ratio.</p>{}</div>",
+        super::chart_html(chart)
+    )
+}
