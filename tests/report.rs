@@ -202,10 +202,29 @@ fn every_section_and_chart_is_there_with_labels_and_legend() {
     let mut charts = vec![
         "calibration".to_string(),
         "throughput".into(),
-        "scaling".into(),
         "process-pool".into(),
         "stress".into(),
     ];
+    // Scaling: one panel per family that has a flavor measured at several configurations.
+    let mut configurations: std::collections::BTreeMap<(&str, &str, u64), usize> =
+        Default::default();
+    for t in results
+        .throughput
+        .iter()
+        .filter(|t| t.family != "process" && t.family != "pool")
+    {
+        *configurations
+            .entry((&t.family, &t.flavor, t.message_bytes))
+            .or_default() += 1;
+    }
+    let mut panels: Vec<String> = configurations
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|((family, _, _), _)| format!("scaling-{family}"))
+        .collect();
+    panels.dedup();
+    assert!(!panels.is_empty(), "the fixture has a scaling panel");
+    charts.extend(panels);
     for l in results
         .latency
         .iter()

@@ -380,8 +380,13 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
     if any(t["producers"] == t["consumers"] == 1 and t["family"] not in PROCESS_FAMILIES
            for t in results["throughput"]):
         wanted.append("chart-throughput")
-    if any(t["producers"] * t["consumers"] > 1 for t in results["throughput"]):
-        wanted.append("chart-scaling")
+    # Scaling: a panel per family with a flavor (and size) measured at several configurations.
+    configurations = {}
+    for t in results["throughput"]:
+        if t["family"] not in PROCESS_FAMILIES:
+            key = (t["family"], t["flavor"], t["message_bytes"])
+            configurations[key] = configurations.get(key, 0) + 1
+    wanted += sorted({f"chart-scaling-{k[0]}" for k, n in configurations.items() if n > 1})
     if any(l["family"] in PROCESS_FAMILIES for l in results["latency"]):
         wanted.append("chart-process-pool")
     if results["stress"]:
