@@ -466,6 +466,80 @@ fn a_clean_run_says_it_is_clean() {
     );
 }
 
+/// `report A B --compare`: B against A, each workload's distributions overlaid, the one
+/// that moved beyond its noise band marked and drawn, the others called within noise.
+#[test]
+fn two_runs_side_by_side_overlay_their_distributions() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = Results::load(&fixture()).unwrap();
+    let mut after = before.clone();
+    let slower = "queue/shm/roundtrip/64B/cross-cpu";
+    for l in &mut after.latency {
+        if l.workload == slower {
+            l.percentiles.p50 *= 2.0;
+            l.percentiles.p99 *= 2.0;
+            for point in &mut l.cdf {
+                point.0 *= 2.0;
+            }
+        }
+    }
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    before.save(&a).unwrap();
+    after.save(&b).unwrap();
+    let out_dir = dir.path().join("out");
+    let (a_text, b_text, out_text) = (
+        a.display().to_string(),
+        b.display().to_string(),
+        out_dir.display().to_string(),
+    );
+    let out = ipcbench(&["report", &a_text, &b_text, "--compare", "--out", &out_text]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let section = &html[html
+        .find("<section id=\"distributions\">")
+        .expect("section")..];
+    let section = &section[..section.find("</section>").unwrap()];
+    // The moved workload leads the table, marked, with its change against the band.
+    let first_row = &section[section.find("<tr data-key=").unwrap()..];
+    assert!(
+        first_row.starts_with(&format!("<tr data-key=\"{slower}\"")),
+        "{first_row}"
+    );
+    assert!(first_row[..first_row.find("</tr>").unwrap()].contains("▲ slower"));
+    assert!(first_row.contains("+100.0 %"));
+    let others = section.matches("= within noise").count();
+    assert_eq!(others, before.latency.len() - 1);
+    // Its distributions are drawn overlaid: baseline dashed, this run solid.
+    assert!(section.contains(&format!(
+        "id=\"chart-overlay-{}\"",
+        slower.replace('/', "-")
+    )));
+    assert_eq!(section.matches("<figure class=\"chart\"").count(), 1);
+    // And the deltas (B against A) are on the page.
+    assert!(html.contains("<section id=\"deltas\">"));
+
+    // Two files exactly, and not with --baseline too.
+    let one = ipcbench(&["report", &a_text, "--compare", "--out", &out_text]);
+    assert_eq!(one.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&one.stderr).contains("exactly two results files"));
+    let both = ipcbench(&[
+        "report",
+        &a_text,
+        &b_text,
+        "--compare",
+        "--baseline",
+        &a_text,
+        "--out",
+        &out_text,
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+}
+
 #[test]
 fn several_inputs_are_merged() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,12 +12,27 @@ pub struct Args {
     /// A baseline results file to show deltas against.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
+    /// Two runs side by side: `report A.json B.json --compare` shows B with A as its
+    /// baseline (deltas, and each workload's distributions overlaid).
+    #[arg(long, conflicts_with = "baseline")]
+    pub compare: bool,
     /// Output directory for index.html and results.json.
     #[arg(long, required = true)]
     pub out: PathBuf,
 }
 
-pub fn main(args: Args) -> i32 {
+pub fn main(mut args: Args) -> i32 {
+    if args.compare {
+        if args.results.len() != 2 {
+            eprintln!(
+                "ipcbench report: --compare takes exactly two results files (A B: B is shown \
+                 against A), got {}",
+                args.results.len()
+            );
+            return super::EXIT_BAD_INPUT;
+        }
+        args.baseline = Some(args.results.remove(0));
+    }
     // Every input is read before anything is written, so a bad file leaves no half report.
     let mut merged: Option<Results> = None;
     for path in &args.results {

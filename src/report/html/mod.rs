@@ -7,6 +7,7 @@
 //! results.json. Charts show the same figures in friendlier units (µs, MiB/s).
 
 pub mod deltas;
+mod overlay;
 mod summary;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
@@ -303,6 +304,7 @@ pub fn render(page: &Page) -> Result<String, String> {
     body.push_str(&header(page, comparison.as_ref()));
     if let (Some((baseline, name)), Some(comparison)) = (&page.baseline, &comparison) {
         body.push_str(&deltas::section(comparison, baseline, name));
+        body.push_str(&overlay::section(baseline, name, r));
     }
     body.push_str(&calibration_section(page));
     body.push_str(&latency_section(page));
@@ -449,7 +451,7 @@ fn header(page: &Page, comparison: Option<&Comparison>) -> String {
     }
     out.push_str("<nav>");
     if page.baseline.is_some() {
-        out.push_str("<a href=\"#deltas\">Deltas</a>");
+        out.push_str("<a href=\"#deltas\">Deltas</a><a href=\"#distributions\">Distributions</a>");
     }
     for s in [
         Section::Calibration,

@@ -1,0 +1,208 @@
+//! Two runs side by side: each latency workload's distribution in the baseline and in this
+//! run, overlaid, with the change of its percentiles marked against the baseline's noise
+//! band — the page a reviewer opens on a pull request (as criterion's change plots).
+
+use super::{chart_html, esc, latency_label, Table};
+use crate::report::charts::{self, Axis, Line, Scale, Ticks};
+use crate::report::model::{Latency, Results};
+use crate::report::units::{human, Unit};
+use std::fmt::Write as _;
+
+/// A change smaller than this is never called one, whatever the recorded spread.
+const MIN_CHANGE: f64 = 0.05;
+
+/// How a workload moved from the baseline to this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Move {
+    Slower,
+    Faster,
+    WithinNoise,
+}
+
+impl Move {
+    fn marker(self) -> &'static str {
+        match self {
+            Move::Slower => "▲ slower",
+            Move::Faster => "▼ faster",
+            Move::WithinNoise => "= within noise",
+        }
+    }
+}
+
+/// The relative change of the median and whether it leaves the noise band (the
+/// baseline's recorded spread, at least [`MIN_CHANGE`]).
+pub fn change(before: &Latency, after: &Latency) -> (f64, f64, Move) {
+    let change = after.percentiles.p50 / before.percentiles.p50 - 1.0;
+    let band = before.spread.max(MIN_CHANGE);
+    let moved = if !change.is_finite() || change.abs() <= band {
+        Move::WithinNoise
+    } else if change > 0.0 {
+        Move::Slower
+    } else {
+        Move::Faster
+    };
+    (change, band, moved)
+}
+
+fn overlay_chart(before: &Latency, after: &Latency) -> String {
+    let label = latency_label(after);
+    let lines = vec![
+        Line {
+            label: format!("baseline · {label}"),
+            points: before.cdf.iter().map(|(ns, f)| (ns / 1000.0, *f)).collect(),
+            dashed: true,
+        },
+        Line {
+            label: format!("this run · {label}"),
+            points: after.cdf.iter().map(|(ns, f)| (ns / 1000.0, *f)).collect(),
+            dashed: false,
+        },
+    ];
+    chart_html(charts::lines(
+        &format!("overlay-{}", after.workload.replace('/', "-")),
+        &after.workload,
+        &Axis::new(
+            "time per operation (µs, log scale)",
+            Scale::Log,
+            Ticks::Plain,
+        ),
+        &Axis::new(
+            "fraction of operations ≤ time (0–1)",
+            Scale::Linear,
+            Ticks::Plain,
+        ),
+        &lines,
+        None,
+        false,
+    ))
+}
+
+/// The section: a table of every workload both runs measured (largest move first), and
+/// the overlaid distributions of those that moved beyond their noise band.
+pub fn section(baseline: &Results, baseline_name: &str, current: &Results) -> String {
+    let mut pairs: Vec<(&Latency, &Latency, f64, f64, Move)> = current
+        .latency
+        .iter()
+        .filter_map(|after| {
+            let before = baseline
+                .latency
+                .iter()
+                .find(|b| b.workload == after.workload)?;
+            let (change, band, moved) = change(before, after);
+            Some((before, after, change, band, moved))
+        })
+        .collect();
+    pairs.sort_by(|a, b| {
+        (a.4 == Move::WithinNoise)
+            .cmp(&(b.4 == Move::WithinNoise))
+            .then(b.2.abs().total_cmp(&a.2.abs()))
+    });
+    let mut out = format!(
+        "<section id=\"distributions\"><h2>Distributions: baseline against this run</h2>\
+         <p>Each latency workload measured by both <code>{}</code> (dashed) and this run \
+         (solid). A median that moved by more than the baseline's recorded spread (and by \
+         at least {}) is marked; those workloads' whole distributions are drawn overlaid \
+         below the table. Times here are raw, not ratios: for the gate's machine-independent \
+         verdict see the deltas section.</p>",
+        esc(baseline_name),
+        human(MIN_CHANGE, Unit::Fraction)
+    );
+    if pairs.is_empty() {
+        out.push_str("<p class=\"note\">No latency workload is in both runs.</p></section>");
+        return out;
+    }
+    let mut table = Table::new(
+        "table-distributions",
+        vec![
+            "change",
+            "workload",
+            "p50 baseline",
+            "p50 this run",
+            "p50 change",
+            "noise band",
+            "p99 baseline",
+            "p99 this run",
+        ],
+    );
+    for (before, after, change, band, moved) in &pairs {
+        if *moved != Move::WithinNoise {
+            table.bad.push(after.workload.clone());
+        }
+        table.rows.push((
+            after.workload.clone(),
+            vec![
+                super::cell("marker", moved.marker()),
+                super::cell("workload", &after.workload),
+                super::unit_cell("p50_before", before.percentiles.p50, Unit::Nanos),
+                super::unit_cell("p50_after", after.percentiles.p50, Unit::Nanos),
+                super::cell("change", &format!("{:+.1} %", change * 100.0)),
+                super::cell("band", &format!("±{}", human(*band, Unit::Fraction))),
+                super::unit_cell("p99_before", before.percentiles.p99, Unit::Nanos),
+                super::unit_cell("p99_after", after.percentiles.p99, Unit::Nanos),
+            ],
+        ));
+    }
+    let _ = write!(out, "<div class=\"table\">{}</div>", table.html());
+    let moved: Vec<_> = pairs
+        .iter()
+        .filter(|p| p.4 != Move::WithinNoise && !p.0.cdf.is_empty() && !p.1.cdf.is_empty())
+        .collect();
+    if !moved.is_empty() {
+        out.push_str("<div class=\"pair\">");
+        for (before, after, ..) in moved {
+            out.push_str(&overlay_chart(before, after));
+        }
+        out.push_str("</div>");
+    }
+    out.push_str("</section>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::{Percentiles, Placement};
+
+    fn latency(p50: f64, spread: f64) -> Latency {
+        Latency {
+            workload: "queue/shm/roundtrip/64B/cross-cpu".into(),
+            family: "queue".into(),
+            flavor: "shm".into(),
+            placement: Placement::CrossCpu,
+            message_bytes: 64,
+            percentiles: Percentiles {
+                p50,
+                ..Percentiles::default()
+            },
+            spread,
+            calibration: None,
+            ratio: None,
+            ratio_note: None,
+            cdf: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_change_inside_the_noise_band_is_not_called_one() {
+        assert_eq!(
+            change(&latency(100.0, 0.2), &latency(115.0, 0.1)).2,
+            Move::WithinNoise
+        );
+        assert_eq!(
+            change(&latency(100.0, 0.2), &latency(130.0, 0.1)).2,
+            Move::Slower
+        );
+        assert_eq!(
+            change(&latency(100.0, 0.0), &latency(96.0, 0.0)).2,
+            Move::WithinNoise
+        );
+        assert_eq!(
+            change(&latency(100.0, 0.0), &latency(50.0, 0.0)).2,
+            Move::Faster
+        );
+        assert_eq!(
+            change(&latency(0.0, 0.0), &latency(50.0, 0.0)).2,
+            Move::WithinNoise
+        );
+    }
+}
