@@ -69,6 +69,8 @@ fn scenario(name: &str, variant: &str, expected: Expectation, verdict: &str) -> 
             command: format!(
                 "ipcbench check --scenario {name} --variant {variant} --seed 7 --cases 1"
             ),
+            timeline: Vec::new(),
+            blocked: Vec::new(),
         }),
     }
 }

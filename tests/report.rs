@@ -540,6 +540,38 @@ fn two_runs_side_by_side_overlay_their_distributions() {
     assert_eq!(both.status.code(), Some(2));
 }
 
+/// A reproduction with a recorded history is drawn as a timeline inside its block: a box
+/// per step in its worker's lane.
+#[test]
+fn a_reproduction_is_drawn_as_a_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut results = Results::load(&fixture()).unwrap();
+    let failed = results.scenarios.iter_mut().find(|s| !s.matches).unwrap();
+    let key = format!("{}/{}", failed.scenario, failed.variant);
+    let repro = failed.reproduction.as_mut().unwrap();
+    repro.timeline = (0..4)
+        .map(|i| ipcbench::report::model::TimelineStep {
+            worker: i % 2,
+            operation: if i < 2 { "read-count" } else { "write-count" }.into(),
+            value: 7 + i64::from(i / 2),
+            at_ns: u64::from(i) * 1000,
+        })
+        .collect();
+    let input = dir.path().join("with-timeline.json");
+    results.save(&input).unwrap();
+    let out_dir = dir.path().join("out");
+    assert_eq!(report(&[&input], None, &out_dir).status.code(), Some(0));
+    let html = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let block = &html[html.find(&format!("id=\"repro-{key}\"")).unwrap()..];
+    let figure = &block[block
+        .find(&format!("<figure class=\"timeline\" id=\"timeline-{key}\""))
+        .expect("a timeline in the reproduction")..];
+    let figure = &figure[..figure.find("</figure>").unwrap()];
+    assert_eq!(figure.matches("<rect class=\"step").count(), 4);
+    assert!(figure.contains(">worker 0<") && figure.contains(">worker 1<"));
+    assert!(figure.contains("step 4: worker 1 write-count = 8"));
+}
+
 #[test]
 fn several_inputs_are_merged() {
     let dir = tempfile::tempdir().unwrap();

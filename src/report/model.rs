@@ -195,6 +195,31 @@ pub struct Reproduction {
     pub schedule: String,
     /// The exact command that reruns this case.
     pub command: String,
+    /// The failing case's history in order, for its timeline (empty in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineStep>,
+    /// For a hung case: who was still blocked at the deadline, on what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<BlockedAt>,
+}
+
+/// One step of a case's history: which worker did what, and the value it read or wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineStep {
+    pub worker: u32,
+    pub operation: String,
+    pub value: i64,
+    /// CLOCK_MONOTONIC, nanoseconds.
+    pub at_ns: u64,
+}
+
+/// A process still blocked when a hung case's deadline passed (the watchdog's view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedAt {
+    pub name: String,
+    pub state: String,
+    pub syscall: String,
+    pub wchan: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,10 @@
 //! shrinks the failing case to its smallest parameters and shortest schedule, which is
 //! the reproduction printed with the exact command that reruns it.
 
-use super::{find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant};
-use crate::report::model::{Reproduction, ScenarioOutcome};
+use super::{
+    find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant, Verdict,
+};
+use crate::report::model::{BlockedAt, Reproduction, ScenarioOutcome, TimelineStep};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -83,11 +85,39 @@ impl VariantResult {
     /// Everything needed to rerun the failing case.
     pub fn reproduction(&self) -> Option<Reproduction> {
         let case = self.failing.as_ref()?;
+        let (timeline, blocked) = match &self.outcome {
+            Ok(o) => (
+                o.history
+                    .iter()
+                    .map(|e| TimelineStep {
+                        worker: e.worker as u32,
+                        operation: e.operation.clone(),
+                        value: e.value,
+                        at_ns: e.at_ns,
+                    })
+                    .collect(),
+                match &o.verdict {
+                    Verdict::Hung { blocked } => blocked
+                        .iter()
+                        .map(|b| BlockedAt {
+                            name: b.name.clone(),
+                            state: b.state.to_string(),
+                            syscall: b.syscall.clone(),
+                            wchan: b.wchan.clone(),
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                },
+            ),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
         Some(Reproduction {
             seed: self.seed,
             parameters: case.params.to_string(),
             schedule: self.schedule_text(case),
             command: replay_command(self.scenario, self.variant.name, case),
+            timeline,
+            blocked,
         })
     }
 

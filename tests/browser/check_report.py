@@ -226,6 +226,13 @@ DOM_PROBE = r"""
       width: box.width, height: box.height,
     };
   });
+  const timelines = Array.from(document.querySelectorAll('figure.timeline')).map(f => {
+    const svg = f.querySelector('svg');
+    const box = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+    return {id: f.id, steps: svg ? svg.querySelectorAll('rect.step').length : 0,
+            blocked: svg ? svg.querySelectorAll('rect.blocked').length : 0,
+            width: box.width, height: box.height};
+  });
   const tables = {};
   for (const row of document.querySelectorAll('tr[data-key]')) {
     const table = row.closest('table').id;
@@ -239,7 +246,7 @@ DOM_PROBE = r"""
   return {
     sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
     notes: Array.from(document.querySelectorAll('section .note')).map(n => n.textContent),
-    charts, tables,
+    charts, tables, timelines,
     scripts: document.querySelectorAll('script').length,
     external: Array.from(document.querySelectorAll('[src],[href]'))
       .map(e => e.getAttribute('src') || e.getAttribute('href'))
@@ -395,6 +402,24 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
     for w in wanted:
         if w not in ids:
             problems.append(f"chart missing: {w}")
+
+    # Race timelines: every reproduction with a history or a blocked process is drawn,
+    # a box per step (as many as recorded, up to the drawn maximum) and per blocked process.
+    drawn = {t["id"]: t for t in probe["timelines"]}
+    for s in results["scenarios"]:
+        repro = s.get("reproduction") or {}
+        steps, blocked = repro.get("timeline", []), repro.get("blocked", [])
+        if not steps and not blocked:
+            continue
+        tid = f"timeline-{s['scenario']}/{s['variant']}"
+        t = drawn.get(tid)
+        if t is None:
+            problems.append(f"timeline missing: {tid}")
+        elif t["width"] < 100 or t["height"] < 40:
+            problems.append(f"{tid}: drawn {t['width']}x{t['height']}")
+        elif t["steps"] != min(len(steps), 80) or t["blocked"] != len(blocked):
+            problems.append(f"{tid}: {t['steps']} steps and {t['blocked']} blocked drawn, "
+                            f"results have {len(steps)} and {len(blocked)}")
 
     # Each chart: drawn, titled, both axes labelled, every legend entry present.
     for c in probe["charts"]:

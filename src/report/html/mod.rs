@@ -9,6 +9,7 @@
 pub mod deltas;
 mod overlay;
 mod summary;
+mod timeline;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
 use super::compare::Comparison;
@@ -351,6 +352,7 @@ tr.good td{background:#e6f4ea}
 pre{background:#f0f0f0;padding:6px 10px;overflow-x:auto;margin:4px 0}
 .verdict{font-size:1.15em;padding:8px 12px;border-radius:4px;border:1px solid}
 .verdict.good{background:#e6f4ea;border-color:#7bbf8e}.verdict.bad{background:#fde8e0;border-color:#d98c6f}
+.timeline{margin:8px 0;overflow-x:auto;background:#fff}
 .repro{background:#fff;border:1px solid #ddd;padding:6px 12px;margin:8px 0;border-radius:4px}
 footer{margin-top:3em;color:#666;font-size:.85em}
 ";
@@ -1099,7 +1101,7 @@ fn scenario_section(page: &Page) -> String {
         let _ = write!(
             out,
             "<div class=\"repro\" id=\"repro-{key}\"><b>{key}</b> — {} ({})<br>seed <code>{}</code> \
-             · parameters <code>{}</code>{}<pre class=\"command\"><code>{}</code></pre></div>",
+             · parameters <code>{}</code>{}<pre class=\"command\"><code>{}</code></pre>{}</div>",
             esc(&s.verdict),
             if s.matches {
                 "expected: the unsafe variant was caught"
@@ -1114,6 +1116,7 @@ fn scenario_section(page: &Page) -> String {
                 format!(" · schedule <code>{}</code>", esc(&repro.schedule))
             },
             esc(&repro.command),
+            timeline::svg(&scenario_key(s), repro, &s.verdict),
             key = esc(&scenario_key(s)),
         );
     }
