@@ -417,6 +417,14 @@ fn the_verdict_comes_first_and_links_to_each_problem() {
         "{verdict}"
     );
     assert!(verdict.contains("3× worse"), "{verdict}");
+    // ...with a link to its distributions, overlaid (the gate called it regressed).
+    assert!(
+        verdict.contains(&format!(
+            "<a href=\"#chart-overlay-{}\">distribution</a>",
+            slower.replace('/', "-")
+        )),
+        "{verdict}"
+    );
     let broken = current.scenarios.iter().find(|s| !s.matches).unwrap();
     assert!(verdict.contains(&format!("{}/{}", broken.scenario, broken.variant)));
     // Every link lands somewhere on the page.

@@ -50,7 +50,12 @@ pub fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Com
 }
 
 /// The deltas section of the page.
-pub fn section(c: &Comparison, baseline: &Results, baseline_name: &str) -> String {
+pub fn section(
+    c: &Comparison,
+    baseline: &Results,
+    baseline_name: &str,
+    overlays: &[String],
+) -> String {
     let regressions = c.regressions();
     let mut out = format!(
         "<section id=\"deltas\"><h2>Deltas against the baseline</h2><p>Baseline \
@@ -101,7 +106,7 @@ pub fn section(c: &Comparison, baseline: &Results, baseline_name: &str) -> Strin
         let opt = |v: Option<f64>| v.map(num).unwrap_or_else(|| "—".into());
         let _ = write!(
             out,
-            "<tr data-key=\"{key}\" id=\"delta-{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}</td>\
+            "<tr data-key=\"{key}\" id=\"delta-{key}\" class=\"{}\"><td data-field=\"marker\">{}</td><td>{key}{distribution}</td>\
              <td data-field=\"baseline\" class=\"n\">{}</td><td data-field=\"current\" class=\"n\">{}</td>\
              <td data-field=\"worse_by\" class=\"n\">{}</td><td data-field=\"spread\" class=\"n\">{}</td>\
              <td>{}</td></tr>",
@@ -116,6 +121,15 @@ pub fn section(c: &Comparison, baseline: &Results, baseline_name: &str) -> Strin
             num(m.spread),
             if m.gated { "yes" } else { "no (too noisy)" },
             key = esc(&m.key),
+            distribution = m
+                .key
+                .strip_prefix("latency/")
+                .filter(|w| overlays.iter().any(|o| o == w))
+                .map(|w| format!(
+                    " <a href=\"#chart-{}\">(distribution)</a>",
+                    esc(&super::overlay::chart_id(w))
+                ))
+                .unwrap_or_default(),
         );
     }
     out.push_str("</tbody></table></div></section>");

@@ -12,7 +12,7 @@ mod summary;
 mod timeline;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
-use super::compare::Comparison;
+use super::compare::{self, Comparison};
 use super::model::{Latency, Placement, Results, ScenarioOutcome, Throughput};
 use super::units::{self, human, Unit};
 use std::collections::BTreeMap;
@@ -301,11 +301,25 @@ pub fn render(page: &Page) -> Result<String, String> {
         .baseline
         .as_ref()
         .map(|(baseline, _)| deltas::compute(baseline, r, page.threshold_pct));
+    // The latency workloads whose distributions are drawn overlaid (linked from the
+    // verdict and the deltas).
+    let overlays = match (&page.baseline, &comparison) {
+        (Some((baseline, _)), Some(c)) => {
+            let regressed: Vec<&str> = c
+                .metrics
+                .iter()
+                .filter(|m| m.status == compare::Status::Regressed)
+                .filter_map(|m| m.key.strip_prefix("latency/"))
+                .collect();
+            overlay::drawn(baseline, r, &regressed)
+        }
+        _ => Vec::new(),
+    };
     let mut body = String::new();
-    body.push_str(&header(page, comparison.as_ref()));
+    body.push_str(&header(page, comparison.as_ref(), &overlays));
     if let (Some((baseline, name)), Some(comparison)) = (&page.baseline, &comparison) {
-        body.push_str(&deltas::section(comparison, baseline, name));
-        body.push_str(&overlay::section(baseline, name, r));
+        body.push_str(&deltas::section(comparison, baseline, name, &overlays));
+        body.push_str(&overlay::section(baseline, name, r, &overlays));
     }
     body.push_str(&calibration_section(page));
     body.push_str(&latency_section(page));
@@ -357,7 +371,7 @@ pre{background:#f0f0f0;padding:6px 10px;overflow-x:auto;margin:4px 0}
 footer{margin-top:3em;color:#666;font-size:.85em}
 ";
 
-fn header(page: &Page, comparison: Option<&Comparison>) -> String {
+fn header(page: &Page, comparison: Option<&Comparison>, overlays: &[String]) -> String {
     let r = page.results;
     let m = &r.machine;
     let matched = r.scenarios.iter().filter(|s| s.matches).count();
@@ -392,7 +406,7 @@ fn header(page: &Page, comparison: Option<&Comparison>) -> String {
     );
     // The verdict comes first, right under the title; the machine line above it is one
     // line of context.
-    out.push_str(&summary::verdict(page, comparison));
+    out.push_str(&summary::verdict(page, comparison, overlays));
     for warning in r.machine_state.iter().flat_map(|s| &s.warnings) {
         let _ = write!(
             out,

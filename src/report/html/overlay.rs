@@ -44,6 +44,11 @@ pub fn change(before: &Latency, after: &Latency) -> (f64, f64, Move) {
     (change, band, moved)
 }
 
+/// The id of a workload's overlay chart (the page's links to it use this).
+pub fn chart_id(workload: &str) -> String {
+    format!("overlay-{}", workload.replace('/', "-"))
+}
+
 fn overlay_chart(before: &Latency, after: &Latency) -> String {
     let label = latency_label(after);
     let lines = vec![
@@ -59,7 +64,7 @@ fn overlay_chart(before: &Latency, after: &Latency) -> String {
         },
     ];
     chart_html(charts::lines(
-        &format!("overlay-{}", after.workload.replace('/', "-")),
+        &chart_id(&after.workload),
         &after.workload,
         &Axis::new(
             "time per operation (µs, log scale)",
@@ -77,9 +82,33 @@ fn overlay_chart(before: &Latency, after: &Latency) -> String {
     ))
 }
 
+/// The latency workloads whose distributions the section draws: those that moved beyond
+/// their noise band, and those the gate calls regressed (`regressed`, by workload name).
+pub fn drawn(baseline: &Results, current: &Results, regressed: &[&str]) -> Vec<String> {
+    current
+        .latency
+        .iter()
+        .filter(|after| !after.cdf.is_empty())
+        .filter_map(|after| {
+            let before = baseline
+                .latency
+                .iter()
+                .find(|b| b.workload == after.workload && !b.cdf.is_empty())?;
+            (change(before, after).2 != Move::WithinNoise
+                || regressed.contains(&after.workload.as_str()))
+            .then(|| after.workload.clone())
+        })
+        .collect()
+}
+
 /// The section: a table of every workload both runs measured (largest move first), and
-/// the overlaid distributions of those that moved beyond their noise band.
-pub fn section(baseline: &Results, baseline_name: &str, current: &Results) -> String {
+/// the overlaid distributions of those in `drawn`.
+pub fn section(
+    baseline: &Results,
+    baseline_name: &str,
+    current: &Results,
+    drawn: &[String],
+) -> String {
     let mut pairs: Vec<(&Latency, &Latency, f64, f64, Move)> = current
         .latency
         .iter()
@@ -101,8 +130,8 @@ pub fn section(baseline: &Results, baseline_name: &str, current: &Results) -> St
         "<section id=\"distributions\"><h2>Distributions: baseline against this run</h2>\
          <p>Each latency workload measured by both <code>{}</code> (dashed) and this run \
          (solid). A median that moved by more than the baseline's recorded spread (and by \
-         at least {}) is marked; those workloads' whole distributions are drawn overlaid \
-         below the table. Times here are raw, not ratios: for the gate's machine-independent \
+         at least {}) is marked; those workloads' whole distributions, and those of the \
+         workloads the gate calls regressed, are drawn overlaid below the table. Times here are raw, not ratios: for the gate's machine-independent \
          verdict see the deltas section.</p>",
         esc(baseline_name),
         human(MIN_CHANGE, Unit::Fraction)
@@ -145,7 +174,7 @@ pub fn section(baseline: &Results, baseline_name: &str, current: &Results) -> St
     let _ = write!(out, "<div class=\"table\">{}</div>", table.html());
     let moved: Vec<_> = pairs
         .iter()
-        .filter(|p| p.4 != Move::WithinNoise && !p.0.cdf.is_empty() && !p.1.cdf.is_empty())
+        .filter(|p| drawn.contains(&p.1.workload))
         .collect();
     if !moved.is_empty() {
         out.push_str("<div class=\"pair\">");

@@ -2,7 +2,7 @@
 //! wrong, worst first, each linked to its place on the page), and the headline chart of how
 //! far each mechanism sits from the raw baseline of its kind.
 
-use super::{esc, Page};
+use super::{esc, overlay, Page};
 use crate::report::charts::{self, Axis, Scale, Ticks};
 use crate::report::compare::{Comparison, Status};
 use crate::report::units::{human, Unit};
@@ -12,14 +12,16 @@ use std::fmt::Write as _;
 /// Most problems named in the verdict line; the rest are counted.
 const NAMED_PROBLEMS: usize = 8;
 
-/// One thing wrong with the run, and where the page shows it.
+/// One thing wrong with the run, and where the page shows it (and, for a slower latency,
+/// its distributions overlaid).
 struct Problem {
     text: String,
     anchor: String,
+    distribution: Option<String>,
 }
 
 /// The verdict line: "clean" with what that covers, or every problem, worst first.
-pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
+pub fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]) -> String {
     let r = page.results;
     let mut problems: Vec<Problem> = Vec::new();
     // Regressions against the baseline, as the gate orders them (largest first).
@@ -31,12 +33,18 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
                     None => format!("{} missing", m.key),
                 },
                 anchor: format!("delta-{}", m.key),
+                distribution: m
+                    .key
+                    .strip_prefix("latency/")
+                    .filter(|w| overlays.iter().any(|o| o == w))
+                    .map(|w| format!("chart-{}", overlay::chart_id(w))),
             });
         }
         for b in c.behaviour.iter().filter(|b| b.status == Status::Regressed) {
             problems.push(Problem {
                 text: format!("{}: {}", b.key, b.detail),
                 anchor: format!("delta-{}", b.key),
+                distribution: None,
             });
         }
     }
@@ -45,6 +53,7 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
         problems.push(Problem {
             text: format!("{key} verdict {} (not as expected)", s.verdict),
             anchor: format!("repro-{key}"),
+            distribution: None,
         });
     }
     for s in &r.stress {
@@ -61,6 +70,7 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
                     s.leaks.len()
                 ),
                 anchor: "stress".into(),
+                distribution: None,
             });
         }
     }
@@ -69,6 +79,7 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
             problems.push(Problem {
                 text: format!("step {step} {status}: {result}"),
                 anchor: "table-steps".into(),
+                distribution: None,
             });
         }
     }
@@ -110,7 +121,18 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>) -> String {
     let named: Vec<String> = problems
         .iter()
         .take(NAMED_PROBLEMS)
-        .map(|p| format!("<a href=\"#{}\">{}</a>", esc(&p.anchor), esc(&p.text)))
+        .map(|p| {
+            let distribution = p
+                .distribution
+                .as_ref()
+                .map(|id| format!(" (<a href=\"#{}\">distribution</a>)", esc(id)))
+                .unwrap_or_default();
+            format!(
+                "<a href=\"#{}\">{}</a>{distribution}",
+                esc(&p.anchor),
+                esc(&p.text)
+            )
+        })
         .collect();
     out.push_str(&named.join(" · "));
     if problems.len() > NAMED_PROBLEMS {
