@@ -239,8 +239,8 @@ fn the_command_runs_a_target_and_writes_json() {
 /// message, a producer that tears one, a pool that reports a live worker's task as dead)
 /// must fail its run by exactly the figure it names ([`Target::expected_flaw`]: losses,
 /// duplicates, corrupt or hung), and not by a hang or a leak it does not name. A twin
-/// expected to hang gets a short stall bound (the hang, not the duration, ends its run)
-/// and its hang report must name its blocked workers and what they wait in.
+/// expected to hang gets a short stall bound ([`Config::for_twin`]) and its hang report
+/// must name its blocked workers and what they wait in.
 #[test]
 fn every_broken_twin_is_caught_by_its_books() {
     let _serial = serial();
@@ -253,10 +253,7 @@ fn every_broken_twin_is_caught_by_its_books() {
         let started = Instant::now();
         let mut config = short_config(SEED);
         config.duration = Duration::from_secs(2);
-        if expected == Flaw::Hung {
-            config.duration = Duration::from_secs(20);
-            config.stall_after = Duration::from_secs(1);
-        }
+        let config = config.for_twin(Some(expected));
         let report = stress::run(target.as_mut(), &config, &mut |_| {});
         let text = explain(&report);
         let flaws = report.flaws();

@@ -199,6 +199,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_twin_that_must_hang_gets_a_short_stall_bound() {
+        let base = || Config::new(Duration::from_secs(2), 4, Vec::new(), 1);
+        for flaw in [None, Some(Flaw::Losses), Some(Flaw::Corrupt)] {
+            let config = base().for_twin(flaw);
+            assert_eq!(
+                (config.duration, config.stall_after),
+                (base().duration, base().stall_after),
+                "{flaw:?}"
+            );
+        }
+        let config = base().for_twin(Some(Flaw::Hung));
+        assert_eq!(config.stall_after, runner::TWIN_STALL_AFTER);
+        assert_eq!(config.duration, runner::TWIN_HANG_WITHIN);
+        assert!(config.stall_after < config.duration);
+    }
+
+    #[test]
     fn targets_select_by_name_or_family() {
         assert!(target_names().contains(&"pipe-duplex".to_string()));
         assert_eq!(select_targets(Some("pipe")).unwrap().len(), 2);

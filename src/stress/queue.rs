@@ -24,6 +24,12 @@
 //!   run ends there, the poisoned state is recorded, and the messages left in the stream
 //!   (at most the queue's maxsize) are accounted in flight with it — provided a kill was
 //!   delivered; a poisoned queue with no kill behind it is a failure.
+//!
+//! # Broken twins
+//!
+//! [`QueueTarget::broken`] injects a [`Defect`] in the target's own producers or
+//! consumers around the real queue, one message in [`DEFECT_EVERY`]: `dropping` must be
+//! caught as losses, `duplicating` as duplicates, `tearing` as corrupt deliveries.
 
 use super::board::Board;
 use super::message;
