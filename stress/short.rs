@@ -6,7 +6,7 @@
 use ipcbench::process::{self, Child, Options, StartMethod};
 use ipcbench::register_entry;
 use ipcbench::stress::board::Board;
-use ipcbench::stress::{self, Config, Event, FaultKind, StressReport, Target, WorkerSpec};
+use ipcbench::stress::{self, Config, Event, FaultKind, Flaw, StressReport, Target, WorkerSpec};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
@@ -233,31 +233,57 @@ fn the_command_runs_a_target_and_writes_json() {
     );
 }
 
-/// The power check: each target run against its broken twin (a semaphore that skips an
-/// acquire, an event wait that lets one through, a barrier party that does not wait, a
-/// join off by one, a file store with no lock, queue consumers that drop a message with
-/// no kill, a pool that reports a live worker's task as dead) must be caught by its books — a violation counted and the run failed — and
-/// not by a hang or a leak.
+/// The power check: each broken twin (a semaphore that skips an acquire or forgets a
+/// release, an event wait that lets one through, a barrier party that does not wait, a
+/// join off by one, a file store with no lock, queue consumers that drop or duplicate a
+/// message, a producer that tears one, a pool that reports a live worker's task as dead)
+/// must fail its run by exactly the figure it names ([`Target::expected_flaw`]: losses,
+/// duplicates, corrupt or hung), and not by a hang or a leak it does not name. A twin
+/// expected to hang gets a short stall bound ([`Config::for_twin`]) and its hang report
+/// must name its blocked workers and what they wait in.
 #[test]
 fn every_broken_twin_is_caught_by_its_books() {
     let _serial = serial();
     let mut names = Vec::new();
+    let mut caught_by = Vec::new();
     for mut target in stress::broken_targets() {
+        let expected = target
+            .expected_flaw()
+            .unwrap_or_else(|| panic!("{} names no flaw", target.name()));
         let started = Instant::now();
         let mut config = short_config(SEED);
         config.duration = Duration::from_secs(2);
+        let config = config.for_twin(Some(expected));
         let report = stress::run(target.as_mut(), &config, &mut |_| {});
         let text = explain(&report);
-        eprintln!("{text}\n({:.1} s)", started.elapsed().as_secs_f64());
+        let flaws = report.flaws();
+        eprintln!(
+            "{text}\nflaws: {flaws:?} ({:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
         assert!(!report.passed(), "the broken twin passed: {text}");
         assert!(
-            report.losses + report.duplicates + report.corrupt > 0,
-            "the books counted no violation: {text}"
+            flaws.contains(&expected),
+            "{} must be caught by {}, the run failed by {flaws:?}: {text}",
+            report.target,
+            expected.name()
         );
-        assert!(
-            report.hangs.is_empty() && report.leaks.is_empty(),
-            "caught by a hang or a leak, not by the books: {text}"
-        );
+        for flaw in [Flaw::Hung, Flaw::Leaks] {
+            assert!(
+                flaw == expected || !flaws.contains(&flaw),
+                "caught by {}, not by {}: {text}",
+                flaw.name(),
+                expected.name()
+            );
+        }
+        if expected == Flaw::Hung {
+            let hang = &report.hangs[0];
+            assert!(
+                hang.contains(&format!("{}-w", report.target)) && hang.contains("[wchan "),
+                "the hang report names no blocked worker and its wait: {hang}"
+            );
+        }
+        caught_by.push(expected);
         names.push(report.target);
     }
     for family in [
@@ -272,6 +298,13 @@ fn every_broken_twin_is_caught_by_its_books() {
         assert!(
             names.iter().any(|n| n.starts_with(family)),
             "no broken twin for {family}: {names:?}"
+        );
+    }
+    for flaw in [Flaw::Losses, Flaw::Duplicates, Flaw::Corrupt, Flaw::Hung] {
+        assert!(
+            caught_by.contains(&flaw),
+            "no broken twin is caught by {}: {names:?}",
+            flaw.name()
         );
     }
 }

@@ -4,12 +4,13 @@
 use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
 use ipcbench::ipc::queue::joinable::JoinableHandle;
 use ipcbench::ipc::queue::shm::ShmQueue;
-use ipcbench::ipc::queue::workers::{producer_consumer, Plan, RunError};
+use ipcbench::ipc::queue::workers::{self, producer_consumer, Plan, RunError};
 use ipcbench::ipc::queue::{
     self, Config, Flavor, JoinableQueue, Queue, QueueError, QueueHandle, Role,
 };
-use ipcbench::process::{self, hygiene, Options, StartMethod};
+use ipcbench::process::{self, hygiene, Options, ProcessError, StartMethod};
 use ipcbench::register_entry;
+use ipcbench::scenario::{queue_end_signal, Verdict};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde::{Deserialize, Serialize};
@@ -260,6 +261,102 @@ fn one_sentinel_per_consumer_ends_them_all_and_a_missing_one_is_caught_as_hung()
                 assert!(report.blocked[0].name.starts_with("consumer-"), "{report}");
             }
             other => panic!("{flavor:?}: a missing sentinel was not caught: {other:?}"),
+        }
+    });
+}
+
+/// Test hooks for the joinable plan ([`Plan::consumer_entry`]): the real consumer's
+/// body, then a defect in what it reports.
+fn consumer_failing_at_the_end(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
+    workers::consumer(handle)?;
+    Err(QueueError::Io(
+        "injected: failed after its last item".into(),
+    ))
+}
+register_entry!("queue-test-consumer-failing", consumer_failing_at_the_end);
+
+/// Loses the last item it took (reports it not received).
+fn consumer_losing_one(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
+    let mut received = workers::consumer(handle)?;
+    received.pop();
+    Ok(received)
+}
+register_entry!("queue-test-consumer-losing", consumer_losing_one);
+
+/// Reports the first item it took twice.
+fn consumer_duplicating_one(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
+    let mut received = workers::consumer(handle)?;
+    if let Some(&first) = received.first() {
+        received.push(first);
+    }
+    Ok(received)
+}
+register_entry!("queue-test-consumer-duplicating", consumer_duplicating_one);
+
+/// A joinable plan as `queue-end-signal/joinable` runs it (with its sentinels put before
+/// `join`, or none), its consumers running `entry`.
+fn joinable_plans(flavor: Flavor, entry: &str) -> Vec<Plan> {
+    let consumers = if flavor.multi_consumer() { 2 } else { 1 };
+    [consumers, 0]
+        .into_iter()
+        .map(|sentinels| {
+            let mut plan = Plan::new(2, consumers, 20);
+            plan.method = StartMethod::Fork;
+            plan.joinable = true;
+            plan.sentinels = sentinels;
+            plan.consumer_entry = entry.to_string();
+            plan
+        })
+        .collect()
+}
+
+/// Issue 16 item 8: a joinable run used to drop a consumer's error (its result was
+/// `unwrap_or_default`ed to "received nothing") and return `Ok`.
+#[test]
+fn a_joinable_consumer_that_fails_makes_the_run_fail() {
+    for_each_flavor(|flavor| {
+        for plan in joinable_plans(flavor, "queue-test-consumer-failing") {
+            match producer_consumer(flavor, &Config::default(), &plan) {
+                Err(RunError::Process(ProcessError::Failed { name, message, .. })) => {
+                    assert!(name.starts_with("consumer-"), "{flavor:?}: {name}");
+                    assert!(message.contains("injected"), "{flavor:?}: {message}");
+                }
+                other => panic!(
+                    "{flavor:?}, {} sentinels: the consumer's error was not the run's: {other:?}",
+                    plan.sentinels
+                ),
+            }
+        }
+    });
+}
+
+/// Issue 16 item 8: `queue-end-signal/joinable` held whenever `join` returned, whatever
+/// the consumers received; it must check exactly-once delivery as the other variants do.
+#[test]
+fn a_joinable_run_that_loses_or_duplicates_an_item_is_violated() {
+    for_each_flavor(|flavor| {
+        for (entry, holds) in [
+            (workers::CONSUMER_ENTRY, true),
+            ("queue-test-consumer-losing", false),
+            ("queue-test-consumer-duplicating", false),
+        ] {
+            for plan in joinable_plans(flavor, entry) {
+                let outcome = producer_consumer(flavor, &Config::default(), &plan).unwrap();
+                assert_eq!(outcome.joined, Some(true), "{flavor:?} {entry}");
+                let verdict = queue_end_signal::verdict(&plan, &outcome);
+                let what = format!(
+                    "{flavor:?} {entry}, {} sentinels: {verdict:?}",
+                    plan.sentinels
+                );
+                if holds {
+                    assert_eq!(verdict, Verdict::Holds, "{what}");
+                } else {
+                    assert!(
+                        matches!(&verdict, Verdict::Violated { invariant, .. } if invariant.contains("exactly once")),
+                        "{what}"
+                    );
+                }
+            }
         }
     });
 }

@@ -85,7 +85,8 @@ pub fn main(args: Args) -> i32 {
 
     let mut reports = Vec::new();
     for target in targets.iter_mut() {
-        let config = Config::new(duration, procs, faults.clone(), seed);
+        let config =
+            Config::new(duration, procs, faults.clone(), seed).for_twin(target.expected_flaw());
         let bar = progress_bar(&target.name(), duration);
         let report = stress::run(target.as_mut(), &config, &mut |tick| {
             bar.set_position(tick.elapsed.as_millis().min(duration.as_millis()) as u64);

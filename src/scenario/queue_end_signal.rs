@@ -7,7 +7,7 @@
 //! the flavors several consumers can share (pipe, shm).
 
 use super::{Case, CaseContext, CaseOutcome, Scenario, Variant, Verdict};
-use crate::ipc::queue::workers::{producer_consumer, Plan, RunError};
+use crate::ipc::queue::workers::{producer_consumer, Outcome, Plan, RunError};
 use crate::ipc::queue::{Config, Flavor};
 use crate::process::StartMethod;
 use crate::schedule::Schedule;
@@ -112,15 +112,66 @@ impl Scenario for QueueEndSignal {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let verdict = if plan.joinable && outcome.joined != Some(true) {
-            Verdict::violated("join returns once every item is done", "join timed out")
-        } else if let Some(found) =
-            outcome.exactly_once_mismatch(params.producers, params.items_per_producer)
-        {
-            Verdict::violated("every item is received exactly once", found)
-        } else {
+        Ok(CaseOutcome::new(verdict(&plan, &outcome), Vec::new()))
+    }
+}
+
+/// The oracle of a run that ended (a hang is caught before): a joinable run must have
+/// joined, and every run, joinable or not, must have delivered every item exactly once.
+pub fn verdict(plan: &Plan, outcome: &Outcome) -> Verdict {
+    if plan.joinable && outcome.joined != Some(true) {
+        Verdict::violated("join returns once every item is done", "join timed out")
+    } else if let Some(found) =
+        outcome.exactly_once_mismatch(plan.producers, plan.items_per_producer)
+    {
+        Verdict::violated("every item is received exactly once", found)
+    } else {
+        Verdict::Holds
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joinable() -> Plan {
+        let mut plan = Plan::new(1, 2, 3);
+        plan.joinable = true;
+        plan
+    }
+
+    fn joined(received: Vec<Vec<(u32, u32)>>) -> Outcome {
+        Outcome {
+            received,
+            joined: Some(true),
+        }
+    }
+
+    #[test]
+    fn a_joined_run_holds_only_when_every_item_came_once() {
+        let plan = joinable();
+        assert_eq!(
+            verdict(&plan, &joined(vec![vec![(0, 0), (0, 2)], vec![(0, 1)]])),
             Verdict::Holds
+        );
+        for received in [
+            vec![vec![(0, 0)], vec![(0, 1)]],                 // lost (0, 2)
+            vec![vec![(0, 0), (0, 1)], vec![(0, 1), (0, 2)]], // (0, 1) twice
+            vec![Vec::new(), Vec::new()],                     // consumers reported nothing
+        ] {
+            let found = verdict(&plan, &joined(received.clone()));
+            assert!(
+                matches!(&found, Verdict::Violated { invariant, .. } if invariant.contains("exactly once")),
+                "{received:?}: {found:?}"
+            );
+        }
+        let timed_out = Outcome {
+            received: vec![Vec::new(); 2],
+            joined: Some(false),
         };
-        Ok(CaseOutcome::new(verdict, Vec::new()))
+        assert!(matches!(
+            verdict(&plan, &timed_out),
+            Verdict::Violated { invariant, .. } if invariant.contains("join")
+        ));
     }
 }

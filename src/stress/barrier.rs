@@ -23,7 +23,7 @@
 
 use super::board::Board;
 use super::notice::Notice;
-use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::barrier::MAX_PARTIES;
 use crate::ipc::sync::{Barrier, SyncError};
@@ -214,6 +214,10 @@ impl Target for BarrierTarget {
     }
     fn family(&self) -> &'static str {
         "barrier"
+    }
+    /// A pass before every party arrived is counted as corrupt.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        self.broken.then_some(Flaw::Corrupt)
     }
     fn accounting(&self) -> Accounting {
         Accounting::Operations

@@ -23,7 +23,7 @@
 use super::board::Board;
 use super::notice::{now_ns, Notice};
 use super::rng::Rng;
-use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::Event as SyncEvent;
 use crate::process::{self, Child};
@@ -197,6 +197,10 @@ impl Target for EventTarget {
     }
     fn family(&self) -> &'static str {
         "event"
+    }
+    /// A wait that returns before its round was set is counted as corrupt.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        self.broken.then_some(Flaw::Corrupt)
     }
     fn accounting(&self) -> Accounting {
         Accounting::Operations

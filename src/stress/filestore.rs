@@ -19,7 +19,7 @@
 //! name, caught by its lost updates.
 
 use super::board::Board;
-use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreError, StoreLockKind};
 use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,10 @@ impl Target for FileStoreTarget {
     }
     fn family(&self) -> &'static str {
         "filestore"
+    }
+    /// Without the lock, increments are lost (the store ends below the commits).
+    fn expected_flaw(&self) -> Option<Flaw> {
+        (self.kind == StoreLockKind::Unlocked).then_some(Flaw::Losses)
     }
     fn accounting(&self) -> Accounting {
         Accounting::Operations

@@ -20,7 +20,7 @@
 
 use super::board::Board;
 use super::notice::Notice;
-use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, JoinableQueue, Queue, QueueError, Role};
 use crate::ipc::shm::{Shared, ShmSafe};
@@ -278,6 +278,10 @@ impl Target for JoinableTarget {
     }
     fn family(&self) -> &'static str {
         "joinable"
+    }
+    /// A join that returns before every item is done is counted as corrupt.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        self.broken.then_some(Flaw::Corrupt)
     }
     fn accounting(&self) -> Accounting {
         Accounting::Operations

@@ -79,10 +79,16 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
 
 /// The broken twins: each target's mechanism with a deliberate defect its books must
 /// catch (the power check). Never run by default; selectable by exact name.
+/// Each names the figure that must catch it ([`Target::expected_flaw`]).
 pub fn broken_targets() -> Vec<Box<dyn Target>> {
+    use crate::ipc::queue::Flavor;
+    use queue::{Defect, QueueTarget};
     vec![
-        Box::new(queue::QueueTarget::dropping(crate::ipc::queue::Flavor::Shm)),
+        Box::new(QueueTarget::broken(Flavor::Shm, Defect::Dropping)),
+        Box::new(QueueTarget::broken(Flavor::Pipe, Defect::Duplicating)),
+        Box::new(QueueTarget::broken(Flavor::Pipe, Defect::Tearing)),
         Box::new(semaphore::SemaphoreTarget::broken()),
+        Box::new(semaphore::SemaphoreTarget::leaking()),
         Box::new(event::EventTarget::broken()),
         Box::new(barrier::BarrierTarget::broken()),
         Box::new(joinable::JoinableTarget::broken()),
@@ -173,6 +179,42 @@ mod tests {
         }
     }
 
+    /// `ipcbench prove` runs every twin and checks that it fails by the flaw it names.
+    #[test]
+    fn every_broken_twin_names_its_flaw_and_is_selected_only_by_its_name() {
+        let names = target_names();
+        let mut twins = std::collections::BTreeSet::new();
+        for twin in broken_targets() {
+            let name = twin.name();
+            assert!(twin.expected_flaw().is_some(), "{name} names no flaw");
+            assert!(!names.contains(&name), "{name} runs by default");
+            assert!(twins.insert(name.clone()), "two twins named {name}");
+            let chosen = select_targets(Some(&name)).unwrap();
+            assert_eq!(chosen.len(), 1, "{name}");
+            assert_eq!(chosen[0].expected_flaw(), twin.expected_flaw(), "{name}");
+        }
+        for target in all_targets() {
+            assert_eq!(target.expected_flaw(), None, "{}", target.name());
+        }
+    }
+
+    #[test]
+    fn only_a_twin_that_must_hang_gets_a_short_stall_bound() {
+        let base = || Config::new(Duration::from_secs(2), 4, Vec::new(), 1);
+        for flaw in [None, Some(Flaw::Losses), Some(Flaw::Corrupt)] {
+            let config = base().for_twin(flaw);
+            assert_eq!(
+                (config.duration, config.stall_after),
+                (base().duration, base().stall_after),
+                "{flaw:?}"
+            );
+        }
+        let config = base().for_twin(Some(Flaw::Hung));
+        assert_eq!(config.stall_after, runner::TWIN_STALL_AFTER);
+        assert_eq!(config.duration, runner::TWIN_HANG_WITHIN);
+        assert!(config.stall_after < config.duration);
+    }
+
     #[test]
     fn targets_select_by_name_or_family() {
         assert!(target_names().contains(&"pipe-duplex".to_string()));
@@ -183,6 +225,8 @@ mod tests {
         assert_eq!(select_targets(Some("semaphore-skipping")).unwrap().len(), 1);
         assert_eq!(select_targets(Some("filestore")).unwrap().len(), 3);
         assert!(!target_names().contains(&"filestore-unlocked".to_string()));
+        assert_eq!(select_targets(Some("queue")).unwrap().len(), 3);
+        assert_eq!(select_targets(Some("queue-pipe-tearing")).unwrap().len(), 1);
         let err = select_targets(Some("telepathy")).err().unwrap();
         assert!(
             err.contains("telepathy") && err.contains("pipe-duplex"),

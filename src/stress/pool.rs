@@ -10,7 +10,7 @@
 //! pool, and the books catch it).
 
 use super::message;
-use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::pool::{Pool, PoolError, PoolOptions};
 use crate::process::{Pid, StartMethod};
 use serde::{Deserialize, Serialize};
@@ -141,6 +141,10 @@ impl Target for PoolTarget {
     }
     fn family(&self) -> &'static str {
         "pool"
+    }
+    /// Tasks excused beyond the worker deaths are counted as losses.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        self.lie_every.map(|_| Flaw::Losses)
     }
     fn mean_fault_gap(&self) -> u64 {
         400

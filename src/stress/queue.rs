@@ -24,10 +24,16 @@
 //!   run ends there, the poisoned state is recorded, and the messages left in the stream
 //!   (at most the queue's maxsize) are accounted in flight with it — provided a kill was
 //!   delivered; a poisoned queue with no kill behind it is a failure.
+//!
+//! # Broken twins
+//!
+//! [`QueueTarget::broken`] injects a [`Defect`] in the target's own producers or
+//! consumers around the real queue, one message in [`DEFECT_EVERY`]: `dropping` must be
+//! caught as losses, `duplicating` as duplicates, `tearing` as corrupt deliveries.
 
 use super::board::Board;
 use super::message;
-use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, Flavor, Queue, QueueError, QueueHandle, Role};
@@ -71,13 +77,62 @@ pub fn poisoning(e: &QueueError) -> Option<String> {
     }
 }
 
-/// The broken twin's consumers drop (take and never forward) one message in this many.
-pub const DROP_EVERY: u64 = 64;
+/// A broken twin's defect hits one message in this many (by a consumer's count of
+/// messages taken, or a producer's sequence number): deterministic, and dozens of times
+/// in a two-second run.
+pub const DEFECT_EVERY: u64 = 64;
+
+/// The deliberate defect of a broken queue twin, injected in the target's own worker
+/// processes around the real queue (the kind of bug a hurried change to a put or a get
+/// path makes), so the books must catch it end to end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Defect {
+    /// The correct target.
+    #[default]
+    None,
+    /// Consumers take one message in [`DEFECT_EVERY`] and never forward it (a loss with
+    /// no kill behind it, which the bounded excuse must not cover).
+    Dropping,
+    /// Consumers forward one message in [`DEFECT_EVERY`] twice (a retry after a send
+    /// believed to have failed that had in fact gone through).
+    Duplicating,
+    /// Producers put one message in [`DEFECT_EVERY`] first torn (its last byte cut, as a
+    /// write cut short leaves a frame) and then whole (the retry): the torn copy must be
+    /// refused by the message's checksum, as corrupt.
+    Tearing,
+}
+
+impl Defect {
+    /// The suffix of the twin's target name.
+    fn suffix(self) -> &'static str {
+        match self {
+            Defect::None => "",
+            Defect::Dropping => "-dropping",
+            Defect::Duplicating => "-duplicating",
+            Defect::Tearing => "-tearing",
+        }
+    }
+
+    /// The figure of the books that must catch it.
+    fn flaw(self) -> Option<Flaw> {
+        match self {
+            Defect::None => None,
+            Defect::Dropping => Some(Flaw::Losses),
+            Defect::Duplicating => Some(Flaw::Duplicates),
+            Defect::Tearing => Some(Flaw::Corrupt),
+        }
+    }
+
+    /// Whether the defect hits the `n`-th message (counted from 1) a worker handles.
+    fn hits(self, wanted: Defect, n: u64) -> bool {
+        self == wanted && n.is_multiple_of(DEFECT_EVERY)
+    }
+}
 
 pub struct QueueTarget {
     flavor: Flavor,
-    /// The broken twin: consumers drop one message in [`DROP_EVERY`], with no kill.
-    dropping: bool,
+    /// A broken twin's defect ([`Defect::None`] for the real target).
+    defect: Defect,
     queue: Option<SharedQueue>,
     /// The shm ring opened a second time, to read its `lost` counter at the end.
     lost_probe: Option<ShmQueue>,
@@ -95,7 +150,7 @@ impl QueueTarget {
     pub fn new(flavor: Flavor) -> QueueTarget {
         QueueTarget {
             flavor,
-            dropping: false,
+            defect: Defect::None,
             queue: None,
             lost_probe: None,
             producers: Arc::default(),
@@ -106,11 +161,10 @@ impl QueueTarget {
         }
     }
 
-    /// The broken twin: consumer processes that lose one message in [`DROP_EVERY`] with
-    /// no kill behind it, which the bounded excuse must not cover.
-    pub fn dropping(flavor: Flavor) -> QueueTarget {
+    /// A broken twin: `flavor`'s queue with `defect` (named `queue-FLAVOR-DEFECT`).
+    pub fn broken(flavor: Flavor, defect: Defect) -> QueueTarget {
         QueueTarget {
-            dropping: true,
+            defect,
             ..QueueTarget::new(flavor)
         }
     }
@@ -222,7 +276,7 @@ struct QueueWorkerArgs {
     /// Consumers only: the write end of the pipe to the parent.
     forward: Option<ConnectionHandle>,
     #[serde(default)]
-    dropping: bool,
+    defect: Defect,
 }
 
 /// Waits for the end of the run (a poisoned queue moves nothing more).
@@ -243,6 +297,14 @@ fn queue_worker(args: QueueWorkerArgs) -> Result<u64, String> {
     while !board.stop_requested() {
         let msg = message::encode(args.spec.producer, seq, args.spec.max_body);
         cell.attempted.store(seq + 1, Ordering::SeqCst);
+        if args.defect.hits(Defect::Tearing, seq + 1) {
+            let torn = &msg[..msg.len() - 1];
+            match queue.put(torn, Some(BLOCK_LIMIT)) {
+                Ok(()) => {}
+                Err(e) if poisoning(&e).is_some() => {}
+                Err(e) => return Err(format!("torn put of seq {seq}: {e}")),
+            }
+        }
         loop {
             match queue.put(&msg, Some(PUT_SLICE)) {
                 Ok(()) => break,
@@ -294,7 +356,10 @@ fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
             Ok(()) => {
                 empty_after_done = 0;
                 taken += 1;
-                if !(args.dropping && taken.is_multiple_of(DROP_EVERY)) {
+                if !args.defect.hits(Defect::Dropping, taken) {
+                    send(TAG_MESSAGE, &buf)?;
+                }
+                if args.defect.hits(Defect::Duplicating, taken) {
                     send(TAG_MESSAGE, &buf)?;
                 }
             }
@@ -374,14 +439,13 @@ fn read_forwarded(
 
 impl Target for QueueTarget {
     fn name(&self) -> String {
-        if self.dropping {
-            format!("queue-{}-dropping", self.flavor.name())
-        } else {
-            format!("queue-{}", self.flavor.name())
-        }
+        format!("queue-{}{}", self.flavor.name(), self.defect.suffix())
     }
     fn family(&self) -> &'static str {
         "queue"
+    }
+    fn expected_flaw(&self) -> Option<Flaw> {
+        self.defect.flaw()
     }
     fn mean_fault_gap(&self) -> u64 {
         // Roughly in proportion to each flavor's pace under load here.
@@ -432,7 +496,7 @@ impl Target for QueueTarget {
                 spec: spec.clone(),
                 handle,
                 forward: forward.as_ref().map(|(h, _)| *h),
-                dropping: self.dropping,
+                defect: self.defect,
             },
             options,
         )

@@ -200,7 +200,25 @@ impl Config {
             max_body: 512,
         }
     }
+
+    /// The run of a target that must be caught by `flaw` ([`Target::expected_flaw`]):
+    /// unchanged, except for a twin that must hang, whose stall is a hang after
+    /// [`TWIN_STALL_AFTER`] and may come as late as [`TWIN_HANG_WITHIN`] (the hang, not
+    /// the duration, ends its run), so that it is caught in the main loop within about a
+    /// second, not by the bound on the end of the run.
+    pub fn for_twin(mut self, flaw: Option<Flaw>) -> Config {
+        if flaw == Some(Flaw::Hung) {
+            self.stall_after = self.stall_after.min(TWIN_STALL_AFTER);
+            self.duration = self.duration.max(TWIN_HANG_WITHIN);
+        }
+        self
+    }
 }
+
+/// How long a twin that must hang may make no progress before it is reported hung.
+pub const TWIN_STALL_AFTER: Duration = Duration::from_secs(1);
+/// How long a twin that must hang is given to stall.
+pub const TWIN_HANG_WITHIN: Duration = Duration::from_secs(10);
 
 /// Progress while running, for a bar.
 #[derive(Clone, Copy, Debug, Default)]

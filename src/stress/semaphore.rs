@@ -20,12 +20,16 @@
 //!   acquire and the `fetch_or`, or between the clear and release), so
 //!   `bound - value <= kills - dead holders given back`.
 //!
-//! The broken twin ([`SemaphoreTarget::broken`]) skips the acquire (and its release)
-//! once in [`SKIP_EVERY`] operations: more holders than permits, which the exclusion book
-//! must catch.
+//! Two broken twins, each hitting one operation in [`SKIP_EVERY`]:
+//! * `semaphore-skipping` ([`SemaphoreTarget::broken`]) skips the acquire (and its
+//!   release): more holders than permits, which the exclusion book must catch;
+//! * `semaphore-leaking` ([`SemaphoreTarget::leaking`]) forgets the release (an early
+//!   return that skips it): the permits run out with no process dead, every worker then
+//!   waits in `acquire` for good, and the run must end as `Hung`, naming each worker and
+//!   the futex it waits on.
 
 use super::board::Board;
-use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::{Semaphore, SyncError};
 use crate::process::{self, Child, Pid};
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 /// Permits.
 pub const BOUND: u32 = 3;
-/// The broken twin skips one acquire in this many.
+/// A broken twin skips one acquire (or forgets one release) in this many.
 pub const SKIP_EVERY: u64 = 8;
 /// Bound on one acquire: far beyond any pause a fault causes.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,8 +58,27 @@ struct Cells {
 // SAFETY: atomics only; zero is the valid initial state.
 unsafe impl ShmSafe for Cells {}
 
+/// A broken twin's defect, in its workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Defect {
+    /// The correct target.
+    #[default]
+    None,
+    /// Skips one acquire (and its release) in [`SKIP_EVERY`].
+    Skipping,
+    /// Forgets one release in [`SKIP_EVERY`].
+    Leaking,
+}
+
+impl Defect {
+    /// Whether this defect is `wanted` and hits operation `seq` (from 0).
+    fn hits(self, wanted: Defect, seq: u64) -> bool {
+        self == wanted && seq % SKIP_EVERY == SKIP_EVERY - 1
+    }
+}
+
 pub struct SemaphoreTarget {
-    broken: bool,
+    defect: Defect,
     state: Option<(Semaphore, Shared<Cells>)>,
     /// Permits given back on behalf of holders killed inside.
     given_back: u64,
@@ -67,7 +90,7 @@ pub struct SemaphoreTarget {
 impl SemaphoreTarget {
     pub fn new() -> SemaphoreTarget {
         SemaphoreTarget {
-            broken: false,
+            defect: Defect::None,
             state: None,
             given_back: 0,
             recovered_by_semaphore: 0,
@@ -75,10 +98,18 @@ impl SemaphoreTarget {
         }
     }
 
-    /// The broken twin: skips one acquire in [`SKIP_EVERY`].
+    /// The broken twin `semaphore-skipping`: skips one acquire in [`SKIP_EVERY`].
     pub fn broken() -> SemaphoreTarget {
         SemaphoreTarget {
-            broken: true,
+            defect: Defect::Skipping,
+            ..SemaphoreTarget::new()
+        }
+    }
+
+    /// The broken twin `semaphore-leaking`: forgets one release in [`SKIP_EVERY`].
+    pub fn leaking() -> SemaphoreTarget {
+        SemaphoreTarget {
+            defect: Defect::Leaking,
             ..SemaphoreTarget::new()
         }
     }
@@ -105,7 +136,8 @@ struct SemaphoreWorkerArgs {
     spec: WorkerSpec,
     semaphore: String,
     cells: String,
-    broken: bool,
+    #[serde(default)]
+    defect: Defect,
 }
 
 fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
@@ -122,7 +154,7 @@ fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
     let mut seq = 0u64;
     while !board.stop_requested() {
         cell.attempted.store(seq + 1, SeqCst);
-        let skip = args.broken && seq % SKIP_EVERY == SKIP_EVERY - 1;
+        let skip = args.defect.hits(Defect::Skipping, seq);
         if !skip {
             sem.acquire(OP_TIMEOUT).map_err(|e| e.to_string())?;
         }
@@ -134,7 +166,7 @@ fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
         // Hold a little, so holders overlap (and a fault may land inside).
         std::thread::yield_now();
         cells.inside.fetch_and(!bit, SeqCst);
-        if !skip {
+        if !skip && !args.defect.hits(Defect::Leaking, seq) {
             sem.release().map_err(|e| e.to_string())?;
         }
         cell.committed.store(seq + 1, SeqCst);
@@ -146,14 +178,24 @@ crate::register_entry!("stress-semaphore-worker", semaphore_worker);
 
 impl Target for SemaphoreTarget {
     fn name(&self) -> String {
-        if self.broken {
-            "semaphore-skipping".into()
-        } else {
-            "semaphore".into()
+        match self.defect {
+            Defect::None => "semaphore",
+            Defect::Skipping => "semaphore-skipping",
+            Defect::Leaking => "semaphore-leaking",
         }
+        .into()
     }
     fn family(&self) -> &'static str {
         "semaphore"
+    }
+    /// More holders than permits are counted as duplicates (a permit held twice); a
+    /// leaked permit stalls every worker.
+    fn expected_flaw(&self) -> Option<Flaw> {
+        match self.defect {
+            Defect::None => None,
+            Defect::Skipping => Some(Flaw::Duplicates),
+            Defect::Leaking => Some(Flaw::Hung),
+        }
     }
     fn accounting(&self) -> Accounting {
         Accounting::Operations
@@ -170,7 +212,7 @@ impl Target for SemaphoreTarget {
                 spec: spec.clone(),
                 semaphore,
                 cells,
-                broken: self.broken,
+                defect: self.defect,
             },
             spec.options('w'),
         )

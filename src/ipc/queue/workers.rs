@@ -36,6 +36,15 @@ pub struct Plan {
     pub method: StartMethod,
     /// Bound on each phase (producers, then consumers); past it, a `Hung` report.
     pub deadline: Duration,
+    /// The entry point every consumer runs: [`CONSUMER_ENTRY`], or (a test hook) an
+    /// entry of the same arguments and result that wraps [`consumer`] with a defect, so
+    /// that a test can prove a consumer's error or a lost item reaches the verdict.
+    #[serde(default = "default_consumer_entry")]
+    pub consumer_entry: String,
+}
+
+fn default_consumer_entry() -> String {
+    CONSUMER_ENTRY.to_string()
 }
 
 impl Plan {
@@ -50,6 +59,7 @@ impl Plan {
             joinable: false,
             method: StartMethod::Spawn,
             deadline: Duration::from_secs(20),
+            consumer_entry: default_consumer_entry(),
         }
     }
 }
@@ -125,8 +135,9 @@ fn producer(args: ProducerArgs) -> Result<u32, QueueError> {
 }
 register_entry!(PRODUCER_ENTRY, producer);
 
-/// Gets until a sentinel, marking each item done; returns what it received.
-fn consumer(queue: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
+/// The consumer's body ([`CONSUMER_ENTRY`]): gets until a sentinel, marking each item
+/// done; returns what it received.
+pub fn consumer(queue: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
     let queue = JoinableQueue::open(queue)?;
     let mut received = Vec::new();
     loop {
@@ -183,7 +194,7 @@ pub fn producer_consumer_on(queue: Box<dyn Queue>, plan: &Plan) -> Result<Outcom
     let mut consumers = (0..plan.consumers)
         .map(|i| {
             start(
-                CONSUMER_ENTRY,
+                &plan.consumer_entry,
                 format!("consumer-{i}"),
                 Role::Consumer,
                 &|h| serde_json::to_value(h).expect("handle encodes"),
