@@ -169,6 +169,43 @@ fn the_unlocked_pipe_queue_is_torn_inside_one_get_and_the_safe_queues_hold_on_th
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }
 
+/// One switch later than [`split_get_case`]: consumer 2 stops after reading the second
+/// frame's header (holding the read lock where there is one), and consumer 0 goes on.
+/// Unlocked, consumer 0 reads the payload as a header; locked, it finds the lock busy
+/// and passes the turn until consumer 2 is done; the ring's slots are claimed whole.
+#[test]
+fn a_get_stopped_after_its_header_tears_the_unlocked_queue_and_blocks_a_locked_reader() {
+    let _serial = serial();
+    let many = scenario::find("queue-many-consumers").unwrap();
+    let mut case = split_get_case();
+    case.schedule = Schedule::new(vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 1]);
+    let labels = |variant: &str| {
+        let outcome = run_case(many, variant, &case).unwrap();
+        let labels: Vec<(usize, String)> = outcome
+            .history
+            .iter()
+            .map(|e| (e.worker, e.operation.clone()))
+            .collect();
+        (outcome.verdict, labels)
+    };
+    let (verdict, _) = labels("no-read-lock");
+    assert_eq!(verdict.label(), "violated", "{verdict}");
+    let (verdict, history) = labels("read-lock");
+    assert_eq!(verdict, Verdict::Holds);
+    assert!(
+        history.contains(&(1, "queue-lock/lock:busy".to_string())),
+        "consumer 0 should find the read lock held: {history:?}"
+    );
+    let (verdict, history) = labels("shm-ring");
+    assert_eq!(verdict, Verdict::Holds);
+    for point in ["queue-shm/claim:reserved", "queue-shm/put:before-publish"] {
+        assert!(
+            history.iter().any(|(_, op)| op == point),
+            "{point} in {history:?}"
+        );
+    }
+}
+
 /// The binary the CLI tests start (`CARGO_BIN_EXE_ipcbench`) has the points too: its
 /// search catches the unlocked queue in a handful of cases, shrunk to a schedule whose
 /// evidence names the point.

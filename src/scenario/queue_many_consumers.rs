@@ -339,19 +339,28 @@ fn deep_worker(args: DeepArgs) -> Result<DeepReport, String> {
     } else {
         loop {
             let mut got = None;
-            let progressed = ts
-                .try_step(me, "get", || match queue.get(Some(Duration::ZERO)) {
+            let mut drained = false;
+            ts.try_step(me, "get", || {
+                // Read before the get, inside the step: an empty queue after every put
+                // was in means nothing more will come.
+                let all_in = books[PUT].load(Ordering::SeqCst) == args.total
+                    || books[STOP].load(Ordering::SeqCst) != 0;
+                match queue.get(Some(Duration::ZERO)) {
                     Ok(item) => {
                         got = Some(item);
                         true
                     }
-                    Err(QueueError::Empty) => false,
+                    Err(QueueError::Empty) => {
+                        drained = all_in;
+                        false
+                    }
                     Err(e) => {
                         failure = Some(e);
                         true
                     }
-                })
-                .map_err(str)?;
+                }
+            })
+            .map_err(str)?;
             if failure.is_some() {
                 books[STOP].store(1, Ordering::SeqCst);
                 break;
@@ -370,12 +379,7 @@ fn deep_worker(args: DeepArgs) -> Result<DeepReport, String> {
                     )));
                     break;
                 }
-                None if !progressed
-                    && (books[PUT].load(Ordering::SeqCst) == args.total
-                        || books[STOP].load(Ordering::SeqCst) != 0) =>
-                {
-                    break
-                }
+                None if drained => break,
                 None => {}
             }
         }
