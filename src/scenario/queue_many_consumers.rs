@@ -32,6 +32,7 @@ use crate::process::{self, Options, ProcessError, StartMethod};
 use crate::schedule::{self, Mode, Schedule, Turnstile, TurnstileHandle, POINTS_ENABLED};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -91,19 +92,10 @@ impl Scenario for QueueManyConsumers {
         if POINTS_ENABLED {
             return deep_cases();
         }
-        (1usize..=2, 2usize..=4, 1500u32..=3000, 2048usize..=4096)
-            .prop_map(|(producers, consumers, items_per_producer, payload)| {
-                Case::new(
-                    &Params {
-                        producers,
-                        consumers,
-                        items_per_producer,
-                        payload,
-                    },
-                    Schedule::default(),
-                )
-            })
-            .boxed()
+        cases_over(
+            (1..=2, 2..=4, 1500..=3000, 2048..=4096),
+            Just(Schedule::default()).boxed(),
+        )
     }
 
     fn run(
@@ -168,13 +160,20 @@ const DEEP_BLOCK_LIMIT: Duration = Duration::from_millis(300);
 /// Deep cases: a few small items and a forced schedule over every worker (producers
 /// first, then consumers; choices name a worker modulo their number).
 fn deep_cases() -> BoxedStrategy<Case> {
-    (
-        1usize..=2,
-        2usize..=3,
-        1u32..=3,
-        8usize..=32,
-        Schedule::strategy(24, 5),
-    )
+    cases_over((1..=2, 2..=3, 1..=3, 8..=32), Schedule::strategy(24, 5))
+}
+
+/// Cases over ranges of (producers, consumers, items per producer, payload bytes).
+fn cases_over(
+    (producers, consumers, items, payload): (
+        RangeInclusive<usize>,
+        RangeInclusive<usize>,
+        RangeInclusive<u32>,
+        RangeInclusive<usize>,
+    ),
+    schedules: BoxedStrategy<Schedule>,
+) -> BoxedStrategy<Case> {
+    (producers, consumers, items, payload, schedules)
         .prop_map(
             |(producers, consumers, items_per_producer, payload, schedule)| {
                 Case::new(
