@@ -128,9 +128,18 @@ impl VariantResult {
             Err(_) => Vec::new(),
         };
         if steps.is_empty() {
-            case.schedule.to_string()
+            return case.schedule.to_string();
+        }
+        // A forced deadlock can cycle for hundreds of steps: the start is what matters.
+        let more = steps.len().saturating_sub(MAX_STEPS_SHOWN);
+        let shown = steps[..steps.len() - more].join(",");
+        if more > 0 {
+            format!(
+                "{} -> steps by worker {shown},... ({more} more)",
+                case.schedule
+            )
         } else {
-            format!("{} -> steps by worker {}", case.schedule, steps.join(","))
+            format!("{} -> steps by worker {shown}", case.schedule)
         }
     }
 
@@ -150,6 +159,9 @@ impl VariantResult {
         }
     }
 }
+
+/// Most steps a reproduction's schedule text lists.
+const MAX_STEPS_SHOWN: usize = 64;
 
 /// The command that reruns exactly `case` (the JSON is quoted for a POSIX shell).
 pub fn replay_command(scenario: &str, variant: &str, case: &Case) -> String {

@@ -30,6 +30,17 @@
 //!
 //! The same segment holds an event log: each step (and each [`Turnstile::record`]) appends
 //! (worker, operation, value, CLOCK_MONOTONIC time), which the scenario's oracle reads.
+//!
+//! # Points inside a step
+//!
+//! With the `schedule-points` feature, the mechanisms mark their critical windows with
+//! [`point`] ("queue-pipe/get:after-header"): a step's action is then cut at each point
+//! into several steps, so a schedule can hand the turn to another process *inside* one
+//! `put`, `get` or `acquire`. See [`points`] for the rules; a worker opts in with
+//! [`install`].
+
+mod points;
+pub use points::{install, point, wait_point, ENABLED as POINTS_ENABLED};
 
 use crate::ipc::futex;
 use crate::ipc::shm::{Shared, ShmSafe};
@@ -45,7 +56,7 @@ pub const MAX_CHOICES: usize = 256;
 /// Most events the log keeps (later ones are counted, not stored).
 pub const MAX_EVENTS: usize = 512;
 /// Bytes of an operation label kept in the log.
-pub const LABEL_BYTES: usize = 24;
+pub const LABEL_BYTES: usize = 48;
 /// Steps after which a forced run is declared a livelock.
 pub const MAX_STEPS: u32 = 100_000;
 
@@ -106,6 +117,8 @@ pub enum ScheduleError {
     },
     #[error("livelock: more than {MAX_STEPS} steps without every worker finishing")]
     Livelock,
+    #[error("step {label:?} taken inside another step's action (an action yields at a schedule point, not a step)")]
+    Nested { label: String },
     #[error("turnstile shared memory: {0}")]
     Shm(#[from] std::io::Error),
 }
@@ -196,6 +209,12 @@ pub struct Turnstile {
     /// How long a worker waits for its turn before giving up.
     turn_timeout: Duration,
     rng: std::cell::Cell<u64>,
+    /// True while this process runs a forced step's action: only then do schedule points
+    /// take the turn (see [`points`]).
+    in_step: std::cell::Cell<bool>,
+    /// The first error a schedule point met waiting for its turn (it has no caller to
+    /// return it to): the enclosing step returns it.
+    point_error: std::cell::RefCell<Option<ScheduleError>>,
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
@@ -250,11 +269,7 @@ impl Turnstile {
             }),
             Ordering::Release,
         );
-        Ok(Turnstile {
-            shared,
-            turn_timeout: Duration::from_secs(30),
-            rng: std::cell::Cell::new(0),
-        })
+        Ok(Turnstile::new(shared, 0))
     }
 
     pub fn handle(&self) -> TurnstileHandle {
@@ -273,11 +288,17 @@ impl Turnstile {
         }
         let seed = shared.seed.load(Ordering::Relaxed)
             ^ (worker as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Ok(Turnstile {
+        Ok(Turnstile::new(shared, seed | 1))
+    }
+
+    fn new(shared: Shared<State>, rng: u64) -> Turnstile {
+        Turnstile {
             shared,
             turn_timeout: Duration::from_secs(30),
-            rng: std::cell::Cell::new(seed | 1),
-        })
+            rng: std::cell::Cell::new(rng),
+            in_step: std::cell::Cell::new(false),
+            point_error: std::cell::RefCell::new(None),
+        }
     }
 
     /// Bounds how long a worker waits for its turn (default 30 s).
@@ -347,8 +368,19 @@ impl Turnstile {
             self.record(worker, label, value);
             return Ok(r);
         }
+        if self.in_step.get() {
+            return Err(ScheduleError::Nested {
+                label: label.to_string(),
+            });
+        }
         self.wait_turn(worker)?;
-        let (r, progressed, value) = action();
+        let (r, progressed, value) = {
+            let _inside = InStep::enter(&self.in_step);
+            action()
+        };
+        if let Some(e) = self.point_error.borrow_mut().take() {
+            return Err(e);
+        }
         self.record(worker, label, value);
         self.advance(|u| Unpacked {
             step: u.step + 1,
@@ -385,6 +417,34 @@ impl Turnstile {
                 ..u
             });
         }
+    }
+
+    /// A schedule point reached by `worker` inside its step's action (see [`points`]):
+    /// records `label`, ends the step there (blocked when the worker is about to wait for
+    /// another process) and waits for the worker's next turn. False, doing nothing, when
+    /// not inside a forced step (or after a point failed); also false for a wait when no
+    /// other worker is left to give the turn to, so the caller waits in the kernel.
+    #[cfg_attr(not(feature = "schedule-points"), allow(dead_code))]
+    fn reach_point(&self, worker: usize, label: &str, blocked: bool) -> bool {
+        if !self.in_step.get() || !self.is_forced() || self.point_error.borrow().is_some() {
+            return false;
+        }
+        let u = unpack(self.shared.state.load(Ordering::Acquire));
+        let others = (0..self.workers()).any(|w| w != worker && u.finished & (1 << w) == 0);
+        if blocked && !others {
+            return false;
+        }
+        self.record(worker, label, 0);
+        self.advance(|u| Unpacked {
+            step: u.step + 1,
+            holder: worker,
+            blocked,
+            finished: u.finished,
+        });
+        if let Err(e) = self.wait_turn(worker) {
+            *self.point_error.borrow_mut() = Some(e);
+        }
+        true
     }
 
     fn advance(&self, change: impl Fn(Unpacked) -> Unpacked) {
@@ -529,6 +589,22 @@ impl Turnstile {
     /// Steps taken so far.
     pub fn steps(&self) -> u32 {
         unpack(self.shared.state.load(Ordering::Acquire)).step
+    }
+}
+
+/// Marks a forced step's action as running, until dropped (also on unwinding).
+struct InStep<'a>(&'a std::cell::Cell<bool>);
+
+impl<'a> InStep<'a> {
+    fn enter(flag: &'a std::cell::Cell<bool>) -> InStep<'a> {
+        flag.set(true);
+        InStep(flag)
+    }
+}
+
+impl Drop for InStep<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
     }
 }
 

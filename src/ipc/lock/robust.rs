@@ -236,7 +236,28 @@ pub(crate) fn realtime_deadline(timeout: Duration) -> libc::timespec {
 
 impl<const ROBUST: bool> Lock for PthreadMutex<ROBUST> {
     fn acquire(&self, timeout: Duration) -> Result<Acquired, LockError> {
-        let deadline = realtime_deadline(timeout);
+        let mut left = timeout;
+        // In a forced schedule a held mutex passes the turn (its holder needs it to get
+        // to its unlock) instead of sleeping in the kernel; compiled out without schedule
+        // points.
+        if crate::schedule::POINTS_ENABLED {
+            let until = std::time::Instant::now() + timeout;
+            let label = if ROBUST {
+                "lock-robust/acquire:busy"
+            } else {
+                "lock-plain/acquire:busy"
+            };
+            loop {
+                if let Some(acquired) = self.try_acquire()? {
+                    return Ok(acquired);
+                }
+                left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !crate::schedule::wait_point(label) {
+                    break;
+                }
+            }
+        }
+        let deadline = realtime_deadline(left);
         loop {
             // SAFETY: the mutex was initialised by its creator (checked at open) and stays
             // mapped while `self` lives.

@@ -48,6 +48,7 @@ use super::{
 use crate::ipc::frame::{self, HEADER_LEN};
 use crate::ipc::pipe::{pipe, Connection, PipeError, PipeKind};
 use crate::ipc::shm::{Shared, ShmSafe};
+use crate::schedule::{point, wait_point};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -396,6 +397,10 @@ impl PipeQueue {
                 libc::write(fd, rest.as_ptr().cast(), rest.len())
             }) {
                 Ok(n) => {
+                    if sent + n < bytes.len() {
+                        // Part of the frame is out: a reader may take it before the rest.
+                        point("queue-pipe/put:mid-frame");
+                    }
                     if sent == 0 {
                         // Once a frame has started it is always finished, whatever the
                         // caller's timeout (within the block limit).
@@ -492,6 +497,9 @@ impl PipeQueue {
                 .into(),
             ));
         }
+        // Header read, payload still in the pipe: without the read lock, another consumer
+        // reading now takes this frame's payload for its header.
+        point("queue-pipe/get:after-header");
         let header = frame::decode_header(&header, self.config.max_message)
             .map_err(|e| QueueError::Corrupt(e.to_string()))?;
         if track {
@@ -555,6 +563,16 @@ impl PipeQueue {
     /// queue), rather than wait out the block limit.
     fn wait_mid_frame(&self, c: &Control, fd: RawFd, finish: Instant) -> Result<(), QueueError> {
         loop {
+            // In a forced schedule the rest comes from a process that needs the turn.
+            if wait_point("queue-pipe/get:mid-frame") {
+                if poll_fd(fd, libc::POLLIN, Instant::now())? {
+                    return Ok(());
+                }
+                c.check()?;
+                if Instant::now() < finish {
+                    continue;
+                }
+            }
             let slice = (Instant::now() + MID_FRAME_CHECK).min(finish);
             if poll_fd(fd, libc::POLLIN, slice)? {
                 return Ok(());
@@ -600,10 +618,15 @@ impl Queue for PipeQueue {
                 if control.items() < limit {
                     break;
                 }
+                if wait_point("queue-pipe/put:full") && Instant::now() < wait.deadline {
+                    continue;
+                }
                 if !control.room.wait(seen, wait.deadline) {
                     return Err(wait.expired("put", QueueError::Full));
                 }
             }
+            // Room seen, lock not taken: another producer may fill it first.
+            point("queue-pipe/put:room-seen");
             let Some(guard) = control.write_lock.lock(wait.lock_deadline())? else {
                 return Err(wait.expired("put", QueueError::Full));
             };
@@ -632,6 +655,7 @@ impl Queue for PipeQueue {
             if !poll_fd(fd, libc::POLLIN, wait.deadline)? {
                 return Err(wait.expired("get", QueueError::Empty));
             }
+            point("queue-pipe/get:data-seen");
             return self.read_frame(control, fd, &wait, false);
         }
         loop {
@@ -641,6 +665,8 @@ impl Queue for PipeQueue {
                 return Err(wait.expired("get", QueueError::Empty));
             }
             control.check()?;
+            // Data seen, lock not taken: another consumer may take it first.
+            point("queue-pipe/get:data-seen");
             let Some(guard) = control.read_lock.lock(wait.lock_deadline())? else {
                 return Err(wait.expired("get", QueueError::Empty));
             };

@@ -47,6 +47,7 @@ use super::{
 };
 use crate::ipc::futex;
 use crate::ipc::shm::{Shared, ShmSafe};
+use crate::schedule::{point, wait_point};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -352,6 +353,8 @@ impl ShmQueue {
             if turn == 1 {
                 self.prefetch(pos, self.config.max_message, false);
             }
+            // Another claimer reserving the slot now makes this claim Busy.
+            point("queue-shm/claim:turn-seen");
             // Reserve first, so the pid is there before the position is ours. Looked at
             // before the CAS: a failing CAS would still pull the line away from the peer
             // that is about to clear it.
@@ -363,6 +366,8 @@ impl ShmQueue {
             {
                 return Attempt::Busy;
             }
+            // Reserved, the counter not yet advanced: another claimer finds the slot Busy.
+            point("queue-shm/claim:reserved");
             // Still this position's turn (not a stale read of another lap), and nobody
             // advanced the counter (only a reserver can): the position is ours.
             if slot.seq.load(Ordering::Acquire) == pos + turn
@@ -443,6 +448,8 @@ impl ShmQueue {
         // the message fits (checked by the caller against max_message).
         unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), self.data(pos), message.len()) };
         slot.len.store(message.len() as u32, Ordering::Relaxed);
+        // Claimed and written, not published: a get at this position finds the ring empty.
+        point("queue-shm/put:before-publish");
         slot.seq.store(pos + 1, Ordering::Release);
         slot.owner.store(0, Ordering::Release);
         signal(&header.published.0);
@@ -520,6 +527,8 @@ impl ShmQueue {
                 Ok(())
             }
         };
+        // Taken, not released: a put a lap later finds the ring full.
+        point("queue-shm/get:before-release");
         // A CAS, not a store: a writer that took this process for dead may have released
         // the slot already (see `recover_dead_reader`).
         let _ = slot.seq.compare_exchange(
@@ -615,7 +624,11 @@ impl ShmQueue {
                 // A nowait call gives up only on a definite full/empty; a reservation in
                 // flight is given the spin and yield rounds to clear.
                 Attempt::Blocked if nowait => break,
-                Attempt::Blocked | Attempt::Busy => {}
+                // A peer's reservation: in a forced schedule, let it run to clear it.
+                Attempt::Busy => {
+                    wait_point("queue-shm/claim:busy");
+                }
+                Attempt::Blocked => {}
             }
         }
         if nowait {
@@ -647,6 +660,9 @@ impl ShmQueue {
                 return Ok(None);
             }
             recover();
+            if wait_point("queue-shm/wait") {
+                continue;
+            }
             waiters.fetch_add(1, Ordering::SeqCst);
             futex::wait(word, seen, Some(deadline.min(now + nap)));
             waiters.fetch_sub(1, Ordering::SeqCst);

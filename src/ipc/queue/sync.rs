@@ -50,10 +50,31 @@ impl RobustMutex {
 
     /// Locks before `deadline`; None when the deadline passed first.
     pub fn lock(&self, deadline: Instant) -> std::io::Result<Option<MutexGuard<'_>>> {
+        // In a forced schedule a held lock passes the turn (its holder needs it to get
+        // to its unlock) instead of sleeping in the kernel; without schedule points this
+        // loop is compiled out.
+        while crate::schedule::POINTS_ENABLED {
+            // SAFETY: the mutex was initialised by its creator.
+            let r = unsafe { libc::pthread_mutex_trylock(self.inner.get()) };
+            if r != libc::EBUSY {
+                return self.locked(r);
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            if !crate::schedule::wait_point("queue-lock/lock:busy") {
+                break;
+            }
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let abs = crate::ipc::lock::robust::realtime_deadline(left);
         // SAFETY: the mutex was initialised by its creator; `abs` is a valid timespec.
         let r = unsafe { libc::pthread_mutex_timedlock(self.inner.get(), &abs) };
+        self.locked(r)
+    }
+
+    /// The guard for a lock call's result `r`; None for a timeout.
+    fn locked(&self, r: i32) -> std::io::Result<Option<MutexGuard<'_>>> {
         match r {
             0 => Ok(Some(MutexGuard {
                 mutex: self,

@@ -9,6 +9,7 @@
 use super::{create_state, open_state, SyncError, Tagged};
 use crate::ipc::futex::{self, Wake};
 use crate::ipc::shm::{Shared, ShmSafe};
+use crate::schedule::{point, wait_point};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
@@ -106,7 +107,11 @@ impl Semaphore {
         let value = &self.state.value;
         let mut seen = value.load(SeqCst);
         while seen > 0 {
-            match value.compare_exchange_weak(seen, seen - 1, SeqCst, SeqCst) {
+            // Count checked, permit not taken: another acquirer may take it first. (A
+            // strong CAS: a spurious failure would pass the point once more, and a forced
+            // schedule must count the same steps every time.)
+            point("semaphore/acquire:count-seen");
+            match value.compare_exchange(seen, seen - 1, SeqCst, SeqCst) {
                 Ok(_) => return true,
                 Err(now) => seen = now,
             }
@@ -117,19 +122,27 @@ impl Semaphore {
     /// Takes a permit, waiting at most `timeout`.
     pub fn acquire(&self, timeout: Duration) -> Result<(), SyncError> {
         let deadline = Instant::now() + timeout;
+        let timed_out = || SyncError::Timeout {
+            what: "semaphore acquire",
+            name: self.name().to_string(),
+            timeout,
+        };
         loop {
             if self.try_acquire() {
                 return Ok(());
+            }
+            // In a forced schedule the releaser needs the turn: pass it, then re-check.
+            if wait_point("semaphore/acquire:wait") {
+                if Instant::now() < deadline {
+                    continue;
+                }
+                return Err(timed_out());
             }
             self.state.waiters.fetch_add(1, SeqCst);
             let woke = futex::wait(&self.state.value, 0, Some(deadline));
             self.state.waiters.fetch_sub(1, SeqCst);
             if woke == Wake::TimedOut && !self.try_acquire() {
-                return Err(SyncError::Timeout {
-                    what: "semaphore acquire",
-                    name: self.name().to_string(),
-                    timeout,
-                });
+                return Err(timed_out());
             } else if woke == Wake::TimedOut {
                 return Ok(());
             }
@@ -152,10 +165,9 @@ impl Semaphore {
                         bound,
                     });
                 }
-                match state
-                    .value
-                    .compare_exchange_weak(seen, seen + 1, SeqCst, SeqCst)
-                {
+                // Bound checked, permit not returned: another release may fill it first.
+                point("semaphore/release:count-seen");
+                match state.value.compare_exchange(seen, seen + 1, SeqCst, SeqCst) {
                     Ok(_) => break,
                     Err(now) => seen = now,
                 }
