@@ -569,6 +569,8 @@ fn a_caught_variant_with_a_verdict_of_the_wrong_kind_does_not_match() {
         cases: 1,
         elapsed: Duration::from_millis(1),
         seed: 0,
+        first_catch: None,
+        regression: None,
     };
     assert!(result(Verdict::violated("sold <= stock", "sold 2 of 1")).matches());
     let crashed = result(Verdict::Crashed {

@@ -4,4 +4,5 @@ pub mod charts;
 pub mod compare;
 pub mod fonts;
 pub mod html;
+pub mod junit;
 pub mod model;
