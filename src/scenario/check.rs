@@ -155,45 +155,6 @@ impl VariantResult {
     }
 }
 
-impl VariantResult {
-    /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
-    pub fn to_junit(&self) -> TestCase {
-        let case = TestCase::new(
-            format!("check.{}", self.scenario),
-            self.variant.name,
-            self.elapsed.as_secs_f64(),
-        );
-        if self.matches() {
-            return case;
-        }
-        let message = match &self.outcome {
-            Ok(o) => self
-                .variant
-                .mismatch(&o.verdict)
-                .unwrap_or_else(|| o.verdict.summary()),
-            Err(e) => format!("could not run: {e}"),
-        };
-        let mut detail = format!(
-            "{}/{}: expected {}; {}",
-            self.scenario,
-            self.variant.name,
-            self.variant.expected_text(),
-            self.detail()
-        );
-        match self.reproduction() {
-            Some(r) => detail.push_str(&format!(
-                "\nseed: {}\nparameters: {}\nschedule: {}\nrerun: {}",
-                r.seed, r.parameters, r.schedule, r.command
-            )),
-            None => detail.push_str(&format!(
-                "\nrerun: ipcbench check --scenario {} --variant {} --seed {}",
-                self.scenario, self.variant.name, self.seed
-            )),
-        }
-        case.failed(message, detail)
-    }
-}
-
 /// The command that reruns exactly `case` (the JSON is quoted for a POSIX shell).
 pub fn replay_command(scenario: &str, variant: &str, case: &Case) -> String {
     let json = serde_json::to_string(case).expect("a case serialises");
@@ -368,4 +329,43 @@ pub fn select(
 /// Convenience for tests: the verdict a variant must give.
 pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, String> {
     Ok(find_variant(find(scenario)?, variant)?.expected)
+}
+
+impl VariantResult {
+    /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
+    pub fn to_junit(&self) -> TestCase {
+        let case = TestCase::new(
+            format!("check.{}", self.scenario),
+            self.variant.name,
+            self.elapsed.as_secs_f64(),
+        );
+        if self.matches() {
+            return case;
+        }
+        let message = match &self.outcome {
+            Ok(o) => self
+                .variant
+                .mismatch(&o.verdict)
+                .unwrap_or_else(|| o.verdict.summary()),
+            Err(e) => format!("could not run: {e}"),
+        };
+        let mut detail = format!(
+            "{}/{}: expected {}; {}",
+            self.scenario,
+            self.variant.name,
+            self.variant.expected_text(),
+            self.detail()
+        );
+        match self.reproduction() {
+            Some(r) => detail.push_str(&format!(
+                "\nseed: {}\nparameters: {}\nschedule: {}\nrerun: {}",
+                r.seed, r.parameters, r.schedule, r.command
+            )),
+            None => detail.push_str(&format!(
+                "\nrerun: ipcbench check --scenario {} --variant {} --seed {}",
+                self.scenario, self.variant.name, self.seed
+            )),
+        }
+        case.failed(message, detail)
+    }
 }
