@@ -23,6 +23,19 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Runs ipcbench with `args` and `--junit FILE` (in a temp directory removed after) and
+/// reads the file back.
+fn with_junit(args: &[&str]) -> (Output, junit::Report) {
+    let dir = hygiene::temp_dir().unwrap();
+    let xml = dir.join("out.xml");
+    let mut all = args.to_vec();
+    all.extend(["--junit", xml.to_str().unwrap()]);
+    let out = ipcbench(&all);
+    let report = junit::read(&xml);
+    hygiene::remove_temp(&dir);
+    (out, report)
+}
+
 #[test]
 fn a_twin_named_alone_is_caught_and_reported_in_junit_and_json() {
     let dir = hygiene::temp_dir().unwrap();
@@ -75,9 +88,7 @@ fn a_twin_named_alone_is_caught_and_reported_in_junit_and_json() {
 /// case that carries the message and a rerun command.
 #[test]
 fn a_twin_that_is_not_caught_fails_the_proof_by_name() {
-    let dir = hygiene::temp_dir().unwrap();
-    let xml = dir.join("prove.xml");
-    let out = ipcbench(&[
+    let (out, report) = with_junit(&[
         "prove",
         "--as-twin",
         "ticket-oversell/flock",
@@ -85,11 +96,7 @@ fn a_twin_that_is_not_caught_fails_the_proof_by_name() {
         "3",
         "--seed",
         "1",
-        "--junit",
-        xml.to_str().unwrap(),
     ]);
-    let report = junit::read(&xml);
-    hygiene::remove_temp(&dir);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
@@ -141,9 +148,7 @@ fn bad_input_exits_2_with_a_clear_message() {
 
 #[test]
 fn check_writes_one_junit_case_per_variant() {
-    let dir = hygiene::temp_dir().unwrap();
-    let xml = dir.join("check.xml");
-    let out = ipcbench(&[
+    let (out, report) = with_junit(&[
         "check",
         "--scenario",
         "ticket-oversell",
@@ -151,11 +156,7 @@ fn check_writes_one_junit_case_per_variant() {
         "3",
         "--seed",
         "2",
-        "--junit",
-        xml.to_str().unwrap(),
     ]);
-    let report = junit::read(&xml);
-    hygiene::remove_temp(&dir);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let mut names: Vec<&str> = report.cases.iter().map(|c| c.name.as_str()).collect();
     names.sort_unstable();

@@ -139,19 +139,14 @@ impl Suite {
     }
 }
 
-/// Text made safe for an XML attribute or element: the five markup characters as
-/// entities, and every character XML 1.0 does not allow (most C0 controls, U+FFFE,
-/// U+FFFF) as a visible `\x..` escape, since no entity can carry them.
+/// Text made safe for an XML attribute or element: the markup characters as entities
+/// (as HTML's), line breaks and tabs as character references (so attribute values keep
+/// them), and every character XML 1.0 does not allow (most C0 controls, U+FFFE, U+FFFF)
+/// as a visible `\x{..}` escape, since no entity can carry them.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
+    for c in super::html::esc(text).chars() {
         match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Kept as character references so attribute values keep their line breaks.
             '\n' => out.push_str("&#10;"),
             '\r' => out.push_str("&#13;"),
             '\t' => out.push_str("&#9;"),
@@ -172,7 +167,7 @@ mod tests {
     fn markup_and_forbidden_characters_are_escaped() {
         assert_eq!(
             escape(r#"a<b>&"c"'d'"#),
-            "a&lt;b&gt;&amp;&quot;c&quot;&apos;d&apos;"
+            "a&lt;b&gt;&amp;&quot;c&quot;&#39;d&#39;"
         );
         assert_eq!(escape("x\u{0}y\u{1b}z"), "x\\x{0}y\\x{1b}z");
         assert_eq!(escape("line\nnext"), "line&#10;next");
@@ -195,7 +190,7 @@ mod tests {
         ), "{xml}");
         assert!(xml.contains(r#"<testcase classname="c" name="ok" time="1.500"/>"#));
         assert!(xml.contains(
-            r#"<failure message="it &lt;broke&gt;" type="failure">rerun: x &apos;y&apos;</failure>"#
+            r#"<failure message="it &lt;broke&gt;" type="failure">rerun: x &#39;y&#39;</failure>"#
         ), "{xml}");
         assert!(xml.contains(r#"<skipped message="not run"/>"#));
     }
