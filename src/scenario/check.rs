@@ -10,7 +10,6 @@
 //! the generated search finds on its own.
 
 use super::{find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant};
-use crate::report::junit::TestCase;
 use crate::report::model::{Reproduction, ScenarioOutcome};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use std::cell::RefCell;
@@ -333,8 +332,8 @@ pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, String> {
 
 impl VariantResult {
     /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
-    pub fn to_junit(&self) -> TestCase {
-        let case = TestCase::new(
+    pub fn to_junit(&self) -> crate::report::junit::TestCase {
+        let case = crate::report::junit::TestCase::new(
             format!("check.{}", self.scenario),
             self.variant.name,
             self.elapsed.as_secs_f64(),
