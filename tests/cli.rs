@@ -16,7 +16,7 @@ fn help_lists_every_subcommand() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     for sub in [
-        "run", "bench", "check", "stress", "report", "compare", "list",
+        "run", "bench", "check", "stress", "report", "compare", "list", "prove",
     ] {
         assert!(text.contains(sub), "--help does not mention {sub}: {text}");
     }

@@ -1,6 +1,9 @@
 //! The CI gate, through the real binary: doctored results are flagged, noise is not, bad
 //! input exits 2 naming the file.
 
+#[path = "support/junit.rs"]
+mod junit;
+
 use ipcbench::report::model::{
     Expectation, Latency, Percentiles, Placement, Reproduction, Results, ScenarioOutcome,
     StressOutcome, Throughput,
@@ -580,4 +583,77 @@ fn what_the_baseline_lacks_is_counted_as_new_not_gated() {
     );
     let (_, same, _) = compare(&cur, &cur, &[]);
     assert!(!same.contains("new since the baseline"), "{same}");
+}
+
+/// `--junit`: one test case per metric and behaviour; a regression is a failing case
+/// carrying its message and the command that reproduces it; a metric the baseline does
+/// not gate is skipped; markup in a detail is escaped (the file parses).
+#[test]
+fn junit_output_has_a_case_per_metric_and_behaviour() {
+    let files = Files::new("junit");
+    let base = files.write("base.json", &baseline());
+    let mut current = baseline();
+    current.latency[1].ratio = Some(5.0);
+    current.stress[0].duplicates = 2;
+    current.stress[0].hangs = vec!["w0 <blocked> in \"futex\" & more".into()];
+    current.stress[0].seed = 77;
+    current.scenarios[0].verdict = "holds".into();
+    current.scenarios[0].matches = false;
+    let cur = files.write("cur.json", &current);
+    let xml = files.dir.join("compare.xml");
+    let (code, out, err) = compare(&base, &cur, &["--junit", xml.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    let report = junit::read(&xml);
+    // 4 metrics, 2 scenario variants, 1 stress target.
+    assert_eq!(report.tests, 7, "{report:?}");
+    assert_eq!(report.failures, 3, "{report:?}");
+    // lock/flock's baseline spread (60%) is above the gate's 50%.
+    assert_eq!(report.skipped, 1, "{report:?}");
+    let case = |name: &str| report.cases.iter().find(|c| c.name == name).unwrap();
+    let slow = case("queue/shm/roundtrip/64B/cross-cpu");
+    assert_eq!(slow.classname, "compare.latency");
+    assert!(
+        slow.failure.as_deref().unwrap().contains("2.00× worse"),
+        "{slow:?}"
+    );
+    assert!(
+        slow.text
+            .as_deref()
+            .unwrap()
+            .contains("rerun: ipcbench bench --filter queue/shm/roundtrip/64B/cross-cpu"),
+        "{slow:?}"
+    );
+    let stress = case("queue-shm");
+    assert!(
+        stress.failure.as_deref().unwrap().contains("2 duplicates"),
+        "{stress:?}"
+    );
+    let detail = stress.text.as_deref().unwrap();
+    assert!(
+        detail.contains(r#"w0 <blocked> in "futex" & more"#),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("rerun: ipcbench stress --target queue-shm --seed 77"),
+        "{detail}"
+    );
+    let unlocked = case("unlocked");
+    assert_eq!(unlocked.classname, "compare.scenario.ticket-oversell");
+    assert!(
+        unlocked
+            .failure
+            .as_deref()
+            .unwrap()
+            .contains("no longer caught"),
+        "{unlocked:?}"
+    );
+    assert!(
+        unlocked
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("rerun: ipcbench check --scenario ticket-oversell --variant unlocked"),
+        "{unlocked:?}"
+    );
+    assert!(case("flock").failure.is_none());
 }

@@ -47,6 +47,16 @@ fn block_in_read(_: ()) -> Result<(), String> {
 }
 register_entry!("test-block-read", block_in_read);
 
+/// Spins on the CPU for `ms` milliseconds, then blocks in read(2) as above.
+fn spin_then_block_in_read(ms: u64) -> Result<(), String> {
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    block_in_read(())
+}
+register_entry!("test-spin-then-block-read", spin_then_block_in_read);
+
 /// A result far larger than a pipe's buffer (64 KiB), made of `len` bytes.
 fn big_result(len: usize) -> Result<String, String> {
     Ok((0..len).map(|i| (b'a' + (i % 26) as u8) as char).collect())
@@ -343,6 +353,33 @@ fn watchdog_reports_a_child_blocked_in_read() {
             assert!(!child.is_alive(), "the watchdog killed the group");
         }
     }
+}
+
+/// A process found on the CPU is read again until it sleeps: the diagnosis names the
+/// wait it ends in, not the instant it was seen running (a hung scenario whose waiter
+/// loops on short timed waits was once reported "running" and so caught for the wrong
+/// reason). Read once, the same process shows as running.
+#[test]
+fn watchdog_rereads_a_running_process_until_it_waits() {
+    let mut child = process::start(
+        "test-spin-then-block-read",
+        &1500u64,
+        Options::new("spinner").method(StartMethod::Fork),
+    )
+    .unwrap();
+    let pid = child.pid().as_raw();
+    let by = std::time::Instant::now() + Duration::from_secs(5);
+    while hygiene::proc_info(pid).is_some_and(|i| i.state != 'R') {
+        assert!(std::time::Instant::now() < by, "the child never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let once = watchdog::diagnose_within(pid, "spinner", Duration::ZERO).unwrap();
+    assert_eq!(once.syscall, "running", "{once}");
+    let settled = watchdog::diagnose_within(pid, "spinner", Duration::from_secs(20)).unwrap();
+    let _ = child.kill();
+    let _ = child.join(Some(LONG));
+    assert_eq!(settled.syscall, "read", "{settled}");
+    assert_eq!(settled.state, 'S', "{settled}");
 }
 
 #[test]

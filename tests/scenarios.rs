@@ -56,7 +56,9 @@ fn every_safe_variant_holds_over_generated_cases() {
             result.detail(),
             result.reproduction()
         );
-        assert_eq!(result.cases, 12, "{}/{}", scenario.name(), variant.name);
+        // The scenario's regression cases run first, then the 12 generated ones.
+        let cases = 12 + scenario.regressions().len() as u32;
+        assert_eq!(result.cases, cases, "{}/{}", scenario.name(), variant.name);
     }
     assert_no_leaks(&before, "the safe searches");
 }
@@ -569,6 +571,8 @@ fn a_caught_variant_with_a_verdict_of_the_wrong_kind_does_not_match() {
         cases: 1,
         elapsed: Duration::from_millis(1),
         seed: 0,
+        first_catch: None,
+        regression: None,
     };
     assert!(result(Verdict::violated("sold <= stock", "sold 2 of 1")).matches());
     let crashed = result(Verdict::Crashed {

@@ -4,8 +4,10 @@
 //! and, for every case that did not hold, its reproduction: seed, shrunk parameters,
 //! schedule and the exact command that reruns that one case (`--replay`). Exit 0 when
 //! every verdict matches its expectation, 1 when one does not, 2 on bad input.
+//! `--junit FILE` writes one JUnit test case per variant (see `report::junit`).
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
+use crate::report::junit::{Suite, TestCase};
 use crate::report::model::Results;
 use crate::scenario::check::{self as search, Search, VariantResult};
 use std::path::PathBuf;
@@ -28,15 +30,33 @@ pub struct Args {
     /// Also write the results (schema of `report::model::Results`) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write JUnit XML (one test case per variant) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
     /// Rerun exactly one case, given as the JSON a reproduction prints.
     #[arg(long, requires_all = ["scenario", "variant"])]
     pub replay: Option<String>,
 }
 
 pub fn main(args: Args) -> i32 {
+    if let Some(path) = &args.junit {
+        if let Err(e) = super::check_output_dir("--junit", path) {
+            eprintln!("ipcbench check: {e}");
+            return EXIT_BAD_INPUT;
+        }
+    }
     match run(&args) {
-        Ok(results) => {
+        Ok((results, pending)) => {
             print_table(&results);
+            if let Some(path) = &args.junit {
+                let mut suite = Suite::new("ipcbench check");
+                suite.cases = results.iter().map(VariantResult::to_junit).collect();
+                suite.cases.extend(pending);
+                if let Err(e) = suite.write(path) {
+                    eprintln!("ipcbench check: {e}");
+                    return EXIT_BAD_INPUT;
+                }
+            }
             if let Some(path) = &args.json {
                 let mut model = Results::new("check");
                 model.scenarios = results.iter().map(VariantResult::to_model).collect();
@@ -58,11 +78,12 @@ pub fn main(args: Args) -> i32 {
     }
 }
 
-fn run(args: &Args) -> Result<Vec<VariantResult>, String> {
+/// The variants searched, and the JUnit cases of those not run (pending).
+fn run(args: &Args) -> Result<(Vec<VariantResult>, Vec<TestCase>), String> {
     if let Some(case) = &args.replay {
         let scenario = args.scenario.as_deref().unwrap_or_default();
         let variant = args.variant.as_deref().unwrap_or_default();
-        return Ok(vec![search::replay(scenario, variant, case)?]);
+        return Ok((vec![search::replay(scenario, variant, case)?], Vec::new()));
     }
     if args.cases == Some(0) {
         return Err("--cases must be at least 1".to_string());
@@ -76,9 +97,14 @@ fn run(args: &Args) -> Result<Vec<VariantResult>, String> {
     });
     println!("seed {seed}");
     let mut results = Vec::new();
+    let mut pending = Vec::new();
     for (scenario, variant) in selected {
         if let Some(reason) = variant.pending {
             println!("{}/{}: not run ({reason})", scenario.name(), variant.name);
+            pending.push(
+                TestCase::new(format!("check.{}", scenario.name()), variant.name, 0.0)
+                    .skipped(format!("not run: {reason}")),
+            );
             continue;
         }
         let options = Search {
@@ -88,7 +114,7 @@ fn run(args: &Args) -> Result<Vec<VariantResult>, String> {
         };
         results.push(search::search(scenario, variant, options));
     }
-    Ok(results)
+    Ok((results, pending))
 }
 
 fn print_table(results: &[VariantResult]) {

@@ -26,6 +26,9 @@ pub struct Args {
     /// never gate.
     #[arg(long, default_value_t = DEFAULT_MAX_GATED_SPREAD)]
     pub max_gated_spread: f64,
+    /// Also write JUnit XML (one test case per metric and behaviour) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
 }
 
 pub fn main(args: Args) -> i32 {
@@ -34,6 +37,14 @@ pub fn main(args: Args) -> i32 {
             "ipcbench compare: --threshold must be a non-negative percentage, got {}",
             args.threshold
         );
+        return super::EXIT_BAD_INPUT;
+    }
+    if let Some(e) = args
+        .junit
+        .as_deref()
+        .and_then(|p| super::check_output_dir("--junit", p).err())
+    {
+        eprintln!("ipcbench compare: {e}");
         return super::EXIT_BAD_INPUT;
     }
     let load = |path: &PathBuf| {
@@ -65,6 +76,12 @@ pub fn main(args: Args) -> i32 {
                 return super::EXIT_FAILURE;
             }
         },
+    }
+    if let Some(path) = &args.junit {
+        if let Err(e) = compare::to_junit(&comparison, &current).write(path) {
+            eprintln!("ipcbench compare: {e}");
+            return super::EXIT_BAD_INPUT;
+        }
     }
     if comparison.passed() {
         super::EXIT_OK

@@ -8,6 +8,7 @@ pub mod check;
 pub mod compare;
 pub mod list;
 mod probe;
+pub mod prove;
 pub mod report;
 pub mod run;
 pub mod stress;
@@ -47,6 +48,9 @@ pub enum Command {
     Report(report::Args),
     /// CI gate: compare CURRENT against BASELINE; exit 1 on a regression
     Compare(compare::Args),
+    /// Run every broken twin through what must catch it; exit 1 unless each is caught
+    /// for the right reason
+    Prove(prove::Args),
     /// Fold repeated runs into a CI baseline (median ratios, run-to-run spreads)
     Baseline(baseline::Args),
     /// List the scenarios with their variants, and the benchmark workloads
@@ -87,7 +91,20 @@ fn dispatch(command: Command) -> i32 {
         Command::Report(args) => report::main(args),
         Command::Compare(args) => compare::main(args),
         Command::Baseline(args) => baseline::main(args),
+        Command::Prove(args) => prove::main(args),
         Command::List(args) => list::main(args),
         Command::ForkTerminateProbe => probe::fork_terminate_probe(),
+    }
+}
+
+/// Refuses an output file (`--json`, `--junit`) whose directory does not exist, before
+/// any work is done rather than after it.
+pub fn check_output_dir(flag: &str, path: &std::path::Path) -> Result<(), String> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(format!(
+            "{flag}: directory {} does not exist",
+            dir.display()
+        )),
+        _ => Ok(()),
     }
 }

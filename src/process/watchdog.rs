@@ -66,8 +66,34 @@ pub fn await_wchan(pid: i32, wchan: &str, by: std::time::Instant) -> Result<(), 
     }
 }
 
-/// Reads what process `pid` is doing, from /proc.
+/// How long [`diagnose`] rereads a process it finds on a CPU or runnable. One that waits
+/// in a loop of short timed waits (a futex wait with a timeout, a poll slice) is between
+/// two of them now and then, more often on a loaded machine; a hang report must name the
+/// wait it spends its time in, not the instant it was woken (a scenario's verdict is
+/// judged on that wait). A process that really spins costs this much, and is reported
+/// running.
+pub const RUNNING_REREAD: Duration = Duration::from_millis(100);
+
+/// Reads what process `pid` is doing, from /proc; rereads it for up to
+/// [`RUNNING_REREAD`] while it is running.
 pub fn diagnose(pid: i32, name: &str) -> Option<BlockedProcess> {
+    diagnose_within(pid, name, RUNNING_REREAD)
+}
+
+/// [`diagnose`], rereading a running process for up to `reread` until it sleeps.
+pub fn diagnose_within(pid: i32, name: &str, reread: Duration) -> Option<BlockedProcess> {
+    let until = Instant::now() + reread;
+    loop {
+        let seen = read_state(pid, name)?;
+        let running = seen.state == 'R' || seen.syscall == "running";
+        if !running || Instant::now() >= until {
+            return Some(seen);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn read_state(pid: i32, name: &str) -> Option<BlockedProcess> {
     let info = super::hygiene::proc_info(pid)?;
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan"))
         .map(|w| w.trim().to_string())

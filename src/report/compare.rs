@@ -19,6 +19,7 @@
 //! result that moved no messages, or under which no fault fired, tested nothing and fails
 //! too.
 
+use super::junit::{Suite, TestCase};
 use super::model::{Expectation, Results};
 use serde::{Deserialize, Serialize};
 
@@ -425,6 +426,85 @@ fn stress_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta> {
         }
     });
     ran.chain(gone).collect()
+}
+
+/// JUnit for CI test reporters: one test case per metric (skipped when the baseline does
+/// not gate it) and per behaviour (scenario variant, stress target), a regression failed
+/// with its detail and the command that reproduces it. `current` gives the stress seeds.
+pub fn to_junit(c: &Comparison, current: &Results) -> Suite {
+    let mut suite = Suite::new("ipcbench compare");
+    for m in &c.metrics {
+        let (kind, workload) = m.key.split_once('/').unwrap_or(("metric", &m.key));
+        let case = TestCase::new(format!("compare.{kind}"), workload, 0.0);
+        suite.cases.push(match m.status {
+            Status::Regressed => {
+                let what = match m.worse_by {
+                    Some(w) => format!("{:.2}× worse (threshold {}%)", w + 1.0, c.threshold_pct),
+                    None => "gated by the baseline, missing or without a ratio in this run".into(),
+                };
+                case.failed(
+                    format!("{}: {what}", m.key),
+                    format!(
+                        "baseline ratio {}, current {}, baseline spread {:.0}%\nrerun: ipcbench bench --filter {workload}",
+                        fmt_opt(m.baseline),
+                        fmt_opt(m.current),
+                        m.spread * 100.0
+                    ),
+                )
+            }
+            Status::New => case.skipped("new since the baseline, not gated"),
+            _ if !m.gated => case.skipped(format!(
+                "baseline spread {:.0}% above {:.0}%: shown, not gated",
+                m.spread * 100.0,
+                c.max_gated_spread * 100.0
+            )),
+            _ => case,
+        });
+    }
+    for b in &c.behaviour {
+        let (kind, name) = match b.key.split_once('/') {
+            Some(("stress", target)) => ("stress".to_string(), target.to_string()),
+            Some((scenario, variant)) => (format!("scenario.{scenario}"), variant.to_string()),
+            None => ("behaviour".to_string(), b.key.clone()),
+        };
+        let case = TestCase::new(format!("compare.{kind}"), name.as_str(), 0.0);
+        if b.status != Status::Regressed {
+            suite.cases.push(case);
+            continue;
+        }
+        let rerun = if kind == "stress" {
+            current
+                .stress
+                .iter()
+                .find(|s| s.target == name)
+                .map(|s| {
+                    format!(
+                        "ipcbench stress --target {name} --seed {} --procs {} --duration {:.0}s",
+                        s.seed,
+                        s.procs,
+                        s.seconds.ceil().max(1.0)
+                    )
+                })
+                .unwrap_or_else(|| format!("ipcbench stress --target {name}"))
+        } else if b.detail.contains("rerun: ") {
+            String::new()
+        } else {
+            format!(
+                "ipcbench check --scenario {} --variant {name}",
+                kind.trim_start_matches("scenario.")
+            )
+        };
+        let detail = if rerun.is_empty() {
+            b.detail.clone()
+        } else {
+            format!("{}\nrerun: {rerun}", b.detail)
+        };
+        let headline = b.detail.split("; rerun: ").next().unwrap_or_default();
+        suite
+            .cases
+            .push(case.failed(format!("{}: {headline}", b.key), detail));
+    }
+    suite
 }
 
 fn fmt_opt(v: Option<f64>) -> String {

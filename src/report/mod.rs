@@ -4,5 +4,6 @@ pub mod charts;
 pub mod compare;
 pub mod fonts;
 pub mod html;
+pub mod junit;
 pub mod model;
 pub mod units;

@@ -4,6 +4,10 @@
 //! failure is a mismatch; for an unsafe one it is the expected catch. Either way proptest
 //! shrinks the failing case to its smallest parameters and shortest schedule, which is
 //! the reproduction printed with the exact command that reruns it.
+//!
+//! A scenario's named regression cases ([`Scenario::regressions`]) run first, as
+//! proptest reruns its persisted failures; [`Plan`] can leave them out, to measure what
+//! the generated search finds on its own.
 
 use super::{
     find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant, Verdict,
@@ -34,6 +38,25 @@ impl Default for Search {
     }
 }
 
+/// What a search runs besides its generated cases.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Run the scenario's regression cases ([`Scenario::regressions`]) first.
+    pub regressions: bool,
+    /// Shrink a failing case to its smallest form; off, the first failing case is the
+    /// reproduction (what `prove --repeat` wants: the catch, not its minimal form).
+    pub shrink: bool,
+}
+
+impl Default for Plan {
+    fn default() -> Plan {
+        Plan {
+            regressions: true,
+            shrink: true,
+        }
+    }
+}
+
 /// What the search of one variant found.
 #[derive(Clone, Debug)]
 pub struct VariantResult {
@@ -47,6 +70,11 @@ pub struct VariantResult {
     pub cases: u32,
     pub elapsed: Duration,
     pub seed: u64,
+    /// Which generated case (counting from 1, shrinking excluded) failed first: the
+    /// search's own cases to the catch. None when no generated case failed.
+    pub first_catch: Option<u32>,
+    /// The regression case that failed, when one did (no case was generated then).
+    pub regression: Option<&'static str>,
 }
 
 impl VariantResult {
@@ -67,7 +95,11 @@ impl VariantResult {
     /// The verdict in full; after a mismatch, why it is one first ("caught for the wrong
     /// reason: expected violated, got crashed by signal 11: crashed: ...").
     pub fn detail(&self) -> String {
-        match &self.outcome {
+        let by = self
+            .regression
+            .map(|name| format!(" (regression case {name})"))
+            .unwrap_or_default();
+        let text = match &self.outcome {
             Ok(o) => match self.variant.mismatch(&o.verdict) {
                 Some(why) if self.variant.expected == Expectation::Caught && !o.verdict.holds() => {
                     format!("{why}: {}", o.verdict)
@@ -75,7 +107,8 @@ impl VariantResult {
                 _ => o.verdict.to_string(),
             },
             Err(e) => format!("could not run: {e}"),
-        }
+        };
+        format!("{text}{by}")
     }
 
     pub fn cases_per_second(&self) -> f64 {
@@ -186,15 +219,48 @@ fn rng_for(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
-/// Searches `variant` of `scenario`: runs generated cases until one fails (then shrinks
-/// it) or `search.cases` have held.
+/// Searches `variant` of `scenario`: runs its regression cases, then generated cases
+/// until one fails (then shrinks it) or `search.cases` have held.
 pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search) -> VariantResult {
+    search_with(scenario, variant, search, Plan::default())
+}
+
+/// [`search`], with what it runs besides the generated cases given by `plan`.
+pub fn search_with(
+    scenario: &'static dyn Scenario,
+    variant: Variant,
+    search: Search,
+    plan: Plan,
+) -> VariantResult {
     let started = Instant::now();
+    let mut regression_cases = 0;
+    let regressions = if plan.regressions {
+        scenario.regressions()
+    } else {
+        Vec::new()
+    };
+    for regression in regressions {
+        regression_cases += 1;
+        let outcome = run_case(scenario, variant.name, &regression.case);
+        if !matches!(&outcome, Ok(o) if o.verdict.holds()) {
+            return VariantResult {
+                scenario: scenario.name(),
+                variant,
+                outcome,
+                failing: Some(regression.case),
+                cases: regression_cases,
+                elapsed: started.elapsed(),
+                seed: search.seed,
+                first_catch: None,
+                regression: Some(regression.name),
+            };
+        }
+    }
     let config = Config {
         cases: search.cases.max(1),
         failure_persistence: None,
         max_shrink_time: search.max_shrink_time.as_millis().min(u32::MAX as u128) as u32,
-        max_shrink_iters: 256,
+        max_shrink_iters: if plan.shrink { 256 } else { 0 },
         max_global_rejects: 16,
         ..Config::default()
     };
@@ -202,6 +268,7 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
     let failed: RefCell<HashMap<String, Result<CaseOutcome, String>>> =
         RefCell::new(HashMap::new());
     let count = std::cell::Cell::new(0u32);
+    let first_catch = std::cell::Cell::new(None);
     let result = runner.run(&scenario.cases(variant.name), |case| {
         count.set(count.get() + 1);
         let outcome = run_case(scenario, variant.name, &case);
@@ -216,6 +283,9 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
                 // Only failures are kept: a racy case that failed once and held when
                 // shrinking ran it again is still the failure proptest reports.
                 failed.borrow_mut().insert(case_key(&case), outcome);
+                if first_catch.get().is_none() {
+                    first_catch.set(Some(count.get()));
+                }
                 Err(TestCaseError::fail(text))
             }
         }
@@ -239,9 +309,11 @@ pub fn search(scenario: &'static dyn Scenario, variant: Variant, search: Search)
         variant,
         outcome,
         failing,
-        cases: count.get(),
+        cases: regression_cases + count.get(),
         elapsed: started.elapsed(),
         seed: search.seed,
+        first_catch: first_catch.get(),
+        regression: None,
     }
 }
 
@@ -265,6 +337,8 @@ pub fn replay(scenario: &str, variant: &str, case_json: &str) -> Result<VariantR
         cases: 1,
         elapsed: started.elapsed(),
         seed: 0,
+        first_catch: None,
+        regression: None,
     })
 }
 
@@ -296,4 +370,43 @@ pub fn select(
 /// Convenience for tests: the verdict a variant must give.
 pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, String> {
     Ok(find_variant(find(scenario)?, variant)?.expected)
+}
+
+impl VariantResult {
+    /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
+    pub fn to_junit(&self) -> crate::report::junit::TestCase {
+        let case = crate::report::junit::TestCase::new(
+            format!("check.{}", self.scenario),
+            self.variant.name,
+            self.elapsed.as_secs_f64(),
+        );
+        if self.matches() {
+            return case;
+        }
+        let message = match &self.outcome {
+            Ok(o) => self
+                .variant
+                .mismatch(&o.verdict)
+                .unwrap_or_else(|| o.verdict.summary()),
+            Err(e) => format!("could not run: {e}"),
+        };
+        let mut detail = format!(
+            "{}/{}: expected {}; {}",
+            self.scenario,
+            self.variant.name,
+            self.variant.expected_text(),
+            self.detail()
+        );
+        match self.reproduction() {
+            Some(r) => detail.push_str(&format!(
+                "\nseed: {}\nparameters: {}\nschedule: {}\nrerun: {}",
+                r.seed, r.parameters, r.schedule, r.command
+            )),
+            None => detail.push_str(&format!(
+                "\nrerun: ipcbench check --scenario {} --variant {} --seed {}",
+                self.scenario, self.variant.name, self.seed
+            )),
+        }
+        case.failed(message, detail)
+    }
 }

@@ -346,6 +346,13 @@ impl Case {
     }
 }
 
+/// A named, fixed case a scenario always runs first (see [`Scenario::regressions`]).
+#[derive(Clone, Debug)]
+pub struct Regression {
+    pub name: &'static str,
+    pub case: Case,
+}
+
 /// What one case gave: the verdict and the history it was judged on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseOutcome {
@@ -377,6 +384,13 @@ pub trait Scenario: Send + Sync {
     fn variants(&self) -> &'static [Variant];
     /// The cases proptest searches for `variant`.
     fn cases(&self, variant: &str) -> BoxedStrategy<Case>;
+    /// Named cases that once caught a bug, run before the generated ones on every variant
+    /// (as proptest reruns its persisted failures): a known bug is caught at once, and a
+    /// safe variant is held to that very interleaving. The generator must not need them:
+    /// `ipcbench prove --no-regressions` measures the search without them.
+    fn regressions(&self) -> Vec<Regression> {
+        Vec::new()
+    }
     /// Runs one case (in the case leader, in its own process group) and judges it.
     fn run(&self, variant: &str, case: &Case, context: &CaseContext)
         -> Result<CaseOutcome, String>;
