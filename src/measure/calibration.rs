@@ -29,6 +29,11 @@
 //! * `memcpy`: single-thread copy bandwidth of a buffer larger than the caches.
 //! * `fork-exit`: fork, `_exit(0)` in the child, waitpid; `fork-exec`: fork, exec of this
 //!   binary (which exits before main), waitpid. The floors for the two start methods.
+//! * `unix-socket-task-handoff`, `unix-socket-task-handoff-2-workers`: a short task handed
+//!   to worker processes started beforehand and its result back, one at a time and as a
+//!   stream to 2 workers; the Pool's floor ([`handoff`]).
+//! * `pipe-messaging`, `unix-socket-messaging`: what `perf bench sched messaging`
+//!   (hackbench) does, with its parameters, for scripts/fidelity.sh ([`messaging`]).
 //!
 //! Latency baselines follow the workload convention (`fn(placement, iters) ->
 //! RoundTrips`), so criterion (benches/calibration.rs) and `ipcbench bench` share them.
@@ -49,6 +54,9 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod handoff;
+pub mod messaging;
 
 pub const SHM_PINGPONG: &str = "shm-pingpong";
 pub const PIPE_ROUNDTRIP: &str = "pipe-roundtrip";
@@ -833,6 +841,17 @@ mod tests {
             assert_eq!(per_op(elapsed, 10_000).samples_ns.len(), 1);
         }
         assert_eq!(fork_exit(3).samples_ns.len(), 3);
+        // Each checks every task's result and every worker's count itself.
+        assert_eq!(handoff::task_handoff(50).samples_ns.len(), 50);
+        for workers in [1, 2, 3] {
+            let _ = handoff::task_stream(workers, 7);
+        }
+        for transport in [messaging::Transport::Pipe, messaging::Transport::UnixSocket] {
+            // messaging asserts that every message sent was received.
+            let run = messaging::messaging(transport, 1, 2);
+            assert_eq!(run.samples_ns.len(), 1);
+            assert!(run.samples_ns[0] > 0);
+        }
         assert!(memcpy_bandwidth(1) > 0.0);
         let leaks = before.leaks_since();
         assert!(leaks.is_empty(), "{leaks:?}");
