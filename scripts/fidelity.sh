@@ -11,14 +11,14 @@
 #       memcpy (which Rust's copy_from_slice calls) of a 32 MiB buffer, larger than the
 #       caches, faulted in before the clock starts, 32 copies per run — ipcbench's memcpy
 #       calibration in its full profile. perf's GB is 2^30 bytes; both are shown in GiB/s.
-#   (c) N×M messages vs `perf bench sched messaging -g 1 -l 100` (hackbench: a group of
-#       20 senders each writing 100 rounds of a 100-byte message to each of 20 receivers,
-#       40 processes), with -p (pipes) and without (Unix stream socketpairs), against
-#       ipcbench's calibration/{pipe,unix-socket}-messaging, which does the same (quick
-#       profile: 100 loops, see registry::MESSAGING_LOOPS); both give the total seconds.
-# Each tool runs RUNS times, alternating. One run of memcpy is the median of 5 repeats
-# of 32 copies for both tools (ipcbench's full profile), one of messaging the median of
-# 3 repeats for both (ipcbench's quick profile). The
+#   (c) N×M messages vs `perf bench sched messaging -g 1 -l 1000` (hackbench: a group of
+#       20 senders each writing 1000 rounds of a 100-byte message to each of 20
+#       receivers, 40 processes), with -p (pipes) and without (Unix stream socketpairs),
+#       against ipcbench's calibration/{pipe,unix-socket}-messaging, which does the same
+#       (full profile: 1000 loops, see registry::MESSAGING_LOOPS); both give the total
+#       seconds from the start signal to the last worker reaped.
+# Each tool runs RUNS times, alternating. One run of memcpy or messaging is the median
+# of 5 repeats for both tools (ipcbench's full profile repeats 5 times). The
 # best run of each tool (the least disturbed by other load) is compared; the median run
 # is shown in brackets. Target: within 10% (ratio ipcbench/perf 0.90..1.10); exit 0 only
 # when every comparison is within it, 1 otherwise, 2 when a tool is missing.
@@ -74,7 +74,7 @@ perf_memcpy() {
 }
 # perf bench sched messaging: total seconds; $1 is "-p" for pipes or empty for sockets.
 perf_messaging() {
-    perf bench sched messaging -g 1 -l 100 $1 2>&1 | awk '/Total time/ {print $3}'
+    perf bench sched messaging -g 1 -l 1000 $1 2>&1 | awk '/Total time/ {print $3}'
 }
 # ipcbench run of the workloads matching $1 (quick profile unless $2 is "full"); the
 # results JSON on stdout.
@@ -91,8 +91,8 @@ ipcbench_pipe() { # mean round trip, µs
 ipcbench_memcpy() { # GiB/s, median of the full profile's 5 repeats of 32 copies
     ipcbench_json calibration/memcpy full | jq -r '.calibration[0].value / 1073741824'
 }
-ipcbench_messaging() { # total seconds, median of the quick profile's 3 repeats
-    ipcbench_json "calibration/$1-messaging" | jq -r '.calibration[0].value / 1e9'
+ipcbench_messaging() { # total seconds, median of the full profile's 5 repeats
+    ipcbench_json "calibration/$1-messaging" full | jq -r '.calibration[0].value / 1e9'
 }
 # median_of N COMMAND...: the median of N runs of COMMAND's figure.
 median_of() {
@@ -142,6 +142,6 @@ else
     echo "pipe round trip cross-cpu: skipped (one CPU)"
 fi
 compare "memcpy 32 MiB" "GiB/s" highest median_of 5 perf_memcpy -- ipcbench_memcpy
-compare "messaging -g 1 pipes" "s" lowest median_of 3 perf_messaging -p -- ipcbench_messaging pipe
-compare "messaging -g 1 sockets" "s" lowest median_of 3 perf_messaging "" -- ipcbench_messaging unix-socket
+compare "messaging -g1 -l1000 pipes" "s" lowest median_of 5 perf_messaging -p -- ipcbench_messaging pipe
+compare "messaging -g1 -l1000 sockets" "s" lowest median_of 5 perf_messaging "" -- ipcbench_messaging unix-socket
 exit $fail

@@ -121,3 +121,53 @@ fn list_shows_every_workload() {
         );
     }
 }
+
+/// A task through the pool is divided by the raw hand-off of a task to a worker process
+/// (was: by fork+_exit, a process start), measured in the same run; the hand-off gives
+/// per-task times. No timing is asserted.
+#[test]
+fn pool_task_ratio_names_the_raw_hand_off() {
+    let _serial = serial();
+    let before = Snapshot::take();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
+        .args([
+            "bench",
+            "--quick",
+            "--filter",
+            "pool/pool-2-apply-async/round-trip",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .output()
+        .expect("run ipcbench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let results = Results::load(&json).unwrap();
+    let calibrations: Vec<(&str, &str)> = results
+        .calibration
+        .iter()
+        .map(|c| (c.name.as_str(), c.unit.as_str()))
+        .collect();
+    assert_eq!(calibrations, [("unix-socket-task-handoff", "ns")]);
+    assert!(results.calibration[0].value > 0.0);
+    let handoff = &results.latency[0];
+    assert_eq!(
+        handoff.workload,
+        "calibration/unix-socket-task-handoff/unpinned"
+    );
+    assert!(handoff.percentiles.samples > 0, "{handoff:?}");
+    let [pool] = results.throughput.as_slice() else {
+        panic!("one throughput figure: {:?}", results.throughput);
+    };
+    assert_eq!(pool.workload, "pool/pool-2-apply-async/round-trip");
+    assert_eq!(
+        pool.calibration.as_deref(),
+        Some("unix-socket-task-handoff")
+    );
+    assert!(pool.ratio.is_some_and(|r| r > 0.0), "{pool:?}");
+    let leaks = before.leaks_since();
+    assert!(leaks.is_empty(), "{leaks:?}");
+}

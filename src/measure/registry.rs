@@ -391,9 +391,9 @@ fn calibrations() -> Vec<Workload> {
     all
 }
 
-/// hackbench's loops per run of the messaging calibrations: (quick, full); the quick
+/// hackbench's loops per run of the messaging calibrations: (quick, full); the full
 /// figure is what scripts/fidelity.sh compares with `perf bench sched messaging -g 1 -l
-/// 100`.
+/// 1000` (the longer run leaves less to the start and exit of its 40 processes).
 pub const MESSAGING_LOOPS: (usize, usize) = (100, 1_000);
 
 fn process_workloads() -> Vec<Workload> {
