@@ -105,7 +105,7 @@ highest() { sort -g | tail -1; }
 middle() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $cpus CPUs; $runs runs of each tool"
-printf '%-26s %-8s %20s %20s %16s  %s\n' comparison unit "perf best [median]" \
+printf '%-30s %-6s %20s %20s %16s  %s\n' comparison unit "perf best [median]" \
     "ipcbench best [med]" "ratio [median]" verdict
 fail=0
 # compare NAME UNIT BEST(lowest|highest) PERF_COMMAND -- IPCBENCH_COMMAND
@@ -131,7 +131,7 @@ compare() {
     verdict=$(awk -v r="$ratio" -v t="$tolerance" \
         'BEGIN {print (r >= 1 - t && r <= 1 + t) ? "within 10%" : "OUTSIDE 10%"}')
     [ "$verdict" = "within 10%" ] || fail=1
-    printf '%-26s %-8s %9.3f [%8.3f] %9.3f [%8.3f] %7s [%6s]  %s\n' "$name" "$unit" \
+    printf '%-30s %-6s %9.3f [%8.3f] %9.3f [%8.3f] %7s [%6s]  %s\n' "$name" "$unit" \
         "$perf_best" "$perf_mid" "$ipc_best" "$ipc_mid" "$ratio" "$ratio_mid" "$verdict"
 }
 
