@@ -21,6 +21,18 @@ fn ipcbench(args: &[&str]) -> std::process::Output {
         .expect("run ipcbench")
 }
 
+/// `ipcbench bench --quick --filter FILTER --json JSON`. The bench tags its shm and temp
+/// names with this test's run tag, so a snapshot (which sees only this run's names on a
+/// shared machine) covers them.
+fn quick_bench_to_json(filter: &str, json: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
+        .args(["bench", "--quick", "--filter", filter, "--json"])
+        .arg(json)
+        .output()
+        .expect("run ipcbench")
+}
+
 #[test]
 fn filter_matching_nothing_is_exit_2_listing_the_workloads() {
     let out = ipcbench(&["bench", "--quick", "--filter", "no-such-workload"]);
@@ -41,23 +53,7 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    // The bench tags its shm and temp names with this test's run tag, so the snapshot
-    // (which sees only this run's names on a shared machine) covers them.
-    let child = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
-        .env(hygiene::RUN_ENV, hygiene::run_tag())
-        .args([
-            "bench",
-            "--quick",
-            "--filter",
-            "process/fork",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run ipcbench");
-    let out = child.wait_with_output().expect("wait for ipcbench");
+    let out = quick_bench_to_json("process/fork", &json);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let table = String::from_utf8_lossy(&out.stdout);
@@ -131,18 +127,7 @@ fn pool_task_ratio_names_the_raw_hand_off() {
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
-        .env(hygiene::RUN_ENV, hygiene::run_tag())
-        .args([
-            "bench",
-            "--quick",
-            "--filter",
-            "pool/pool-2-apply-async/round-trip",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run ipcbench");
+    let out = quick_bench_to_json("pool/pool-2-apply-async/round-trip", &json);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let results = Results::load(&json).unwrap();

@@ -122,16 +122,30 @@ struct EchoArgs {
 /// Child side of the round trips: echo each `size`-byte message until end of file.
 /// Returns how many messages it echoed.
 fn echo_messages(args: EchoArgs) -> Result<u64, String> {
-    let mut message = vec![0u8; args.size.max(1)];
-    let mut echoed = 0u64;
+    let (read_fd, write_fd) = (args.read_fd, args.write_fd);
+    serve(read_fd, write_fd, args.size.max(1), "echo", |_| Ok(()))
+}
+
+/// Reads `size`-byte messages until end of file, turns each into its reply in place with
+/// `answer` and writes it back; returns how many it answered. `who` names the errors.
+fn serve(
+    read_fd: RawFd,
+    write_fd: RawFd,
+    size: usize,
+    who: &str,
+    mut answer: impl FnMut(&mut [u8]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut message = vec![0u8; size];
+    let mut answered = 0u64;
     loop {
-        match read_full(args.read_fd, &mut message) {
+        match read_full(read_fd, &mut message) {
             Ok(true) => {}
-            Ok(false) => return Ok(echoed),
-            Err(e) => return Err(format!("echo read: {e}")),
+            Ok(false) => return Ok(answered),
+            Err(e) => return Err(format!("{who} read: {e}")),
         }
-        write_full(args.write_fd, &message).map_err(|e| format!("echo write: {e}"))?;
-        echoed += 1;
+        answer(&mut message)?;
+        write_full(write_fd, &message).map_err(|e| format!("{who} write: {e}"))?;
+        answered += 1;
     }
 }
 register_entry!("calibration-echo", echo_messages);
@@ -248,6 +262,22 @@ fn parent_fds(parent: &(OwnedFd, Option<OwnedFd>)) -> (RawFd, RawFd) {
     )
 }
 
+/// Starts `entry` on `cpu` with the child ends of `channels`, closes this process's
+/// copies of them (they would hide the child's death) and arms a [`Deadman`] on the
+/// child: the child, this process's ends and the guard.
+fn start_armed(
+    entry: &str,
+    args: &impl Serialize,
+    channels: ByteChannels,
+    cpu: Option<usize>,
+) -> (Child, (OwnedFd, Option<OwnedFd>), Deadman) {
+    let child =
+        start_peer(entry, args, &channels, cpu).unwrap_or_else(|e| panic!("start {entry}: {e}"));
+    let ByteChannels { parent, .. } = channels;
+    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
+    (child, parent, deadman)
+}
+
 /// Times `iters` round trips of a `size`-byte message through an echo child over
 /// `channels`, after a warm-up of a tenth as many (at least 10).
 fn message_round_trips(
@@ -258,24 +288,13 @@ fn message_round_trips(
 ) -> RoundTrips {
     let (parent_cpu, child_cpu) = cpus_for(placement);
     let (read_fd, write_fd) = channels.child_fds();
-    let mut child = start_peer(
-        "calibration-echo",
-        &EchoArgs {
-            read_fd,
-            write_fd,
-            size,
-        },
-        &channels,
-        child_cpu,
-    )
-    .expect("start echo child");
-    let ByteChannels {
-        parent,
-        child: child_ends,
-    } = channels;
-    drop(child_ends); // the child holds its own copies; ours would hide its death
+    let args = EchoArgs {
+        read_fd,
+        write_fd,
+        size,
+    };
+    let (mut child, parent, deadman) = start_armed("calibration-echo", &args, channels, child_cpu);
     let (read_fd, write_fd) = parent_fds(&parent);
-    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
     let _pinned = pin(parent_cpu);
     let mut message = vec![7u8; size.max(1)];
     let mut round_trip = || {
@@ -394,25 +413,15 @@ fn raw_stream(
 ) -> Sample {
     let (parent_cpu, child_cpu) = cpus_for(placement);
     let (read_fd, write_fd) = channels.child_fds();
-    let mut child = start_peer(
-        "calibration-stream-writer",
-        &StreamArgs {
-            read_fd,
-            write_fd,
-            size,
-            messages: messages as u64,
-        },
-        &channels,
-        child_cpu,
-    )
-    .expect("start stream writer");
-    let ByteChannels {
-        parent,
-        child: child_ends,
-    } = channels;
-    drop(child_ends);
+    let args = StreamArgs {
+        read_fd,
+        write_fd,
+        size,
+        messages: messages as u64,
+    };
+    let (mut child, parent, deadman) =
+        start_armed("calibration-stream-writer", &args, channels, child_cpu);
     let (read_fd, write_fd) = parent_fds(&parent);
-    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
     let _pinned = pin(parent_cpu);
     let mut buffer = vec![0u8; size.max(1)];
     let ended = "stream writer ended early (killed after the run limit, or crashed)";

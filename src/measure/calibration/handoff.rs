@@ -15,7 +15,7 @@
 //!   next task to whichever answered; time per task of the whole stream (`map`,
 //!   pipelined `apply_async`).
 
-use super::{read_full, socket_channels, start_peer, write_full, ByteChannels, Deadman, RUN_LIMIT};
+use super::{read_full, serve, socket_channels, start_armed, write_full, Deadman, RUN_LIMIT};
 use crate::measure::workloads::pool::short_task;
 use crate::measure::workloads::RoundTrips;
 use crate::process::Child;
@@ -37,19 +37,11 @@ struct WorkerArgs {
 /// Worker side: read an 8-byte seed, run the short task, write the 8-byte result, until
 /// end of file. Returns how many tasks it ran.
 fn task_worker(args: WorkerArgs) -> Result<u64, String> {
-    let mut seed = [0u8; 8];
-    let mut done = 0u64;
-    loop {
-        match read_full(args.fd, &mut seed) {
-            Ok(true) => {}
-            Ok(false) => return Ok(done),
-            Err(e) => return Err(format!("task worker read: {e}")),
-        }
-        let result = short_task(u64::from_ne_bytes(seed))?;
-        write_full(args.fd, &result.to_ne_bytes())
-            .map_err(|e| format!("task worker write: {e}"))?;
-        done += 1;
-    }
+    serve(args.fd, args.fd, 8, "task worker", |message| {
+        let seed = u64::from_ne_bytes(message.try_into().map_err(|_| "task size")?);
+        message.copy_from_slice(&short_task(seed)?.to_ne_bytes());
+        Ok(())
+    })
 }
 register_entry!("calibration-task-worker", task_worker);
 
@@ -66,19 +58,9 @@ impl Worker {
     fn start() -> Worker {
         let channels = socket_channels().expect("socketpair");
         let (fd, _) = channels.child_fds();
-        let child = start_peer(
-            "calibration-task-worker",
-            &WorkerArgs { fd },
-            &channels,
-            None,
-        )
-        .expect("start task worker");
-        let ByteChannels {
-            parent,
-            child: child_ends,
-        } = channels;
-        drop(child_ends); // the worker holds its own copy; ours would hide its death
-        let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
+        let args = WorkerArgs { fd };
+        let (child, parent, deadman) =
+            start_armed("calibration-task-worker", &args, channels, None);
         Worker {
             fd: parent.0,
             child,
