@@ -21,6 +21,18 @@ fn ipcbench(args: &[&str]) -> std::process::Output {
         .expect("run ipcbench")
 }
 
+/// `ipcbench bench --quick --filter FILTER --json JSON`. The bench tags its shm and temp
+/// names with this test's run tag, so a snapshot (which sees only this run's names on a
+/// shared machine) covers them.
+fn quick_bench_to_json(filter: &str, json: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .env(hygiene::RUN_ENV, hygiene::run_tag())
+        .args(["bench", "--quick", "--filter", filter, "--json"])
+        .arg(json)
+        .output()
+        .expect("run ipcbench")
+}
+
 #[test]
 fn filter_matching_nothing_is_exit_2_listing_the_workloads() {
     let out = ipcbench(&["bench", "--quick", "--filter", "no-such-workload"]);
@@ -41,23 +53,7 @@ fn filter_runs_only_what_it_names_and_json_loads_back() {
     let before = Snapshot::take();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("bench.json");
-    // The bench tags its shm and temp names with this test's run tag, so the snapshot
-    // (which sees only this run's names on a shared machine) covers them.
-    let child = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
-        .env(hygiene::RUN_ENV, hygiene::run_tag())
-        .args([
-            "bench",
-            "--quick",
-            "--filter",
-            "process/fork",
-            "--json",
-            json.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run ipcbench");
-    let out = child.wait_with_output().expect("wait for ipcbench");
+    let out = quick_bench_to_json("process/fork", &json);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let table = String::from_utf8_lossy(&out.stdout);
@@ -120,4 +116,43 @@ fn list_shows_every_workload() {
             workload.name
         );
     }
+}
+
+/// A task through the pool is divided by the raw hand-off of a task to a worker process
+/// (was: by fork+_exit, a process start), measured in the same run; the hand-off gives
+/// per-task times. No timing is asserted.
+#[test]
+fn pool_task_ratio_names_the_raw_hand_off() {
+    let _serial = serial();
+    let before = Snapshot::take();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("bench.json");
+    let out = quick_bench_to_json("pool/pool-2-apply-async/round-trip", &json);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let results = Results::load(&json).unwrap();
+    let calibrations: Vec<(&str, &str)> = results
+        .calibration
+        .iter()
+        .map(|c| (c.name.as_str(), c.unit.as_str()))
+        .collect();
+    assert_eq!(calibrations, [("unix-socket-task-handoff", "ns")]);
+    assert!(results.calibration[0].value > 0.0);
+    let handoff = &results.latency[0];
+    assert_eq!(
+        handoff.workload,
+        "calibration/unix-socket-task-handoff/unpinned"
+    );
+    assert!(handoff.percentiles.samples > 0, "{handoff:?}");
+    let [pool] = results.throughput.as_slice() else {
+        panic!("one throughput figure: {:?}", results.throughput);
+    };
+    assert_eq!(pool.workload, "pool/pool-2-apply-async/round-trip");
+    assert_eq!(
+        pool.calibration.as_deref(),
+        Some("unix-socket-task-handoff")
+    );
+    assert!(pool.ratio.is_some_and(|r| r > 0.0), "{pool:?}");
+    let leaks = before.leaks_since();
+    assert!(leaks.is_empty(), "{leaks:?}");
 }

@@ -29,6 +29,11 @@
 //! * `memcpy`: single-thread copy bandwidth of a buffer larger than the caches.
 //! * `fork-exit`: fork, `_exit(0)` in the child, waitpid; `fork-exec`: fork, exec of this
 //!   binary (which exits before main), waitpid. The floors for the two start methods.
+//! * `unix-socket-task-handoff`, `unix-socket-task-handoff-2-workers`: a short task handed
+//!   to worker processes started beforehand and its result back, one at a time and as a
+//!   stream to 2 workers; the Pool's floor ([`handoff`]).
+//! * `pipe-messaging`, `unix-socket-messaging`: what `perf bench sched messaging`
+//!   (hackbench) does, with its parameters, for scripts/fidelity.sh ([`messaging`]).
 //!
 //! Latency baselines follow the workload convention (`fn(placement, iters) ->
 //! RoundTrips`), so criterion (benches/calibration.rs) and `ipcbench bench` share them.
@@ -49,6 +54,9 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod handoff;
+pub mod messaging;
 
 pub const SHM_PINGPONG: &str = "shm-pingpong";
 pub const PIPE_ROUNDTRIP: &str = "pipe-roundtrip";
@@ -114,16 +122,30 @@ struct EchoArgs {
 /// Child side of the round trips: echo each `size`-byte message until end of file.
 /// Returns how many messages it echoed.
 fn echo_messages(args: EchoArgs) -> Result<u64, String> {
-    let mut message = vec![0u8; args.size.max(1)];
-    let mut echoed = 0u64;
+    let (read_fd, write_fd) = (args.read_fd, args.write_fd);
+    serve(read_fd, write_fd, args.size.max(1), "echo", |_| Ok(()))
+}
+
+/// Reads `size`-byte messages until end of file, turns each into its reply in place with
+/// `answer` and writes it back; returns how many it answered. `who` names the errors.
+fn serve(
+    read_fd: RawFd,
+    write_fd: RawFd,
+    size: usize,
+    who: &str,
+    mut answer: impl FnMut(&mut [u8]) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut message = vec![0u8; size];
+    let mut answered = 0u64;
     loop {
-        match read_full(args.read_fd, &mut message) {
+        match read_full(read_fd, &mut message) {
             Ok(true) => {}
-            Ok(false) => return Ok(echoed),
-            Err(e) => return Err(format!("echo read: {e}")),
+            Ok(false) => return Ok(answered),
+            Err(e) => return Err(format!("{who} read: {e}")),
         }
-        write_full(args.write_fd, &message).map_err(|e| format!("echo write: {e}"))?;
-        echoed += 1;
+        answer(&mut message)?;
+        write_full(write_fd, &message).map_err(|e| format!("{who} write: {e}"))?;
+        answered += 1;
     }
 }
 register_entry!("calibration-echo", echo_messages);
@@ -240,6 +262,22 @@ fn parent_fds(parent: &(OwnedFd, Option<OwnedFd>)) -> (RawFd, RawFd) {
     )
 }
 
+/// Starts `entry` on `cpu` with the child ends of `channels`, closes this process's
+/// copies of them (they would hide the child's death) and arms a [`Deadman`] on the
+/// child: the child, this process's ends and the guard.
+fn start_armed(
+    entry: &str,
+    args: &impl Serialize,
+    channels: ByteChannels,
+    cpu: Option<usize>,
+) -> (Child, (OwnedFd, Option<OwnedFd>), Deadman) {
+    let child =
+        start_peer(entry, args, &channels, cpu).unwrap_or_else(|e| panic!("start {entry}: {e}"));
+    let ByteChannels { parent, .. } = channels;
+    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
+    (child, parent, deadman)
+}
+
 /// Times `iters` round trips of a `size`-byte message through an echo child over
 /// `channels`, after a warm-up of a tenth as many (at least 10).
 fn message_round_trips(
@@ -250,24 +288,13 @@ fn message_round_trips(
 ) -> RoundTrips {
     let (parent_cpu, child_cpu) = cpus_for(placement);
     let (read_fd, write_fd) = channels.child_fds();
-    let mut child = start_peer(
-        "calibration-echo",
-        &EchoArgs {
-            read_fd,
-            write_fd,
-            size,
-        },
-        &channels,
-        child_cpu,
-    )
-    .expect("start echo child");
-    let ByteChannels {
-        parent,
-        child: child_ends,
-    } = channels;
-    drop(child_ends); // the child holds its own copies; ours would hide its death
+    let args = EchoArgs {
+        read_fd,
+        write_fd,
+        size,
+    };
+    let (mut child, parent, deadman) = start_armed("calibration-echo", &args, channels, child_cpu);
     let (read_fd, write_fd) = parent_fds(&parent);
-    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
     let _pinned = pin(parent_cpu);
     let mut message = vec![7u8; size.max(1)];
     let mut round_trip = || {
@@ -386,25 +413,15 @@ fn raw_stream(
 ) -> Sample {
     let (parent_cpu, child_cpu) = cpus_for(placement);
     let (read_fd, write_fd) = channels.child_fds();
-    let mut child = start_peer(
-        "calibration-stream-writer",
-        &StreamArgs {
-            read_fd,
-            write_fd,
-            size,
-            messages: messages as u64,
-        },
-        &channels,
-        child_cpu,
-    )
-    .expect("start stream writer");
-    let ByteChannels {
-        parent,
-        child: child_ends,
-    } = channels;
-    drop(child_ends);
+    let args = StreamArgs {
+        read_fd,
+        write_fd,
+        size,
+        messages: messages as u64,
+    };
+    let (mut child, parent, deadman) =
+        start_armed("calibration-stream-writer", &args, channels, child_cpu);
     let (read_fd, write_fd) = parent_fds(&parent);
-    let deadman = Deadman::arm(child.pid(), RUN_LIMIT);
     let _pinned = pin(parent_cpu);
     let mut buffer = vec![0u8; size.max(1)];
     let ended = "stream writer ended early (killed after the run limit, or crashed)";
@@ -833,6 +850,17 @@ mod tests {
             assert_eq!(per_op(elapsed, 10_000).samples_ns.len(), 1);
         }
         assert_eq!(fork_exit(3).samples_ns.len(), 3);
+        // Each checks every task's result and every worker's count itself.
+        assert_eq!(handoff::task_handoff(50).samples_ns.len(), 50);
+        for workers in [1, 2, 3] {
+            let _ = handoff::task_stream(workers, 7);
+        }
+        for transport in [messaging::Transport::Pipe, messaging::Transport::UnixSocket] {
+            // messaging asserts that every message sent was received.
+            let run = messaging::messaging(transport, 1, 2);
+            assert_eq!(run.samples_ns.len(), 1);
+            assert!(run.samples_ns[0] > 0);
+        }
         assert!(memcpy_bandwidth(1) > 0.0);
         let leaks = before.leaks_since();
         assert!(leaks.is_empty(), "{leaks:?}");

@@ -7,6 +7,7 @@
 //! substring of these names.
 
 use super::calibration as cal;
+use super::calibration::{handoff, messaging};
 use super::workloads::process::{start_join_samples, StartKind};
 use super::workloads::RoundTrips;
 use crate::report::model::Placement;
@@ -362,8 +363,38 @@ fn calibrations() -> Vec<Workload> {
         (30, 300),
         |n| Sample::Times(cal::fork_exec(n)),
     ));
+    // Unpinned, as the pool workloads run.
+    all.push(Workload::calibration(
+        handoff::TASK_HANDOFF,
+        Placement::Unpinned,
+        (3_000, 30_000),
+        |n| Sample::Times(handoff::task_handoff(n)),
+    ));
+    all.push(Workload::calibration(
+        handoff::TASK_HANDOFF_2_WORKERS,
+        Placement::Unpinned,
+        (3_000, 30_000),
+        |n| {
+            let workers = handoff::STREAM_WORKERS;
+            Sample::Times(cal::per_op(handoff::task_stream(workers, n), n))
+        },
+    ));
+    // Operations are hackbench's loops; scripts/fidelity.sh passes perf the same.
+    for transport in [messaging::Transport::Pipe, messaging::Transport::UnixSocket] {
+        all.push(Workload::calibration(
+            transport.calibration_name(),
+            Placement::Unpinned,
+            MESSAGING_LOOPS,
+            move |loops| Sample::Times(messaging::messaging(transport, messaging::GROUPS, loops)),
+        ));
+    }
     all
 }
+
+/// hackbench's loops per run of the messaging calibrations: (quick, full); the full
+/// figure is what scripts/fidelity.sh compares with `perf bench sched messaging -g 1 -l
+/// 1000` (the longer run leaves less to the start and exit of its 40 processes).
+pub const MESSAGING_LOOPS: (usize, usize) = (100, 1_000);
 
 fn process_workloads() -> Vec<Workload> {
     [
@@ -506,8 +537,10 @@ fn queue_workloads() -> Vec<Workload> {
 }
 
 /// Short tasks through a pool of 2 (started outside the timed part) vs one process per
-/// task vs in-process; apply_async; the echo servers. Task rates are divided by the raw
-/// fork+_exit+waitpid: tasks done per raw process start.
+/// task vs in-process; apply_async; the echo servers. A task through the pool is divided
+/// by the raw hand-off of the same task to a worker process (one at a time: the raw
+/// round trip; map and pipelined apply_async: the raw stream to 2 workers); a process
+/// per task, and the in-process run beside it, by the raw fork+_exit+waitpid.
 fn pool_workloads() -> Vec<Workload> {
     use crate::ipc::pool::echo::ServerKind;
     use crate::ipc::pool::{Pool, PoolOptions};
@@ -526,7 +559,7 @@ fn pool_workloads() -> Vec<Workload> {
             "apply-async",
             None,
             Placement::Unpinned,
-            Some(cal::FORK_EXIT),
+            Some(handoff::TASK_HANDOFF),
             (300, 3_000),
             |_, n| pool::apply_async_samples(n),
         ),
@@ -544,7 +577,7 @@ fn pool_workloads() -> Vec<Workload> {
             "pool-2-map",
             "short-tasks/chunksize-1",
             2,
-            Some(cal::FORK_EXIT),
+            Some(handoff::TASK_HANDOFF_2_WORKERS),
             (1_000, 10_000),
             |n| with_pool(|p| pool::short_tasks_pool_map(p, n, 1)),
         ),
@@ -553,7 +586,7 @@ fn pool_workloads() -> Vec<Workload> {
             "pool-2-map",
             "short-tasks/chunksize-auto",
             2,
-            Some(cal::FORK_EXIT),
+            Some(handoff::TASK_HANDOFF_2_WORKERS),
             (1_000, 10_000),
             |n| with_pool(|p| pool::short_tasks_pool_map(p, n, p.default_chunksize(n))),
         ),
@@ -562,7 +595,7 @@ fn pool_workloads() -> Vec<Workload> {
             "pool-2-apply-async",
             "round-trip",
             2,
-            Some(cal::FORK_EXIT),
+            Some(handoff::TASK_HANDOFF),
             (1_000, 10_000),
             |n| with_pool(|p| pool::apply_async_round_trips(p, n)),
         ),
@@ -571,7 +604,7 @@ fn pool_workloads() -> Vec<Workload> {
             "pool-2-apply-async",
             "pipelined",
             2,
-            Some(cal::FORK_EXIT),
+            Some(handoff::TASK_HANDOFF_2_WORKERS),
             (1_000, 10_000),
             |n| with_pool(|p| pool::apply_async_pipelined(p, n)),
         ),
@@ -752,6 +785,56 @@ mod tests {
         assert_eq!(
             named("sync/event/wake-roundtrip/cross-cpu"),
             Some(cal::FUTEX_ROUNDTRIP)
+        );
+        // A task through the pool by the raw hand-off of a task; a process per task by
+        // the raw process start.
+        for (workload, base) in [
+            ("pool/fork/apply-async/unpinned", handoff::TASK_HANDOFF),
+            ("pool/pool-2-apply-async/round-trip", handoff::TASK_HANDOFF),
+            (
+                "pool/pool-2-apply-async/pipelined",
+                handoff::TASK_HANDOFF_2_WORKERS,
+            ),
+            (
+                "pool/pool-2-map/short-tasks/chunksize-1",
+                handoff::TASK_HANDOFF_2_WORKERS,
+            ),
+            (
+                "pool/pool-2-map/short-tasks/chunksize-auto",
+                handoff::TASK_HANDOFF_2_WORKERS,
+            ),
+            ("pool/process-per-task-fork/short-tasks", cal::FORK_EXIT),
+            ("pool/process-per-task-spawn/short-tasks", cal::FORK_EXIT),
+        ] {
+            assert_eq!(named(workload), Some(base), "{workload}");
+        }
+    }
+
+    /// The raw hand-offs and the hackbench twins are calibrations of their own names,
+    /// unpinned, and a pool filter brings the hand-offs along (not fork-exit alone).
+    #[test]
+    fn pool_baselines_and_messaging_are_registered() {
+        let all = all();
+        for name in [
+            "calibration/unix-socket-task-handoff/unpinned",
+            "calibration/unix-socket-task-handoff-2-workers/unpinned",
+            "calibration/pipe-messaging/unpinned",
+            "calibration/unix-socket-messaging/unpinned",
+        ] {
+            let w = all.iter().find(|w| w.name == name).expect(name);
+            assert_eq!(w.kind, Kind::Calibration, "{name}");
+        }
+        let messaging: Vec<_> = all
+            .iter()
+            .filter(|w| w.name.contains("-messaging/"))
+            .collect();
+        assert!(messaging.iter().all(|w| w.ops == MESSAGING_LOOPS));
+        let chosen = select(Some("pool/pool-2")).unwrap();
+        let calibrations: Vec<&str> = chosen.iter().filter_map(|w| w.calibration_name()).collect();
+        assert_eq!(
+            calibrations,
+            [handoff::TASK_HANDOFF, handoff::TASK_HANDOFF_2_WORKERS],
+            "{chosen:?}"
         );
     }
 

@@ -100,37 +100,57 @@ thread_local! {
 /// a lazily bound libc symbol, which cost each forked child a dynamic-linker symbol lookup
 /// and about a dozen page faults. The child is a copy of this thread, so it inherits the
 /// initialised slot and the resolved symbol.
+///
+/// It also installs the recording panic hook here, in the parent, once: a forked child
+/// must not replace the hook itself, because std's hook lock may be held at the fork by
+/// another thread of the parent (one running the hook for its own panic, which takes long
+/// when it prints a backtrace), and no thread of the child would ever release it.
 pub(crate) fn prepare_fork() {
     PANIC_MESSAGE.with(|m| drop(m.borrow()));
+    install_panic_hook();
+}
+
+/// Whether the hook of [`capture_panics`] only records (a forked child), or also runs the
+/// hook it replaced (which prints).
+static QUIET_PANICS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// The hook that records each panic's message and location for [`call_entry`], installed
+/// once per process (and inherited by forked children).
+fn install_panic_hook() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let message = payload_text(info.payload());
+            PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(format!("{message}{location}")));
+            if !QUIET_PANICS.load(std::sync::atomic::Ordering::Relaxed) {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Runs an entry point in this (child) process and returns its outcome. Panics are caught
 /// and turned into `Outcome::Panicked` with the message and location.
 ///
-/// `quiet_panics` replaces the panic hook with one that only records the message: a forked
-/// child must not take the stderr lock, which another thread of the parent may have held
-/// at the time of fork.
+/// `quiet_panics` makes the panic hook only record the message: a forked child must not
+/// take the stderr lock, which another thread of the parent may have held at the time of
+/// fork.
 pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
     capture_panics(quiet_panics);
     call_entry(name, args)
 }
 
-/// Installs the panic hook that records each panic's message and location for
-/// [`call_entry`]. Install it once per process: a process that runs many entries in turn
-/// (a pool worker) must not stack one hook per call.
+/// Makes sure the panic hook that records each panic's message and location for
+/// [`call_entry`] is installed (once per process: a process that runs many entries in
+/// turn, a pool worker, does not stack one hook per call), printing or not.
 pub fn capture_panics(quiet_panics: bool) {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let location = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let message = payload_text(info.payload());
-        PANIC_MESSAGE.with(|m| *m.borrow_mut() = Some(format!("{message}{location}")));
-        if !quiet_panics {
-            previous(info);
-        }
-    }));
+    QUIET_PANICS.store(quiet_panics, std::sync::atomic::Ordering::Relaxed);
+    install_panic_hook();
 }
 
 /// Runs the entry point `name` once and returns its outcome, a panic included. Relies on

@@ -16,7 +16,7 @@ pub const SHORT_TASK: &str = "measure-pool-short-task";
 /// Bytes per echo round trip.
 pub const ECHO_MESSAGE: usize = 64;
 
-fn short_task(seed: u64) -> Result<u64, String> {
+pub(crate) fn short_task(seed: u64) -> Result<u64, String> {
     let mut x = seed;
     for i in 0..1000u64 {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);
