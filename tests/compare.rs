@@ -25,6 +25,7 @@ fn latency(workload: &str, ratio: f64, spread: f64) -> Latency {
         ratio: Some(ratio),
         ratio_note: None,
         cdf: vec![],
+        achieved: None,
     }
 }
 
@@ -42,6 +43,7 @@ fn throughput(workload: &str, ratio: f64, spread: f64) -> Throughput {
         calibration: Some("memcpy".into()),
         ratio: Some(ratio),
         ratio_note: None,
+        achieved: None,
     }
 }
 

@@ -662,6 +662,7 @@ mod tests {
             ratio: Some(ratio),
             ratio_note: None,
             cdf: vec![],
+            achieved: None,
         });
         r
     }
