@@ -288,6 +288,24 @@ fn sample_results() -> Results {
             },
         ],
     });
+    r.latency.push(ipcbench::report::model::Latency {
+        workload: "queue/shm/roundtrip/64B/cross-cpu".into(),
+        family: "queue".into(),
+        flavor: "shm".into(),
+        placement: ipcbench::report::model::Placement::CrossCpu,
+        message_bytes: 64,
+        percentiles: Default::default(),
+        spread: 0.1,
+        calibration: None,
+        ratio: None,
+        ratio_note: None,
+        cdf: vec![],
+        achieved: Some(Achieved {
+            initiator_cpus: vec![0],
+            responder_cpus: vec![1],
+            class: Some(CrossCpu),
+        }),
+    });
     r.calibration.push(ipcbench::report::model::Calibration {
         name: "shm-pingpong".into(),
         placement: ipcbench::report::model::Placement::CrossCpu,
@@ -331,4 +349,81 @@ fn old_results_files_still_load() {
     assert!(!r.latency.is_empty());
     assert!(r.latency.iter().all(|l| l.achieved.is_none()));
     assert!(r.calibration.iter().all(|c| c.achieved.is_none()));
+}
+
+fn report_of(r: &Results) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    r.save(&json).unwrap();
+    let out_dir = dir.path().join("out");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args([
+            "report",
+            json.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(out_dir.join("index.html")).unwrap()
+}
+
+/// The page shows the topology table, the pairs used with their class, and the
+/// core-to-core heatmaps with the matrix's numbers in their cells and in the table.
+#[test]
+fn the_report_shows_the_topology_and_the_core_to_core_heatmap() {
+    let html = report_of(&sample_results());
+    for part in [
+        "id=\"table-topology\"",
+        "none (one thread per core)",
+        "L3: 0,1",
+        "id=\"table-pairs-used\"",
+        "id=\"chart-core-to-core-shm\"",
+        "id=\"chart-core-to-core-pipe\"",
+        "id=\"table-core-to-core\"",
+        "all 3 pairs of 2 CPUs",
+    ] {
+        assert!(html.contains(part), "{part} missing from the page");
+    }
+    let shm = &html[html.find("id=\"chart-core-to-core-shm\"").unwrap()..];
+    let shm = &shm[..shm.find("</figure>").unwrap()];
+    // SVG texts are lines of their own. Both orders of the pair show its figure (and
+    // the legend, all cells being alike, the value once); the diagonal a dash.
+    let texts = |svg: &str, text: &str| svg.lines().filter(|l| l.trim() == text).count();
+    assert_eq!(
+        texts(shm, "180 ns"),
+        3,
+        "the 0-1 pair's two cells and the legend"
+    );
+    assert_eq!(texts(shm, "—"), 2, "the diagonal is not measured");
+    assert!(
+        texts(shm, "cpu0") >= 2 && texts(shm, "cpu1") >= 2,
+        "both axes"
+    );
+    let pipe = &html[html.find("id=\"chart-core-to-core-pipe\"").unwrap()..];
+    assert_eq!(texts(pipe, "11.20 µs"), 2);
+    assert_eq!(texts(pipe, "6.10 µs"), 1);
+    let row = &html[html.find("<tr data-key=\"cpu0-cpu1\"").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains(">cross-cpu<") && row.contains(">180<") && row.contains(">11200<"),
+        "{row}"
+    );
+    let used = &html[html.find("<tr data-key=\"0/1\"").unwrap()..];
+    assert!(used[..used.find("</tr>").unwrap()].contains(">cross-cpu<"));
+}
+
+/// A page from a file written before topology was recorded says so instead.
+#[test]
+fn an_old_file_gets_a_page_that_says_the_topology_is_absent() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json");
+    let html = report_of(&Results::load(&old).unwrap());
+    assert!(html.contains("No topology in these results"));
+    assert!(html.contains("No core-to-core matrix in these results"));
 }

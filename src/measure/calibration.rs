@@ -874,6 +874,14 @@ mod tests {
         }
         assert_eq!(fork_exit(3).samples_ns.len(), 3);
         assert!(memcpy_bandwidth(1) > 0.0);
+        // A time bound stops the run long before its count: 50 million pipe round trips
+        // cannot fit in 20 ms (0.4 ns each); the echo child still answered each round.
+        let bounded = Rounds {
+            iters: 50_000_000,
+            budget: Some(Duration::from_millis(20)),
+        };
+        let trips = pipe_roundtrip_on(cpus_for(Placement::SameCpu), bounded);
+        assert!((1..50_000_000).contains(&trips.samples_ns.len()));
         let leaks = before.leaks_since();
         assert!(leaks.is_empty(), "{leaks:?}");
     }

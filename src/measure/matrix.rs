@@ -139,3 +139,64 @@ pub fn measure(
         failures,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::hygiene::Snapshot;
+
+    /// On this machine: every pair measured (shm off the diagonal only) within the
+    /// profile's bound on round trips; a CPU the process may not use gives empty cells
+    /// with the reason and a failure by name, not a hang or a cell measured elsewhere.
+    /// Nothing is left behind. No timing is asserted.
+    #[test]
+    fn every_pair_is_measured_or_named_and_nothing_is_left() {
+        let _serial = crate::process::tests_serial();
+        let before = Snapshot::take();
+        let mut topology = super::super::topology::current();
+        let n = topology.allowed.len();
+        let (m, failures) = measure(&topology, Profile::Quick, |_, _| {});
+        assert!(failures.is_empty(), "{failures:?}");
+        assert_eq!(m.pairs.len(), (n * (n + 1) / 2).min(MAX_PAIRS));
+        let limit = rounds(Profile::Quick).iters as u64;
+        for p in &m.pairs {
+            assert!(p.pipe_roundtrip_ns.is_some_and(|ns| ns > 0.0), "{p:?}");
+            assert_eq!(
+                p.shm_pingpong_ns.is_some(),
+                p.initiator != p.responder,
+                "{p:?}"
+            );
+            assert!((1..=limit).contains(&p.samples.1), "{p:?}");
+            assert_eq!(p.class, topology.class(p.initiator, p.responder));
+        }
+
+        let first = topology.allowed[0];
+        let forbidden = *topology.allowed.last().unwrap() + 1;
+        topology.allowed = vec![first, forbidden];
+        let (m, failures) = measure(&topology, Profile::Quick, |_, _| {});
+        let bad: Vec<&CorePair> = m
+            .pairs
+            .iter()
+            .filter(|p| p.responder == forbidden)
+            .collect();
+        assert_eq!(bad.len(), 2);
+        for p in bad {
+            assert_eq!(
+                (p.shm_pingpong_ns, p.pipe_roundtrip_ns),
+                (None, None),
+                "{p:?}"
+            );
+            assert!(
+                p.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("pipe-roundtrip: ")),
+                "{p:?}"
+            );
+        }
+        assert!(failures.iter().any(|f| f.workload
+            == format!("calibration/core-to-core/shm-pingpong/cpu{first}-cpu{forbidden}")));
+        assert_eq!(failures.len(), 3, "{failures:?}");
+        let leaks = before.leaks_since();
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
+}

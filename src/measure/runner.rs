@@ -766,6 +766,76 @@ mod tests {
         );
     }
 
+    /// Each figure records where its processes ran, as the pinning read it back: a
+    /// pinned workload its CPUs and their class, an unpinned one every allowed CPU.
+    #[test]
+    fn each_figure_records_the_placement_it_achieved() {
+        use crate::measure::workloads::{allowed_cpus, cpus_for, pin};
+        let mut pinned = fake("test/fake/pinned/same-cpu", Kind::Latency, None, |_| {
+            let (mine, _) = cpus_for(Placement::SameCpu);
+            let _pin = pin(mine);
+            times(1_000)
+        });
+        pinned.placement = Placement::SameCpu;
+        let mut free = fake("test/fake/free", Kind::Throughput, None, |n| {
+            Sample::Moved {
+                messages: n as u64,
+                bytes: 0,
+                elapsed: Duration::from_secs(1),
+            }
+        });
+        free.placement = Placement::Unpinned;
+        let run = run(&[pinned, free], Profile::Quick, |_, _| {});
+        assert!(run.failures.is_empty(), "{:?}", run.failures);
+        let first = allowed_cpus()[0];
+        let achieved = run.results.latency[0].achieved.clone().unwrap();
+        assert_eq!(achieved.initiator_cpus, vec![first]);
+        assert_eq!(achieved.responder_cpus, vec![first]);
+        assert_eq!(
+            achieved.class,
+            Some(crate::report::model::PairClass::SameCpu)
+        );
+        let free = run.results.throughput[0].achieved.clone().unwrap();
+        assert_eq!(free.initiator_cpus, allowed_cpus());
+        assert_eq!(free.class, None);
+        assert!(run.results.topology.is_some());
+    }
+
+    /// Same name and placement is not enough when the two ran on pairs of CPUs of
+    /// different classes (a cross-cpu pair of SMT siblings against one across caches).
+    #[test]
+    fn no_ratio_across_topology_classes_and_the_reason_is_given() {
+        use crate::report::model::PairClass;
+        let on = |class| Achieved {
+            initiator_cpus: vec![0],
+            responder_cpus: vec![1],
+            class: Some(class),
+        };
+        let mut results = Results::new("quick");
+        results.calibration.push(Calibration {
+            name: "base".into(),
+            placement: Placement::CrossCpu,
+            value: 100.0,
+            unit: "ns".into(),
+            spread: 0.0,
+            achieved: Some(on(PairClass::SmtSibling)),
+        });
+        let workload = fake(
+            "test/fake/trip/cross-cpu",
+            Kind::Latency,
+            Some("base"),
+            |_| times(1),
+        );
+        let why = calibration_for(&results, &workload, Some(&on(PairClass::CrossLlc))).unwrap_err();
+        assert_eq!(
+            why,
+            "its baseline base (cross-cpu) ran on a smt-sibling pair of CPUs, this on a \
+             cross-llc pair"
+        );
+        assert!(calibration_for(&results, &workload, Some(&on(PairClass::SmtSibling))).is_ok());
+        assert!(calibration_for(&results, &workload, None).is_ok());
+    }
+
     #[test]
     fn a_panicking_workload_is_a_failure_not_a_crash() {
         let selection = [fake("test/fake/broken", Kind::Latency, None, |_| {
