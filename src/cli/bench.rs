@@ -1,6 +1,7 @@
 //! `ipcbench bench`: run the measurement workloads and print latency and throughput tables.
 
 use crate::measure::registry::{self, Profile};
+use crate::measure::topology::{groups_text, smt_text};
 use crate::measure::{matrix, runner};
 use crate::report::model::Results;
 use std::path::PathBuf;
@@ -248,23 +249,6 @@ no ratio (never divided by a baseline of another kind or placement)"
     out
 }
 
-/// CPU groups as "0,1 | 2,3" ("unknown" when sysfs did not tell).
-fn groups_text(groups: &[Vec<usize>]) -> String {
-    if groups.is_empty() {
-        return "unknown".into();
-    }
-    groups
-        .iter()
-        .map(|g| {
-            g.iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
 /// The topology in a few lines, and the core-to-core matrix as one row per pair.
 fn topology_table(results: &Results) -> String {
     use std::fmt::Write;
@@ -272,13 +256,13 @@ fn topology_table(results: &Results) -> String {
     if let Some(t) = &results.topology {
         let _ = writeln!(
             out,
-            "\ntopology: CPUs allowed {:?} of {} online; SMT cores {}; LLC{} {}; NUMA {}",
+            "\ntopology: CPUs allowed {:?} of {} online; SMT {}; LLC{} {}; NUMA {}",
             t.allowed,
             t.online.len(),
-            groups_text(&t.smt_groups),
+            smt_text(t),
             t.llc_level.map(|l| format!(" (L{l})")).unwrap_or_default(),
-            groups_text(&t.llc_groups),
-            groups_text(&t.numa_nodes),
+            groups_text(&t.llc_groups, "unknown"),
+            groups_text(&t.numa_nodes, "unknown"),
         );
         for note in &t.notes {
             let _ = writeln!(out, "  {note}");

@@ -181,6 +181,37 @@ pub fn current() -> Topology {
     )
 }
 
+/// CPUs as "0,1,4".
+pub fn cpus_text(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Groups of CPUs as "0,1 | 2,3", or `unknown` when there are none (sysfs did not tell).
+pub fn groups_text(groups: &[Vec<usize>], unknown: &str) -> String {
+    if groups.is_empty() {
+        return unknown.to_string();
+    }
+    groups
+        .iter()
+        .map(|g| cpus_text(g))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// The SMT level in words: its cores, "none (one thread per core)", or "unknown".
+pub fn smt_text(t: &Topology) -> String {
+    if t.smt_groups.is_empty() {
+        "unknown".into()
+    } else if t.has_smt() {
+        format!("cores {}", groups_text(&t.smt_groups, ""))
+    } else {
+        "none (one thread per core)".into()
+    }
+}
+
 /// The index of the group holding `cpu`.
 fn group_of(groups: &[Vec<usize>], cpu: usize) -> Option<usize> {
     groups.iter().position(|g| g.contains(&cpu))

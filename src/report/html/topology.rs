@@ -4,44 +4,15 @@
 
 use super::{cell, esc, num_cell, pair, Table};
 use crate::cli::bench::format_ns;
+use crate::measure::topology::{cpus_text, groups_text, smt_text};
 use crate::report::charts;
 use crate::report::model::{Achieved, CoreToCore, Results, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-/// "0,1 | 2,3", or what is known instead.
-fn groups_text(groups: &[Vec<usize>], unknown: &str) -> String {
-    if groups.is_empty() {
-        return unknown.to_string();
-    }
-    groups
-        .iter()
-        .map(|g| {
-            g.iter()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-fn cpus_text(cpus: &[usize]) -> String {
-    cpus.iter()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 fn topology_table(t: &Topology) -> Table {
     let mut table = Table::new("table-topology", vec!["what", "sysfs says"]);
-    let smt = if t.smt_groups.is_empty() {
-        "unknown".to_string()
-    } else if t.has_smt() {
-        format!("cores {}", groups_text(&t.smt_groups, ""))
-    } else {
-        "none (one thread per core)".to_string()
-    };
+    let smt = smt_text(t);
     let llc = match t.llc_level {
         Some(level) => format!("L{level}: {}", groups_text(&t.llc_groups, "")),
         None => "unknown".to_string(),
