@@ -427,3 +427,44 @@ fn an_old_file_gets_a_page_that_says_the_topology_is_absent() {
     assert!(html.contains("No topology in these results"));
     assert!(html.contains("No core-to-core matrix in these results"));
 }
+
+/// `bench` records the topology and, per figure, the placement achieved; a filtered run
+/// leaves the matrix out (as `--no-matrix` does).
+#[test]
+fn bench_records_the_topology_and_each_figures_achieved_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("b.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args([
+            "bench",
+            "--quick",
+            "--no-matrix",
+            "--filter",
+            "calibration/pipe-roundtrip/same-cpu",
+        ])
+        .args(["--json", json.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = Results::load(&json).unwrap();
+    let topology = r.topology.as_ref().expect("topology recorded");
+    assert!(!topology.allowed.is_empty());
+    assert!(r.core_to_core.is_none());
+    let first = topology.allowed[0];
+    let latency = &r.latency[0];
+    assert_eq!(
+        latency.achieved,
+        Some(Achieved {
+            initiator_cpus: vec![first],
+            responder_cpus: vec![first],
+            class: Some(SameCpu),
+        })
+    );
+    assert_eq!(r.calibration[0].achieved, latency.achieved);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("topology: CPUs allowed"));
+}
