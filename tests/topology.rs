@@ -407,12 +407,16 @@ fn the_report_shows_the_topology_and_the_core_to_core_heatmap() {
         "both axes"
     );
     let pipe = &html[html.find("id=\"chart-core-to-core-pipe\"").unwrap()..];
-    assert_eq!(texts(pipe, "11.20 µs"), 2);
-    assert_eq!(texts(pipe, "6.10 µs"), 1);
+    assert_eq!(texts(pipe, "11.2 µs"), 2);
+    assert_eq!(texts(pipe, "6.1 µs"), 1);
     let row = &html[html.find("<tr data-key=\"cpu0-cpu1\"").unwrap()..];
     let row = &row[..row.find("</tr>").unwrap()];
     assert!(
-        row.contains(">cross-cpu<") && row.contains(">180<") && row.contains(">11200<"),
+        row.contains(">cross-cpu<")
+            && row.contains("data-value=\"180\"")
+            && row.contains(">180 ns<")
+            && row.contains("data-value=\"11200\"")
+            && row.contains(">11.2 µs<"),
         "{row}"
     );
     let used = &html[html.find("<tr data-key=\"0/1\"").unwrap()..];

@@ -179,6 +179,7 @@ mod tests {
             ratio: None,
             ratio_note: None,
             cdf: Vec::new(),
+            achieved: None,
         }
     }
 

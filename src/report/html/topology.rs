@@ -2,11 +2,11 @@
 //! CPUs the figures were measured on (as achieved), and the core-to-core latency matrix
 //! as heatmaps with its table.
 
-use super::{cell, esc, num_cell, pair, Table};
-use crate::cli::bench::format_ns;
+use super::{cell, esc, pair, unit_cell, Table};
 use crate::measure::topology::{cpus_text, groups_text, smt_text};
 use crate::report::charts;
 use crate::report::model::{Achieved, CoreToCore, Results, Topology};
+use crate::report::units::{human, Unit};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -105,8 +105,9 @@ fn matrix_table(m: &CoreToCore) -> Table {
     );
     for p in &m.pairs {
         let key = format!("cpu{}-cpu{}", p.initiator, p.responder);
-        let figure =
-            |field, v: Option<f64>| v.map_or_else(|| cell(field, "—"), |v| num_cell(field, v));
+        let figure = |field, v: Option<f64>| {
+            v.map_or_else(|| cell(field, "—"), |v| unit_cell(field, v, Unit::Nanos))
+        };
         table.rows.push((
             key.clone(),
             vec![
@@ -135,7 +136,9 @@ fn matrix_heatmap(
         .filter_map(|p| Some(((p.initiator, p.responder), figure(p)?)))
         .flat_map(|((a, b), v)| [((a, b), v), ((b, a), v)])
         .collect();
-    charts::heatmap(id, title, "median round trip", &m.cpus, &cells, format_ns)
+    charts::heatmap(id, title, "median round trip", &m.cpus, &cells, |v| {
+        human(v, Unit::Nanos)
+    })
 }
 
 /// The topology subsection: tables, heatmaps, or why they are absent.
