@@ -28,6 +28,7 @@ fn latency(workload: &str, ratio: f64, spread: f64) -> Latency {
         ratio: Some(ratio),
         ratio_note: None,
         cdf: vec![],
+        achieved: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn throughput(workload: &str, ratio: f64, spread: f64) -> Throughput {
         calibration: Some("memcpy".into()),
         ratio: Some(ratio),
         ratio_note: None,
+        achieved: None,
     }
 }
 

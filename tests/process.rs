@@ -63,6 +63,12 @@ fn big_result(len: usize) -> Result<String, String> {
 }
 register_entry!("test-big-result", big_result);
 
+/// The CPUs this child may run on, as it sees them.
+fn own_cpus(_: ()) -> Result<Vec<usize>, String> {
+    Ok(ipcbench::measure::workloads::allowed_cpus())
+}
+register_entry!("test-own-cpus", own_cpus);
+
 fn both_methods() -> [StartMethod; 2] {
     StartMethod::ALL
 }
@@ -431,4 +437,41 @@ fn the_orphan_reaper_never_takes_a_child_that_is_still_being_started() {
         );
         assert_eq!(child.exitcode(), Some(0), "{method:?}");
     }
+}
+
+/// A child pinned to a CPU runs there only; one pinned to a CPU it may not use does not
+/// start (spawn: the error names the CPU; fork: the child ends before its entry) —
+/// before, it ran unpinned under its pinned label.
+#[test]
+fn a_pinned_child_has_its_cpu_or_does_not_run() {
+    let allowed = ipcbench::measure::workloads::allowed_cpus();
+    let last = *allowed.last().unwrap();
+    let outside = last + 1;
+    for method in both_methods() {
+        let pinned: Result<Vec<usize>, _> = process::run(
+            "test-own-cpus",
+            &(),
+            Options::new("pinned").method(method).cpu(Some(last)),
+            LONG,
+        );
+        assert_eq!(pinned.unwrap(), vec![last], "{method:?}");
+        let started = process::start(
+            "test-own-cpus",
+            &(),
+            Options::new("misplaced").method(method).cpu(Some(outside)),
+        );
+        match started {
+            Err(e) => assert!(
+                e.to_string()
+                    .contains(&format!("cannot pin the child to CPU {outside}")),
+                "{method:?}: {e}"
+            ),
+            Ok(mut child) => {
+                let ran = child.result::<Vec<usize>>(Some(LONG));
+                assert!(ran.is_err(), "{method:?}: ran unpinned on {ran:?}");
+            }
+        }
+    }
+    let far = process::start("test-own-cpus", &(), Options::new("far").cpu(Some(1 << 20)));
+    assert!(far.unwrap_err().to_string().contains("below 1024"));
 }

@@ -1,7 +1,8 @@
 //! `ipcbench bench`: run the measurement workloads and print latency and throughput tables.
 
 use crate::measure::registry::{self, Profile};
-use crate::measure::runner;
+use crate::measure::topology::{groups_text, smt_text};
+use crate::measure::{matrix, runner};
 use crate::report::model::Results;
 use std::path::PathBuf;
 
@@ -17,6 +18,10 @@ pub struct Args {
     /// Write results as JSON (the versioned schema of the README) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Leave out the core-to-core latency matrix (a round trip between every pair of
+    /// CPUs; measured on every run without --filter).
+    #[arg(long)]
+    pub no_matrix: bool,
 }
 
 pub fn main(args: Args) -> i32 {
@@ -46,11 +51,20 @@ pub fn main(args: Args) -> i32 {
             .progress_chars("=> "),
     );
     let mut started = 0u64;
-    let run = runner::run(&selection, profile, |workload, repeat| {
+    let mut run = runner::run(&selection, profile, |workload, repeat| {
         bar.set_position(started);
         started += 1;
         bar.set_message(format!("{} ({}/{repeats})", workload.name, repeat + 1));
     });
+    if !args.no_matrix && args.filter.is_none() {
+        if let Some(topology) = run.results.topology.clone() {
+            let (core_to_core, failures) = matrix::measure(&topology, profile, |i, (a, b)| {
+                bar.set_message(format!("core-to-core cpu{a}-cpu{b} (pair {})", i + 1));
+            });
+            run.results.core_to_core = Some(core_to_core);
+            run.failures.extend(failures);
+        }
+    }
     bar.finish_and_clear();
     print!("{}", table(&run.results));
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -164,6 +178,7 @@ pub fn table(results: &Results) -> String {
             );
         }
     }
+    out.push_str(&topology_table(results));
     if !results.latency.is_empty() {
         let _ = writeln!(out, "\nlatency (per operation)");
         let _ = writeln!(
@@ -229,6 +244,51 @@ no ratio (never divided by a baseline of another kind or placement)"
         );
         for (workload, why) in unratioed {
             let _ = writeln!(out, "  {workload:<58} {why}");
+        }
+    }
+    out
+}
+
+/// The topology in a few lines, and the core-to-core matrix as one row per pair.
+fn topology_table(results: &Results) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    if let Some(t) = &results.topology {
+        let _ = writeln!(
+            out,
+            "\ntopology: CPUs allowed {:?} of {} online; SMT {}; LLC{} {}; NUMA {}",
+            t.allowed,
+            t.online.len(),
+            smt_text(t),
+            t.llc_level.map(|l| format!(" (L{l})")).unwrap_or_default(),
+            groups_text(&t.llc_groups, "unknown"),
+            groups_text(&t.numa_nodes, "unknown"),
+        );
+        for note in &t.notes {
+            let _ = writeln!(out, "  {note}");
+        }
+    }
+    if let Some(m) = &results.core_to_core {
+        let _ = writeln!(out, "\ncore-to-core round trips (median): {}", m.rule);
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<12} {:>14} {:>14}",
+            "cpus", "class", "shm ping-pong", "pipe"
+        );
+        let shown = |v: Option<f64>| v.map_or_else(|| "-".to_string(), format_ns);
+        for p in &m.pairs {
+            let _ = writeln!(
+                out,
+                "  {:<14} {:<12} {:>14} {:>14}{}",
+                format!("cpu{}-cpu{}", p.initiator, p.responder),
+                p.class.label(),
+                shown(p.shm_pingpong_ns),
+                shown(p.pipe_roundtrip_ns),
+                p.note
+                    .as_deref()
+                    .map(|n| format!("  ({n})"))
+                    .unwrap_or_default()
+            );
         }
     }
     out

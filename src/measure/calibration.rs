@@ -278,15 +278,63 @@ fn start_armed(
     (child, parent, deadman)
 }
 
-/// Times `iters` round trips of a `size`-byte message through an echo child over
-/// `channels`, after a warm-up of a tenth as many (at least 10).
+/// How many round trips one run times: `iters`, and for the core-to-core matrix also a
+/// time bound (each of its many pairs gets a short slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rounds {
+    pub iters: usize,
+    /// Stop timing once this much time has passed (after at least one timed round); the
+    /// warm-up gets a fifth of it.
+    pub budget: Option<Duration>,
+}
+
+impl Rounds {
+    pub fn count(iters: usize) -> Rounds {
+        Rounds {
+            iters,
+            budget: None,
+        }
+    }
+}
+
+/// Runs a warm-up of a tenth of `rounds.iters` (at least 10), then times up to
+/// `rounds.iters` rounds one by one. Returns the samples (ns) and how many rounds ran in
+/// all, warm-up included, for the peer's count to be checked against.
+fn timed_rounds(rounds: Rounds, mut round: impl FnMut()) -> (Vec<u64>, u64) {
+    // The warm-up may take a fifth of the budget, the timed rounds the rest.
+    let warm_budget = rounds.budget.map(|b| b / 5);
+    let timed_budget = rounds.budget.map(|b| b - b / 5);
+    let mut ran = 0u64;
+    let warming = Instant::now();
+    for _ in 0..(rounds.iters / 10).max(10) {
+        round();
+        ran += 1;
+        if warm_budget.is_some_and(|b| warming.elapsed() >= b) {
+            break;
+        }
+    }
+    let timing = Instant::now();
+    let mut samples_ns = Vec::with_capacity(rounds.iters);
+    for _ in 0..rounds.iters {
+        let started = Instant::now();
+        round();
+        samples_ns.push(started.elapsed().as_nanos() as u64);
+        ran += 1;
+        if timed_budget.is_some_and(|b| timing.elapsed() >= b) {
+            break;
+        }
+    }
+    (samples_ns, ran)
+}
+
+/// Times round trips of a `size`-byte message through an echo child over `channels`,
+/// this process on `cpus.0` and the child on `cpus.1` (None: unpinned).
 fn message_round_trips(
     channels: ByteChannels,
     size: usize,
-    placement: Placement,
-    iters: usize,
+    (parent_cpu, child_cpu): (Option<usize>, Option<usize>),
+    rounds: Rounds,
 ) -> RoundTrips {
-    let (parent_cpu, child_cpu) = cpus_for(placement);
     let (read_fd, write_fd) = channels.child_fds();
     let args = EchoArgs {
         read_fd,
@@ -297,44 +345,40 @@ fn message_round_trips(
     let (read_fd, write_fd) = parent_fds(&parent);
     let _pinned = pin(parent_cpu);
     let mut message = vec![7u8; size.max(1)];
-    let mut round_trip = || {
+    let (samples_ns, ran) = timed_rounds(rounds, || {
         write_full(write_fd, &message).expect("write to echo child");
         assert!(
             read_full(read_fd, &mut message).expect("read from echo child"),
             "echo child ended early (killed after {RUN_LIMIT:?}, or crashed)"
         );
-    };
-    let warm_up = (iters / 10).max(10);
-    for _ in 0..warm_up {
-        round_trip();
-    }
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
-        round_trip();
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
+    });
     drop(parent); // end of file for the child: it returns how many messages it echoed
     let echoed: u64 = child
         .result(Some(Duration::from_secs(30)))
         .expect("echo child result");
     drop(deadman);
-    assert_eq!(
-        echoed,
-        (iters + warm_up) as u64,
-        "echo child saw a different number of messages"
-    );
+    assert_eq!(echoed, ran, "echo child saw a different number of messages");
     RoundTrips { samples_ns }
 }
 
 /// Raw 1-byte pipe round trip (two pipes, blocking read/write).
 pub fn pipe_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
-    message_round_trips(pipe_channels().expect("pipe2"), 1, placement, iters)
+    pipe_roundtrip_on(cpus_for(placement), Rounds::count(iters))
+}
+
+/// Raw 1-byte pipe round trip, this process on `cpus.0`, the echo child on `cpus.1`.
+pub fn pipe_roundtrip_on(cpus: (Option<usize>, Option<usize>), rounds: Rounds) -> RoundTrips {
+    message_round_trips(pipe_channels().expect("pipe2"), 1, cpus, rounds)
 }
 
 /// Raw 1-byte Unix stream socketpair round trip.
 pub fn unix_socket_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
-    message_round_trips(socket_channels().expect("socketpair"), 1, placement, iters)
+    message_round_trips(
+        socket_channels().expect("socketpair"),
+        1,
+        cpus_for(placement),
+        Rounds::count(iters),
+    )
 }
 
 /// Bytes each way of [`unix_socket_request_reply`].
@@ -346,8 +390,8 @@ pub fn unix_socket_request_reply(placement: Placement, iters: usize) -> RoundTri
     message_round_trips(
         socket_channels().expect("socketpair"),
         REQUEST_REPLY_BYTES,
-        placement,
-        iters,
+        cpus_for(placement),
+        Rounds::count(iters),
     )
 }
 
@@ -520,8 +564,8 @@ pub fn futex_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
     shm_round_trips::<FutexWords>(
         "calibration-futex",
         "futex-rt",
-        placement,
-        iters,
+        cpus_for(placement),
+        Rounds::count(iters),
         |words, deadline| {
             let (ping, pong) = (&words[0], &words[PONG]);
             ping.store(next, Ordering::Release);
@@ -537,18 +581,17 @@ pub fn futex_roundtrip(placement: Placement, iters: usize) -> RoundTrips {
     )
 }
 
-/// What the shared-memory round trips share: start `entry` as the pinned responder over
-/// a fresh segment of `T`, pin this thread, run a warm-up then `iters` timed rounds, stop
-/// the responder and check that it answered every round.
+/// What the shared-memory round trips share: start `entry` as the responder on `cpus.1`
+/// over a fresh segment of `T`, pin this thread to `cpus.0`, run the [`timed_rounds`],
+/// stop the responder and check that it answered every round.
 fn shm_round_trips<T: ShmSafe>(
     entry: &str,
     tag: &str,
-    placement: Placement,
-    iters: usize,
+    (parent_cpu, child_cpu): (Option<usize>, Option<usize>),
+    rounds: Rounds,
     mut round: impl FnMut(&T, Instant),
     stop: impl FnOnce(&T),
 ) -> RoundTrips {
-    let (parent_cpu, child_cpu) = cpus_for(placement);
     let segment = Shared::<T>::create(tag, 0).expect("create the round trip's segment");
     let mut child = proc::start(
         entry,
@@ -564,21 +607,12 @@ fn shm_round_trips<T: ShmSafe>(
     .unwrap_or_else(|e| panic!("start {entry}: {e}"));
     let _pinned = pin(parent_cpu);
     let deadline = Instant::now() + RUN_LIMIT;
-    let warm_up = (iters / 10).max(10);
-    for _ in 0..warm_up {
-        round(&segment, deadline);
-    }
-    let mut samples_ns = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let started = Instant::now();
-        round(&segment, deadline);
-        samples_ns.push(started.elapsed().as_nanos() as u64);
-    }
+    let (samples_ns, ran) = timed_rounds(rounds, || round(&segment, deadline));
     stop(&segment);
     let answered: u64 = child
         .result(Some(Duration::from_secs(30)))
         .unwrap_or_else(|e| panic!("{entry} result: {e}"));
-    assert_eq!(answered, (iters + warm_up) as u64, "{entry} answers");
+    assert_eq!(answered, ran, "{entry} answers");
     RoundTrips { samples_ns }
 }
 
@@ -760,12 +794,18 @@ register_entry!("calibration-pingpong", pingpong_responder);
 /// Raw cross-process cache-line ping-pong round trip over shared memory, both sides
 /// spinning.
 pub fn shm_pingpong(placement: Placement, iters: usize) -> RoundTrips {
+    shm_pingpong_on(cpus_for(placement), Rounds::count(iters))
+}
+
+/// The cache-line ping-pong with this process on `cpus.0` and the responder on `cpus.1`
+/// (the core-to-core matrix's cells).
+pub fn shm_pingpong_on(cpus: (Option<usize>, Option<usize>), rounds: Rounds) -> RoundTrips {
     let mut next = 1u64;
     shm_round_trips::<AtomicU64>(
         "calibration-pingpong",
         "pingpong",
-        placement,
-        iters,
+        cpus,
+        rounds,
         |cell, deadline| {
             cell.store(next, Ordering::Release);
             let answer = next + 1;
@@ -862,6 +902,14 @@ mod tests {
             assert!(run.samples_ns[0] > 0);
         }
         assert!(memcpy_bandwidth(1) > 0.0);
+        // A time bound stops the run long before its count: 50 million pipe round trips
+        // cannot fit in 20 ms (0.4 ns each); the echo child still answered each round.
+        let bounded = Rounds {
+            iters: 50_000_000,
+            budget: Some(Duration::from_millis(20)),
+        };
+        let trips = pipe_roundtrip_on(cpus_for(Placement::SameCpu), bounded);
+        assert!((1..50_000_000).contains(&trips.samples_ns.len()));
         let leaks = before.leaks_since();
         assert!(leaks.is_empty(), "{leaks:?}");
     }

@@ -7,10 +7,14 @@
 //!   calibration divides what, quick and full sizes).
 //! * [`runner`]: repeats, histograms and ratios into the results model.
 //! * [`histogram`]: distributions and the statistics on them.
+//! * [`topology`]: CPU topology from sysfs and the class of each pair of CPUs.
+//! * [`matrix`]: the core-to-core latency matrix over those pairs.
 
 pub mod calibration;
 pub mod histogram;
 pub mod machine;
+pub mod matrix;
 pub mod registry;
 pub mod runner;
+pub mod topology;
 pub mod workloads;

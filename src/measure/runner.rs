@@ -15,7 +15,8 @@
 use super::calibration::{MEMCPY, SHM_PINGPONG};
 use super::histogram::{median, spread, LatencyHistogram};
 use super::registry::{Kind, Profile, Sample, Workload};
-use crate::report::model::{Calibration, Latency, Placement, Results, Throughput};
+use super::workloads::{achieved_placement, begin_placement};
+use crate::report::model::{Achieved, Calibration, Latency, Placement, Results, Throughput};
 
 /// Points kept of each latency distribution, for the report's CDF chart.
 const CDF_POINTS: usize = 64;
@@ -47,9 +48,11 @@ pub fn run(
     let mut results = Results::new(profile.name());
     let mut failures = Vec::new();
     let machine = super::machine::Before::read();
+    let topology = super::topology::current();
     for workload in ordered.iter().copied() {
         let mut samples = Vec::with_capacity(profile.repeats());
         let mut failed = None;
+        begin_placement();
         for repeat in 0..profile.repeats() {
             progress(workload, repeat);
             let ops = workload.ops(profile);
@@ -68,8 +71,10 @@ pub fn run(
             });
             continue;
         }
-        record(&mut results, workload, &samples);
+        let achieved = achieved_placement(&topology);
+        record(&mut results, workload, &samples, Some(achieved));
     }
+    results.topology = Some(topology);
     let rechecked = recheck_floors(&ordered, profile);
     let (refused, moved) = refuse_impossible(&mut results, &rechecked);
     failures.extend(refused);
@@ -102,6 +107,7 @@ fn recheck_floors(ordered: &[&Workload], profile: Profile) -> Vec<Calibration> {
                 value: *values.first()?,
                 unit: unit.to_string(),
                 spread: 0.0,
+                achieved: None,
             })
         })
         .collect()
@@ -273,7 +279,7 @@ fn impossible_throughput(
     None
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -281,14 +287,20 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panicked".into())
 }
 
-/// Adds what `samples` (one per repeat) say about `workload` to `results`.
-pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
+/// Adds what `samples` (one per repeat) say about `workload` to `results`, with where
+/// its processes ran.
+pub fn record(
+    results: &mut Results,
+    workload: &Workload,
+    samples: &[Sample],
+    achieved: Option<Achieved>,
+) {
     match workload.kind {
         Kind::Calibration => {
             // A time calibration's distribution is kept too (mean included), so its
             // tail can be charted and its mean compared with tools that report means.
             if samples.iter().all(|s| matches!(s, Sample::Times(_))) {
-                record_latency(results, workload, samples);
+                record_latency(results, workload, samples, achieved.clone());
             }
             let (values, unit) = per_repeat_figures(samples);
             results.calibration.push(Calibration {
@@ -300,9 +312,10 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
                 value: median(&values),
                 unit: unit.to_string(),
                 spread: spread(&values),
+                achieved,
             });
         }
-        Kind::Latency => record_latency(results, workload, samples),
+        Kind::Latency => record_latency(results, workload, samples, achieved),
         Kind::Throughput => {
             let mut msgs = Vec::new();
             let mut bytes = Vec::new();
@@ -319,7 +332,7 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
                 }
             }
             let (msgs_per_sec, bytes_per_sec) = (median(&msgs), median(&bytes));
-            let base = calibration_for(results, workload);
+            let base = calibration_for(results, workload, achieved.as_ref());
             let ratio = base
                 .as_ref()
                 .ok()
@@ -337,13 +350,19 @@ pub fn record(results: &mut Results, workload: &Workload, samples: &[Sample]) {
                 ratio,
                 calibration: base.as_ref().ok().map(|c| c.name.clone()),
                 ratio_note: base.err(),
+                achieved,
             });
         }
     }
 }
 
 /// Adds the merged distribution of time samples, one per repeat.
-fn record_latency(results: &mut Results, workload: &Workload, samples: &[Sample]) {
+fn record_latency(
+    results: &mut Results,
+    workload: &Workload,
+    samples: &[Sample],
+    achieved: Option<Achieved>,
+) {
     let mut merged = LatencyHistogram::new();
     let mut medians = Vec::new();
     for sample in samples {
@@ -354,7 +373,7 @@ fn record_latency(results: &mut Results, workload: &Workload, samples: &[Sample]
         }
     }
     let percentiles = merged.percentiles();
-    let base = calibration_for(results, workload);
+    let base = calibration_for(results, workload, achieved.as_ref());
     let ratio = base
         .as_ref()
         .ok()
@@ -371,6 +390,7 @@ fn record_latency(results: &mut Results, workload: &Workload, samples: &[Sample]
         spread: spread(&medians),
         cdf: merged.cdf(CDF_POINTS),
         percentiles,
+        achieved,
     });
 }
 
@@ -403,27 +423,39 @@ fn throughput_ratio(base: &Calibration, msgs_per_sec: f64, bytes_per_sec: f64) -
 }
 
 /// The calibration a workload is divided by: its own kind (by name) in its own placement,
-/// or why there is none.
+/// on a pair of CPUs of the same topology class as the workload's (`achieved`), or why
+/// there is none.
 fn calibration_for<'a>(
     results: &'a Results,
     workload: &Workload,
+    achieved: Option<&Achieved>,
 ) -> Result<&'a Calibration, String> {
     let Some(name) = workload.calibration else {
         return Err("no raw baseline of this kind is measured".into());
     };
     let placement = workload.placement;
     let named = || results.calibration.iter().filter(move |c| c.name == name);
-    named().find(|c| c.placement == placement).ok_or_else(|| {
-        let measured: Vec<&str> = named().map(|c| c.placement.label()).collect();
-        if measured.is_empty() {
-            format!("its baseline {name} was not measured in this run")
-        } else {
-            format!(
-                "its baseline {name} was measured {} only, not {}",
-                measured.join(", "),
-                placement.label()
-            )
-        }
+    let class = |a: Option<&Achieved>| a.and_then(|a| a.class);
+    if let Some(base) = named().find(|c| c.placement == placement) {
+        return match (class(achieved), class(base.achieved.as_ref())) {
+            (Some(mine), Some(theirs)) if mine != theirs => Err(format!(
+                "its baseline {name} ({}) ran on a {} pair of CPUs, this on a {} pair",
+                placement.label(),
+                theirs.label(),
+                mine.label()
+            )),
+            _ => Ok(base),
+        };
+    }
+    let measured: Vec<&str> = named().map(|c| c.placement.label()).collect();
+    Err(if measured.is_empty() {
+        format!("its baseline {name} was not measured in this run")
+    } else {
+        format!(
+            "its baseline {name} was measured {} only, not {}",
+            measured.join(", "),
+            placement.label()
+        )
     })
 }
 
@@ -732,6 +764,76 @@ mod tests {
                 .any(|w| w.contains("shm-pingpong") && w.contains("moved")),
             "{warnings:?}"
         );
+    }
+
+    /// Each figure records where its processes ran, as the pinning read it back: a
+    /// pinned workload its CPUs and their class, an unpinned one every allowed CPU.
+    #[test]
+    fn each_figure_records_the_placement_it_achieved() {
+        use crate::measure::workloads::{allowed_cpus, cpus_for, pin};
+        let mut pinned = fake("test/fake/pinned/same-cpu", Kind::Latency, None, |_| {
+            let (mine, _) = cpus_for(Placement::SameCpu);
+            let _pin = pin(mine);
+            times(1_000)
+        });
+        pinned.placement = Placement::SameCpu;
+        let mut free = fake("test/fake/free", Kind::Throughput, None, |n| {
+            Sample::Moved {
+                messages: n as u64,
+                bytes: 0,
+                elapsed: Duration::from_secs(1),
+            }
+        });
+        free.placement = Placement::Unpinned;
+        let run = run(&[pinned, free], Profile::Quick, |_, _| {});
+        assert!(run.failures.is_empty(), "{:?}", run.failures);
+        let first = allowed_cpus()[0];
+        let achieved = run.results.latency[0].achieved.clone().unwrap();
+        assert_eq!(achieved.initiator_cpus, vec![first]);
+        assert_eq!(achieved.responder_cpus, vec![first]);
+        assert_eq!(
+            achieved.class,
+            Some(crate::report::model::PairClass::SameCpu)
+        );
+        let free = run.results.throughput[0].achieved.clone().unwrap();
+        assert_eq!(free.initiator_cpus, allowed_cpus());
+        assert_eq!(free.class, None);
+        assert!(run.results.topology.is_some());
+    }
+
+    /// Same name and placement is not enough when the two ran on pairs of CPUs of
+    /// different classes (a cross-cpu pair of SMT siblings against one across caches).
+    #[test]
+    fn no_ratio_across_topology_classes_and_the_reason_is_given() {
+        use crate::report::model::PairClass;
+        let on = |class| Achieved {
+            initiator_cpus: vec![0],
+            responder_cpus: vec![1],
+            class: Some(class),
+        };
+        let mut results = Results::new("quick");
+        results.calibration.push(Calibration {
+            name: "base".into(),
+            placement: Placement::CrossCpu,
+            value: 100.0,
+            unit: "ns".into(),
+            spread: 0.0,
+            achieved: Some(on(PairClass::SmtSibling)),
+        });
+        let workload = fake(
+            "test/fake/trip/cross-cpu",
+            Kind::Latency,
+            Some("base"),
+            |_| times(1),
+        );
+        let why = calibration_for(&results, &workload, Some(&on(PairClass::CrossLlc))).unwrap_err();
+        assert_eq!(
+            why,
+            "its baseline base (cross-cpu) ran on a smt-sibling pair of CPUs, this on a \
+             cross-llc pair"
+        );
+        assert!(calibration_for(&results, &workload, Some(&on(PairClass::SmtSibling))).is_ok());
+        assert!(calibration_for(&results, &workload, None).is_ok());
     }
 
     #[test]

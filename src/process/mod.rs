@@ -204,6 +204,12 @@ pub fn start<A: Serialize>(entry: &str, args: &A, options: Options) -> Result<Ch
         reason,
     };
     entry::lookup(entry).map_err(start_error)?;
+    if let Some(cpu) = options.cpu.filter(|&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(start_error(format!(
+            "cannot pin to CPU {cpu}: a CPU set names CPUs below {} only",
+            libc::CPU_SETSIZE
+        )));
+    }
     let args = serde_json::to_string(args).map_err(|e| start_error(e.to_string()))?;
     // Until the child is tracked, the orphan reaper must not take it (see reap_orphans).
     let _starting = hygiene::starting();
@@ -307,12 +313,26 @@ impl ChildSetup {
             }
         }
         if let Some(cpu) = self.cpu {
-            // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-            // sched_setaffinity only touch this set and this process.
+            // The child checks its own placement: a pin that failed or did not take
+            // (a CPU it may not use) fails the start, rather than leaving it unpinned
+            // under a pinned label. EINVAL either way (no allocation here).
+            // SAFETY: zeroed cpu_set_t values are valid empty sets; `cpu` is below
+            // CPU_SETSIZE (checked by `start`); sched_set/getaffinity only touch these
+            // sets and this process.
             unsafe {
+                let size = std::mem::size_of::<libc::cpu_set_t>();
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(cpu, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                if libc::sched_setaffinity(0, size, &set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut now: libc::cpu_set_t = std::mem::zeroed();
+                if libc::sched_getaffinity(0, size, &mut now) != 0
+                    || libc::CPU_COUNT(&now) != 1
+                    || !libc::CPU_ISSET(cpu, &now)
+                {
+                    return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+                }
             }
         }
         Ok(())
@@ -358,7 +378,12 @@ fn spawn_exec(
             setup.apply()
         });
     }
-    let child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
+    let child = command.spawn().map_err(|e| match setup.cpu {
+        Some(cpu) if e.raw_os_error() == Some(libc::EINVAL) => {
+            format!("spawn: cannot pin the child to CPU {cpu} (not one it may run on): {e}")
+        }
+        _ => format!("spawn: {e}"),
+    })?;
     // std's Child does not reap on drop; we reap through waitpid ourselves.
     Ok(Pid::from_raw(child.id() as i32))
 }

@@ -631,6 +631,138 @@ pub fn lines(
     })
 }
 
+/// The shade of a heatmap cell at `t` in [0, 1]: pale for the fastest, dark for the
+/// slowest (one hue, so it reads in greyscale too).
+fn heat(t: f64) -> RGBColor {
+    let t = t.clamp(0.0, 1.0);
+    let mix = |a: u8, b: u8| (a as f64 + (b as f64 - a as f64) * t).round() as u8;
+    RGBColor(mix(239, 8), mix(243, 48), mix(255, 107))
+}
+
+const UNMEASURED: RGBColor = RGBColor(215, 215, 215);
+
+/// A heatmap over pairs of CPUs: `cpus` on both axes (initiator down the side, responder
+/// across), each measured cell shaded by its value on a log scale and labelled with it
+/// (`format`); a cell not measured stays grey with a dash. The cells grow with the
+/// matrix so their numbers stay readable.
+pub fn heatmap(
+    id: &str,
+    title: &str,
+    value_label: &str,
+    cpus: &[usize],
+    cells: &[((usize, usize), f64)],
+    format: impl Fn(f64) -> String,
+) -> Result<Chart, String> {
+    super::fonts::register();
+    let n = cpus.len().max(1);
+    let cell_px = (520 / n as u32).max(56);
+    let values: Vec<f64> = cells
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let shade = |v: f64| {
+        if hi > lo {
+            heat((v.ln() - lo.ln()) / (hi.ln() - lo.ln()))
+        } else {
+            heat(0.3)
+        }
+    };
+    // Legend: the two ends of the scale (one swatch when every cell is the same).
+    let mut scale: Vec<(RGBColor, String)> = Vec::new();
+    if hi > lo {
+        scale.push((heat(0.0), format!("fastest {}", format(lo))));
+        scale.push((heat(1.0), format!("slowest {}", format(hi))));
+    } else if !values.is_empty() {
+        scale.push((heat(0.3), format(lo)));
+    }
+    scale.push((UNMEASURED, "not measured".into()));
+    let legend: Vec<String> = scale.iter().map(|(_, l)| l.clone()).collect();
+    let legend_height = legend_rows(&legend) * LEGEND_ROW + 8;
+    let width = (cell_px * n as u32 + 150).max(WIDTH);
+    let height = cell_px * n as u32 + 130 + legend_height;
+    let font_px = (cell_px / 4).clamp(12, 20);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(to_text)?;
+        let (plot_area, legend_area) = root.split_vertically(height - legend_height);
+        // Keep the cells square: the plot is as wide as it is tall, the rest margin.
+        let side = cell_px * n as u32;
+        let (plot_area, _) = plot_area.split_horizontally(side + 110);
+        let names: Vec<String> = cpus.iter().map(|c| format!("cpu{c}")).collect();
+        let name_of = |v: &f64| names.get(v.floor() as usize).cloned().unwrap_or_default();
+        let centres: Vec<f64> = (0..n).map(|i| i as f64 + 0.5).collect();
+        let mut chart = chart_builder(&plot_area, title, 80)
+            .build_cartesian_2d(
+                linear(0.0, n as f64, centres.clone()),
+                linear(n as f64, 0.0, centres),
+            )
+            .map_err(to_text)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("responder CPU")
+            .y_desc("initiator CPU")
+            .x_label_formatter(&name_of)
+            .y_label_formatter(&name_of)
+            .label_style((FONT, 16))
+            .axis_desc_style((FONT, 17))
+            .draw()
+            .map_err(to_text)?;
+        let position = |cpu: usize| cpus.iter().position(|&c| c == cpu);
+        for (row, _) in cpus.iter().enumerate() {
+            for (col, _) in cpus.iter().enumerate() {
+                let value = cells
+                    .iter()
+                    .find(|((a, b), _)| position(*a) == Some(row) && position(*b) == Some(col))
+                    .map(|(_, v)| *v)
+                    .filter(|v| v.is_finite() && *v > 0.0);
+                let (x, y) = (col as f64, row as f64);
+                let fill = value.map_or(UNMEASURED, shade);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x, y), (x + 1.0, y + 1.0)],
+                        fill.filled(),
+                    )))
+                    .map_err(to_text)?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x, y), (x + 1.0, y + 1.0)],
+                        WHITE.stroke_width(2),
+                    )))
+                    .map_err(to_text)?;
+                let dark = value
+                    .is_some_and(|v| hi > lo && (v.ln() - lo.ln()) / (hi.ln() - lo.ln()) > 0.55);
+                let style = TextStyle::from((FONT, font_px).into_font())
+                    .color(if dark { &WHITE } else { &BLACK })
+                    .pos(Pos::new(HPos::Center, VPos::Center));
+                let text = value.map_or_else(|| "—".to_string(), &format);
+                chart
+                    .draw_series(std::iter::once(Text::new(text, (x + 0.5, y + 0.5), style)))
+                    .map_err(to_text)?;
+            }
+        }
+        draw_legend(&legend_area, &legend, &|i, (x, y)| {
+            vec![
+                Rectangle::new([(x, y - 7), (x + 20, y + 7)], scale[i].0.filled()).into_dyn(),
+                Rectangle::new([(x, y - 7), (x + 20, y + 7)], BLACK.stroke_width(1)).into_dyn(),
+            ]
+        })?;
+        root.present().map_err(to_text)?;
+    }
+    Ok(Chart {
+        id: id.to_string(),
+        title: title.to_string(),
+        x_label: "responder CPU".into(),
+        y_label: format!("initiator CPU ({value_label})"),
+        legend,
+        svg,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -700,5 +832,37 @@ mod tests {
         )
         .unwrap();
         assert!(line.svg.contains("pipe/duplex") && line.svg.contains("<polyline"));
+    }
+
+    #[test]
+    fn a_heatmap_writes_each_value_in_its_cell_and_names_both_axes() {
+        let chart = heatmap(
+            "h",
+            "Core-to-core",
+            "median round trip",
+            &[0, 1],
+            &[((0, 1), 180.0), ((1, 0), 180.0), ((0, 0), 6_100.0)],
+            |v| format!("{v:.0} ns"),
+        )
+        .unwrap();
+        for text in [
+            "Core-to-core",
+            "responder CPU",
+            "initiator CPU",
+            "cpu0",
+            "cpu1",
+            "180 ns",
+            "6100 ns",
+            "—",
+            "fastest 180 ns",
+            "slowest 6100 ns",
+        ] {
+            assert!(chart.svg.contains(text), "{text} missing from the SVG");
+        }
+        assert_eq!(
+            chart.svg.matches("180 ns").count(),
+            3,
+            "two cells and the legend"
+        );
     }
 }

@@ -742,6 +742,7 @@ mod tests {
             ratio: Some(ratio),
             ratio_note: None,
             cdf: vec![],
+            achieved: None,
         });
         r
     }

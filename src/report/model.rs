@@ -34,6 +34,12 @@ pub struct Results {
     pub scenarios: Vec<ScenarioOutcome>,
     #[serde(default)]
     pub stress: Vec<StressOutcome>,
+    /// The CPU topology read from sysfs (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
+    /// Round trips between every (sampled) pair of CPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core_to_core: Option<CoreToCore>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +89,97 @@ impl Placement {
     }
 }
 
+/// How two CPUs relate, from the topology: the finest level sysfs tells apart on this
+/// machine. Two different CPUs stay `cross-cpu` where it says nothing finer (a VM whose
+/// vCPUs share one last-level cache and have no SMT siblings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PairClass {
+    SameCpu,
+    SmtSibling,
+    SameLlc,
+    CrossLlc,
+    CrossNuma,
+    CrossCpu,
+}
+
+impl PairClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            PairClass::SameCpu => "same-cpu",
+            PairClass::SmtSibling => "smt-sibling",
+            PairClass::SameLlc => "same-llc",
+            PairClass::CrossLlc => "cross-llc",
+            PairClass::CrossNuma => "cross-numa",
+            PairClass::CrossCpu => "cross-cpu",
+        }
+    }
+}
+
+/// The CPU topology as sysfs told it. A level sysfs did not tell (file missing,
+/// unreadable or garbage) has no groups, and `notes` says why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Where it was read from (the sysfs CPU directory).
+    pub source: String,
+    pub online: Vec<usize>,
+    /// The CPUs this process may run on (its affinity).
+    pub allowed: Vec<usize>,
+    /// CPUs of one core (SMT siblings), one group per core; empty when unknown.
+    pub smt_groups: Vec<Vec<usize>>,
+    /// The level of the last-level cache (e.g. 3), when known.
+    pub llc_level: Option<u32>,
+    /// CPUs sharing one last-level cache, one group per cache; empty when unknown.
+    pub llc_groups: Vec<Vec<usize>>,
+    /// CPUs of each NUMA node that has CPUs; empty when unknown.
+    pub numa_nodes: Vec<Vec<usize>>,
+    /// What could not be read, and so is not known.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Where the processes of one measurement ran, as checked: the measuring process reads
+/// its affinity back after pinning, and a pinned peer checks its own before it starts
+/// (and fails the workload otherwise), so a recorded figure had exactly these CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Achieved {
+    /// CPUs the measuring process could run on.
+    pub initiator_cpus: Vec<usize>,
+    /// CPUs its peer could run on (every allowed CPU when unpinned).
+    pub responder_cpus: Vec<usize>,
+    /// The pair's topology class; absent when a side was free to move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<PairClass>,
+}
+
+/// The core-to-core latency matrix: round trips between two processes pinned to each
+/// measured pair of CPUs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CoreToCore {
+    /// The CPUs on both axes.
+    pub cpus: Vec<usize>,
+    /// Which pairs were measured, how long each, and why a cell may be empty.
+    pub rule: String,
+    pub pairs: Vec<CorePair>,
+}
+
+/// One cell of the matrix (unordered: `initiator` ≤ `responder`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CorePair {
+    pub initiator: usize,
+    pub responder: usize,
+    pub class: PairClass,
+    /// Median cache-line ping-pong round trip (ns); absent on one CPU or when it failed.
+    pub shm_pingpong_ns: Option<f64>,
+    /// Median 1-byte pipe round trip (ns).
+    pub pipe_roundtrip_ns: Option<f64>,
+    /// Round trips timed for each figure (shm, pipe).
+    pub samples: (u64, u64),
+    /// Why a figure is absent, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
 /// A raw figure that other results are divided by.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
@@ -94,6 +191,9 @@ pub struct Calibration {
     /// "ns" for times, "bytes/s" for bandwidths.
     pub unit: String,
     pub spread: f64,
+    /// Where its processes actually ran (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved: Option<Achieved>,
 }
 
 /// Percentiles of a latency distribution, in nanoseconds.
@@ -131,6 +231,9 @@ pub struct Latency {
     /// Points (nanoseconds, cumulative fraction) of the distribution, for the CDF chart.
     #[serde(default)]
     pub cdf: Vec<(f64, f64)>,
+    /// Where its processes actually ran (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved: Option<Achieved>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,6 +254,9 @@ pub struct Throughput {
     /// Why `ratio` is absent, when it is (no baseline of its kind and placement).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ratio_note: Option<String>,
+    /// Where its processes actually ran (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub achieved: Option<Achieved>,
 }
 
 /// What a scenario variant is expected to give.
@@ -338,6 +444,12 @@ impl Results {
         if other.machine_state.is_some() {
             self.machine_state = other.machine_state;
         }
+        if other.topology.is_some() {
+            self.topology = other.topology;
+        }
+        if other.core_to_core.is_some() {
+            self.core_to_core = other.core_to_core;
+        }
     }
 }
 
@@ -381,6 +493,7 @@ mod tests {
             value: 11_000.0,
             unit: "ns".into(),
             spread: 0.05,
+            achieved: None,
         });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");

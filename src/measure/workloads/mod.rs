@@ -23,7 +23,8 @@ pub mod process;
 pub mod queue;
 pub mod sync;
 
-use crate::report::model::Placement;
+use crate::report::model::{Achieved, Placement, Topology};
+use std::cell::RefCell;
 use std::time::Duration;
 
 /// Per-operation times of one latency run, in nanoseconds, in the order measured.
@@ -55,7 +56,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// reason, so the workload fails by name instead of running unpinned under its label.
 pub fn cpus_for(placement: Placement) -> (Option<usize>, Option<usize>) {
     let cpus = allowed_cpus();
-    match (placement, cpus.as_slice()) {
+    let pair = match (placement, cpus.as_slice()) {
         (Placement::Unpinned, _) => (None, None),
         (Placement::SameCpu, [first, ..]) => (Some(*first), Some(*first)),
         (Placement::CrossCpu, [first, second, ..]) => (Some(*first), Some(*second)),
@@ -63,6 +64,45 @@ pub fn cpus_for(placement: Placement) -> (Option<usize>, Option<usize>) {
             "placement {} cannot be measured: this process may run on CPUs {cpus:?} only",
             placement.label()
         ),
+    };
+    PLACED.with(|p| p.borrow_mut().responder = pair.1);
+    pair
+}
+
+/// What the measurement running on this thread was given: the initiator's CPUs as read
+/// back by [`pin`], and the CPU [`cpus_for`] handed its peer (which the peer checks for
+/// itself when it starts: `process::Options::cpu`).
+#[derive(Clone, Debug, Default)]
+struct Placed {
+    initiator: Option<Vec<usize>>,
+    responder: Option<usize>,
+}
+
+thread_local! {
+    static PLACED: RefCell<Placed> = RefCell::default();
+}
+
+/// Forgets the placement recorded on this thread: call before a measurement.
+pub fn begin_placement() {
+    PLACED.with(|p| *p.borrow_mut() = Placed::default());
+}
+
+/// Where the two sides of the measurement run on this thread since [`begin_placement`]
+/// were: a side not pinned could use every CPU this process may use, and then the pair
+/// has no class.
+pub fn achieved_placement(topology: &Topology) -> Achieved {
+    let placed = PLACED.with(|p| p.borrow().clone());
+    let allowed = allowed_cpus();
+    let initiator = placed.initiator.unwrap_or_else(|| allowed.clone());
+    let responder = placed.responder.map_or(allowed, |cpu| vec![cpu]);
+    let class = match (initiator.as_slice(), responder.as_slice()) {
+        ([a], [b]) => Some(topology.class(*a, *b)),
+        _ => None,
+    };
+    Achieved {
+        initiator_cpus: initiator,
+        responder_cpus: responder,
+        class,
     }
 }
 
@@ -108,6 +148,10 @@ pub fn pin(cpu: Option<usize>) -> PinGuard {
             achieved,
             "pinned to CPU {cpu}, but the affinity did not take"
         );
+        let had: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &now))
+            .collect();
+        PLACED.with(|p| p.borrow_mut().initiator = Some(had));
         guard
     }
 }

@@ -10,6 +10,7 @@ pub mod deltas;
 mod overlay;
 mod summary;
 mod timeline;
+mod topology;
 
 use super::charts::{self, Axis, Chart, Line, Scale, Ticks};
 use super::compare::{self, Comparison};
@@ -521,6 +522,7 @@ fn calibration_section(page: &Page) -> String {
          = both processes pinned to one CPU, <i>cross-cpu</i> = pinned to two CPUs.",
     );
     if r.calibration.is_empty() {
+        out.push_str(&topology::html(r));
         out.push_str("</section>");
         return out;
     }
@@ -583,6 +585,7 @@ fn calibration_section(page: &Page) -> String {
         )
     };
     out.push_str(&pair(chart, &table));
+    out.push_str(&topology::html(r));
     out.push_str("</section>");
     out
 }

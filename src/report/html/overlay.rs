@@ -208,6 +208,7 @@ mod tests {
             ratio: None,
             ratio_note: None,
             cdf: Vec::new(),
+            achieved: None,
         }
     }
 
