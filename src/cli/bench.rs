@@ -4,6 +4,7 @@ use crate::measure::registry::{self, Profile};
 use crate::measure::topology::{groups_text, smt_text};
 use crate::measure::{matrix, runner};
 use crate::report::model::Results;
+use crate::report::units::{human, Unit};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -131,7 +132,9 @@ fn format_rate(value: f64, unit: &str) -> String {
 
 fn format_ratio(ratio: Option<f64>, calibration: Option<&str>) -> String {
     match (ratio, calibration) {
-        (Some(r), Some(c)) => format!("{r:.2}x {c}"),
+        // Three significant figures: a small ratio (a spinning wake against a futex round
+        // trip, a file update against a bare lock) must not print as "0.00x".
+        (Some(r), Some(c)) => format!("{} {c}", human(r, Unit::Times)),
         _ => "-".into(),
     }
 }
@@ -297,6 +300,19 @@ fn topology_table(results: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_ratio_keeps_its_significant_figures() {
+        assert_eq!(
+            format_ratio(Some(0.002_61), Some("futex-roundtrip")),
+            "0.00261× futex-roundtrip"
+        );
+        assert_eq!(
+            format_ratio(Some(1.5), Some("pipe-roundtrip")),
+            "1.5× pipe-roundtrip"
+        );
+        assert_eq!(format_ratio(None, Some("memcpy")), "-");
+    }
 
     #[test]
     fn times_and_rates_read_well() {
