@@ -133,6 +133,18 @@ impl Control {
     }
 }
 
+/// The capacity the queue asks for its pipe: a 1 MiB put then completes without a reader.
+pub const PIPE_CAPACITY: usize = 1 << 20;
+
+/// Asks for [`PIPE_CAPACITY`] on the pipe of `fd`, best effort: the kernel refuses above
+/// /proc/sys/fs/pipe-max-size, and the default size then stands. The raw pipe stream
+/// calibration widens its pipe the same way, so the queue is divided by a pipe of its
+/// own size.
+pub fn widen_pipe(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor the caller owns; F_SETPIPE_SZ changes only its size.
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_CAPACITY as libc::c_int) };
+}
+
 pub struct PipeQueue {
     reader: Connection,
     writer: Connection,
@@ -148,16 +160,7 @@ impl PipeQueue {
         }
         max_message_within_limit(config.max_message)?;
         let (reader, writer) = pipe(PipeKind::Simplex).map_err(pipe_error)?;
-        // Best effort: a 1 MiB pipe lets a 1 MiB put complete without a reader. The
-        // kernel refuses above /proc/sys/fs/pipe-max-size; the default size then stands.
-        // SAFETY: fcntl on an fd we own.
-        unsafe {
-            libc::fcntl(
-                writer.raw_fd().map_err(pipe_error)?,
-                libc::F_SETPIPE_SZ,
-                1 << 20,
-            )
-        };
+        widen_pipe(writer.raw_fd().map_err(pipe_error)?);
         let control: Shared<Control> = Shared::create("queue-pipe", 0)?;
         control.read_lock.init()?;
         control.write_lock.init()?;
