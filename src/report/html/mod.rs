@@ -695,7 +695,13 @@ fn cdf_chart(id: &str, title: &str, items: &[&Latency]) -> Option<Result<Chart, 
     if lines.is_empty() {
         return None;
     }
-    Some(charts::lines(
+    Some(cdf_lines(id, title, &lines))
+}
+
+/// A CDF chart of `lines` (points in µs and cumulative fraction): the latency sections'
+/// and the two-run overlay's one shape.
+fn cdf_lines(id: &str, title: &str, lines: &[Line]) -> Result<Chart, String> {
+    charts::lines(
         id,
         title,
         &Axis::new(
@@ -708,10 +714,10 @@ fn cdf_chart(id: &str, title: &str, items: &[&Latency]) -> Option<Result<Chart, 
             Scale::Linear,
             Ticks::Plain,
         ),
-        &lines,
+        lines,
         None,
         false,
-    ))
+    )
 }
 
 /// Groups by family, keeping the order of first appearance.

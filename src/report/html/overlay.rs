@@ -3,7 +3,7 @@
 //! band — the page a reviewer opens on a pull request (as criterion's change plots).
 
 use super::{chart_html, esc, latency_label, Table};
-use crate::report::charts::{self, Axis, Line, Scale, Ticks};
+use crate::report::charts::Line;
 use crate::report::model::{Latency, Results};
 use crate::report::units::{human, Unit};
 use std::fmt::Write as _;
@@ -63,22 +63,10 @@ fn overlay_chart(before: &Latency, after: &Latency) -> String {
             dashed: false,
         },
     ];
-    chart_html(charts::lines(
+    chart_html(super::cdf_lines(
         &chart_id(&after.workload),
         &after.workload,
-        &Axis::new(
-            "time per operation (µs, log scale)",
-            Scale::Log,
-            Ticks::Plain,
-        ),
-        &Axis::new(
-            "fraction of operations ≤ time (0–1)",
-            Scale::Linear,
-            Ticks::Plain,
-        ),
         &lines,
-        None,
-        false,
     ))
 }
 
