@@ -570,21 +570,56 @@ pub fn main(args: Args) -> i32 {
 }
 
 fn print_table(reports: &[TwinReport]) {
-    println!(
-        "\n{:<36} {:<15} {:<40} {:<18} {:>7}  {:<30} {:>8}",
-        "twin", "caught by", "expected", "got", "caught", "to the catch", "time"
-    );
-    for r in reports {
-        println!(
-            "{:<36} {:<15} {:<40} {:<18} {:>7}  {:<30} {:>7.1}s",
-            r.twin,
-            r.caught_by,
-            r.expected,
-            r.got(),
-            format!("{}/{}", r.caught(), r.attempts.len()),
-            r.to_catch(),
-            r.seconds()
-        );
+    let head = [
+        "twin",
+        "caught by",
+        "expected",
+        "got",
+        "caught",
+        "to the catch",
+        "time",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 7]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.twin.clone(),
+                r.caught_by.clone(),
+                r.expected.clone(),
+                r.got().to_string(),
+                format!("{}/{}", r.caught(), r.attempts.len()),
+                r.to_catch(),
+                format!("{:.1}s", r.seconds()),
+            ]
+        })
+        .collect();
+    // Columns as wide as their widest cell, so a long entry does not shift the rest.
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            std::iter::once(&head)
+                .chain(&rows)
+                .map(|row| row[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    println!();
+    for row in std::iter::once(&head).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (cell, width))| {
+                // The counts and the time read best right-aligned.
+                if i == 4 || i == 6 {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:<width$}")
+                }
+            })
+            .collect();
+        println!("{}", cells.join("  ").trim_end());
     }
 }
 
