@@ -503,9 +503,14 @@ fn raw_stream(
 /// allows it): a default 64 KiB pipe is another kind, which the Queue outran at 64 KiB
 /// and 1 MiB messages (1.5× and 1.8× "the raw pipe").
 pub fn pipe_stream(size: usize, placement: Placement, messages: usize) -> Sample {
+    raw_stream(queue_sized_pipe_channels(), size, placement, messages)
+}
+
+/// Pipe channels whose data pipe (child to parent) has the pipe Queue's capacity.
+fn queue_sized_pipe_channels() -> ByteChannels {
     let channels = pipe_channels().expect("pipe2");
     crate::ipc::queue::pipe::widen_pipe(channels.parent.0.as_raw_fd());
-    raw_stream(channels, size, placement, messages)
+    channels
 }
 
 /// Raw Unix stream socketpair stream of `messages` messages of `size` bytes.
@@ -848,6 +853,25 @@ pub fn fork_exec(iters: usize) -> RoundTrips {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The raw pipe stream's data pipe is as large as the pipe Queue's (where the kernel
+    /// allows it): a default 64 KiB pipe made the Queue look faster than "the raw pipe".
+    #[test]
+    fn the_raw_pipe_stream_has_the_queues_pipe_size() {
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let want = crate::ipc::queue::pipe::PIPE_CAPACITY;
+        let channels = queue_sized_pipe_channels();
+        // SAFETY: F_GETPIPE_SZ only reads the size of a pipe this test owns.
+        let size = unsafe { libc::fcntl(channels.parent.0.as_raw_fd(), libc::F_GETPIPE_SZ) };
+        if max >= want {
+            assert_eq!(size as usize, want);
+        } else {
+            assert!(size > 0, "F_GETPIPE_SZ failed");
+        }
+    }
     use crate::process::hygiene::Snapshot;
 
     /// Every helper moves exactly what it says and leaves nothing behind (fds, shared
