@@ -7,10 +7,10 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ipcbench::ipc::pool::echo::ServerKind;
 use ipcbench::ipc::pool::{Pool, PoolOptions};
 use ipcbench::measure::workloads::pool as workload;
 use ipcbench::process::StartMethod;
+use ipcbench::programs::pool_echo::ServerKind;
 use std::time::Duration;
 
 const TASKS: usize = 100;

@@ -15,7 +15,10 @@ fn round_trips(c: &mut Criterion) {
     common::round_trip_groups(
         c,
         "queue",
-        &Flavor::ALL.map(|f| (f.name(), f)),
+        &Flavor::all()
+            .into_iter()
+            .map(|f| (f.name(), f))
+            .collect::<Vec<_>>(),
         |flavor, placement, iters| workload::round_trip(flavor, 64, placement, iters),
     );
 }
@@ -27,7 +30,7 @@ fn streams(c: &mut Criterion) {
         for size in common::STREAM_SIZES {
             let messages = common::messages_for(size);
             group.throughput(Throughput::Bytes((size * messages) as u64));
-            for flavor in Flavor::ALL {
+            for flavor in Flavor::all() {
                 group.bench_function(format!("{}/{size}", flavor.name()), |b| {
                     b.iter_custom(|iters| {
                         (0..iters)

@@ -3,6 +3,9 @@
 //! leaks), that a seed reproduces its fault schedule, and that a stall is reported rather
 //! than waited on. Run with `cargo test --release --test stress`.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use ipcbench::process::{self, Child, Options, StartMethod};
 use ipcbench::register_entry;
 use ipcbench::stress::board::Board;
@@ -10,13 +13,7 @@ use ipcbench::stress::{self, Config, Event, FaultKind, Flaw, StressReport, Targe
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
-
-/// Stress runs count the whole process's children and fds: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use support::serial;
 
 const SEED: u64 = 0x5EED_0009;
 

@@ -2,16 +2,12 @@
 //! a filter that matches nothing is exit 2 listing the workloads, and `--json` writes
 //! results that load back. No timing is asserted.
 
+mod support;
+
 use ipcbench::process::hygiene::{self, Snapshot};
 use ipcbench::report::model::Results;
 use std::process::Command;
-
-/// The leak check sees this whole process's fds and children, so runs never overlap.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use support::serial;
 
 fn ipcbench(args: &[&str]) -> std::process::Output {
     let _serial = serial();
@@ -25,8 +21,7 @@ fn ipcbench(args: &[&str]) -> std::process::Output {
 /// names with this test's run tag, so a snapshot (which sees only this run's names on a
 /// shared machine) covers them.
 fn quick_bench_to_json(filter: &str, json: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ipcbench"))
-        .env(hygiene::RUN_ENV, hygiene::run_tag())
+    hygiene::join_run(&mut Command::new(env!("CARGO_BIN_EXE_ipcbench")))
         .args(["bench", "--quick", "--filter", filter, "--json"])
         .arg(json)
         .output()

@@ -16,7 +16,7 @@ fn help_lists_every_subcommand() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     for sub in [
-        "run", "bench", "check", "stress", "report", "compare", "list", "prove",
+        "run", "bench", "check", "stress", "report", "compare", "list", "prove", "conform",
     ] {
         assert!(text.contains(sub), "--help does not mention {sub}: {text}");
     }
@@ -44,6 +44,23 @@ fn bad_arguments_exit_2_with_a_message() {
         assert!(!err.trim().is_empty(), "{args:?} printed no message");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn conform_runs_every_check_on_a_flavor_and_refuses_an_unknown_one() {
+    let out = ipcbench(&["conform", "--flavor", "channel"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let rows = text.lines().filter(|l| l.starts_with("channel ")).count();
+    assert_eq!(rows, ipcbench::conformance::queue::CHECKS.len(), "{text}");
+
+    let out = ipcbench(&["conform", "--flavor", "channel", "--flavor", "no-such"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"no-such\"") && err.contains("known: pipe, shm, channel"),
+        "{err}"
+    );
 }
 
 /// A child forked by the binary — where the CLI's SIGINT/SIGTERM/SIGHUP cleanup handlers

@@ -1,7 +1,7 @@
 //! The ticket file store across real processes: exact totals under every lock, whole
 //! files even without one, a writer killed holding the lock, clear errors.
 
-mod sync_support;
+mod support;
 
 use ipcbench::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
 use ipcbench::ipc::sync::Event;
@@ -9,7 +9,7 @@ use ipcbench::process::{self, Options, StartMethod};
 use ipcbench::register_entry;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use sync_support::{leak_checked, results, start_all};
+use support::{leak_checked, results, start_all};
 
 const PROCESSES: usize = 4;
 const UPDATES: i64 = 300;

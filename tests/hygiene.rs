@@ -1,15 +1,14 @@
 //! Nothing is left behind: an interrupted parent cleans up what it created, and a whole
 //! sequence of process work leaves no process, shm name, temp file or fd.
 
+mod support;
+
 use ipcbench::process::{self, hygiene, Group, Options};
 use ipcbench::register_entry;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// Serialises the tests of this binary: fds and children are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn nap(ms: u64) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(ms));
@@ -100,7 +99,7 @@ fn interrupted_parent_cleans_up(signal: nix::sys::signal::Signal) {
 /// disturbed by other tests of this binary.
 #[test]
 fn nothing_is_left_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     interrupted_parent_cleans_up(nix::sys::signal::Signal::SIGTERM);
     interrupted_parent_cleans_up(nix::sys::signal::Signal::SIGINT);
@@ -122,7 +121,7 @@ fn nothing_is_left_behind() {
 
 #[test]
 fn a_leak_is_detected() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     // The check itself must be able to fail: a deliberately kept fd is reported, exactly
     // the two ends and nothing else (not the fd the listing itself uses)...
     let before = hygiene::Snapshot::take();
@@ -140,4 +139,50 @@ fn a_leak_is_detected() {
     drop((r, w));
     let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "{leaks:?}");
+}
+
+/// Two top-level runs started under one outer tag (CI exports `IPCBENCH_RUN` to every
+/// process it starts) each get a tag of their own: a stress run's leak check does not
+/// count a name another run of the same CI job holds while it runs. (CI once failed on
+/// exactly that: the example's `stress` and `check` ran side by side under `ciNNN`.)
+#[test]
+fn runs_under_one_outer_tag_do_not_see_each_others_names_as_leaks() {
+    let _serial = support::serial();
+    let outer = format!("outer{}", std::process::id());
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .args(["stress", "--target", "queue-shm", "--duration", "2s"])
+        .env(hygiene::RUN_ENV, &outer)
+        .env_remove(hygiene::RUN_TAG_ENV)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ipcbench stress");
+    // Once the run has created its first name its "before" snapshot is taken: a name of
+    // the outer tag that appears now is another run's, live past this one's end.
+    let ours = format!("ipcbench-{outer}");
+    let limit = Instant::now() + LONG;
+    let started = || {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(&ours))
+    };
+    while !started() {
+        assert!(Instant::now() < limit, "the stress run created no shm name");
+        assert!(
+            run.try_wait().unwrap().is_none(),
+            "the stress run ended early"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let squatter = format!("/dev/shm/ipcbench-{outer}-another-run");
+    std::fs::write(&squatter, b"").unwrap();
+    let out = run.wait_with_output().expect("wait for ipcbench stress");
+    std::fs::remove_file(&squatter).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("another-run"), "{text}");
 }

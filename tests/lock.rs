@@ -1,7 +1,7 @@
 //! Lock flavors across real processes: exclusion, a holder killed in its critical
 //! section, RLock. Written once over the `Lock` trait, run on every flavor.
 
-mod sync_support;
+mod support;
 
 use ipcbench::ipc::lock::rlock::RLock;
 use ipcbench::ipc::lock::{Acquired, Lock, LockAddress, LockError, LockExt, LockFlavor};
@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use sync_support::{leak_checked, results, start_all};
+use support::{leak_checked, results, start_all};
 
 const PROCESSES: usize = 4;
 const INCREMENTS: u64 = 2_000;
@@ -324,5 +324,190 @@ fn a_held_robust_mutex_dropped_on_another_thread_leaves_the_holder_sound() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(outcome, "the robust list survived");
+    });
+}
+
+/// A robust mutex's handle unmaps its segment on drop unless a *live* thread holds the
+/// mutex through it: not after the holder thread exited (the kernel walked its robust
+/// list at its exit, so nothing points into the mapping), nor after the holder released
+/// it, wherever the drop runs; dropped by its holder, it releases the mutex first.
+#[test]
+fn a_robust_mutex_handle_is_unmapped_on_drop_unless_a_live_thread_holds_it() {
+    use ipcbench::ipc::lock::robust::RobustMutex;
+    let mapped = |name: &str| {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains(name)
+    };
+    leak_checked(|| {
+        // Taken by a thread that then exits holding it, dropped here.
+        let mutex = RobustMutex::create().unwrap();
+        let name = mutex.name().to_string();
+        std::thread::scope(|s| {
+            s.spawn(|| mutex.acquire(ACQUIRE).unwrap()).join().unwrap();
+        });
+        drop(mutex);
+        assert!(!mapped(&name), "{name}: holder exited, still mapped");
+        // Taken and released here, dropped on another thread.
+        let mutex = RobustMutex::create().unwrap();
+        let name = mutex.name().to_string();
+        mutex.acquire(ACQUIRE).unwrap();
+        mutex.release().unwrap();
+        std::thread::spawn(move || drop(mutex)).join().unwrap();
+        assert!(!mapped(&name), "{name}: released, still mapped");
+        // Held here and dropped here: the drop releases it, then unmaps.
+        let mutex = RobustMutex::create().unwrap();
+        let name = mutex.name().to_string();
+        let other = RobustMutex::open(&name).unwrap();
+        mutex.acquire(ACQUIRE).unwrap();
+        drop(mutex);
+        assert_eq!(
+            other.try_acquire().unwrap(),
+            Some(Acquired::Clean),
+            "{name}: dropped by its holder, still held"
+        );
+        other.release().unwrap();
+        drop(other);
+        assert!(
+            !mapped(&name),
+            "{name}: dropped by its holder, still mapped"
+        );
+    });
+}
+
+/// Exit codes of the leader-exited child: the verdict travels as its exit status, since
+/// the thread that would return the entry's result is gone.
+const UNMAPPED: i32 = 0;
+const STILL_MAPPED: i32 = 3;
+const LEADER_NEVER_EXITED: i32 = 4;
+
+/// The main thread takes a robust mutex and exits alone (SYS_exit, not exit_group): the
+/// kernel walks its robust list, and it stays in /proc/self/task as a zombie while the
+/// other thread runs. That thread then drops the handle: nothing can point into the
+/// mapping any more, so it must be unmapped.
+fn drop_after_the_holding_leader_exited(_: ()) -> Result<(), String> {
+    use ipcbench::ipc::lock::robust::RobustMutex;
+    let mutex = RobustMutex::create().map_err(|e| e.to_string())?;
+    mutex.acquire(ACQUIRE).map_err(|e| e.to_string())?;
+    let leader = std::process::id();
+    std::thread::spawn(move || {
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/self/task/{leader}/stat"))
+                .ok()
+                .and_then(|stat| stat.rsplit(") ").next().map(|rest| rest.starts_with('Z')))
+                .unwrap_or(false)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !zombie() {
+            if Instant::now() > deadline {
+                std::process::exit(LEADER_NEVER_EXITED);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let name = mutex.name().to_string();
+        drop(mutex);
+        // thread-self: the exited leader has no mm, so /proc/self/maps reads empty.
+        let maps = std::fs::read_to_string("/proc/thread-self/maps").unwrap_or_default();
+        std::process::exit(if maps.contains(&name) {
+            STILL_MAPPED
+        } else {
+            UNMAPPED
+        });
+    });
+    // SAFETY: ends only this thread, without unwinding: nothing on its stack is used
+    // again (the other thread owns the mutex), and that thread ends the process.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!("SYS_exit returned")
+}
+register_entry!(
+    "lock-test-drop-after-leader-exit",
+    drop_after_the_holding_leader_exited
+);
+
+/// The flake CI saw (`holder exited, still mapped`), made deterministic: a holder that
+/// has exited but still has a /proc/self/task entry was taken for a live one.
+#[test]
+fn a_robust_mutex_held_by_an_exited_thread_still_listed_in_proc_is_unmapped() {
+    leak_checked(|| {
+        let mut child = process::start(
+            "lock-test-drop-after-leader-exit",
+            &(),
+            Options::new("leader-exits").method(StartMethod::Spawn),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let code = child
+            .join(Some(Duration::from_secs(60)))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            code,
+            Some(UNMAPPED),
+            "exit {code:?}: {STILL_MAPPED} = kept the mapping for an exited holder, \
+             {LEADER_NEVER_EXITED} = the leader never became a zombie"
+        );
+    });
+}
+
+/// A name opened as the other kind of mutex is refused: a plain opener of a robust mutex
+/// would lose owner-death reports, a robust opener of a plain one would expect them.
+#[test]
+fn a_mutex_opened_as_the_other_kind_is_refused() {
+    leak_checked(|| {
+        let robust = LockFlavor::Robust.create().unwrap();
+        let plain = LockFlavor::Plain.create().unwrap();
+        let (LockAddress::Robust(robust_name), LockAddress::Plain(plain_name)) =
+            (robust.address(), plain.address())
+        else {
+            panic!("addresses of the wrong kind");
+        };
+        for (wrong, kind) in [
+            (LockAddress::Plain(robust_name.clone()), "plain"),
+            (LockAddress::Robust(plain_name.clone()), "robust"),
+        ] {
+            let message = match wrong.open() {
+                Err(LockError::Open { message, .. }) => message,
+                Err(e) => panic!("{wrong}: {e}"),
+                Ok(_) => panic!("{wrong} opened as the wrong kind"),
+            };
+            assert_eq!(message, format!("it is not a {kind} mutex"));
+        }
+        // The right kind still opens.
+        assert!(LockAddress::Robust(robust_name).open().is_ok());
+        assert!(LockAddress::Plain(plain_name).open().is_ok());
+        // A handle's name is its segment's: what another process opens it by.
+        let mutex = ipcbench::ipc::lock::robust::RobustMutex::create().unwrap();
+        assert_eq!(LockAddress::Robust(mutex.name().into()), mutex.address());
+        assert!(hygiene::shm_names().contains(mutex.name()));
+    });
+}
+
+/// Acquires (with the long bound) and releases; what it was told.
+fn acquire_and_release(address: LockAddress) -> Result<Acquired, String> {
+    let lock = address.open().map_err(|e| e.to_string())?;
+    let acquired = lock.acquire(ACQUIRE).map_err(|e| e.to_string())?;
+    lock.release().map_err(|e| e.to_string())?;
+    Ok(acquired)
+}
+register_entry!("lock-test-acquire-and-release", acquire_and_release);
+
+/// Outside a forced schedule a waiter for a held mutex sleeps in the kernel (the futex
+/// behind pthread_mutex_timedlock) instead of spinning on try-lock until its deadline,
+/// and takes the mutex once it is released.
+#[test]
+fn a_waiter_for_a_held_pthread_mutex_sleeps_in_the_kernel() {
+    leak_checked(|| {
+        for flavor in [LockFlavor::Robust, LockFlavor::Plain] {
+            let lock = flavor.create().unwrap();
+            lock.acquire(ACQUIRE).unwrap();
+            let mut waiter = start_all("lock-test-acquire-and-release", &[lock.address()]);
+            let asleep = ipcbench::process::watchdog::await_wchan(
+                waiter[0].pid().as_raw(),
+                "futex",
+                Instant::now() + ACQUIRE,
+            );
+            lock.release().unwrap();
+            let acquired: Vec<Acquired> = results(std::mem::take(&mut waiter));
+            asleep.unwrap_or_else(|e| panic!("{flavor:?}: the waiter never slept: {e}"));
+            assert_eq!(acquired, vec![Acquired::Clean], "{flavor:?}");
+        }
     });
 }

@@ -1,7 +1,7 @@
 //! The Manager across real processes: exact server-side increments, the server killed
 //! mid-run, malformed requests, proxies for dicts and lists, shutdown.
 
-mod sync_support;
+mod support;
 
 use ipcbench::ipc::manager::{Manager, ManagerAddress, ManagerClient, ManagerError, Response};
 use ipcbench::process::StartMethod;
@@ -9,7 +9,7 @@ use ipcbench::register_entry;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::{Duration, Instant};
-use sync_support::{leak_checked, results, start_all};
+use support::{leak_checked, results, start_all};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,6 +1,8 @@
 //! Pipe conformance: each test runs on both kinds (duplex socketpair, simplex pipe) and
 //! across real processes by both start methods, and proves it left nothing behind.
 
+mod support;
+
 use ipcbench::ipc::frame::{self, FrameError};
 use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use ipcbench::process::{self, hygiene, Options, StartMethod};
@@ -11,12 +13,9 @@ use std::time::Duration;
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(100);
 
-/// Serialises the tests of this binary: fds and children are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs `body` for every pipe kind and start method, checking for leaks after each.
 fn for_each_kind_and_method(body: impl Fn(PipeKind, StartMethod)) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     for kind in PipeKind::ALL {
         for method in StartMethod::ALL {
             let before = hygiene::Snapshot::take();
@@ -271,7 +270,7 @@ fn torn_or_foreign_bytes_are_reported_as_corrupt_never_returned_as_data() {
 
 #[test]
 fn adopt_rejects_an_fd_that_is_not_a_pipe_or_socket() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let file = std::fs::File::open("/dev/null").unwrap();
     use std::os::fd::AsRawFd;
     let handle = ConnectionHandle {
@@ -343,7 +342,7 @@ fn a_short_recv_timeout_waits_for_a_message_to_start_and_never_cuts_one_in_half(
 fn bench_workloads_and_raw_baselines_run_and_clean_up() {
     use ipcbench::measure::workloads::pipe as workload;
     use ipcbench::report::model::Placement;
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     for placement in [Placement::SameCpu, Placement::CrossCpu] {
         assert_eq!(

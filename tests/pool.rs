@@ -2,9 +2,11 @@
 //! death (SIGKILL mid-task), the elastic pool, and the seed's echo servers. Every test
 //! proves it left nothing behind.
 
-use ipcbench::ipc::pool::echo::{ClientCommand, ClientEvent, Clients, EchoServer, ServerKind};
+mod support;
+
 use ipcbench::ipc::pool::{DeathHandling, Pool, PoolError, PoolOptions};
 use ipcbench::process::{hygiene, StartMethod};
+use ipcbench::programs::pool_echo::{ClientCommand, ClientEvent, Clients, EchoServer, ServerKind};
 use ipcbench::register_entry;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -15,13 +17,10 @@ use std::time::{Duration, Instant};
 /// Bound on any single wait in these tests: only a hang reaches it.
 const LONG: Duration = Duration::from_secs(30);
 
-/// The tests count process-wide children and fds: one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
 /// Runs `body` alone and asserts it left no process, fd, shared-memory name or temp path
 /// (of this run: names carry the run tag, so other test binaries do not count).
 fn leak_checked(body: impl FnOnce()) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     body();
     let leaks = before.leaks_since();
@@ -548,7 +547,7 @@ fn echo_round_trips_through_both_servers() {
             ServerKind::Pool { workers: 4 },
         ] {
             let elapsed =
-                ipcbench::ipc::pool::echo::round_trips(kind, 6, 20, 100, StartMethod::Spawn)
+                ipcbench::programs::pool_echo::round_trips(kind, 6, 20, 100, StartMethod::Spawn)
                     .unwrap();
             assert!(elapsed < LONG, "{kind:?}");
         }

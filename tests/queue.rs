@@ -1,14 +1,22 @@
-//! Queue conformance: every test is written once over the `Queue` trait and run on every
-//! flavor, across real processes, and proves it left nothing behind.
+//! Queue tests: the conformance suite (`ipcbench::conformance::queue`, one test per
+//! check) and the tests of particular flavors and harnesses. Each is written once over the
+//! `Queue` trait, runs on every flavor across real processes, and proves it left nothing
+//! behind.
 
+mod support;
+
+use ipcbench::conformance::{
+    self,
+    queue::{pattern, CHECKS},
+};
 use ipcbench::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
 use ipcbench::ipc::queue::joinable::JoinableHandle;
 use ipcbench::ipc::queue::shm::ShmQueue;
-use ipcbench::ipc::queue::workers::{self, producer_consumer, Plan, RunError};
 use ipcbench::ipc::queue::{
     self, Config, Flavor, JoinableQueue, Queue, QueueError, QueueHandle, Role,
 };
 use ipcbench::process::{self, hygiene, Options, ProcessError, StartMethod};
+use ipcbench::programs::queue::{self as program, producer_consumer, Plan, RunError};
 use ipcbench::register_entry;
 use ipcbench::scenario::{queue_end_signal, Verdict};
 use proptest::prelude::*;
@@ -19,9 +27,6 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// Serialises the tests of this binary: fds and children are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// What this run left behind since `before` (the snapshot is scoped to this run's names,
 /// so other suites running on the machine do not count).
 fn leaks_since(before: &hygiene::Snapshot) -> Vec<hygiene::Leak> {
@@ -30,8 +35,8 @@ fn leaks_since(before: &hygiene::Snapshot) -> Vec<hygiene::Leak> {
 
 /// Runs `body` for every flavor, then checks that nothing leaked.
 fn for_each_flavor(body: impl Fn(Flavor)) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    for flavor in Flavor::ALL {
+    let _serial = support::serial();
+    for flavor in Flavor::all() {
         let before = hygiene::Snapshot::take();
         body(flavor);
         let leaks = leaks_since(&before);
@@ -49,227 +54,49 @@ fn start(
     process::start(entry, args, options).unwrap()
 }
 
-/// Deterministic, seed-dependent bytes, so a message that arrives garbled or swapped
-/// cannot compare equal.
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    (0..len as u32)
-        .map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect()
-}
-
-#[derive(Serialize, Deserialize)]
-struct PutArgs {
-    queue: QueueHandle,
-    sizes: Vec<usize>,
-}
-
-fn put_patterns(args: PutArgs) -> Result<usize, QueueError> {
-    let queue = queue::open(args.queue)?;
-    for (i, &len) in args.sizes.iter().enumerate() {
-        queue.put(&pattern(i as u32, len), None)?;
-    }
-    Ok(args.sizes.len())
-}
-register_entry!("queue-test-put-patterns", put_patterns);
-
-#[test]
-fn payloads_from_0_bytes_to_1_mib_arrive_intact() {
-    let sizes = vec![0, 1, 4095, 4096, 4097, 64 << 10, 1 << 20];
-    for_each_flavor(|flavor| {
-        for method in StartMethod::ALL {
-            let config = Config::default().maxsize(3).max_message(1 << 20);
-            let queue = flavor.create(&config).unwrap();
-            let handle = queue.handle(Role::Producer).unwrap();
-            let mut child = start(
-                "queue-test-put-patterns",
-                &PutArgs {
-                    queue: handle.clone(),
-                    sizes: sizes.clone(),
-                },
-                &handle,
-                method,
-            );
-            for (i, &len) in sizes.iter().enumerate() {
-                let got = queue.get(Some(LONG)).unwrap();
-                assert_eq!(got.len(), len, "{flavor:?} {method:?} message {i}");
-                assert!(
-                    got == pattern(i as u32, len),
-                    "{flavor:?} {method:?} message {i} garbled"
-                );
+// The conformance suite (`ipcbench::conformance::queue`), one test per check, each on
+// every flavor. `every_check_has_a_test` keeps the list whole.
+macro_rules! conformance_tests {
+    ($($test:ident => $check:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                let check = conformance::find(CHECKS, $check).expect("a check of that name");
+                for_each_flavor(|flavor| {
+                    if let Err(e) = (check.run)(flavor) {
+                        panic!("{flavor:?}: {}: {e}", check.name);
+                    }
+                });
             }
-            assert_eq!(child.result::<usize>(Some(LONG)).unwrap(), sizes.len());
-            assert!(matches!(
-                queue.put_nowait(&vec![0; (1 << 20) + 1]),
-                Err(QueueError::TooLarge { len, max }) if len == (1 << 20) + 1 && max == 1 << 20
-            ));
-        }
-    });
-}
+        )*
 
-#[test]
-fn four_producers_to_four_consumers_lose_nothing_and_keep_each_producers_order() {
-    for_each_flavor(|flavor| {
-        let consumers = if flavor.multi_consumer() { 4 } else { 1 };
-        let plan = Plan::new(4, consumers, 10_000);
-        let outcome = producer_consumer(flavor, &Config::default().maxsize(256), &plan).unwrap();
-        let mut seen = BTreeSet::new();
-        for (c, items) in outcome.received.iter().enumerate() {
-            let mut last = [None::<u32>; 4];
-            for &(producer, seq) in items {
-                assert!(
-                    seen.insert((producer, seq)),
-                    "{flavor:?}: ({producer}, {seq}) delivered twice"
-                );
-                let previous = last[producer as usize].replace(seq);
-                assert!(
-                    previous < Some(seq),
-                    "{flavor:?}: consumer {c} got producer {producer}'s {seq} after {previous:?}"
-                );
-            }
-        }
-        assert_eq!(seen.len(), 40_000, "{flavor:?}: items lost");
-    });
-}
-
-#[derive(Serialize, Deserialize)]
-struct FillArgs {
-    queue: QueueHandle,
-}
-
-/// Fills the queue with nowait puts, then checks a timed put on the full queue fails.
-fn fill(args: FillArgs) -> Result<(usize, bool, bool), QueueError> {
-    let queue = queue::open(args.queue)?;
-    let mut n = 0;
-    let refused = loop {
-        match queue.put_nowait(&pattern(n as u32, 10)) {
-            Ok(()) => n += 1,
-            Err(QueueError::Full) => break true,
-            Err(e) => return Err(e),
-        }
-        if n > 1000 {
-            break false;
+        #[test]
+        fn every_check_has_a_test() {
+            let tested: BTreeSet<&str> = [$($check),*].into_iter().collect();
+            let all: BTreeSet<&str> = CHECKS.iter().map(|c| c.name).collect();
+            assert_eq!(tested, all);
         }
     };
-    let timed_out = matches!(
-        queue.put(b"late", Some(Duration::from_millis(50))),
-        Err(QueueError::Full)
-    );
-    Ok((n, refused, timed_out))
-}
-register_entry!("queue-test-fill", fill);
-
-#[test]
-fn get_into_replaces_what_the_buffer_held_and_leaves_it_empty_on_a_timeout() {
-    for_each_flavor(|flavor| {
-        let queue = flavor.create(&Config::default()).unwrap();
-        let mut buf = b"stale bytes from before".to_vec();
-        for message in [pattern(1, 3000), pattern(2, 5), Vec::new(), pattern(3, 64)] {
-            queue.put(&message, None).unwrap();
-            queue.get_into(&mut buf, Some(LONG)).unwrap();
-            assert_eq!(buf, message, "{flavor:?}");
-        }
-        buf.extend_from_slice(b"stale");
-        let timeout = queue.get_into(&mut buf, Some(Duration::from_millis(20)));
-        assert!(
-            matches!(timeout, Err(QueueError::Empty)),
-            "{flavor:?}: {timeout:?}"
-        );
-        assert!(buf.is_empty(), "{flavor:?}: {} bytes left", buf.len());
-    });
 }
 
-#[test]
-fn maxsize_makes_put_block_and_time_out_and_nowait_calls_report_full_and_empty() {
-    for_each_flavor(|flavor| {
-        let config = Config::default()
-            .maxsize(3)
-            .block_limit(Duration::from_millis(200));
-        let queue = flavor.create(&config).unwrap();
-        assert_eq!(queue.maxsize(), 3);
-        assert!(queue.empty() && !queue.full());
-        let handle = queue.handle(Role::Producer).unwrap();
-        let args = FillArgs {
-            queue: handle.clone(),
-        };
-        let mut child = start("queue-test-fill", &args, &handle, StartMethod::Fork);
-        assert_eq!(
-            child.result::<(usize, bool, bool)>(Some(LONG)).unwrap(),
-            (3, true, true),
-            "{flavor:?}: (accepted, then Full, then timed put Full)"
-        );
-        assert_eq!(queue.qsize(), 3);
-        assert!(queue.full() && !queue.empty());
-        assert!(matches!(queue.put_nowait(b"x"), Err(QueueError::Full)));
-        for n in 0..3 {
-            assert_eq!(queue.get_nowait().unwrap(), pattern(n, 10), "{flavor:?}");
-        }
-        assert!(matches!(queue.get_nowait(), Err(QueueError::Empty)));
-        assert!(matches!(
-            queue.get(Some(Duration::from_millis(30))),
-            Err(QueueError::Empty)
-        ));
-        // No timeout: bounded by the block limit, and said so.
-        assert!(matches!(
-            queue.get(None),
-            Err(QueueError::Stalled { op: "get", .. })
-        ));
-        assert!(queue.empty());
-    });
-}
-
-#[test]
-fn closed_handles_refuse_and_single_consumer_flavors_say_so() {
-    for_each_flavor(|flavor| {
-        let mut queue = flavor.create(&Config::default()).unwrap();
-        assert_eq!(queue.multi_consumer(), flavor.multi_consumer());
-        if !queue.multi_consumer() {
-            let _first = queue.handle(Role::Consumer).unwrap();
-            assert!(!queue.can_get());
-            assert!(matches!(
-                queue.get_nowait(),
-                Err(QueueError::NotConsumer { .. })
-            ));
-            assert!(matches!(
-                queue.handle(Role::Consumer),
-                Err(QueueError::SingleConsumer { .. })
-            ));
-        }
-        queue.close();
-        assert!(matches!(queue.put_nowait(b"x"), Err(QueueError::Closed)));
-        assert!(matches!(queue.get_nowait(), Err(QueueError::Closed)));
-        assert!(matches!(
-            queue.handle(Role::Producer),
-            Err(QueueError::Closed)
-        ));
-    });
-}
-
-#[test]
-fn one_sentinel_per_consumer_ends_them_all_and_a_missing_one_is_caught_as_hung() {
-    for_each_flavor(|flavor| {
-        let consumers = if flavor.multi_consumer() { 3 } else { 1 };
-        let mut plan = Plan::new(2, consumers, 200);
-        plan.method = StartMethod::Fork;
-        let outcome = producer_consumer(flavor, &Config::default(), &plan).unwrap();
-        assert_eq!(outcome.received.iter().map(Vec::len).sum::<usize>(), 400);
-
-        plan.sentinels = consumers - 1;
-        plan.deadline = Duration::from_secs(2);
-        match producer_consumer(flavor, &Config::default(), &plan) {
-            Err(RunError::Hung(report)) => {
-                assert_eq!(report.blocked.len(), 1, "{flavor:?}: {report}");
-                assert!(report.blocked[0].name.starts_with("consumer-"), "{report}");
-            }
-            other => panic!("{flavor:?}: a missing sentinel was not caught: {other:?}"),
-        }
-    });
+conformance_tests! {
+    payloads_from_0_bytes_to_1_mib_arrive_whole_and_in_order => "fifo-payloads",
+    four_producers_to_four_consumers_deliver_exactly_once_in_each_producers_order => "exactly-once",
+    get_into_replaces_what_the_buffer_held_and_leaves_it_empty_on_a_timeout => "get-into",
+    a_get_on_an_empty_queue_times_out_as_empty_or_stalled => "empty-get-times-out",
+    maxsize_makes_put_nowait_and_timed_puts_full => "full-put-refused",
+    a_message_over_max_message_is_too_large_and_the_queue_still_works => "too-large",
+    closed_handles_refuse_and_single_consumer_flavors_say_so => "closed",
+    one_sentinel_per_consumer_ends_them_all_and_a_missing_one_is_caught_as_hung => "sentinels",
+    a_consumer_killed_while_waiting_does_not_wedge_the_queue => "killed-consumer",
+    a_consumer_waiting_on_a_killed_producer_returns_within_its_timeout => "killed-producer",
 }
 
 /// Test hooks for the joinable plan ([`Plan::consumer_entry`]): the real consumer's
 /// body, then a defect in what it reports.
 fn consumer_failing_at_the_end(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
-    workers::consumer(handle)?;
-    Err(QueueError::Io(
+    program::consumer(handle)?;
+    Err(QueueError::Other(
         "injected: failed after its last item".into(),
     ))
 }
@@ -277,7 +104,7 @@ register_entry!("queue-test-consumer-failing", consumer_failing_at_the_end);
 
 /// Loses the last item it took (reports it not received).
 fn consumer_losing_one(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
-    let mut received = workers::consumer(handle)?;
+    let mut received = program::consumer(handle)?;
     received.pop();
     Ok(received)
 }
@@ -285,7 +112,7 @@ register_entry!("queue-test-consumer-losing", consumer_losing_one);
 
 /// Reports the first item it took twice.
 fn consumer_duplicating_one(handle: JoinableHandle) -> Result<Vec<(u32, u32)>, QueueError> {
-    let mut received = workers::consumer(handle)?;
+    let mut received = program::consumer(handle)?;
     if let Some(&first) = received.first() {
         received.push(first);
     }
@@ -336,7 +163,7 @@ fn a_joinable_consumer_that_fails_makes_the_run_fail() {
 fn a_joinable_run_that_loses_or_duplicates_an_item_is_violated() {
     for_each_flavor(|flavor| {
         for (entry, holds) in [
-            (workers::CONSUMER_ENTRY, true),
+            (program::CONSUMER_ENTRY, true),
             ("queue-test-consumer-losing", false),
             ("queue-test-consumer-duplicating", false),
         ] {
@@ -416,35 +243,6 @@ fn joinable_join_returns_once_every_item_is_done_and_extra_task_done_is_an_error
     });
 }
 
-fn get_one(queue: QueueHandle) -> Result<Vec<u8>, QueueError> {
-    queue::open(queue)?.get(None)
-}
-register_entry!("queue-test-get-one", get_one);
-
-#[test]
-fn a_consumer_killed_while_waiting_does_not_wedge_the_queue() {
-    for_each_flavor(|flavor| {
-        let queue = flavor.create(&Config::default().maxsize(4)).unwrap();
-        // The channel flavor's receiver moves to the child; the others stay usable here.
-        let handle = queue.handle(Role::Consumer).unwrap();
-        let mut child = start("queue-test-get-one", &handle, &handle, StartMethod::Fork);
-        std::thread::sleep(Duration::from_millis(100)); // let it block inside get
-        child.kill().unwrap();
-        assert_eq!(child.join(Some(LONG)).unwrap(), Some(-9));
-        let put = queue.put(b"after", Some(Duration::from_secs(5)));
-        if queue.can_get() {
-            put.unwrap();
-            assert_eq!(queue.get(Some(Duration::from_secs(5))).unwrap(), b"after");
-        } else {
-            // The only consumer is gone (channel flavor): an error at once, not a hang.
-            assert!(
-                matches!(put, Err(QueueError::Disconnected)),
-                "{flavor:?}: {put:?}"
-            );
-        }
-    });
-}
-
 /// (queue, put rather than get, claimed rather than only reserved)
 fn abandon_midway(args: (QueueHandle, bool, bool)) -> Result<bool, QueueError> {
     let queue = ShmQueue::open(args.0)?;
@@ -454,7 +252,7 @@ register_entry!("queue-test-shm-abandon", abandon_midway);
 
 #[test]
 fn shm_ring_moves_past_a_producer_or_consumer_that_died_mid_message() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     {
         let queue = Flavor::Shm.create(&Config::default().maxsize(2)).unwrap();
@@ -511,7 +309,7 @@ fn abandon_in_child(handle: &QueueHandle, put: bool, claimed: bool) {
 
 #[test]
 fn shm_ring_takes_the_shared_memory_its_geometry_needs() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     // 4 slots of 1 MiB: the segment is 4 MiB and a little, not a multiple of that.
     let queue = ShmQueue::create(&Config::default().maxsize(4).max_message(1 << 20)).unwrap();
     let ring = queue.shm_name().unwrap();
@@ -526,7 +324,7 @@ fn shm_ring_takes_the_shared_memory_its_geometry_needs() {
 fn shm_ring_drops_a_reservation_whose_holder_died_before_claiming() {
     // The window that used to wedge the ring: a process killed after taking a slot but
     // before the position was its own. Nothing was claimed, so nothing may be lost.
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     {
         let queue = ShmQueue::create(&Config::default().maxsize(2)).unwrap();
@@ -741,7 +539,7 @@ fn bench_workloads_run_on_every_flavor_and_clean_up() {
 
 #[test]
 fn producer_consumer_refuses_several_consumers_on_a_single_consumer_flavor() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let plan = Plan::new(1, 2, 1);
     assert!(matches!(
         producer_consumer(Flavor::Channel, &Config::default(), &plan),

@@ -3,6 +3,8 @@
 //! Every test here drives real processes to the exact point with /proc and FIONREAD (no
 //! sleeps that decide a result), and proves it left nothing behind.
 
+mod support;
+
 use ipcbench::ipc::queue::joinable::JoinableHandle;
 use ipcbench::ipc::queue::{
     self, Config, Flavor, JoinableQueue, Queue, QueueError, QueueHandle, Role,
@@ -16,12 +18,9 @@ use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// Serialises the tests of this binary: fds and children are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs `body` under the serial lock, then checks that nothing leaked.
 fn clean(body: impl FnOnce()) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     body();
     let leaks = before.leaks_since();

@@ -5,6 +5,8 @@
 //! Corruption is written the way another process's bug would write it: straight into the
 //! segment's file under /dev/shm, at the offsets of the ring's `#[repr(C)]` layout.
 
+mod support;
+
 use ipcbench::ipc::queue::shm::ShmQueue;
 use ipcbench::ipc::queue::{Config, Queue, QueueError, QueueHandle, Role};
 use ipcbench::process::{self, hygiene, watchdog, Options, StartMethod};
@@ -20,17 +22,14 @@ const LONG: Duration = Duration::from_secs(30);
 const CAPACITY: u64 = 8;
 const MAX_MESSAGE: u64 = 16;
 const STRIDE: u64 = 24;
-/// The header is five words and four 64-byte lines: the first slot starts here.
-const FIRST_SLOT: u64 = 320;
+/// The header is six words and five 64-byte lines: the first slot starts here.
+const FIRST_SLOT: u64 = 384;
 /// Offset of a slot's message length in the slot header.
 const SLOT_LEN: u64 = 8;
 
-/// Serialises the tests of this binary: fds and children are process-wide.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// Runs `body` alone in this binary and checks it left nothing behind.
 fn hygienic(body: impl FnOnce()) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     body();
     let leaks = before.leaks_since();

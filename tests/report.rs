@@ -527,7 +527,15 @@ fn two_runs_side_by_side_overlay_their_distributions() {
         "id=\"chart-overlay-{}\"",
         slower.replace('/', "-")
     )));
-    assert_eq!(section.matches("<figure class=\"chart\"").count(), 1);
+    // ...and its percentiles as bars beside them, before and after, the change titled.
+    let bars = format!("id=\"chart-overlay-bars-{}\"", slower.replace('/', "-"));
+    let bars = &section[section.find(&bars).expect("percentile bars")..];
+    let bars = &bars[..bars.find("</figure>").unwrap()];
+    assert!(bars.contains("median +100.0 %, ▲ slower"), "{bars}");
+    for label in ["p50", "p99.9", "baseline", "this run"] {
+        assert!(bars.contains(label), "{label}");
+    }
+    assert_eq!(section.matches("<figure class=\"chart\"").count(), 2);
     // And the deltas (B against A) are on the page.
     assert!(html.contains("<section id=\"deltas\">"));
 
@@ -671,12 +679,74 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
         return;
     }
+    // The Done-when page: a slowed workload (its baseline twice as fast, so it regressed
+    // and its distributions are overlaid), a broken scenario (the fixture's unexpected
+    // verdict, with its timeline) and the twins said; the browser follows every link of
+    // the verdict line.
     let dir = tempfile::tempdir().unwrap();
-    let current = Results::load(&fixture()).unwrap();
-    let base_path = dir.path().join("baseline.json");
-    current.save(&base_path).unwrap();
+    let mut current = Results::load(&fixture()).unwrap();
+    assert!(current.scenarios.iter().any(|s| !s.matches));
+    current.twins = vec!["queue-pipe-slowed".into()];
+    // The machine's topology and a core-to-core matrix, as every real run has.
+    current.topology = Some(ipcbench::measure::topology::current());
+    current.core_to_core = Some(ipcbench::report::model::CoreToCore {
+        cpus: vec![0, 1],
+        rule: "all 3 pairs of 2 CPUs".into(),
+        pairs: [(0, 0, None, 6_100.0), (0, 1, Some(180.0), 11_200.0)]
+            .into_iter()
+            .map(
+                |(initiator, responder, shm, pipe)| ipcbench::report::model::CorePair {
+                    initiator,
+                    responder,
+                    class: if initiator == responder {
+                        ipcbench::report::model::PairClass::SameCpu
+                    } else {
+                        ipcbench::report::model::PairClass::CrossCpu
+                    },
+                    shm_pingpong_ns: shm,
+                    pipe_roundtrip_ns: Some(pipe),
+                    samples: (20_000, 3_000),
+                    note: None,
+                },
+            )
+            .collect(),
+    });
+    let mut baseline = current.clone();
+    baseline.twins.clear();
+    let slowed = baseline
+        .latency
+        .iter_mut()
+        .find(|l| l.ratio.is_some() && !l.cdf.is_empty())
+        .expect("a latency with a ratio and a distribution");
+    let slowed_name = slowed.workload.clone();
+    slowed.ratio = slowed.ratio.map(|r| r / 2.0);
+    slowed.spread = 0.02;
+    slowed.percentiles.p50 /= 2.0;
+    for point in &mut slowed.cdf {
+        point.0 /= 2.0;
+    }
+    let (base_path, current_path) = (
+        dir.path().join("baseline.json"),
+        dir.path().join("run.json"),
+    );
+    baseline.save(&base_path).unwrap();
+    current.save(&current_path).unwrap();
     let out_dir = dir.path().join("out");
-    built(&out_dir, Some(&base_path));
+    let out = report(&[&current_path], Some(&base_path), &out_dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    let verdict = &page[page.find("id=\"verdict\"").unwrap()..];
+    let verdict = &verdict[..verdict.find("</p>").unwrap()];
+    assert!(
+        verdict.contains(&format!("latency/{slowed_name}")),
+        "{verdict}"
+    );
+    assert!(verdict.contains(">distribution</a>"), "{verdict}");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/check_report.py");
     let check = |dir: &Path| {
         Command::new("python3")
@@ -697,14 +767,15 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
     // The check can fail: a page that fetches an image, logs an error and lost a chart's
     // legend is caught on each count.
     let index = out_dir.join("index.html");
-    let page = std::fs::read_to_string(&index).unwrap();
     let broken = page
         .replacen(
             "</footer>",
             "<img src=\"http://example.invalid/x.png\"><script>console.error('boom')</script></footer>",
             1,
         )
-        .replacen("\np99.9\n</text>", "\n</text>", 1);
+        .replace("\np99.9\n</text>", "\n</text>")
+        .replacen("<p id=\"twins\"", "<p id=\"twins-gone\"", 1)
+        .replacen("href=\"#chart-overlay-", "href=\"#chart-nowhere-", 1);
     std::fs::write(&index, broken).unwrap();
     let out = check(&out_dir);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -713,6 +784,8 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         "network request: http://example.invalid/x.png",
         "console error",
         "legend entry 'p99.9' not drawn",
+        "the run measured twins but the page does not say so",
+        "lands nowhere",
     ] {
         assert!(err.contains(problem), "not caught: {problem}: {err}");
     }

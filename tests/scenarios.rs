@@ -3,18 +3,14 @@
 //! with a minimal reproduction, hangs are reported quickly and name who waits on what,
 //! and no case leaves anything behind whatever its verdict.
 
+mod support;
+
 use ipcbench::ipc::pipe::PIPE_BUF;
 use ipcbench::process::hygiene::Snapshot;
 use ipcbench::scenario::check::{search, select, Search};
 use ipcbench::scenario::{self, run_case, Case, Expectation, Schedule, Verdict};
 use std::time::{Duration, Instant};
-
-/// Serialises the tests of this binary: they count process-wide children, fds and names.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
-}
+use support::serial;
 
 fn run(scenario: &str, variant: &str, params: serde_json::Value, choices: &[u8]) -> Verdict {
     let case = Case {
@@ -468,12 +464,15 @@ fn a_worker_killed_by_a_signal_is_a_crash_and_leaves_nothing() {
 
 #[test]
 fn unknown_names_are_errors_listing_the_valid_ones() {
-    let err = select(Some("no-such"), None).err().unwrap();
+    let err = select(Some("no-such"), None).err().unwrap().to_string();
     assert!(
         err.contains("no-such") && err.contains("ticket-oversell"),
         "{err}"
     );
-    let err = select(Some("ticket-oversell"), Some("nope")).err().unwrap();
+    let err = select(Some("ticket-oversell"), Some("nope"))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         err.contains("nope") && err.contains("flock") && err.contains("unlocked"),
         "{err}"
@@ -670,4 +669,40 @@ fn check_writes_results_json_and_its_rerun_command_reproduces() {
     assert!(rerun.contains("violated"), "{rerun}");
     ipcbench::process::hygiene::remove_temp(&dir);
     assert_no_leaks(&before, "ipcbench check");
+}
+
+/// The harness on a crate nobody here wrote: each of the `shared_memory` crate's cleanup
+/// traps is caught, for its own reason, and ipcbench's segments hold against the same
+/// trap; nothing either leaves stays behind.
+#[test]
+fn segment_cleanup_catches_the_crates_traps_and_holds_on_ipcbench_segments() {
+    let _guard = serial();
+    let before = Snapshot::take();
+    let params = serde_json::json!({ "size": 8192 });
+    for (variant, says) in [
+        (
+            "shared-memory/creator-killed",
+            "after its creator was SIGKILLed, left:",
+        ),
+        ("shared-memory/fork-drop", "its creator cannot open it now"),
+        (
+            "shared-memory/leftover-flink",
+            "creating it again after a SIGKILLed creator failed",
+        ),
+    ] {
+        match run("segment-cleanup", variant, params.clone(), &[]) {
+            Verdict::Violated { evidence, .. } => {
+                assert!(evidence.contains(says), "{variant}: {evidence}")
+            }
+            other => panic!("{variant}: not caught: {other:?}"),
+        }
+    }
+    for variant in ["ipcbench/creator-killed", "ipcbench/fork-drop"] {
+        assert_eq!(
+            run("segment-cleanup", variant, params.clone(), &[]),
+            Verdict::Holds,
+            "{variant}"
+        );
+    }
+    assert_no_leaks(&before, "segment-cleanup");
 }

@@ -4,6 +4,8 @@
 //! cuts one consumer's get between a frame's header and its payload, while the locked
 //! queue and the shm ring hold on the same schedule.
 
+mod support;
+
 use ipcbench::ipc::sync::semaphore::Semaphore;
 use ipcbench::process::hygiene::Snapshot;
 use ipcbench::process::{self, Options, StartMethod};
@@ -12,11 +14,15 @@ use ipcbench::scenario::{self, run_case, Case, Schedule, Verdict};
 use ipcbench::schedule::{self, Mode, Turnstile, TurnstileHandle};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use support::serial;
 
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+/// What a worker does to the semaphore in its one step.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+enum SemaphoreOp {
+    TryAcquire,
+    /// A waiting acquire (bounded at 20 s).
+    Acquire,
+    Release,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -24,17 +30,24 @@ struct AcquirerArgs {
     worker: usize,
     semaphore: String,
     turnstile: TurnstileHandle,
+    op: SemaphoreOp,
 }
 
-/// One forced step: a `try_acquire` of the semaphore, with its points installed.
+/// One forced step: `op` on the semaphore, with its points installed; whether it
+/// succeeded.
 fn acquire_once(args: AcquirerArgs) -> Result<bool, String> {
     let me = args.worker;
     let adopted = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
     let ts = schedule::install(adopted, me);
     let semaphore = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
-    let got = ts
-        .try_step(me, "acquire", || semaphore.try_acquire())
-        .map_err(|e| e.to_string())?;
+    let got = match args.op {
+        SemaphoreOp::TryAcquire => ts.try_step(me, "acquire", || semaphore.try_acquire()),
+        SemaphoreOp::Acquire => ts.try_step(me, "acquire", || {
+            semaphore.acquire(Duration::from_secs(20)).is_ok()
+        }),
+        SemaphoreOp::Release => ts.try_step(me, "release", || semaphore.release().is_ok()),
+    }
+    .map_err(|e| e.to_string())?;
     ts.finish(me).map_err(|e| e.to_string())?;
     Ok(got)
 }
@@ -44,6 +57,16 @@ register_entry!("schedule-points-test-acquire-once", acquire_once);
 /// what each got and the history.
 fn race_for_one_permit(choices: &[u8]) -> (Vec<bool>, Vec<(usize, String, i64)>) {
     let semaphore = Semaphore::create(1).unwrap();
+    semaphore_steps(&semaphore, [SemaphoreOp::TryAcquire; 2], choices)
+}
+
+/// Worker i does `ops[i]` on `semaphore` in one forced step each, under `choices`; returns
+/// what each got and the history.
+fn semaphore_steps(
+    semaphore: &Semaphore,
+    ops: [SemaphoreOp; 2],
+    choices: &[u8],
+) -> (Vec<bool>, Vec<(usize, String, i64)>) {
     let turnstile = Turnstile::create(2, &Schedule::new(choices.to_vec()), Mode::Forced).unwrap();
     let mut children: Vec<_> = (0..2)
         .map(|worker| {
@@ -51,6 +74,7 @@ fn race_for_one_permit(choices: &[u8]) -> (Vec<bool>, Vec<(usize, String, i64)>)
                 worker,
                 semaphore: semaphore.name().to_string(),
                 turnstile: turnstile.handle(),
+                op: ops[worker],
             };
             let options = Options::new(format!("acquirer {worker}"))
                 .method(StartMethod::Spawn)
@@ -102,6 +126,36 @@ fn two_processes_interleave_inside_one_acquire_in_the_order_the_schedule_says() 
         assert_eq!(got, vec![true, false], "{choices:?}");
         assert_eq!(history, expected, "{choices:?}");
     }
+    let leaks = before.leaks_since();
+    assert!(leaks.is_empty(), "left behind: {leaks:?}");
+}
+
+/// A forced acquire that finds no permit passes the turn at its wait point instead of
+/// sleeping in the kernel, and once the turn is back (the other worker released) it
+/// re-checks within its deadline and takes the permit.
+#[test]
+fn a_forced_acquire_with_no_permit_passes_the_turn_and_takes_the_released_one() {
+    let _serial = serial();
+    let before = Snapshot::take();
+    let semaphore = Semaphore::with_bound(0, 1).unwrap();
+    let (got, history) = semaphore_steps(
+        &semaphore,
+        [SemaphoreOp::Acquire, SemaphoreOp::Release],
+        &[],
+    );
+    assert_eq!(got, vec![true, true], "{history:?}");
+    assert_eq!(
+        history,
+        vec![
+            op(0, "semaphore/acquire:wait", 0),
+            op(1, "semaphore/release:count-seen", 0),
+            op(1, "release", 1),
+            op(0, "semaphore/acquire:count-seen", 0),
+            op(0, "acquire", 1),
+        ]
+    );
+    assert_eq!(semaphore.value(), 0);
+    drop(semaphore);
     let leaks = before.leaks_since();
     assert!(leaks.is_empty(), "left behind: {leaks:?}");
 }

@@ -1,6 +1,6 @@
 //! Semaphore, Event and Barrier across real processes that open them by name.
 
-mod sync_support;
+mod support;
 
 use ipcbench::ipc::futex;
 use ipcbench::ipc::shm::Shared;
@@ -10,7 +10,7 @@ use ipcbench::register_entry;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use sync_support::{leak_checked, results, start_all};
+use support::{leak_checked, results, start_all};
 
 const LONG: Duration = Duration::from_secs(30);
 

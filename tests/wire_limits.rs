@@ -3,6 +3,8 @@
 //! global allocator wrapping the system one), so a test can prove that reading a frame
 //! allocated no more than the bytes that actually arrived.
 
+mod support;
+
 use ipcbench::ipc::frame::{self, FrameError, HEADER_LEN};
 use ipcbench::ipc::pipe::{pipe, Connection, PipeError, PipeKind};
 use ipcbench::process::hygiene;
@@ -62,8 +64,7 @@ fn largest_allocation_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
 
 /// Serialises the tests of this binary (fds are process-wide) and checks for leaks.
 fn leak_checked(body: impl FnOnce()) {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = support::serial();
     let before = hygiene::Snapshot::take();
     body();
     let leaks = before.leaks_since();

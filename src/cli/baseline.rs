@@ -3,7 +3,7 @@
 //! showed between them, so only metrics steady from run to run gate.
 
 use crate::report::compare;
-use crate::report::model::Results;
+use crate::results::Results;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -20,6 +20,15 @@ pub fn main(args: Args) -> i32 {
     let mut runs = Vec::new();
     for path in &args.runs {
         match Results::load(path) {
+            Ok(r) if !r.twins.is_empty() => {
+                eprintln!(
+                    "ipcbench baseline: {} measured deliberately broken or slowed twins ({}): \
+                     it cannot be a baseline",
+                    path.display(),
+                    r.twins.join(", ")
+                );
+                return super::EXIT_BAD_INPUT;
+            }
             Ok(r) => runs.push(r),
             Err(e) => {
                 eprintln!("ipcbench baseline: {e}");

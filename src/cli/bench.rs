@@ -2,9 +2,9 @@
 
 use crate::measure::registry::{self, Profile};
 use crate::measure::topology::{groups_text, smt_text};
-use crate::measure::{matrix, runner};
-use crate::report::model::Results;
+use crate::measure::{matrix, peer, runner, twins};
 use crate::report::units::{human, Unit};
+use crate::results::Results;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -23,10 +23,43 @@ pub struct Args {
     /// CPUs; measured on every run without --filter).
     #[arg(long)]
     pub no_matrix: bool,
+    /// Measure a deliberately slowed twin in place of its mechanism, under the real
+    /// workload names (repeatable; e.g. queue-pipe-slowed): to watch the gate and the
+    /// report catch a slowdown. Recorded in the results; never a baseline.
+    #[arg(long = "twin", value_name = "NAME")]
+    pub twins: Vec<String>,
+    /// Also run a peer's workloads beside ipcbench's (repeatable; `cpython`: the same
+    /// workloads with Python's multiprocessing, run by python3), divided by the same
+    /// calibrations. `--filter` applies to them too.
+    #[arg(long = "peer", value_name = "NAME")]
+    pub peers: Vec<String>,
 }
 
 pub fn main(args: Args) -> i32 {
-    let selection = match registry::select(args.filter.as_deref()) {
+    let mut lanes = Vec::new();
+    for name in &args.peers {
+        match peer::find(name) {
+            Ok(found)
+                if lanes
+                    .iter()
+                    .any(|l: &std::sync::Arc<peer::Lane>| l.peer().name == found.name) => {}
+            Ok(found) => lanes.push(peer::Lane::new(found)),
+            Err(message) => {
+                eprintln!("ipcbench bench: {message}");
+                return super::EXIT_BAD_INPUT;
+            }
+        }
+    }
+    let mut catalogue = registry::all();
+    for lane in &lanes {
+        catalogue.extend(lane.workloads());
+    }
+    let selection =
+        registry::select_from(catalogue, args.filter.as_deref()).and_then(|mut selection| {
+            twins::apply(&mut selection, &args.twins)?;
+            Ok(selection)
+        });
+    let selection = match selection {
         Ok(selection) => selection,
         Err(message) => {
             eprintln!("ipcbench bench: {message}");
@@ -37,6 +70,31 @@ pub fn main(args: Args) -> i32 {
         if let Some(problem) = unwritable(path) {
             eprintln!("ipcbench bench: --json {}: {problem}", path.display());
             return super::EXIT_BAD_INPUT;
+        }
+    }
+    // A peer that cannot start fails here, with why, before minutes of measuring.
+    for lane in &lanes {
+        let wanted = selection
+            .iter()
+            .any(|w| w.flavor.starts_with(&format!("{}-", lane.peer().name)));
+        if !wanted {
+            continue;
+        }
+        match lane.hello() {
+            Ok(hello) => eprintln!(
+                "peer {}: {} {} (start methods {})",
+                lane.peer().name,
+                hello.implementation,
+                hello.version,
+                hello.start_methods.join(", ")
+            ),
+            Err(e) => {
+                eprintln!(
+                    "ipcbench bench: --peer {}: cannot start the peer: {e}",
+                    lane.peer().name
+                );
+                return super::EXIT_FAILURE;
+            }
         }
     }
     let profile = if args.quick {
@@ -67,6 +125,19 @@ pub fn main(args: Args) -> i32 {
         }
     }
     bar.finish_and_clear();
+    for lane in &lanes {
+        lane.close();
+        run.results.peers.extend(lane.info());
+    }
+    run.results.twins = args.twins.clone();
+    for name in &args.twins {
+        if let Some(twin) = twins::find(name) {
+            println!(
+                "twin {name} measured in place of its mechanism: {}",
+                twin.about
+            );
+        }
+    }
     print!("{}", table(&run.results));
     let _ = std::io::Write::flush(&mut std::io::stdout());
     for failure in &run.failures {

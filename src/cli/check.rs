@@ -8,8 +8,10 @@
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::report::junit::{Suite, TestCase};
-use crate::report::model::Results;
+use crate::results::Results;
 use crate::scenario::check::{self as search, Search, VariantResult};
+use crate::scenario::{Scenario, Variant};
+use anyhow::Context;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,7 +29,7 @@ pub struct Args {
     /// Seed of the case generator (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Also write the results (schema of `report::model::Results`) to this file.
+    /// Also write the results (schema of `results::Results`) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Also write JUnit XML (one test case per variant) to this file.
@@ -36,6 +38,11 @@ pub struct Args {
     /// Rerun exactly one case, given as the JSON a reproduction prints.
     #[arg(long, requires_all = ["scenario", "variant"])]
     pub replay: Option<String>,
+    /// Check a broken twin (an unsafe variant, `SCENARIO/VARIANT`) as if it were the
+    /// mechanism under test, expected to hold (repeatable): what a regression looks like
+    /// in the table, the results and the report. Recorded in the results.
+    #[arg(long = "twin", value_name = "SCENARIO/VARIANT")]
+    pub twins: Vec<String>,
 }
 
 pub fn main(args: Args) -> i32 {
@@ -60,6 +67,7 @@ pub fn main(args: Args) -> i32 {
             if let Some(path) = &args.json {
                 let mut model = Results::new("check");
                 model.scenarios = results.iter().map(VariantResult::to_model).collect();
+                model.twins = args.twins.clone();
                 if let Err(e) = model.save(path) {
                     eprintln!("ipcbench check: cannot write {}: {e}", path.display());
                     return EXIT_BAD_INPUT;
@@ -71,24 +79,35 @@ pub fn main(args: Args) -> i32 {
                 EXIT_FAILURE
             }
         }
-        Err(message) => {
-            eprintln!("ipcbench check: {message}");
+        Err(error) => {
+            eprintln!("ipcbench check: {error:#}");
             EXIT_BAD_INPUT
         }
     }
 }
 
 /// The variants searched, and the JUnit cases of those not run (pending).
-fn run(args: &Args) -> Result<(Vec<VariantResult>, Vec<TestCase>), String> {
+fn run(args: &Args) -> anyhow::Result<(Vec<VariantResult>, Vec<TestCase>)> {
     if let Some(case) = &args.replay {
         let scenario = args.scenario.as_deref().unwrap_or_default();
         let variant = args.variant.as_deref().unwrap_or_default();
-        return Ok((vec![search::replay(scenario, variant, case)?], Vec::new()));
+        let replayed = search::replay(scenario, variant, case).context("--replay")?;
+        return Ok((vec![replayed], Vec::new()));
     }
     if args.cases == Some(0) {
-        return Err("--cases must be at least 1".to_string());
+        anyhow::bail!("--cases must be at least 1");
     }
-    let selected = search::select(args.scenario.as_deref(), args.variant.as_deref())?;
+    let mut selected = search::select(args.scenario.as_deref(), args.variant.as_deref())?;
+    for name in &args.twins {
+        let (scenario, twin) = as_mechanism_under_test(name).map_err(anyhow::Error::msg)?;
+        match selected
+            .iter_mut()
+            .find(|(s, v)| s.name() == scenario.name() && v.name == twin.name)
+        {
+            Some(slot) => slot.1 = twin,
+            None => selected.push((scenario, twin)),
+        }
+    }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -96,6 +115,9 @@ fn run(args: &Args) -> Result<(Vec<VariantResult>, Vec<TestCase>), String> {
             .unwrap_or(0)
     });
     println!("seed {seed}");
+    for name in &args.twins {
+        println!("twin {name}: checked as the mechanism under test, expected to hold");
+    }
     let mut results = Vec::new();
     let mut pending = Vec::new();
     for (scenario, variant) in selected {
@@ -115,6 +137,25 @@ fn run(args: &Args) -> Result<(Vec<VariantResult>, Vec<TestCase>), String> {
         results.push(search::search(scenario, variant, options));
     }
     Ok((results, pending))
+}
+
+/// The broken twin `name` (an unsafe variant), expected to hold as the mechanism under
+/// test would be.
+fn as_mechanism_under_test(name: &str) -> Result<(&'static dyn Scenario, Variant), String> {
+    super::prove::twins()
+        .into_iter()
+        .find_map(|twin| match twin {
+            super::prove::Twin::Scenario(s, v) if format!("{}/{}", s.name(), v.name) == name => {
+                Some((s, Variant::holds(v.name, v.about)))
+            }
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!(
+                "--twin: {name:?} is not a broken twin; the twins are the unsafe variants \
+                 (SCENARIO/VARIANT, see `ipcbench prove --help` and `ipcbench list`)"
+            )
+        })
 }
 
 fn print_table(results: &[VariantResult]) {

@@ -2,7 +2,7 @@
 //! 2 on bad input (each input file is named in its error).
 
 use crate::report::compare::{self, Policy, DEFAULT_MAX_GATED_SPREAD};
-use crate::report::model::Results;
+use crate::results::Results;
 use std::path::PathBuf;
 
 /// Output format of the comparison.

@@ -4,7 +4,7 @@
 //! workloads) is one more section in [`sections`].
 
 use super::EXIT_OK;
-use crate::report::model::Expectation;
+use crate::results::Expectation;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -24,20 +24,46 @@ pub fn sections() -> Vec<(&'static str, Vec<Row>)> {
             scenario_rows(),
         ),
         ("workloads (ipcbench bench --filter TEXT)", workload_rows()),
+        ("peers (ipcbench bench --peer NAME)", peer_rows()),
     ]
 }
 
+/// Each peer, then its workloads (run by the peer's own process, beside ipcbench's).
+fn peer_rows() -> Vec<Row> {
+    use crate::measure::peer;
+    let mut rows = Vec::new();
+    for p in peer::known() {
+        rows.push(Row {
+            name: p.name.to_string(),
+            expected: "peer".into(),
+            about: p.about.to_string(),
+        });
+        for spec in (p.specs)() {
+            rows.push(Row {
+                expected: kind_name(spec.kind).to_string(),
+                about: format!("divided by {}", spec.calibration),
+                name: spec.name,
+            });
+        }
+    }
+    rows
+}
+
+fn kind_name(kind: crate::measure::registry::Kind) -> &'static str {
+    use crate::measure::registry::Kind;
+    match kind {
+        Kind::Calibration => "calibration",
+        Kind::Latency => "latency",
+        Kind::Throughput => "throughput",
+    }
+}
+
 fn workload_rows() -> Vec<Row> {
-    use crate::measure::registry::{self, Kind};
+    use crate::measure::registry;
     registry::all()
         .into_iter()
         .map(|w| Row {
-            expected: match w.kind {
-                Kind::Calibration => "calibration",
-                Kind::Latency => "latency",
-                Kind::Throughput => "throughput",
-            }
-            .to_string(),
+            expected: kind_name(w.kind).to_string(),
             about: match w.calibration {
                 Some(base) => format!("divided by {base}"),
                 None => String::new(),

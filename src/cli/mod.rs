@@ -6,6 +6,7 @@ pub mod baseline;
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod conform;
 pub mod list;
 mod probe;
 pub mod prove;
@@ -55,6 +56,8 @@ pub enum Command {
     Baseline(baseline::Args),
     /// List the scenarios with their variants, and the benchmark workloads
     List(list::Args),
+    /// Run the queue conformance suite on every flavor (or those named); exit 1 on a failure
+    Conform(conform::Args),
     /// Self-check (hidden, for the test suite): with the CLI's signal handlers installed,
     /// forked children start with default signal dispositions and an empty signal mask,
     /// so SIGTERM, SIGINT and SIGHUP end them
@@ -93,6 +96,7 @@ fn dispatch(command: Command) -> i32 {
         Command::Baseline(args) => baseline::main(args),
         Command::Prove(args) => prove::main(args),
         Command::List(args) => list::main(args),
+        Command::Conform(args) => conform::main(args),
         Command::ForkTerminateProbe => probe::fork_terminate_probe(),
     }
 }

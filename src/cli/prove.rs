@@ -19,6 +19,7 @@ use crate::report::junit::{Suite, TestCase};
 use crate::scenario::check::{self as search, Plan, Search};
 use crate::scenario::{self, CaseOutcome, Expectation, Scenario, Variant};
 use crate::stress::{self, Config, FaultKind, Flaw};
+use anyhow::Context;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -434,36 +435,36 @@ fn prove_twin(twin: &Twin, s: &Settings) -> TwinReport {
 }
 
 /// The twins, the settings, or why the arguments are bad.
-fn parse(args: &Args) -> Result<(Vec<Twin>, Settings), String> {
+fn parse(args: &Args) -> anyhow::Result<(Vec<Twin>, Settings)> {
     if args.repeat == 0 || args.repeat > MAX_REPEAT {
-        return Err(format!(
+        anyhow::bail!(
             "--repeat: {} is out of range: give 1 to {MAX_REPEAT}",
             args.repeat
-        ));
+        );
     }
     if args.cases == Some(0) {
-        return Err("--cases must be at least 1".into());
+        anyhow::bail!("--cases must be at least 1");
     }
     let stress_duration = stress::parse_duration(&args.stress_duration)
-        .map_err(|e| format!("--stress-duration: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--stress-duration: {e}"))?;
     for (flag, path) in [("--json", &args.json), ("--junit", &args.junit)] {
         if let Some(path) = path {
-            check_output_dir(flag, path)?;
+            check_output_dir(flag, path).map_err(anyhow::Error::msg)?;
         }
     }
     let mut twins = if args.as_twin.is_empty() || !args.twins.is_empty() {
-        select(&args.twins)?
+        select(&args.twins).map_err(anyhow::Error::msg)?
     } else {
         Vec::new()
     };
     for name in &args.as_twin {
         let (s, v) = name
             .split_once('/')
-            .ok_or_else(|| format!("--as-twin: {name:?} is not SCENARIO/VARIANT"))?;
-        let scenario = scenario::find(s)?;
+            .ok_or_else(|| anyhow::anyhow!("--as-twin: {name:?} is not SCENARIO/VARIANT"))?;
+        let scenario = scenario::find(s).context("--as-twin")?;
         twins.push(Twin::Scenario(
             scenario,
-            scenario::find_variant(scenario, v)?,
+            scenario::find_variant(scenario, v).context("--as-twin")?,
         ));
     }
     let seed = args.seed.unwrap_or_else(|| {
@@ -499,7 +500,7 @@ pub fn main(args: Args) -> i32 {
     let (twins, settings) = match parse(&args) {
         Ok(parsed) => parsed,
         Err(e) => {
-            eprintln!("ipcbench prove: {e}");
+            eprintln!("ipcbench prove: {e:#}");
             return EXIT_BAD_INPUT;
         }
     };

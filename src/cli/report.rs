@@ -1,7 +1,7 @@
 //! `ipcbench report`: build the HTML report from results files.
 
 use crate::report::html::{self, Page};
-use crate::report::model::Results;
+use crate::results::Results;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]

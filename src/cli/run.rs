@@ -8,7 +8,7 @@
 
 use crate::process::{hygiene, watchdog};
 use crate::report::html::{self, Page, Section};
-use crate::report::model::Results;
+use crate::results::Results;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
@@ -25,6 +25,67 @@ pub struct Args {
     /// Steps to leave out, comma-separated: bench (calibration included), check, stress.
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
+    /// A baseline results file: the page shows this run against it (the verdict line, the
+    /// deltas, the distributions overlaid), and a regression makes the run exit 1.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// A deliberately broken or slowed twin in place of its mechanism (repeatable): a
+    /// slowed bench twin (`queue-pipe-slowed`), an unsafe scenario variant checked as if
+    /// it were the safe one (`ticket-oversell/unlocked`) or a stress twin
+    /// (`stress/queue-shm-dropping`). To see what a regression looks like; recorded.
+    #[arg(long = "twin", value_name = "NAME")]
+    pub twins: Vec<String>,
+}
+
+/// The twins of a run, by the step that takes them.
+#[derive(Clone, Debug, Default)]
+pub struct Twins {
+    pub bench: Vec<String>,
+    pub check: Vec<String>,
+    pub stress: Vec<String>,
+}
+
+impl Twins {
+    /// Sorts `names` to their steps; a name that is no twin is an error naming the kinds.
+    fn sort(names: &[String]) -> Result<Twins, String> {
+        let mut twins = Twins::default();
+        let scenario_twins: Vec<String> = super::prove::twins()
+            .iter()
+            .filter(|t| matches!(t, super::prove::Twin::Scenario(..)))
+            .map(super::prove::Twin::name)
+            .collect();
+        let stress_twins: Vec<String> = crate::stress::broken_targets()
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        for name in names {
+            let bare = name.strip_prefix("stress/").unwrap_or(name);
+            if crate::measure::twins::find(name).is_some() {
+                twins.bench.push(name.clone());
+            } else if scenario_twins.contains(name) {
+                twins.check.push(name.clone());
+            } else if stress_twins.iter().any(|t| t == bare) {
+                twins.stress.push(format!("stress/{bare}"));
+            } else {
+                return Err(format!(
+                    "--twin {name}: no such twin; slowed bench twins: {}; scenario twins: the \
+                     unsafe variants (e.g. {}); stress twins: {}",
+                    crate::measure::twins::SLOWED.map(|t| t.name).join(", "),
+                    scenario_twins.first().map(String::as_str).unwrap_or("-"),
+                    stress_twins.join(", ")
+                ));
+            }
+        }
+        Ok(twins)
+    }
+
+    /// `--twin NAME` for each of `names`.
+    fn flags(names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .flat_map(|n| ["--twin".to_string(), n.clone()])
+            .collect()
+    }
 }
 
 /// What the steps are given.
@@ -36,6 +97,8 @@ pub struct Profile {
     /// Seed for the steps that draw random cases or faults: the run's start time, so a
     /// run can be repeated from its report.
     pub seed: u64,
+    /// Broken or slowed twins each step runs in place of its mechanism.
+    pub twins: Twins,
 }
 
 /// What a step did.
@@ -89,6 +152,9 @@ pub const STEPS: [Step; 3] = [
 /// Per-step bounds: hang guards, far above what each step takes (on 2 shared cores the
 /// quick bench took about 10 s, check about 20 s, stress about 5 s per target).
 const QUICK_LIMIT: Duration = Duration::from_secs(150);
+/// Added to the bench step's bound when the CPython lane runs (it took about 40 s in the
+/// quick profile on 2 shared cores).
+const PEER_ALLOWANCE: Duration = Duration::from_secs(150);
 const FULL_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Scenario cases per variant in the quick profile (`check`'s own default otherwise).
@@ -126,12 +192,26 @@ fn outcome(code: Result<i32, String>, summary: impl FnOnce() -> String) -> Outco
 /// Calibration, then every workload, in one measuring run (`ipcbench bench`): the figures
 /// are divided by the calibrations of that same run.
 fn bench(results: &mut Results, profile: &Profile) -> Outcome {
-    let args: Vec<String> = if profile.quick {
+    let mut args: Vec<String> = if profile.quick {
         vec!["--quick".into()]
     } else {
         Vec::new()
     };
-    let code = run_subcommand(results, profile, "bench", &args, limit(profile));
+    args.extend(Twins::flags(&profile.twins.bench));
+    // The CPython lane when python3 answers; otherwise said, and the run goes on.
+    let mut bound = limit(profile);
+    match crate::measure::peer::cpython::probe() {
+        Ok(hello) => {
+            eprintln!(
+                "cpython: {} {} found: its multiprocessing runs beside ipcbench (--peer cpython)",
+                hello.implementation, hello.version
+            );
+            args.extend(["--peer".to_string(), "cpython".to_string()]);
+            bound += PEER_ALLOWANCE;
+        }
+        Err(reason) => eprintln!("cpython: skipped: {reason}"),
+    }
+    let code = run_subcommand(results, profile, "bench", &args, bound);
     outcome(code, || {
         format!(
             "{} calibrations, {} latency and {} throughput workloads",
@@ -148,6 +228,7 @@ fn check(results: &mut Results, profile: &Profile) -> Outcome {
     if profile.quick {
         args.extend(["--cases".to_string(), QUICK_CASES.to_string()]);
     }
+    args.extend(Twins::flags(&profile.twins.check));
     let code = run_subcommand(results, profile, "check", &args, limit(profile));
     outcome(code, || {
         let matched = results.scenarios.iter().filter(|s| s.matches).count();
@@ -166,17 +247,17 @@ fn stress(results: &mut Results, profile: &Profile) -> Outcome {
     } else {
         FULL_STRESS
     };
-    let args = vec![
+    let mut args = vec![
         "--duration".to_string(),
         duration.to_string(),
         "--seed".to_string(),
         profile.seed.to_string(),
     ];
+    args.extend(Twins::flags(&profile.twins.stress));
     let code = run_subcommand(results, profile, "stress", &args, limit(profile));
     outcome(code, || {
         let s = &results.stress;
-        let sum =
-            |f: fn(&crate::report::model::StressOutcome) -> u64| -> u64 { s.iter().map(f).sum() };
+        let sum = |f: fn(&crate::results::StressOutcome) -> u64| -> u64 { s.iter().map(f).sum() };
         format!(
             "{} targets, {} messages, {} faults; losses {}, duplicates {}, corrupt {}, hangs {}, leaks {}",
             s.len(),
@@ -325,6 +406,23 @@ pub fn main(args: Args) -> i32 {
             return super::EXIT_BAD_INPUT;
         }
     }
+    let twins = match Twins::sort(&args.twins) {
+        Ok(twins) => twins,
+        Err(e) => {
+            eprintln!("ipcbench run: {e}");
+            return super::EXIT_BAD_INPUT;
+        }
+    };
+    let baseline = match &args.baseline {
+        Some(path) => match Results::load(path) {
+            Ok(b) => Some((b, path.display().to_string())),
+            Err(e) => {
+                eprintln!("ipcbench run: baseline {e}");
+                return super::EXIT_BAD_INPUT;
+            }
+        },
+        None => None,
+    };
     let mut results = Results::new(if args.quick { "quick" } else { "full" });
     let out = args
         .out
@@ -334,6 +432,7 @@ pub fn main(args: Args) -> i32 {
         quick: args.quick,
         dir: out.clone(),
         seed: results.created_unix,
+        twins,
     };
     // Fail on an unusable output directory now, not after minutes of measuring.
     if let Err(e) = std::fs::create_dir_all(&out) {
@@ -359,9 +458,13 @@ pub fn main(args: Args) -> i32 {
         rows.push((step.name, outcome, seconds));
     }
 
+    let threshold_pct = crate::report::compare::Policy::default().threshold_pct;
+    let regressions = baseline.as_ref().map_or(0, |(b, _)| {
+        crate::report::html::deltas::compute(b, &results, threshold_pct).regressions()
+    });
     let page = Page {
         results: &results,
-        baseline: None,
+        baseline: baseline.as_ref().map(|(b, name)| (b, name.clone())),
         sources: Vec::new(),
         notes,
         steps: rows
@@ -371,7 +474,7 @@ pub fn main(args: Args) -> i32 {
                 (name.to_string(), status.to_string(), *seconds, text)
             })
             .collect(),
-        threshold_pct: crate::report::compare::Policy::default().threshold_pct,
+        threshold_pct,
     };
     let index = match html::write(&out, &page) {
         Ok(index) => index,
@@ -390,6 +493,16 @@ pub fn main(args: Args) -> i32 {
             Outcome::Failed(_) | Outcome::Done { ok: false, .. }
         );
         println!("{name:<10} {status:<8} {seconds:>8.1}  {text}");
+    }
+    if let Some((_, name)) = &baseline {
+        println!("against {name}: {regressions} regression(s) (details on the page)");
+        all_ok &= regressions == 0;
+    }
+    if !results.twins.is_empty() {
+        println!(
+            "twins in place of their mechanisms: {} (deliberately broken or slowed)",
+            results.twins.join(", ")
+        );
     }
     println!(
         "total {:.1} s; report: {}",
@@ -462,6 +575,7 @@ mod tests {
             quick: true,
             dir: PathBuf::from("."),
             seed: 1,
+            twins: Twins::default(),
         };
         let outcome = run_step(&step, &mut results, &profile);
         assert_eq!(outcome, Outcome::Failed("panicked: deliberate".into()));

@@ -1,6 +1,6 @@
 //! `ipcbench stress`: bounded stress runs with fault injection.
 
-use crate::report::model::Results;
+use crate::results::Results;
 use crate::stress::{self, Config, StressReport};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,10 @@ pub struct Args {
     /// Write results as JSON (the results model, `stress` filled) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also run a broken stress twin (repeatable; `stress/NAME` or `NAME`, see `ipcbench
+    /// prove`), to watch the books and the report catch it. Recorded in the results.
+    #[arg(long = "twin", value_name = "NAME")]
+    pub twins: Vec<String>,
 }
 
 /// Default worker count: many more processes than the two cores of the reference machine.
@@ -55,6 +59,27 @@ pub fn main(args: Args) -> i32 {
         Ok(t) => t,
         Err(e) => return bad(format!("--target: {e}")),
     };
+    let mut twins = Vec::new();
+    for name in &args.twins {
+        let bare = name.strip_prefix("stress/").unwrap_or(name);
+        match stress::broken_targets()
+            .into_iter()
+            .find(|t| t.name() == bare)
+        {
+            Some(twin) => {
+                targets.push(twin);
+                twins.push(format!("stress/{bare}"));
+            }
+            None => {
+                let known: Vec<String> =
+                    stress::broken_targets().iter().map(|t| t.name()).collect();
+                return bad(format!(
+                    "--twin: no broken stress twin is named {bare:?}; the twins: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
     if let Some(path) = &args.json {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.is_dir() {
@@ -101,6 +126,7 @@ pub fn main(args: Args) -> i32 {
     if let Some(path) = &args.json {
         let mut results = Results::new("stress");
         results.stress = reports.iter().map(StressReport::outcome).collect();
+        results.twins = twins;
         if let Err(e) = results.save(path) {
             eprintln!("ipcbench stress: cannot write {}: {e}", path.display());
             return super::EXIT_FAILURE;

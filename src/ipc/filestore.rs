@@ -37,19 +37,23 @@ pub enum StoreLockKind {
     /// No lock at all: concurrent updates lose writes (the race the oversell scenario
     /// must catch).
     Unlocked,
+    /// A `flock(2)` lock on a lock file beside the store.
     Flock,
+    /// An `fcntl(2)` record lock on a lock file beside the store.
     Fcntl,
     /// A robust process-shared mutex in shared memory.
     ShmMutex,
 }
 
 impl StoreLockKind {
+    /// Every kind, the unlocked one first.
     pub const ALL: [StoreLockKind; 4] = [
         StoreLockKind::Unlocked,
         StoreLockKind::Flock,
         StoreLockKind::Fcntl,
         StoreLockKind::ShmMutex,
     ];
+    /// The kinds that guard the update (every one but `Unlocked`).
     pub const LOCKED: [StoreLockKind; 3] = [
         StoreLockKind::Flock,
         StoreLockKind::Fcntl,
@@ -66,26 +70,48 @@ impl StoreLockKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<StoreLockKind> {
+    pub(crate) fn from_name(name: &str) -> Option<StoreLockKind> {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store file is gone (its creator dropped it, or the path is wrong).
     #[error("store file {path} does not exist")]
-    Missing { path: PathBuf },
+    Missing {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// The store file does not parse as counts (a torn write would show here).
     #[error("store file {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The store file.
+        path: PathBuf,
+        /// What does not parse.
+        reason: String,
+    },
+    /// An update or read named a count the store does not hold.
     #[error("store file {path} has no count named {key:?}")]
-    NoSuchKey { path: PathBuf, key: String },
+    NoSuchKey {
+        /// The store file.
+        path: PathBuf,
+        /// The count asked for.
+        key: String,
+    },
+    /// Reading, writing or renaming the store file failed.
     #[error("store file {path}: {op}: {source}")]
     Io {
+        /// The store file.
         path: PathBuf,
+        /// The operation that failed ("read", "write", …).
         op: &'static str,
+        /// The system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The store's lock failed.
     #[error(transparent)]
     Lock(#[from] LockError),
 }
@@ -93,10 +119,12 @@ pub enum StoreError {
 /// How another process opens the same store (serde, to pass to a child).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreAddress {
-    pub path: PathBuf,
-    pub lock: Option<LockAddress>,
+    pub(crate) path: PathBuf,
+    pub(crate) lock: Option<LockAddress>,
 }
 
+/// Named counts in a file, read and rewritten whole by any process that opens it, under
+/// a lock of its [`StoreLockKind`]: the shared state of the ticket-oversell scenario.
 pub struct FileStore {
     path: PathBuf,
     lock: Option<Box<dyn Lock>>,
@@ -113,7 +141,7 @@ pub struct StoreGuard<'a> {
 impl StoreGuard<'_> {
     /// True when the previous holder died inside its update: the counts may be stale
     /// (its write never landed), though never torn.
-    pub fn owner_died(&self) -> bool {
+    pub(crate) fn owner_died(&self) -> bool {
         self.guard.as_ref().is_some_and(|g| g.owner_died())
     }
 }
@@ -121,7 +149,10 @@ impl StoreGuard<'_> {
 /// What [`FileStore::update`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Updated<R> {
+    /// What the update function returned.
     pub value: R,
+    /// True when the lock's previous holder died inside its update, so the counts may
+    /// miss its write.
     pub owner_died: bool,
 }
 
@@ -174,6 +205,7 @@ impl FileStore {
         Ok(store)
     }
 
+    /// How a child opens this store ([`FileStore::open`]).
     pub fn address(&self) -> StoreAddress {
         StoreAddress {
             path: self.path.clone(),
@@ -181,10 +213,12 @@ impl FileStore {
         }
     }
 
+    /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The lock that guards the store's updates.
     pub fn lock_kind(&self) -> StoreLockKind {
         use crate::ipc::lock::LockFlavor;
         match self.lock.as_ref().map(|l| l.address().flavor()) {
@@ -228,7 +262,7 @@ impl FileStore {
     }
 
     /// One count.
-    pub fn get(&self, key: &str) -> Result<i64, StoreError> {
+    pub(crate) fn get(&self, key: &str) -> Result<i64, StoreError> {
         self.read()?
             .get(key)
             .copied()

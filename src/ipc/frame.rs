@@ -6,14 +6,14 @@
 //!
 //! # Size limits
 //!
-//! * No frame carries more than [`MAX_PAYLOAD_LIMIT`] bytes: [`try_encode`] refuses a
+//! * No frame carries more than [`MAX_PAYLOAD_LIMIT`] bytes: `try_encode` refuses a
 //!   larger payload (the length field is a u32; a silent `as u32` would have cut a 4 GiB
 //!   message's length and desynchronised the stream).
 //! * Every reader has its own maximum (a pipe end: [`DEFAULT_MAX_PAYLOAD`] unless set; the
 //!   Manager: 16 MiB unless configured), checked against the header before anything is
-//!   read; a configured maximum is itself checked with [`check_max_payload`].
+//!   read; a configured maximum is itself checked with `check_max_payload`.
 //! * A header is only a claim: a reader allocates as the payload's bytes arrive, in steps
-//!   of [`READ_CHUNK`] growing at most to twice what has arrived ([`next_capacity`]),
+//!   of [`READ_CHUNK`] growing at most to twice what has arrived (`next_capacity`),
 //!   never the claimed length up front. A peer that sends a header claiming 200 MiB and
 //!   stops costs the reader 64 KiB, not 200 MiB.
 
@@ -24,34 +24,65 @@ pub const HEADER_LEN: usize = 12;
 /// Largest payload accepted by default (a larger length field is taken as corruption).
 pub const DEFAULT_MAX_PAYLOAD: usize = 256 << 20;
 /// The most any mechanism may be configured to accept in one message, and the most
-/// [`try_encode`] puts in one frame: 1 GiB. The length field could carry up to 4 GiB − 1;
+/// `try_encode` puts in one frame: 1 GiB. The length field could carry up to 4 GiB − 1;
 /// the cap is lower because one message is held whole in memory by both ends (and the
 /// pipe-flavor queue stores its `max_message` in shared memory as a u64 any process may
-/// read). Check a configured maximum with [`check_max_payload`].
+/// read). Check a configured maximum with `check_max_payload`.
 pub const MAX_PAYLOAD_LIMIT: usize = 1 << 30;
 /// The step in which a reader grows a payload buffer as bytes arrive (see
-/// [`next_capacity`]).
+/// `next_capacity`).
 pub const READ_CHUNK: usize = 64 << 10;
 
 /// Why bytes read off a stream are not a frame.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("corrupt frame: bad magic {found:#010x} (torn or interleaved write?)")]
-    BadMagic { found: u32 },
+    /// The first bytes are not the frame magic: the reader is not at a frame boundary.
+    BadMagic {
+        /// The four bytes read instead.
+        found: u32,
+    },
     #[error("corrupt frame: length {len} exceeds the maximum {max}")]
-    TooLong { len: usize, max: usize },
+    /// A header announcing more bytes than the reader accepts (a torn header, or a
+    /// writer with a larger maximum): refused before anything is allocated.
+    TooLong {
+        /// The length the header announced.
+        len: usize,
+        /// The reader's maximum payload.
+        max: usize,
+    },
     /// A payload too large for any frame (see [`MAX_PAYLOAD_LIMIT`]).
     #[error("payload of {len} bytes exceeds the {max}-byte maximum a frame can carry")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The maximum it exceeds.
+        max: usize,
+    },
     /// A configured maximum above [`MAX_PAYLOAD_LIMIT`].
     #[error("a maximum message size of {requested} bytes exceeds the limit of {limit} bytes")]
-    LimitTooHigh { requested: usize, limit: usize },
+    LimitTooHigh {
+        /// The maximum asked for.
+        requested: usize,
+        /// [`MAX_PAYLOAD_LIMIT`].
+        limit: usize,
+    },
     #[error("corrupt frame: the stream ended {read} bytes into a {expected}-byte frame")]
-    Truncated { read: usize, expected: usize },
+    /// The stream ended inside a frame (its writer died or closed mid-write).
+    Truncated {
+        /// Bytes of the frame read before the end.
+        read: usize,
+        /// The frame's full length.
+        expected: usize,
+    },
     #[error("corrupt frame: checksum {found:#010x}, expected {expected:#010x} over {len} bytes (torn or interleaved write?)")]
+    /// The payload's CRC-32 does not match its header: bytes of another write got in.
     BadChecksum {
+        /// The checksum the header carries.
         expected: u32,
+        /// The checksum of the bytes read.
         found: u32,
+        /// The payload's length.
         len: usize,
     },
 }
@@ -59,7 +90,7 @@ pub enum FrameError {
 /// Encodes a frame into one buffer, so that it goes out in one write(2): atomic on a pipe
 /// when the whole frame is at most PIPE_BUF bytes. A payload over [`MAX_PAYLOAD_LIMIT`]
 /// is [`FrameError::TooLarge`].
-pub fn try_encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub(crate) fn try_encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     let len = length_field(payload.len())?;
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC.to_le_bytes());
@@ -69,7 +100,7 @@ pub fn try_encode(payload: &[u8]) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
-/// As [`try_encode`], for payloads known to be small (tests, scenarios).
+/// As `try_encode`, for payloads known to be small (tests, scenarios).
 ///
 /// # Panics
 ///
@@ -81,7 +112,7 @@ pub fn encode(payload: &[u8]) -> Vec<u8> {
 /// The header's length field for a payload of `len` bytes: an error above
 /// [`MAX_PAYLOAD_LIMIT`] (which also keeps it within the field's u32), never a silent
 /// truncation.
-pub fn length_field(len: usize) -> Result<u32, FrameError> {
+pub(crate) fn length_field(len: usize) -> Result<u32, FrameError> {
     if len > MAX_PAYLOAD_LIMIT {
         return Err(FrameError::TooLarge {
             len,
@@ -97,7 +128,7 @@ pub fn length_field(len: usize) -> Result<u32, FrameError> {
 /// Checks a configured maximum message size (a pipe end's, a queue's `max_message`, a
 /// Manager's): Ok(max) when at most [`MAX_PAYLOAD_LIMIT`], else
 /// [`FrameError::LimitTooHigh`].
-pub fn check_max_payload(max: usize) -> Result<usize, FrameError> {
+pub(crate) fn check_max_payload(max: usize) -> Result<usize, FrameError> {
     if max > MAX_PAYLOAD_LIMIT {
         return Err(FrameError::LimitTooHigh {
             requested: max,
@@ -111,18 +142,21 @@ pub fn check_max_payload(max: usize) -> Result<usize, FrameError> {
 /// payload have arrived and filled it: at least one [`READ_CHUNK`], at most twice what
 /// has arrived, never more than `len`. Memory follows the bytes a peer actually sent, not
 /// the length its header claims.
-pub fn next_capacity(received: usize, len: usize) -> usize {
+pub(crate) fn next_capacity(received: usize, len: usize) -> usize {
     received.saturating_mul(2).max(READ_CHUNK).min(len)
 }
 
 /// A parsed header: the payload length and its expected checksum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub len: usize,
-    pub checksum: u32,
+pub(crate) struct Header {
+    pub(crate) len: usize,
+    pub(crate) checksum: u32,
 }
 
-pub fn decode_header(bytes: &[u8; HEADER_LEN], max_payload: usize) -> Result<Header, FrameError> {
+pub(crate) fn decode_header(
+    bytes: &[u8; HEADER_LEN],
+    max_payload: usize,
+) -> Result<Header, FrameError> {
     let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
     let magic = word(0);
     if magic != MAGIC {
@@ -141,7 +175,7 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN], max_payload: usize) -> Result<Hea
     })
 }
 
-pub fn check_payload(header: Header, payload: &[u8]) -> Result<(), FrameError> {
+pub(crate) fn check_payload(header: Header, payload: &[u8]) -> Result<(), FrameError> {
     let found = crc32fast::hash(payload);
     if found != header.checksum {
         return Err(FrameError::BadChecksum {

@@ -8,20 +8,22 @@
 //! Every fd is non-blocking and every wait is a `poll` with a deadline, so a reader that
 //! loses a race for data to another process sharing the same end waits again instead of
 //! blocking in read(2) forever. Every blocking call is bounded by the connection's
-//! timeout (default [`DEFAULT_TIMEOUT`]) or the one passed to the `_timeout` variant.
+//! timeout (default `DEFAULT_TIMEOUT`) or the one passed to the `_timeout` variant.
 
 use super::frame::{self, FrameError, HEADER_LEN};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// The bound on a blocking send or recv unless the caller gives another.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Atomic write size of a pipe on Linux.
 pub const PIPE_BUF: usize = libc::PIPE_BUF;
 
+/// Which system object carries a pipe, as Python's `Pipe(duplex)` chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PipeKind {
     /// socketpair(2): both ends read and write.
@@ -31,7 +33,9 @@ pub enum PipeKind {
 }
 
 impl PipeKind {
+    /// Both kinds, for the tests and benchmarks that run each.
     pub const ALL: [PipeKind; 2] = [PipeKind::Duplex, PipeKind::Simplex];
+    /// The kind's name in flavors, figures and target names (`duplex`, `simplex`).
     pub fn name(self) -> &'static str {
         match self {
             PipeKind::Duplex => "duplex",
@@ -40,6 +44,7 @@ impl PipeKind {
     }
 }
 
+/// Why a pipe operation failed. A `Corrupt` stream has lost its framing for good.
 #[derive(Debug, thiserror::Error)]
 pub enum PipeError {
     /// Every write end is closed and everything sent has been read (Python's EOFError).
@@ -48,22 +53,37 @@ pub enum PipeError {
     /// This connection was closed by `close()` (Python's OSError on a closed handle).
     #[error("connection is closed")]
     Closed,
+    /// A receive on the write end of a simplex pipe.
     #[error("this end of a simplex pipe cannot receive (it is the write end)")]
     NotReadable,
+    /// A send on the read end of a simplex pipe.
     #[error("this end of a simplex pipe cannot send (it is the read end)")]
     NotWritable,
+    /// Nothing arrived (or no room to send) within the bound given.
     #[error("no message within {0:?}")]
     Timeout(Duration),
+    /// A send with every read end closed (EPIPE).
     #[error("the peer is gone: every read end of the pipe is closed")]
     PeerGone,
+    /// The bytes read are not a whole, checked frame (a torn or interleaved write, or a
+    /// writer that died mid-frame).
     #[error(transparent)]
     Corrupt(#[from] FrameError),
+    /// A message above this end's maximum payload, refused before anything was sent.
     #[error("message of {len} bytes exceeds the maximum of {max}")]
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// This end's maximum payload.
+        max: usize,
+    },
+    /// A value that serde could not turn into JSON.
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// A frame that is not the JSON of the type asked for.
     #[error("cannot decode message: {0}")]
     Decode(String),
+    /// A system call on the pipe failed otherwise.
     #[error("pipe i/o: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -79,9 +99,13 @@ impl PipeError {
 /// fd in `Options::inherit_fd`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionHandle {
+    /// The end's fd, valid in the child once inherited.
     pub fd: RawFd,
+    /// Whether the end may receive.
     pub readable: bool,
+    /// Whether the end may send.
     pub writable: bool,
+    /// The pipe it belongs to.
     pub kind: PipeKind,
 }
 
@@ -94,7 +118,15 @@ pub struct Connection {
     kind: PipeKind,
     timeout: Duration,
     max_payload: usize,
+    /// Receives left that poll before they read. Reading first costs no poll when a frame
+    /// is waiting (a stream) and a wasted read when none is (a request/reply, where the
+    /// receive waits anyway): after a receive that found nothing, the next
+    /// [`POLL_FIRST_AFTER_EMPTY`] poll first, then reading first is tried again.
+    poll_first_for: AtomicU32,
 }
+
+/// See [`Connection::poll_first_for`].
+const POLL_FIRST_AFTER_EMPTY: u32 = 8;
 
 /// Creates a pipe: `(a, b)`. Duplex: both ends send and receive. Simplex: `a` receives,
 /// `b` sends (as Python's `Pipe(duplex=False)`).
@@ -132,6 +164,7 @@ impl Connection {
             kind,
             timeout: DEFAULT_TIMEOUT,
             max_payload: frame::DEFAULT_MAX_PAYLOAD,
+            poll_first_for: AtomicU32::new(0),
         }
     }
 
@@ -182,15 +215,19 @@ impl Connection {
         Ok(Connection::new(fd, true, true, PipeKind::Duplex))
     }
 
+    /// The kind of pipe this end belongs to.
     pub fn kind(&self) -> PipeKind {
         self.kind
     }
+    /// Whether this end may receive (false for a simplex write end).
     pub fn readable(&self) -> bool {
         self.readable
     }
+    /// Whether this end may send (false for a simplex read end).
     pub fn writable(&self) -> bool {
         self.writable
     }
+    /// True once [`Connection::close`] was called on this end.
     pub fn is_closed(&self) -> bool {
         self.fd.is_none()
     }
@@ -200,7 +237,7 @@ impl Connection {
     }
     /// Sets the largest payload this end accepts or sends, at most
     /// [`frame::MAX_PAYLOAD_LIMIT`] (a larger value is taken as that limit; check a
-    /// configured value first with [`frame::check_max_payload`] to refuse it instead).
+    /// configured value first with `frame::check_max_payload` to refuse it instead).
     pub fn set_max_payload(&mut self, max: usize) {
         self.max_payload = max.min(frame::MAX_PAYLOAD_LIMIT);
     }
@@ -208,6 +245,7 @@ impl Connection {
     pub fn max_payload(&self) -> usize {
         self.max_payload
     }
+    /// The end's fd, to poll it beside others or pass it to a child; `Closed` once closed.
     pub fn raw_fd(&self) -> Result<RawFd, PipeError> {
         Ok(self.fd()?.as_raw_fd())
     }
@@ -229,10 +267,13 @@ impl Connection {
         wait_fd(self.fd()?, libc::POLLIN, Some(Instant::now() + timeout))
     }
 
+    /// Sends one frame of `payload`, waiting for room at most the end's own bound.
     pub fn send_bytes(&self, payload: &[u8]) -> Result<(), PipeError> {
         self.send_bytes_timeout(payload, self.timeout)
     }
 
+    /// Sends one frame of `payload`, waiting for room to start it at most `timeout`; a
+    /// frame once started is finished (see the receiving side), never cut.
     pub fn send_bytes_timeout(&self, payload: &[u8], timeout: Duration) -> Result<(), PipeError> {
         let fd = self.fd()?;
         if !self.writable {
@@ -253,6 +294,9 @@ impl Connection {
         )
     }
 
+    /// Receives one whole frame, checked, waiting at most the end's own bound. A stream
+    /// that ends between frames is `Eof`; one that ends inside a frame, or a frame that
+    /// fails its checks, is `Corrupt`.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, PipeError> {
         self.recv_bytes_timeout(self.timeout)
     }
@@ -262,7 +306,7 @@ impl Connection {
     ///
     /// The header's length is a claim, checked against this end's maximum and then
     /// trusted for nothing else: the payload buffer grows as bytes arrive (see
-    /// [`frame::next_capacity`]), so a peer that claims 200 MiB and stops costs 64 KiB.
+    /// `frame::next_capacity`), so a peer that claims 200 MiB and stops costs 64 KiB.
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PipeError> {
         let fd = self.fd()?;
         if !self.readable {
@@ -272,9 +316,24 @@ impl Connection {
             deadline: Instant::now() + timeout,
             mid_frame: self.mid_frame_bound(timeout),
             started: false,
+            found_empty: false,
         };
         let mut header = [0u8; HEADER_LEN];
-        let (got, stalled) = fill(fd, &mut header, &mut clock)?;
+        let poll_first_for = self.poll_first_for.load(Relaxed);
+        let (got, stalled) = if poll_first_for > 0 {
+            self.poll_first_for.store(poll_first_for - 1, Relaxed);
+            if wait_fd(fd, libc::POLLIN, Some(clock.deadline))? {
+                fill(fd, &mut header, &mut clock)?
+            } else {
+                (0, true)
+            }
+        } else {
+            let filled = fill(fd, &mut header, &mut clock)?;
+            if clock.found_empty {
+                self.poll_first_for.store(POLL_FIRST_AFTER_EMPTY, Relaxed);
+            }
+            filled
+        };
         if got == 0 {
             return Err(if stalled {
                 PipeError::Timeout(timeout)
@@ -321,10 +380,13 @@ impl Connection {
         self.send_bytes(&bytes)
     }
 
+    /// Receives a serde value sent with [`Connection::send`], waiting at most the end's
+    /// own bound.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, PipeError> {
         self.recv_timeout(self.timeout)
     }
 
+    /// Receives a serde value, waiting at most `timeout` for it to start.
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, PipeError> {
         let bytes = self.recv_bytes_timeout(timeout)?;
         serde_json::from_slice(&bytes).map_err(|e| PipeError::Decode(e.to_string()))
@@ -393,6 +455,8 @@ struct FrameClock {
     deadline: Instant,
     mid_frame: Duration,
     started: bool,
+    /// Whether a read before the frame's first byte found nothing there.
+    found_empty: bool,
 }
 
 /// Reads until `buf` is full, the stream ends or the clock runs out. Returns the bytes
@@ -412,6 +476,7 @@ fn fill(fd: &OwnedFd, buf: &mut [u8], clock: &mut FrameClock) -> Result<(usize, 
             }
             Err(nix::errno::Errno::EINTR) => {}
             Err(nix::errno::Errno::EAGAIN) => {
+                clock.found_empty |= !clock.started;
                 if !wait_fd(fd, libc::POLLIN, Some(clock.deadline))? {
                     // Before any byte: no message in time. After one: the writer died or
                     // stalled mid-frame; the caller says which.
@@ -498,12 +563,6 @@ fn write_nosignal(fd: &OwnedFd, bytes: &[u8]) -> nix::Result<usize> {
     }
 }
 
-/// Ignores SIGPIPE in this process, so a write to a pipe whose readers are gone returns
-/// EPIPE (reported as `PeerGone`) instead of killing the writer.
-pub fn ignore_sigpipe() {
-    // SAFETY: setting a signal disposition to SIG_IGN is async-signal-safe and affects
-    // only this process.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-}
+/// SIGPIPE ignored, so a write to a pipe whose readers are gone returns EPIPE (reported as
+/// `PeerGone`); it lives in `process`, which every child's start needs.
+pub(crate) use crate::process::ignore_sigpipe;

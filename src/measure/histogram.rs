@@ -5,7 +5,7 @@
 //! counts, memory stays fixed however many round trips are recorded, and 3 significant
 //! digits (0.1%) is finer than the run-to-run noise of any figure measured here.
 
-use crate::report::model::Percentiles;
+use crate::results::Percentiles;
 use hdrhistogram::Histogram;
 
 /// Largest value recorded: one hour in nanoseconds. Anything longer is clamped (and

@@ -3,7 +3,7 @@
 //! stolen-from machine is still kept, but the output says so first, with the figures, so
 //! nobody quotes it as the machine's speed.
 
-use crate::report::model::MachineState;
+use crate::results::MachineState;
 
 /// Load average (1 min) per online CPU above which the machine counts as busy before a
 /// run: something else was already using a good part of it.

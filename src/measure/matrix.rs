@@ -7,7 +7,7 @@ use super::calibration::{pipe_roundtrip_on, shm_pingpong_on, Rounds};
 use super::histogram::median;
 use super::registry::Profile;
 use super::runner::{panic_text, Failure};
-use crate::report::model::{CorePair, CoreToCore, PairClass, Topology};
+use crate::results::{CorePair, CoreToCore, PairClass, Topology};
 use std::collections::BTreeSet;
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use super::calibration as cal;
 use super::calibration::{handoff, messaging};
 use super::workloads::process::{start_join_samples, StartKind};
 use super::workloads::RoundTrips;
-use crate::report::model::Placement;
+use crate::results::Placement;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -430,7 +430,7 @@ fn raw_stream_messages(size: u64) -> (usize, usize) {
 
 /// Messages per throughput repeat: (quick, full); multiples of 4 so that 4 producers
 /// share them evenly.
-fn stream_messages(size: u64) -> (usize, usize) {
+pub fn stream_messages(size: u64) -> (usize, usize) {
     let quick = ((4u64 << 20) / size).clamp(16, 4_000) as usize;
     let full = ((64u64 << 20) / size).clamp(32, 20_000) as usize;
     (quick, full)
@@ -483,16 +483,16 @@ fn pipe_workloads() -> Vec<Workload> {
 /// 4→4, divided by the raw stream of the same size (pipe and shm flavors: pipe; channel:
 /// Unix socket).
 fn queue_workloads() -> Vec<Workload> {
-    use crate::ipc::queue::Flavor;
+    use crate::ipc::queue::{BuiltOn, Flavor};
     use crate::measure::workloads::queue;
     let mut all = Vec::new();
-    for flavor in Flavor::ALL {
+    for flavor in Flavor::all() {
         for placement in PLACEMENTS {
-            let base = match (flavor, placement) {
-                (Flavor::Pipe, _) => cal::PIPE_ROUNDTRIP,
-                (Flavor::Shm, Placement::SameCpu) => cal::FUTEX_ROUNDTRIP,
-                (Flavor::Shm, _) => cal::SHM_PINGPONG,
-                (Flavor::Channel, _) => cal::UNIX_SOCKET_REQUEST_REPLY,
+            let base = match (flavor.built_on(), placement) {
+                (BuiltOn::Pipe, _) => cal::PIPE_ROUNDTRIP,
+                (BuiltOn::SharedMemory, Placement::SameCpu) => cal::FUTEX_ROUNDTRIP,
+                (BuiltOn::SharedMemory, _) => cal::SHM_PINGPONG,
+                (BuiltOn::UnixSocket, _) => cal::UNIX_SOCKET_REQUEST_REPLY,
             };
             all.push(Workload::latency(
                 "queue",
@@ -506,7 +506,7 @@ fn queue_workloads() -> Vec<Workload> {
             ));
         }
     }
-    for flavor in Flavor::ALL {
+    for flavor in Flavor::all() {
         for (producers, consumers) in [(1u32, 1u32), (4, 4)] {
             for size in SIZES {
                 all.push(Workload::throughput(
@@ -515,9 +515,9 @@ fn queue_workloads() -> Vec<Workload> {
                     size,
                     producers,
                     consumers,
-                    Some(match flavor {
-                        Flavor::Pipe | Flavor::Shm => cal::pipe_stream_name(size),
-                        Flavor::Channel => cal::unix_stream_name(size),
+                    Some(match flavor.built_on() {
+                        BuiltOn::Pipe | BuiltOn::SharedMemory => cal::pipe_stream_name(size),
+                        BuiltOn::UnixSocket => cal::unix_stream_name(size),
                     }),
                     stream_messages(size),
                     move |n| {
@@ -542,10 +542,10 @@ fn queue_workloads() -> Vec<Workload> {
 /// round trip; map and pipelined apply_async: the raw stream to 2 workers); a process
 /// per task, and the in-process run beside it, by the raw fork+_exit+waitpid.
 fn pool_workloads() -> Vec<Workload> {
-    use crate::ipc::pool::echo::ServerKind;
     use crate::ipc::pool::{Pool, PoolOptions};
     use crate::measure::workloads::pool;
     use crate::process::StartMethod;
+    use crate::programs::pool_echo::ServerKind;
     fn with_pool<T>(run: impl FnOnce(&Pool) -> T) -> T {
         let pool =
             Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("start pool");
@@ -661,23 +661,79 @@ fn pool_workloads() -> Vec<Workload> {
 
 /// Every workload, calibrations first.
 pub fn all() -> Vec<Workload> {
-    let mut all = calibrations();
-    all.extend(process_workloads());
-    all.extend(pipe_workloads());
-    all.extend(queue_workloads());
-    all.extend(pool_workloads());
-    all.extend(super::workloads::lock::catalogue());
-    all.extend(super::workloads::sync::catalogue());
-    all.extend(super::workloads::manager::catalogue());
-    all.extend(super::workloads::filestore::catalogue());
+    let mut sets: Vec<&WorkloadSet> = WORKLOAD_SETS.iter().collect();
+    sets.sort_by_key(|s| (s.rank, s.name));
+    let mut all: Vec<Workload> = Vec::new();
+    for set in sets {
+        for workload in (set.make)() {
+            // A name is a results key: the first registration keeps it.
+            if all.iter().any(|w| w.name == workload.name) {
+                eprintln!(
+                    "ipcbench: workload {} of set {} is already registered; ignored",
+                    workload.name, set.name
+                );
+                continue;
+            }
+            all.push(workload);
+        }
+    }
     all
 }
+
+/// A set of workloads registered with [`register_workloads!`], from this crate or any
+/// crate linking it: `bench`, `list` and the criterion benches find it with no central
+/// list to edit.
+pub struct WorkloadSet {
+    /// Names the set in messages.
+    pub name: &'static str,
+    /// Where the set comes in the catalogue (built-ins 0–99; a set registered without a
+    /// rank comes after them, by name).
+    pub rank: u32,
+    pub make: fn() -> Vec<Workload>,
+}
+
+/// Every registered workload set.
+#[linkme::distributed_slice]
+pub static WORKLOAD_SETS: [WorkloadSet];
+
+/// Registers `fn() -> Vec<Workload>` as a set of workloads:
+/// `ipcbench::register_workloads!("my-queue", my_workloads);`.
+#[macro_export]
+macro_rules! register_workloads {
+    ($name:expr, $make:path) => {
+        $crate::register_workloads!($name, $make, rank = 1000);
+    };
+    ($name:expr, $make:path, rank = $rank:expr) => {
+        const _: () = {
+            #[$crate::process::entry::linkme::distributed_slice(
+                $crate::measure::registry::WORKLOAD_SETS
+            )]
+            #[linkme(crate = $crate::process::entry::linkme)]
+            static SET: $crate::measure::registry::WorkloadSet =
+                $crate::measure::registry::WorkloadSet {
+                    name: $name,
+                    rank: $rank,
+                    make: $make,
+                };
+        };
+    };
+}
+
+crate::register_workloads!("calibration", calibrations, rank = 0);
+crate::register_workloads!("process", process_workloads, rank = 10);
+crate::register_workloads!("pipe", pipe_workloads, rank = 20);
+crate::register_workloads!("queue", queue_workloads, rank = 30);
+crate::register_workloads!("pool", pool_workloads, rank = 40);
 
 /// The workloads whose name contains `filter` (all without one), plus the calibrations
 /// they are divided by (same name, same placement), calibrations first. A filter that matches nothing is an error
 /// listing every workload name.
 pub fn select(filter: Option<&str>) -> Result<Vec<Workload>, String> {
-    let all = all();
+    select_from(all(), filter)
+}
+
+/// [`select`] over `all` (the catalogue, and a peer's workloads beside it).
+pub fn select_from(all: Vec<Workload>, filter: Option<&str>) -> Result<Vec<Workload>, String> {
     let Some(pattern) = filter else {
         return Ok(all);
     };

@@ -16,7 +16,7 @@ use super::calibration::{MEMCPY, SHM_PINGPONG};
 use super::histogram::{median, spread, LatencyHistogram};
 use super::registry::{Kind, Profile, Sample, Workload};
 use super::workloads::{achieved_placement, begin_placement};
-use crate::report::model::{Achieved, Calibration, Latency, Placement, Results, Throughput};
+use crate::results::{Achieved, Calibration, Latency, Placement, Results, Throughput};
 
 /// Points kept of each latency distribution, for the report's CDF chart.
 const CDF_POINTS: usize = 64;
@@ -791,10 +791,7 @@ mod tests {
         let achieved = run.results.latency[0].achieved.clone().unwrap();
         assert_eq!(achieved.initiator_cpus, vec![first]);
         assert_eq!(achieved.responder_cpus, vec![first]);
-        assert_eq!(
-            achieved.class,
-            Some(crate::report::model::PairClass::SameCpu)
-        );
+        assert_eq!(achieved.class, Some(crate::results::PairClass::SameCpu));
         let free = run.results.throughput[0].achieved.clone().unwrap();
         assert_eq!(free.initiator_cpus, allowed_cpus());
         assert_eq!(free.class, None);
@@ -805,7 +802,7 @@ mod tests {
     /// different classes (a cross-cpu pair of SMT siblings against one across caches).
     #[test]
     fn no_ratio_across_topology_classes_and_the_reason_is_given() {
-        use crate::report::model::PairClass;
+        use crate::results::PairClass;
         let on = |class| Achieved {
             initiator_cpus: vec![0],
             responder_cpus: vec![1],

@@ -7,7 +7,7 @@
 //! unreadable or not a CPU list is not an error: that level is left unknown and
 //! [`Topology::notes`] says which file and why.
 
-use crate::report::model::{PairClass, Topology};
+use crate::results::{PairClass, Topology};
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -14,16 +14,17 @@ use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 pub use linkme;
 
 /// Environment variable naming the entry point a re-executed child runs.
-pub const ENTRY_ENV: &str = "IPCBENCH_ENTRY";
+pub(crate) const ENTRY_ENV: &str = "IPCBENCH_ENTRY";
 /// Environment variable carrying the entry's JSON arguments.
-pub const ARGS_ENV: &str = "IPCBENCH_ARGS";
+pub(crate) const ARGS_ENV: &str = "IPCBENCH_ARGS";
 /// Environment variable giving the fd on which the child writes its outcome.
-pub const RESULT_FD_ENV: &str = "IPCBENCH_RESULT_FD";
+pub(crate) const RESULT_FD_ENV: &str = "IPCBENCH_RESULT_FD";
 /// Environment variable with the child's display name (for panic messages and reports).
-pub const NAME_ENV: &str = "IPCBENCH_NAME";
+pub(crate) const NAME_ENV: &str = "IPCBENCH_NAME";
 
 /// A function a child process can run, registered by name.
 pub struct EntryPoint {
+    /// The name a parent passes to `process::start`; unique across everything linked.
     pub name: &'static str,
     /// JSON arguments in, JSON result (or error text) out.
     pub run: fn(&str) -> Result<serde_json::Value, String>,
@@ -33,8 +34,8 @@ pub struct EntryPoint {
 #[linkme::distributed_slice]
 pub static ENTRY_POINTS: [EntryPoint];
 
-/// Registers `func` (any `fn(Args) -> Result<R, E>` with serde `Args`/`R` and displayable
-/// `E`) as an entry point named `name`, startable in a child by either start method.
+/// Registers `func` (any `fn(Args) -> Result<R, E>` with serde `Args`/`R` and an error
+/// `E` that is a `String` or a `std::error::Error`) as an entry point named `name`, startable in a child by either start method.
 #[macro_export]
 macro_rules! register_entry {
     ($name:expr, $func:path) => {
@@ -56,18 +57,35 @@ pub fn invoke<A, R, E, F>(args: &str, func: F) -> Result<serde_json::Value, Stri
 where
     A: DeserializeOwned,
     R: Serialize,
-    E: std::fmt::Display,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
     F: FnOnce(A) -> Result<R, E>,
 {
     let args: A =
         serde_json::from_str(args).map_err(|e| format!("cannot decode entry arguments: {e}"))?;
-    let result = func(args).map_err(|e| e.to_string())?;
+    let result = func(args).map_err(|e| chain(&*e.into()))?;
     serde_json::to_value(result).map_err(|e| format!("cannot encode entry result: {e}"))
+}
+
+/// An error and every cause under it, `: `-separated: what crosses a process boundary (a
+/// child's error reaches its parent as text) or reaches a report.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        // A wrapper that already prints its cause in its own message adds nothing new.
+        if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Finds an entry point by name; an unknown or duplicated name is an error listing the
 /// known ones.
-pub fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
+pub(crate) fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
     let mut found = ENTRY_POINTS.iter().filter(|e| e.name == name);
     match (found.next(), found.next()) {
         (Some(entry), None) => Ok(entry),
@@ -85,7 +103,7 @@ pub fn lookup(name: &str) -> Result<&'static EntryPoint, String> {
 
 /// What a child reports to its parent over the result pipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Returned(serde_json::Value),
     Failed(String),
     Panicked(String),
@@ -140,7 +158,7 @@ fn install_panic_hook() {
 /// `quiet_panics` makes the panic hook only record the message: a forked child must not
 /// take the stderr lock, which another thread of the parent may have held at the time of
 /// fork.
-pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
+pub(crate) fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
     capture_panics(quiet_panics);
     call_entry(name, args)
 }
@@ -148,14 +166,14 @@ pub fn run_entry(name: &str, args: &str, quiet_panics: bool) -> Outcome {
 /// Makes sure the panic hook that records each panic's message and location for
 /// [`call_entry`] is installed (once per process: a process that runs many entries in
 /// turn, a pool worker, does not stack one hook per call), printing or not.
-pub fn capture_panics(quiet_panics: bool) {
+pub(crate) fn capture_panics(quiet_panics: bool) {
     QUIET_PANICS.store(quiet_panics, std::sync::atomic::Ordering::Relaxed);
     install_panic_hook();
 }
 
 /// Runs the entry point `name` once and returns its outcome, a panic included. Relies on
 /// the hook of [`capture_panics`] for the panic's message and location.
-pub fn call_entry(name: &str, args: &str) -> Outcome {
+pub(crate) fn call_entry(name: &str, args: &str) -> Outcome {
     let entry = match lookup(name) {
         Ok(entry) => entry,
         Err(e) => return Outcome::Failed(e),
@@ -185,7 +203,7 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Writes the outcome on the result fd; call it only just before the process exits (the
 /// fd is left for the exit to close). Errors are ignored: a parent that stopped listening
 /// learns the child's fate from its exit status.
-pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
+pub(crate) fn report_outcome(fd: RawFd, outcome: &Outcome) {
     if fd < 0 {
         return; // started without a result pipe (the raw exec calibration)
     }
@@ -203,9 +221,9 @@ pub fn report_outcome(fd: RawFd, outcome: &Outcome) {
 }
 
 /// Exit status of a child whose entry returned an error or panicked.
-pub const EXIT_FAILED: i32 = 1;
+pub(crate) const EXIT_FAILED: i32 = 1;
 /// Exit status when the bootstrap itself could not run (bad environment).
-pub const EXIT_BOOTSTRAP: i32 = 3;
+pub(crate) const EXIT_BOOTSTRAP: i32 = 3;
 
 /// Runs before `main` in every executable linking this library: if this process was
 /// started as a spawned child, run the named entry and exit without ever reaching main.
@@ -230,7 +248,7 @@ fn bootstrap() {
         eprintln!("ipcbench: {RESULT_FD_ENV} missing or invalid in spawned child");
         std::process::exit(EXIT_BOOTSTRAP);
     };
-    crate::ipc::pipe::ignore_sigpipe();
+    super::ignore_sigpipe();
     let outcome = run_entry(&name, &args, false);
     let code = match outcome {
         Outcome::Returned(_) => 0,
@@ -245,4 +263,23 @@ fn bootstrap() {
 /// links the bootstrap constructor.
 pub(crate) fn bootstrap_anchor() -> fn() {
     bootstrap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("open the store")]
+    struct Outer(#[source] std::io::Error);
+
+    /// What a child's error becomes in its parent: the whole chain, not its top line.
+    #[test]
+    fn an_entry_error_crosses_as_its_whole_chain() {
+        let missing = || std::io::Error::from_raw_os_error(libc::ENOENT);
+        let failed = invoke("null", |()| -> Result<(), Outer> { Err(Outer(missing())) });
+        assert_eq!(failed, Err(format!("open the store: {}", missing())));
+        let text = invoke("null", |()| -> Result<(), String> { Err("plain".into()) });
+        assert_eq!(text, Err("plain".to_string()));
+    }
 }

@@ -1,5 +1,5 @@
 //! Resource hygiene: the suite tracks what it creates — child pids, shared-memory names
-//! (all starting with [`SHM_PREFIX`]), temp files — and removes it on every exit path,
+//! (all starting with `SHM_PREFIX`), temp files — and removes it on every exit path,
 //! including SIGINT/SIGTERM of the parent. [`Snapshot`] lets tests and runs prove that
 //! nothing was left.
 
@@ -10,30 +10,48 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Every shared-memory name the suite creates starts with this.
-pub const SHM_PREFIX: &str = "ipcbench-";
+pub(crate) const SHM_PREFIX: &str = "ipcbench-";
 /// Every temp file or directory the suite creates starts with this.
 pub const TEMP_PREFIX: &str = "ipcbench-";
 
-/// Environment variable carrying the run tag from a process to the children it spawns.
+/// Environment variable naming an outer run (CI, a script) that every process it starts
+/// inherits: each top-level ipcbench process under it takes the tag `<outer>p<pid>`, so
+/// two runs of one CI job started side by side never count each other's live names as
+/// leaks, and a tool that looks for `ipcbench-<outer>` still finds them all.
 pub const RUN_ENV: &str = "IPCBENCH_RUN";
 
+/// Environment variable carrying a process's exact run tag to the children it spawns
+/// (see [`join_run`]): they are part of its run, not runs of their own.
+pub const RUN_TAG_ENV: &str = "IPCBENCH_RUN_TAG";
+
 /// A tag shared by a top-level process and all its descendants (spawned children get it
-/// through [`RUN_ENV`], forked ones inherit it), embedded in every shm and temp name
+/// through [`RUN_TAG_ENV`], forked ones inherit it), embedded in every shm and temp name
 /// the suite creates: `ipcbench-<run>-...`. Leak checks look only at names of their own
 /// run, so two test binaries — or two CI jobs — on one machine never see each other's
 /// live resources as leaks.
-pub fn run_tag() -> &'static str {
+pub(crate) fn run_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
-        std::env::var(RUN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()))
-            .unwrap_or_else(|| format!("r{}", std::process::id()))
+        let valid = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric()))
+        };
+        let pid = std::process::id();
+        valid(RUN_TAG_ENV)
+            .or_else(|| valid(RUN_ENV).map(|outer| format!("{outer}p{pid}")))
+            .unwrap_or_else(|| format!("r{pid}"))
     })
 }
 
+/// Makes the process `command` starts part of this run: its names carry this run's tag,
+/// so this process's leak checks see what it leaves behind.
+pub fn join_run(command: &mut std::process::Command) -> &mut std::process::Command {
+    command.env(RUN_TAG_ENV, run_tag())
+}
+
 /// The prefix of every shm or temp name this run creates.
-pub fn run_prefix() -> String {
+pub(crate) fn run_prefix() -> String {
     format!("{SHM_PREFIX}{}-", run_tag())
 }
 
@@ -110,16 +128,16 @@ pub fn track_shm(name: &str) {
 }
 
 /// Forgets a name once it has been unlinked (or handed to another owner).
-pub fn untrack_shm(name: &str) {
+pub(crate) fn untrack_shm(name: &str) {
     resources().shm_names.remove(name);
 }
 
 /// Records a temp path this process created and must remove.
-pub fn track_temp(path: &Path) {
+pub(crate) fn track_temp(path: &Path) {
     resources().temp_paths.insert(path.to_path_buf());
 }
 
-pub fn untrack_temp(path: &Path) {
+pub(crate) fn untrack_temp(path: &Path) {
     resources().temp_paths.remove(path);
 }
 
@@ -169,7 +187,7 @@ pub fn remove_temp(path: &Path) {
 
 /// Kills and reaps every tracked child (with its group), unlinks every tracked segment,
 /// removes every tracked temp path, and reaps orphans handed to us as subreaper.
-pub fn cleanup_all() {
+pub(crate) fn cleanup_all() {
     let (children, shm, temps) = {
         let mut r = resources();
         (
@@ -200,7 +218,7 @@ pub fn cleanup_all() {
 
 /// Makes this process the subreaper of its descendants, so that orphans come back to the
 /// suite (and are reaped here) instead of to a PID 1 that may never reap them.
-pub fn become_subreaper() {
+pub(crate) fn become_subreaper() {
     if !SUBREAPER.swap(true, Ordering::SeqCst) {
         // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) sets a flag on this process only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -216,7 +234,7 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 ///
 /// Zombies in our own group are left alone: they may be children that other code in this
 /// process started with `std::process::Command` and is about to wait for (reaping them
-/// here would make its wait fail with ECHILD). [`cleanup_all`], at exit, reaps those too.
+/// here would make its wait fail with ECHILD). `cleanup_all`, at exit, reaps those too.
 ///
 /// Nor does it reap anything while a [`start`](super::start) is between its fork and the
 /// tracking of its child, on any thread: that child, if it has already exited, looks
@@ -279,11 +297,14 @@ pub fn install_signal_cleanup() -> std::io::Result<()> {
 /// A process as seen in /proc.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcInfo {
+    /// The process id.
     pub pid: i32,
+    /// The parent pid, to tell which processes descend from this one.
     pub ppid: i32,
-    pub pgid: i32,
+    pub(crate) pgid: i32,
+    /// Scheduler state from /proc/PID/stat (`Z` for a zombie).
     pub state: char,
-    pub comm: String,
+    pub(crate) comm: String,
 }
 
 /// Reads /proc/PID/stat. The comm field may hold spaces and parentheses, so split on the
@@ -306,7 +327,7 @@ pub fn proc_info(pid: i32) -> Option<ProcInfo> {
     })
 }
 
-/// Every process in the system.
+/// Every process in the system (tests look for what a run left behind).
 pub fn all_processes() -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -318,7 +339,7 @@ pub fn all_processes() -> Vec<ProcInfo> {
 
 /// Direct children of this process, from /proc/self/task/*/children (cheap: no scan of
 /// every process in the system).
-pub fn child_processes() -> Vec<ProcInfo> {
+pub(crate) fn child_processes() -> Vec<ProcInfo> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -335,7 +356,7 @@ pub fn child_processes() -> Vec<ProcInfo> {
 }
 
 /// Every descendant of this process (children, grandchildren, ...).
-pub fn descendants() -> Vec<ProcInfo> {
+pub(crate) fn descendants() -> Vec<ProcInfo> {
     let all = all_processes();
     let mut found: Vec<ProcInfo> = Vec::new();
     let mut frontier = vec![std::process::id() as i32];
@@ -348,13 +369,13 @@ pub fn descendants() -> Vec<ProcInfo> {
     found
 }
 
-/// Names in /dev/shm that this run created (see [`run_tag`]).
+/// Names in /dev/shm that this run created (see `run_tag`).
 pub fn shm_names() -> BTreeSet<String> {
     list_prefixed(Path::new("/dev/shm"), &run_prefix())
 }
 
 /// Entries in the temp directory that this run created.
-pub fn temp_names() -> BTreeSet<String> {
+pub(crate) fn temp_names() -> BTreeSet<String> {
     list_prefixed(&std::env::temp_dir(), &run_prefix())
 }
 
@@ -370,7 +391,7 @@ fn list_prefixed(dir: &Path, prefix: &str) -> BTreeSet<String> {
 
 /// Open file descriptors of this process, not counting the one this listing uses (its
 /// number depends on which fds are free, so counting it would make snapshots differ).
-pub fn open_fds() -> BTreeSet<i32> {
+pub(crate) fn open_fds() -> BTreeSet<i32> {
     use nix::dir::Dir;
     use nix::fcntl::OFlag;
     use nix::sys::stat::Mode;
@@ -389,19 +410,35 @@ pub fn open_fds() -> BTreeSet<i32> {
 /// What the suite could leak, at one moment.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub shm: BTreeSet<String>,
-    pub temp: BTreeSet<String>,
-    pub fds: BTreeSet<i32>,
-    pub descendants: Vec<ProcInfo>,
+    pub(crate) shm: BTreeSet<String>,
+    pub(crate) temp: BTreeSet<String>,
+    pub(crate) fds: BTreeSet<i32>,
+    pub(crate) descendants: Vec<ProcInfo>,
 }
 
 /// Something left behind since a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Leak {
+    /// A shared-memory name under /dev/shm.
     Shm(String),
+    /// A file or directory under the temp directory, by its name there.
     Temp(String),
-    Fd { fd: i32, target: String },
-    Process { pid: i32, comm: String, state: char },
+    /// A file descriptor still open in this process.
+    Fd {
+        /// Its number.
+        fd: i32,
+        /// What it points to (the /proc/self/fd link: a path, `pipe:[…]`, `socket:[…]`).
+        target: String,
+    },
+    /// A descendant process still there: running, stopped, or a zombie nobody reaped.
+    Process {
+        /// Its pid.
+        pid: i32,
+        /// Its command name (/proc/PID/comm).
+        comm: String,
+        /// Its scheduler state (`Z`: a zombie).
+        state: char,
+    },
 }
 
 impl std::fmt::Display for Leak {
@@ -423,6 +460,8 @@ impl std::fmt::Display for Leak {
 }
 
 impl Snapshot {
+    /// Records what this run owns now (shared-memory names, temp paths, fds, descendant
+    /// processes), to compare against after the code under test.
     pub fn take() -> Snapshot {
         Snapshot {
             shm: shm_names(),

@@ -28,6 +28,9 @@
 //! orphan then belongs to the nearest subreaper, which the suite makes itself — see
 //! [`hygiene`]).
 
+#![warn(missing_docs)]
+
+pub mod affinity;
 pub mod entry;
 pub mod hygiene;
 pub mod watchdog;
@@ -62,8 +65,10 @@ pub enum StartMethod {
 }
 
 impl StartMethod {
+    /// Both methods, for a test or a benchmark that runs each.
     pub const ALL: [StartMethod; 2] = [StartMethod::Spawn, StartMethod::Fork];
 
+    /// The method's name as the CLI and the results spell it (`spawn`, `fork`).
     pub fn name(self) -> &'static str {
         match self {
             StartMethod::Spawn => "spawn",
@@ -87,23 +92,25 @@ pub enum Group {
 /// Options for starting a child.
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub name: String,
-    pub method: StartMethod,
+    pub(crate) name: String,
+    pub(crate) method: StartMethod,
     /// Dies with its parent, even when the parent is SIGKILLed (PR_SET_PDEATHSIG), and
     /// leads its own process group so that its own children can be killed with it.
     ///
     /// Linux delivers the death signal when the parent *thread* ends: start daemons from
     /// a thread that outlives them.
-    pub daemon: bool,
-    pub group: Group,
+    pub(crate) daemon: bool,
+    pub(crate) group: Group,
     /// File descriptors the child keeps under the same numbers (pipe ends, sockets).
     /// Everything else is close-on-exec for a spawned child; a forked child inherits all.
-    pub inherit_fds: Vec<RawFd>,
+    pub(crate) inherit_fds: Vec<RawFd>,
     /// Pin the child to this CPU (sched affinity).
-    pub cpu: Option<usize>,
+    pub(crate) cpu: Option<usize>,
 }
 
 impl Options {
+    /// Options for a child labelled `name` (in hang reports and errors): spawned, not a
+    /// daemon, in the parent's process group, no fd inherited, not pinned.
     pub fn new(name: impl Into<String>) -> Self {
         Options {
             name: name.into(),
@@ -114,22 +121,27 @@ impl Options {
             cpu: None,
         }
     }
+    /// Starts the child with `method` instead of spawn.
     pub fn method(mut self, method: StartMethod) -> Self {
         self.method = method;
         self
     }
+    /// Makes the child a daemon: see [`Child::daemon`].
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
     }
+    /// Chooses the process group the child joins.
     pub fn group(mut self, group: Group) -> Self {
         self.group = group;
         self
     }
+    /// Keeps `fd` open in the child under the same number (add one call per fd).
     pub fn inherit_fd(mut self, fd: RawFd) -> Self {
         self.inherit_fds.push(fd);
         self
     }
+    /// Pins the child to `cpu` (None: wherever the scheduler puts it).
     pub fn cpu(mut self, cpu: Option<usize>) -> Self {
         self.cpu = cpu;
         self
@@ -139,46 +151,89 @@ impl Options {
 /// Errors from starting, joining or collecting a child.
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
+    /// The child could not be started (fork, exec, its arguments, its pipes).
     #[error("cannot start child {name:?}: {reason}")]
-    Start { name: String, reason: String },
-    #[error("child {name:?} (pid {pid}) did not finish within {timeout:?}")]
-    Timeout {
+    Start {
+        /// The child's label.
         name: String,
-        pid: i32,
-        timeout: Duration,
-    },
-    #[error("child {name:?} (pid {pid}) panicked: {message}")]
-    Panicked {
-        name: String,
-        pid: i32,
-        message: String,
-    },
-    #[error("child {name:?} (pid {pid}) failed: {message}")]
-    Failed {
-        name: String,
-        pid: i32,
-        message: String,
-    },
-    #[error("child {name:?} (pid {pid}) was killed by signal {signal} ({})", signal_name(*signal))]
-    Killed { name: String, pid: i32, signal: i32 },
-    #[error("child {name:?} (pid {pid}) exited with code {code} without reporting a result")]
-    NoResult { name: String, pid: i32, code: i32 },
-    #[error("child {name:?} (pid {pid}) returned a result that does not decode: {reason}")]
-    Decode {
-        name: String,
-        pid: i32,
+        /// What failed.
         reason: String,
     },
+    /// The child was still running at the deadline (it is left running: the caller
+    /// decides whether to kill it).
+    #[error("child {name:?} (pid {pid}) did not finish within {timeout:?}")]
+    Timeout {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+    /// The entry point panicked.
+    #[error("child {name:?} (pid {pid}) panicked: {message}")]
+    Panicked {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The panic message.
+        message: String,
+    },
+    /// The entry point returned an error.
+    #[error("child {name:?} (pid {pid}) failed: {message}")]
+    Failed {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The error's text.
+        message: String,
+    },
+    /// A signal ended the child before it reported a result.
+    #[error("child {name:?} (pid {pid}) was killed by signal {signal} ({})", signal_name(*signal))]
+    Killed {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The signal number.
+        signal: i32,
+    },
+    /// The child exited without reporting a result (it called `exit` itself, or its
+    /// result pipe broke).
+    #[error("child {name:?} (pid {pid}) exited with code {code} without reporting a result")]
+    NoResult {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// Its exit code.
+        code: i32,
+    },
+    /// The child's result is not the JSON of the type the caller expects.
+    #[error("child {name:?} (pid {pid}) returned a result that does not decode: {reason}")]
+    Decode {
+        /// The child's label.
+        name: String,
+        /// Its pid.
+        pid: i32,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A system call on the child (wait, kill, pidfd) failed.
     #[error("system call failed for child {name:?}: {source}")]
     Sys {
+        /// The child's label.
         name: String,
+        /// The call's error.
         #[source]
         source: nix::Error,
     },
 }
 
 /// Name of a signal number, e.g. "SIGKILL".
-pub fn signal_name(signal: i32) -> &'static str {
+pub(crate) fn signal_name(signal: i32) -> &'static str {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str())
         .unwrap_or("unknown signal")
@@ -334,6 +389,8 @@ impl ChildSetup {
                     return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
                 }
             }
+            // A forked child carries its parent thread's cached mask.
+            affinity::forget_allowed();
         }
         Ok(())
     }
@@ -363,8 +420,8 @@ fn spawn_exec(
         .env(entry::ARGS_ENV, args)
         .env(entry::RESULT_FD_ENV, result_fd.to_string())
         .env(entry::NAME_ENV, &options.name)
-        .env(hygiene::RUN_ENV, hygiene::run_tag())
         .stdin(std::process::Stdio::null());
+    hygiene::join_run(&mut command);
     // SAFETY: the closure runs between fork and exec and makes only async-signal-safe
     // calls (fcntl, setpgid, prctl, getppid, sched_setaffinity).
     unsafe {
@@ -520,12 +577,16 @@ fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
 }
 
 impl Child {
+    /// The child's pid (still its own until it is reaped, which only this `Child` does).
     pub fn pid(&self) -> Pid {
         self.pid
     }
+    /// The label given in [`Options::new`].
     pub fn name(&self) -> &str {
         &self.name
     }
+    /// Whether the child dies with its parent (PR_SET_PDEATHSIG) and leads its own process
+    /// group, so that its own children go with it.
     pub fn daemon(&self) -> bool {
         self.daemon
     }
@@ -540,6 +601,7 @@ impl Child {
         self.exitcode
     }
 
+    /// True until the child has ended (reaping it if it has, without waiting).
     pub fn is_alive(&mut self) -> bool {
         self.exitcode().is_none()
     }
@@ -562,6 +624,8 @@ impl Child {
         self.signal(nix::sys::signal::Signal::SIGKILL)
     }
 
+    /// Sends `signal` to the child; a child already reaped is left alone (its pid may belong
+    /// to another process by now).
     pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<(), ProcessError> {
         if self.exitcode.is_some() {
             return Ok(());
@@ -577,7 +641,7 @@ impl Child {
     }
 
     /// Kills the child's whole process group (if it has its own) or the child.
-    pub fn kill_group(&self) {
+    pub(crate) fn kill_group(&self) {
         match self.pgid {
             Some(pgid) => {
                 let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -748,4 +812,14 @@ pub fn run<A: Serialize, R: DeserializeOwned>(
 ) -> Result<R, ProcessError> {
     let mut child = start(entry, args, options)?;
     child.result(Some(timeout))
+}
+
+/// Ignores SIGPIPE in this process, so a write to a pipe whose readers are gone returns
+/// EPIPE (which the pipe mechanisms report as `PeerGone`) instead of killing the writer.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN is async-signal-safe and affects
+    // only this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }

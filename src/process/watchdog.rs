@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 /// One process that was still running when the deadline passed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockedProcess {
-    pub pid: i32,
+    pub(crate) pid: i32,
+    /// The label it was started with.
     pub name: String,
     /// Scheduler state from /proc/PID/stat: S (sleeping), R, D, T (stopped), Z ...
     pub state: char,
@@ -31,7 +32,8 @@ impl std::fmt::Display for BlockedProcess {
 /// What a watchdog found at its deadline.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HangReport {
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
+    /// Every process still running at the deadline, with what it waits on.
     pub blocked: Vec<BlockedProcess>,
 }
 
@@ -72,15 +74,15 @@ pub fn await_wchan(pid: i32, wchan: &str, by: std::time::Instant) -> Result<(), 
 /// wait it spends its time in, not the instant it was woken (a scenario's verdict is
 /// judged on that wait). A process that really spins costs this much, and is reported
 /// running.
-pub const RUNNING_REREAD: Duration = Duration::from_millis(100);
+pub(crate) const RUNNING_REREAD: Duration = Duration::from_millis(100);
 
 /// Reads what process `pid` is doing, from /proc; rereads it for up to
 /// [`RUNNING_REREAD`] while it is running.
-pub fn diagnose(pid: i32, name: &str) -> Option<BlockedProcess> {
+pub(crate) fn diagnose(pid: i32, name: &str) -> Option<BlockedProcess> {
     diagnose_within(pid, name, RUNNING_REREAD)
 }
 
-/// [`diagnose`], rereading a running process for up to `reread` until it sleeps.
+/// `diagnose`, rereading a running process for up to `reread` until it sleeps.
 pub fn diagnose_within(pid: i32, name: &str, reread: Duration) -> Option<BlockedProcess> {
     let until = Instant::now() + reread;
     loop {

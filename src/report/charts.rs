@@ -12,34 +12,34 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One rendered chart, with the texts the page (and its browser test) checks are in it.
 #[derive(Clone, Debug)]
-pub struct Chart {
+pub(crate) struct Chart {
     /// Stable id for the page's anchor and the browser test.
-    pub id: String,
-    pub title: String,
-    pub x_label: String,
-    pub y_label: String,
-    pub legend: Vec<String>,
-    pub svg: String,
+    pub(crate) id: String,
+    pub(crate) title: String,
+    pub(crate) x_label: String,
+    pub(crate) y_label: String,
+    pub(crate) legend: Vec<String>,
+    pub(crate) svg: String,
 }
 
 /// How an axis shows its values.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Scale {
+pub(crate) enum Scale {
     Linear,
     Log,
 }
 
 /// An axis: its label (with the unit) and the scale.
 #[derive(Clone, Debug)]
-pub struct Axis {
-    pub label: String,
-    pub scale: Scale,
-    pub ticks: Ticks,
+pub(crate) struct Axis {
+    pub(crate) label: String,
+    pub(crate) scale: Scale,
+    pub(crate) ticks: Ticks,
 }
 
 /// How tick values (already in the axis unit) are written.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Ticks {
+pub(crate) enum Ticks {
     /// "0.5", "10", "1000".
     Plain,
     /// Byte counts: "8 B", "64 KiB"; on a log axis, ticks at powers of two.
@@ -49,7 +49,7 @@ pub enum Ticks {
 }
 
 impl Ticks {
-    pub fn format(self, v: f64) -> String {
+    pub(crate) fn format(self, v: f64) -> String {
         match self {
             Ticks::Plain => plain_ticks(v),
             Ticks::Bytes => byte_ticks(v),
@@ -59,7 +59,7 @@ impl Ticks {
 }
 
 impl Axis {
-    pub fn new(label: &str, scale: Scale, ticks: Ticks) -> Axis {
+    pub(crate) fn new(label: &str, scale: Scale, ticks: Ticks) -> Axis {
         Axis {
             label: label.to_string(),
             scale,
@@ -70,11 +70,11 @@ impl Axis {
 
 /// One line of a line chart: (x, y) points in the axis units.
 #[derive(Clone, Debug)]
-pub struct Line {
-    pub label: String,
-    pub points: Vec<(f64, f64)>,
+pub(crate) struct Line {
+    pub(crate) label: String,
+    pub(crate) points: Vec<(f64, f64)>,
     /// Drawn dashed (legend too): a second dimension, e.g. placement, besides colour.
-    pub dashed: bool,
+    pub(crate) dashed: bool,
 }
 
 /// Okabe-Ito: distinguishable by most colour-blind readers (yellow left out: too pale on white).
@@ -97,7 +97,7 @@ fn colour(i: usize) -> RGBColor {
 }
 
 /// Tick texts: plain numbers without trailing zeros ("0.5", "10", "1000").
-pub fn plain_ticks(v: f64) -> String {
+pub(crate) fn plain_ticks(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -117,7 +117,7 @@ pub fn plain_ticks(v: f64) -> String {
 }
 
 /// Tick texts for byte counts: "8 B", "1 KiB", "64 KiB", "1 MiB".
-pub fn byte_ticks(v: f64) -> String {
+pub(crate) fn byte_ticks(v: f64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = v;
     let mut unit = 0;
@@ -129,7 +129,7 @@ pub fn byte_ticks(v: f64) -> String {
 }
 
 /// Tick texts for large counts: "900", "10k", "2.5M".
-pub fn count_ticks(v: f64) -> String {
+pub(crate) fn count_ticks(v: f64) -> String {
     let (value, suffix) = if v.abs() >= 1e9 {
         (v / 1e9, "G")
     } else if v.abs() >= 1e6 {
@@ -355,7 +355,7 @@ fn bar_style(i: usize) -> (ShapeStyle, ShapeStyle) {
 
 /// Horizontal grouped bars: one group per category, one bar per series, on a value axis
 /// that may be logarithmic. A missing value (None) draws no bar.
-pub fn grouped_bars(
+pub(crate) fn grouped_bars(
     id: &str,
     title: &str,
     value_axis: &Axis,
@@ -481,7 +481,7 @@ fn marker<DB: DrawingBackend>(
 
 /// A line chart: one line per series with a marker at each point. `x_ticks` replaces the
 /// x axis' key points by named positions (for categories such as "1x1", "2x2").
-pub fn lines(
+pub(crate) fn lines(
     id: &str,
     title: &str,
     x_axis: &Axis,
@@ -645,7 +645,7 @@ const UNMEASURED: RGBColor = RGBColor(215, 215, 215);
 /// across), each measured cell shaded by its value on a log scale and labelled with it
 /// (`format`); a cell not measured stays grey with a dash. The cells grow with the
 /// matrix so their numbers stay readable.
-pub fn heatmap(
+pub(crate) fn heatmap(
     id: &str,
     title: &str,
     value_label: &str,
@@ -695,6 +695,7 @@ pub fn heatmap(
         let names: Vec<String> = cpus.iter().map(|c| format!("cpu{c}")).collect();
         let name_of = |v: &f64| names.get(v.floor() as usize).cloned().unwrap_or_default();
         let centres: Vec<f64> = (0..n).map(|i| i as f64 + 0.5).collect();
+        let (x_label, y_label) = heatmap_axes(value_label);
         let mut chart = chart_builder(&plot_area, title, 80)
             .build_cartesian_2d(
                 linear(0.0, n as f64, centres.clone()),
@@ -704,8 +705,8 @@ pub fn heatmap(
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_desc("responder CPU")
-            .y_desc("initiator CPU")
+            .x_desc(x_label.as_str())
+            .y_desc(y_label.as_str())
             .x_label_formatter(&name_of)
             .y_label_formatter(&name_of)
             .label_style((FONT, 16))
@@ -753,14 +754,23 @@ pub fn heatmap(
         })?;
         root.present().map_err(to_text)?;
     }
+    let (x_label, y_label) = heatmap_axes(value_label);
     Ok(Chart {
         id: id.to_string(),
         title: title.to_string(),
-        x_label: "responder CPU".into(),
-        y_label: format!("initiator CPU ({value_label})"),
+        x_label,
+        y_label,
         legend,
         svg,
     })
+}
+
+/// The heatmap's axis labels, as drawn and as the page records them.
+fn heatmap_axes(value_label: &str) -> (String, String) {
+    (
+        "responder CPU (cpu number)".to_string(),
+        format!("initiator CPU ({value_label})"),
+    )
 }
 
 #[cfg(test)]
@@ -847,8 +857,8 @@ mod tests {
         .unwrap();
         for text in [
             "Core-to-core",
-            "responder CPU",
-            "initiator CPU",
+            "responder CPU (cpu number)",
+            "initiator CPU (median round trip)",
             "cpu0",
             "cpu1",
             "180 ns",

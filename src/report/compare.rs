@@ -19,19 +19,21 @@
 //! result that moved no messages, or under which no fault fired, tested nothing and fails
 //! too.
 
-use super::junit::{Suite, TestCase};
-use super::model::{Expectation, Results};
+use crate::report::junit::{Suite, TestCase};
+use crate::results::{Expectation, Results};
 use serde::{Deserialize, Serialize};
 
 /// Spread above which a speed metric is informational only (see the README's CI gate
 /// section for the measurements behind the choice).
-pub const DEFAULT_MAX_GATED_SPREAD: f64 = 0.5;
+pub(crate) const DEFAULT_MAX_GATED_SPREAD: f64 = 0.5;
 
+/// How strict the gate is: the regression threshold and the spread above which a speed
+/// metric is only informational. `Policy::default()` is what `ipcbench compare` uses.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Policy {
     /// Percent change beyond which a metric counts as regressed (e.g. 25.0).
-    pub threshold_pct: f64,
-    pub max_gated_spread: f64,
+    pub(crate) threshold_pct: f64,
+    pub(crate) max_gated_spread: f64,
 }
 
 impl Default for Policy {
@@ -45,7 +47,7 @@ impl Default for Policy {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Status {
+pub(crate) enum Status {
     /// Worse beyond threshold and noise, on a gated metric or a behaviour: fails the gate.
     Regressed,
     /// Worse beyond threshold and noise, but too noisy to gate.
@@ -62,7 +64,7 @@ pub enum Status {
 
 impl Status {
     /// A marker that does not rely on colour.
-    pub fn marker(self) -> &'static str {
+    pub(crate) fn marker(self) -> &'static str {
         match self {
             Status::Regressed => "REGRESSED",
             Status::NoisyWorse => "worse (noisy, not gated)",
@@ -77,48 +79,51 @@ impl Status {
 /// Which way is better for a metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Better {
+pub(crate) enum Better {
     Lower,
     Higher,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct MetricDelta {
-    pub key: String,
-    pub better: Better,
-    pub baseline: Option<f64>,
-    pub current: Option<f64>,
+pub(crate) struct MetricDelta {
+    pub(crate) key: String,
+    pub(crate) better: Better,
+    pub(crate) baseline: Option<f64>,
+    pub(crate) current: Option<f64>,
     /// Change in the "worse" direction: times worse − 1 (+0.3: 1.3 times worse), or for
     /// an improvement −(times better − 1).
-    pub worse_by: Option<f64>,
+    pub(crate) worse_by: Option<f64>,
     /// The spread the baseline recorded (what gating is decided on).
-    pub spread: f64,
-    pub gated: bool,
-    pub status: Status,
+    pub(crate) spread: f64,
+    pub(crate) gated: bool,
+    pub(crate) status: Status,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BehaviourDelta {
+pub(crate) struct BehaviourDelta {
     /// "scenario/variant" or "stress/target".
-    pub key: String,
-    pub expected: String,
-    pub baseline: Option<String>,
-    pub current: Option<String>,
-    pub status: Status,
-    pub detail: String,
+    pub(crate) key: String,
+    pub(crate) expected: String,
+    pub(crate) baseline: Option<String>,
+    pub(crate) current: Option<String>,
+    pub(crate) status: Status,
+    pub(crate) detail: String,
 }
 
+/// The gate's finding for one baseline and one run: every metric and scenario compared,
+/// with its status, and the policy it was judged by. What `compare` prints as a table, JSON,
+/// markdown and JUnit.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
-    pub threshold_pct: f64,
-    pub max_gated_spread: f64,
+    pub(crate) threshold_pct: f64,
+    pub(crate) max_gated_spread: f64,
     /// Regressions first, then the rest by status and key.
-    pub metrics: Vec<MetricDelta>,
-    pub behaviour: Vec<BehaviourDelta>,
+    pub(crate) metrics: Vec<MetricDelta>,
+    pub(crate) behaviour: Vec<BehaviourDelta>,
 }
 
 impl Comparison {
-    pub fn regressions(&self) -> usize {
+    pub(crate) fn regressions(&self) -> usize {
         self.metrics
             .iter()
             .filter(|m| m.status == Status::Regressed)
@@ -130,13 +135,13 @@ impl Comparison {
                 .count()
     }
 
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.regressions() == 0
     }
 
     /// Metrics and behaviours in this run that the baseline does not have, so does not
     /// gate: the catalogue or the workload list changed since it was recorded.
-    pub fn new_since_baseline(&self) -> usize {
+    pub(crate) fn new_since_baseline(&self) -> usize {
         self.metrics
             .iter()
             .filter(|m| m.status == Status::New)
@@ -156,6 +161,9 @@ struct Metric {
     ratio: Option<f64>,
     spread: f64,
     better: Better,
+    /// A peer's figure (CPython's multiprocessing): another implementation's speed is
+    /// shown beside ipcbench's, never a regression of ipcbench.
+    peer: bool,
 }
 
 fn metrics(results: &Results) -> Vec<Metric> {
@@ -165,12 +173,14 @@ fn metrics(results: &Results) -> Vec<Metric> {
         ratio: usable(l.ratio),
         spread: l.spread,
         better: Better::Lower,
+        peer: crate::measure::peer::is_peer_flavor(&l.flavor),
     });
     let throughput = results.throughput.iter().map(|t| Metric {
         key: format!("throughput/{}", t.workload),
         ratio: usable(t.ratio),
         spread: t.spread,
         better: Better::Higher,
+        peer: crate::measure::peer::is_peer_flavor(&t.flavor),
     });
     latency.chain(throughput).collect()
 }
@@ -183,10 +193,16 @@ fn times_worse(better: Better, base: f64, cur: f64) -> f64 {
     }
 }
 
+/// Compares `current` against `baseline` under `policy`: each calibrated metric by how many
+/// times worse it is (gated only where the baseline's spread allows), each scenario by
+/// whether its verdict kind still matches its expectation, and anything the baseline gates
+/// that the run lacks.
 pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Comparison {
+    // A peer's figures are never gated, even in a baseline that has them: they show as
+    // new in every comparison.
     let base: Vec<Metric> = metrics(baseline)
         .into_iter()
-        .filter(|m| m.ratio.is_some())
+        .filter(|m| m.ratio.is_some() && !m.peer)
         .collect();
     let cur = metrics(current);
     let mut deltas = Vec::new();
@@ -431,7 +447,7 @@ fn stress_deltas(baseline: &Results, current: &Results) -> Vec<BehaviourDelta> {
 /// JUnit for CI test reporters: one test case per metric (skipped when the baseline does
 /// not gate it) and per behaviour (scenario variant, stress target), a regression failed
 /// with its detail and the command that reproduces it. `current` gives the stress seeds.
-pub fn to_junit(c: &Comparison, current: &Results) -> Suite {
+pub(crate) fn to_junit(c: &Comparison, current: &Results) -> Suite {
     let mut suite = Suite::new("ipcbench compare");
     for m in &c.metrics {
         let (kind, workload) = m.key.split_once('/').unwrap_or(("metric", &m.key));
@@ -518,7 +534,7 @@ fn fmt_change(v: Option<f64>) -> String {
 }
 
 /// A plain-text table for people.
-pub fn to_table(c: &Comparison) -> String {
+pub(crate) fn to_table(c: &Comparison) -> String {
     let mut out = String::new();
     let verdict = if c.passed() { "PASS" } else { "FAIL" };
     out.push_str(&format!(
@@ -580,7 +596,7 @@ fn short_marker(s: Status) -> &'static str {
 
 /// Markdown for a pull-request comment: the verdict, the regressions, then the rest
 /// folded away.
-pub fn to_markdown(c: &Comparison) -> String {
+pub(crate) fn to_markdown(c: &Comparison) -> String {
     let mut out = String::new();
     let (icon, verdict) = if c.passed() {
         ("✅", "PASS")
@@ -664,7 +680,7 @@ pub fn to_markdown(c: &Comparison) -> String {
 /// within a run: a metric that moves by 200% from one run to the next on this kind of
 /// machine (a same-CPU spinning ring, say) then carries that spread and is shown but not
 /// gated, while a steady one keeps a tight spread and stays gated.
-pub fn combine_runs(mut runs: Vec<Results>) -> Option<Results> {
+pub(crate) fn combine_runs(mut runs: Vec<Results>) -> Option<Results> {
     if runs.is_empty() {
         return None;
     }
@@ -726,7 +742,7 @@ pub fn combine_runs(mut runs: Vec<Results>) -> Option<Results> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Latency, Percentiles, Placement};
+    use crate::results::{Latency, Percentiles, Placement};
 
     fn run_with(ratio: f64, spread: f64) -> Results {
         let mut r = Results::new("quick");
@@ -745,6 +761,30 @@ mod tests {
             achieved: None,
         });
         r
+    }
+
+    /// A CPython figure ten times worse than a baseline that (wrongly) has it is still
+    /// new, not gated: the peer's speed is not ipcbench's regression.
+    #[test]
+    fn peer_figures_are_never_gated() {
+        let peer = |ratio: f64| {
+            let mut r = run_with(ratio, 0.01);
+            r.latency[0].workload = "queue/cpython-queue/roundtrip/64B/same-cpu".into();
+            r.latency[0].flavor = "cpython-queue".into();
+            r
+        };
+        let c = compare(&peer(1.0), &peer(10.0), Policy::default());
+        assert!(c.passed(), "{:?}", c.metrics);
+        assert_eq!(c.metrics.len(), 1);
+        assert_eq!(c.metrics[0].status, Status::New);
+        assert!(!c.metrics[0].gated);
+        // ipcbench's own figure, the same way, regresses.
+        let c = compare(
+            &run_with(1.0, 0.01),
+            &run_with(10.0, 0.01),
+            Policy::default(),
+        );
+        assert!(!c.passed());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A font embedded in the binary, registered with plotters, so charts render on a
 //! machine with no fontconfig, no freetype and no installed fonts (see
-//! ../shared/DEPENDENCIES.md: plotters' default features fail there with NoSuchFont).
+//! docs/dependencies.md: plotters' default features fail there with NoSuchFont).
 
 use std::sync::Once;
 

@@ -9,9 +9,11 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::scenario::check::VariantResult;
+
 /// How one test case ended.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Passed,
     /// `message` is the one-line reason (the reporter's headline); `detail` the rest,
     /// with the reproduction command.
@@ -28,14 +30,18 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TestCase {
     /// The group a reporter files the case under ("check.ticket-oversell").
-    pub classname: String,
-    pub name: String,
-    pub seconds: f64,
-    pub outcome: Outcome,
+    pub(crate) classname: String,
+    pub(crate) name: String,
+    pub(crate) seconds: f64,
+    pub(crate) outcome: Outcome,
 }
 
 impl TestCase {
-    pub fn new(classname: impl Into<String>, name: impl Into<String>, seconds: f64) -> TestCase {
+    pub(crate) fn new(
+        classname: impl Into<String>,
+        name: impl Into<String>,
+        seconds: f64,
+    ) -> TestCase {
         TestCase {
             classname: classname.into(),
             name: name.into(),
@@ -44,7 +50,11 @@ impl TestCase {
         }
     }
 
-    pub fn failed(mut self, message: impl Into<String>, detail: impl Into<String>) -> TestCase {
+    pub(crate) fn failed(
+        mut self,
+        message: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> TestCase {
         self.outcome = Outcome::Failed {
             message: message.into(),
             detail: detail.into(),
@@ -52,7 +62,7 @@ impl TestCase {
         self
     }
 
-    pub fn skipped(mut self, message: impl Into<String>) -> TestCase {
+    pub(crate) fn skipped(mut self, message: impl Into<String>) -> TestCase {
         self.outcome = Outcome::Skipped {
             message: message.into(),
         };
@@ -62,14 +72,14 @@ impl TestCase {
 
 /// One command's test cases.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Suite {
+pub(crate) struct Suite {
     /// "ipcbench check", "ipcbench compare", "ipcbench prove".
-    pub name: String,
-    pub cases: Vec<TestCase>,
+    pub(crate) name: String,
+    pub(crate) cases: Vec<TestCase>,
 }
 
 impl Suite {
-    pub fn new(name: impl Into<String>) -> Suite {
+    pub(crate) fn new(name: impl Into<String>) -> Suite {
         Suite {
             name: name.into(),
             cases: Vec::new(),
@@ -80,16 +90,16 @@ impl Suite {
         self.cases.iter().filter(|c| what(&c.outcome)).count()
     }
 
-    pub fn failures(&self) -> usize {
+    pub(crate) fn failures(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Failed { .. }))
     }
 
-    pub fn skipped(&self) -> usize {
+    pub(crate) fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skipped { .. }))
     }
 
     /// The whole document: `<testsuites>` holding this one `<testsuite>`.
-    pub fn to_xml(&self) -> String {
+    pub(crate) fn to_xml(&self) -> String {
         let time: f64 = self.cases.iter().map(|c| c.seconds.max(0.0)).sum();
         let (tests, failures, skipped) = (self.cases.len(), self.failures(), self.skipped());
         let name = escape(&self.name);
@@ -133,7 +143,7 @@ impl Suite {
         out
     }
 
-    pub fn write(&self, path: &Path) -> Result<(), String> {
+    pub(crate) fn write(&self, path: &Path) -> Result<(), String> {
         std::fs::write(path, self.to_xml())
             .map_err(|e| format!("cannot write JUnit XML to {}: {e}", path.display()))
     }
@@ -143,7 +153,7 @@ impl Suite {
 /// (as HTML's), line breaks and tabs as character references (so attribute values keep
 /// them), and every character XML 1.0 does not allow (most C0 controls, U+FFFE, U+FFFF)
 /// as a visible `\x{..}` escape, since no entity can carry them.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in super::html::esc(text).chars() {
         match c {
@@ -157,6 +167,47 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// A scenario variant's search as a JUnit case (here, so `scenario` needs nothing of the
+/// report).
+impl VariantResult {
+    /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
+    pub(crate) fn to_junit(&self) -> TestCase {
+        let case = TestCase::new(
+            format!("check.{}", self.scenario),
+            self.variant.name,
+            self.elapsed.as_secs_f64(),
+        );
+        if self.matches() {
+            return case;
+        }
+        let message = match &self.outcome {
+            Ok(o) => self
+                .variant
+                .mismatch(&o.verdict)
+                .unwrap_or_else(|| o.verdict.summary()),
+            Err(e) => format!("could not run: {e}"),
+        };
+        let mut detail = format!(
+            "{}/{}: expected {}; {}",
+            self.scenario,
+            self.variant.name,
+            self.variant.expected_text(),
+            self.detail()
+        );
+        match self.reproduction() {
+            Some(r) => detail.push_str(&format!(
+                "\nseed: {}\nparameters: {}\nschedule: {}\nrerun: {}",
+                r.seed, r.parameters, r.schedule, r.command
+            )),
+            None => detail.push_str(&format!(
+                "\nrerun: ipcbench check --scenario {} --variant {} --seed {}",
+                self.scenario, self.variant.name, self.seed
+            )),
+        }
+        case.failed(message, detail)
+    }
 }
 
 #[cfg(test)]

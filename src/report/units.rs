@@ -5,7 +5,7 @@
 
 /// What a figure measures, which decides how it is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// A time in nanoseconds: ns, µs, ms, s.
     Nanos,
     /// A size in bytes: B, KiB, MiB, GiB (binary, as message sizes are).
@@ -21,7 +21,7 @@ pub enum Unit {
 }
 
 /// Three significant figures, no exponent, trailing zeros kept off: 1.23, 12.3, 123, 1230.
-pub fn significant(v: f64) -> String {
+pub(crate) fn significant(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -86,7 +86,7 @@ const BANDWIDTH: &[(f64, &str)] = &[
 const RATE: &[(f64, &str)] = &[(1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")];
 
 /// `v` in `unit`, as a person reads it; "—" for a value that is not a number.
-pub fn human(v: f64, unit: Unit) -> String {
+pub(crate) fn human(v: f64, unit: Unit) -> String {
     if !v.is_finite() {
         return "—".into();
     }
@@ -102,7 +102,7 @@ pub fn human(v: f64, unit: Unit) -> String {
 }
 
 /// The unit of a calibration figure as the results name it ("ns", "bytes/s").
-pub fn of_calibration(unit: &str) -> Option<Unit> {
+pub(crate) fn of_calibration(unit: &str) -> Option<Unit> {
     match unit {
         "ns" => Some(Unit::Nanos),
         "bytes/s" => Some(Unit::BytesPerSec),
@@ -110,7 +110,7 @@ pub fn of_calibration(unit: &str) -> Option<Unit> {
     }
 }
 
-/// Reads a shown figure back into the value it stands for, the inverse of [`human`] up to
+/// Reads a shown figure back into the value it stands for, the inverse of `human` up to
 /// rounding: what the report's tests use to check that the eye sees the JSON's number.
 pub fn parse_human(text: &str) -> Option<f64> {
     let text = text.trim();

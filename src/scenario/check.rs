@@ -10,9 +10,10 @@
 //! the generated search finds on its own.
 
 use super::{
-    find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, Variant, Verdict,
+    find, find_variant, run_case, Case, CaseOutcome, Expectation, Scenario, ScenarioError, Variant,
+    Verdict,
 };
-use crate::report::model::{BlockedAt, Reproduction, ScenarioOutcome, TimelineStep};
+use crate::results::{BlockedAt, Reproduction, ScenarioOutcome, TimelineStep};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 pub struct Search {
     /// Generated cases per variant (shrinking runs more).
     pub cases: u32,
+    /// Seeds the case generator, so a search (and a failure it found) can be rerun exactly.
     pub seed: u64,
     /// Bound on shrinking time per variant.
     pub max_shrink_time: Duration,
@@ -60,7 +62,9 @@ impl Default for Plan {
 /// What the search of one variant found.
 #[derive(Clone, Debug)]
 pub struct VariantResult {
+    /// The scenario's catalogue name.
     pub scenario: &'static str,
+    /// The variant searched, with what it must give.
     pub variant: Variant,
     /// The verdict of the failing (shrunk) case, or Holds when every case held.
     pub outcome: Result<CaseOutcome, String>,
@@ -68,7 +72,9 @@ pub struct VariantResult {
     pub failing: Option<Case>,
     /// Cases run, shrinking included.
     pub cases: u32,
+    /// Wall time of the search, shrinking included.
     pub elapsed: Duration,
+    /// The seed the search ran with (rerun with `--seed`).
     pub seed: u64,
     /// Which generated case (counting from 1, shrinking excluded) failed first: the
     /// search's own cases to the catch. None when no generated case failed.
@@ -78,6 +84,8 @@ pub struct VariantResult {
 }
 
 impl VariantResult {
+    /// Whether the variant gave what it must: Holds for a safe variant, one of its expected
+    /// kinds for an unsafe one. A search that errored never matches.
     pub fn matches(&self) -> bool {
         match &self.outcome {
             Ok(o) => o.verdict.matches(&self.variant),
@@ -85,6 +93,7 @@ impl VariantResult {
         }
     }
 
+    /// The verdict's label ("holds", "violated", …), or "error" when the search itself failed.
     pub fn verdict_label(&self) -> &'static str {
         match &self.outcome {
             Ok(o) => o.verdict.label(),
@@ -111,7 +120,7 @@ impl VariantResult {
         format!("{text}{by}")
     }
 
-    pub fn cases_per_second(&self) -> f64 {
+    pub(crate) fn cases_per_second(&self) -> f64 {
         self.cases as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -197,7 +206,7 @@ impl VariantResult {
 const MAX_STEPS_SHOWN: usize = 64;
 
 /// The command that reruns exactly `case` (the JSON is quoted for a POSIX shell).
-pub fn replay_command(scenario: &str, variant: &str, case: &Case) -> String {
+pub(crate) fn replay_command(scenario: &str, variant: &str, case: &Case) -> String {
     let json = serde_json::to_string(case).expect("a case serialises");
     format!(
         "ipcbench check --scenario {scenario} --variant {variant} --replay '{}'",
@@ -241,7 +250,7 @@ pub fn search_with(
     };
     for regression in regressions {
         regression_cases += 1;
-        let outcome = run_case(scenario, variant.name, &regression.case);
+        let outcome = run_case_reported(scenario, variant.name, &regression.case);
         if !matches!(&outcome, Ok(o) if o.verdict.holds()) {
             return VariantResult {
                 scenario: scenario.name(),
@@ -271,7 +280,7 @@ pub fn search_with(
     let first_catch = std::cell::Cell::new(None);
     let result = runner.run(&scenario.cases(variant.name), |case| {
         count.set(count.get() + 1);
-        let outcome = run_case(scenario, variant.name, &case);
+        let outcome = run_case_reported(scenario, variant.name, &case);
         let verdict = match &outcome {
             Ok(o) if o.verdict.holds() => None,
             Ok(o) => Some(o.verdict.to_string()),
@@ -317,14 +326,30 @@ pub fn search_with(
     }
 }
 
+/// Runs one case; an error that kept it from running becomes its whole chain as text,
+/// which is what the results and the report keep of it.
+fn run_case_reported(
+    scenario: &dyn Scenario,
+    variant: &str,
+    case: &Case,
+) -> Result<CaseOutcome, String> {
+    run_case(scenario, variant, case).map_err(|e| super::error::chain(&e))
+}
+
 /// Reruns one case given as JSON (from a reproduction's command).
-pub fn replay(scenario: &str, variant: &str, case_json: &str) -> Result<VariantResult, String> {
+pub(crate) fn replay(
+    scenario: &str,
+    variant: &str,
+    case_json: &str,
+) -> Result<VariantResult, ScenarioError> {
     let scenario = find(scenario)?;
     let variant = find_variant(scenario, variant)?;
-    let case: Case =
-        serde_json::from_str(case_json).map_err(|e| format!("--replay: not a case: {e}"))?;
+    let case: Case = serde_json::from_str(case_json).map_err(|source| ScenarioError::Params {
+        params: format!("--replay {case_json}"),
+        source,
+    })?;
     let started = Instant::now();
-    let outcome = run_case(scenario, variant.name, &case);
+    let outcome = run_case_reported(scenario, variant.name, &case);
     let failing = match &outcome {
         Ok(o) if o.verdict.holds() => None,
         _ => Some(case),
@@ -347,7 +372,7 @@ pub fn replay(scenario: &str, variant: &str, case_json: &str) -> Result<VariantR
 pub fn select(
     scenario: Option<&str>,
     variant: Option<&str>,
-) -> Result<Vec<(&'static dyn Scenario, Variant)>, String> {
+) -> Result<Vec<(&'static dyn Scenario, Variant)>, ScenarioError> {
     let scenarios: Vec<&'static dyn Scenario> = match scenario {
         Some(name) => vec![find(name)?],
         None => super::catalogue().to_vec(),
@@ -357,7 +382,7 @@ pub fn select(
         match variant {
             Some(v) => {
                 if scenario.is_none() {
-                    return Err("--variant needs --scenario".to_string());
+                    return Err("--variant needs --scenario".into());
                 }
                 selected.push((s, find_variant(s, v)?));
             }
@@ -368,45 +393,6 @@ pub fn select(
 }
 
 /// Convenience for tests: the verdict a variant must give.
-pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, String> {
+pub fn expected(scenario: &str, variant: &str) -> Result<Expectation, ScenarioError> {
     Ok(find_variant(find(scenario)?, variant)?.expected)
-}
-
-impl VariantResult {
-    /// The JUnit test case: failed on a mismatch, with the verdict and the reproduction.
-    pub fn to_junit(&self) -> crate::report::junit::TestCase {
-        let case = crate::report::junit::TestCase::new(
-            format!("check.{}", self.scenario),
-            self.variant.name,
-            self.elapsed.as_secs_f64(),
-        );
-        if self.matches() {
-            return case;
-        }
-        let message = match &self.outcome {
-            Ok(o) => self
-                .variant
-                .mismatch(&o.verdict)
-                .unwrap_or_else(|| o.verdict.summary()),
-            Err(e) => format!("could not run: {e}"),
-        };
-        let mut detail = format!(
-            "{}/{}: expected {}; {}",
-            self.scenario,
-            self.variant.name,
-            self.variant.expected_text(),
-            self.detail()
-        );
-        match self.reproduction() {
-            Some(r) => detail.push_str(&format!(
-                "\nseed: {}\nparameters: {}\nschedule: {}\nrerun: {}",
-                r.seed, r.parameters, r.schedule, r.command
-            )),
-            None => detail.push_str(&format!(
-                "\nrerun: ipcbench check --scenario {} --variant {} --seed {}",
-                self.scenario, self.variant.name, self.seed
-            )),
-        }
-        case.failed(message, detail)
-    }
 }

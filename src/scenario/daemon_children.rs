@@ -5,6 +5,7 @@
 //! to it: it checks whether the child is still running a moment after the parent ended,
 //! then kills and reaps it, so nothing outlives the case either way.
 
+use super::ScenarioError;
 use super::{
     results, start_worker, wait_for_events, Case, CaseContext, CaseOutcome, Joined, Scenario,
     Variant, Verdict,
@@ -15,11 +16,11 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-pub struct DaemonChildren;
+pub(crate) struct DaemonChildren;
 
 /// How the parent ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// _exit(0) without cleaning up (os._exit in Python).
     Exit,
     Kill,
@@ -27,8 +28,8 @@ pub enum Ending {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub ending: Ending,
+pub(crate) struct Params {
+    pub(crate) ending: Ending,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -68,7 +69,7 @@ impl Scenario for DaemonChildren {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let daemon = !super::is_unsafe_variant(self, variant)?;
         let log = Turnstile::create(
@@ -78,8 +79,7 @@ impl Scenario for DaemonChildren {
                 jitter_us: 0,
                 seed: 0,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let args = ParentArgs {
             daemon,
             ending: params.ending,
@@ -114,7 +114,7 @@ impl Scenario for DaemonChildren {
                 Joined::Verdict(v) => Ok(CaseOutcome::new(v, history)),
                 Joined::Finished(r) => {
                     results::<()>(r)?;
-                    Err("the parent never reported its child".to_string())
+                    Err("the parent never reported its child".to_string().into())
                 }
             };
         };
@@ -167,7 +167,7 @@ struct ParentArgs {
     log: TurnstileHandle,
 }
 
-fn nap(ms: u64) -> Result<(), String> {
+fn nap(ms: u64) -> Result<(), ScenarioError> {
     std::thread::sleep(Duration::from_millis(ms));
     Ok(())
 }
@@ -175,16 +175,15 @@ crate::register_entry!("ipcbench-scenario-daemon-nap", nap);
 
 /// Starts a child that would run 30 s, reports its pid, then ends as told — without
 /// running the suite's cleanup, which would kill the child and hide the bug.
-fn parent(args: ParentArgs) -> Result<(), String> {
-    let log = Turnstile::adopt(args.log, 0).map_err(|e| e.to_string())?;
+fn parent(args: ParentArgs) -> Result<(), ScenarioError> {
+    let log = Turnstile::adopt(args.log, 0)?;
     let child = process::start(
         "ipcbench-scenario-daemon-nap",
         &30_000u64,
         Options::new("child")
             .method(StartMethod::Fork)
             .daemon(args.daemon),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     log.record(1, "child-started", child.pid().as_raw() as i64);
     match args.ending {
         // SAFETY: _exit ends this process at once, as os._exit does; nothing of ours
@@ -193,7 +192,7 @@ fn parent(args: ParentArgs) -> Result<(), String> {
         Ending::Kill | Ending::Terminate => {
             std::thread::sleep(Duration::from_secs(30));
             std::mem::forget(child);
-            Err("the parent was not killed".to_string())
+            Err("the parent was not killed".to_string().into())
         }
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! Built on `ipc::pipe` directly (the queue's pipe flavor puts items on such a pipe).
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Scenario, Variant,
     Verdict,
@@ -16,11 +17,11 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct JoinBeforeDrain;
+pub(crate) struct JoinBeforeDrain;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub item_bytes: usize,
+pub(crate) struct Params {
+    pub(crate) item_bytes: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -60,11 +61,11 @@ impl Scenario for JoinBeforeDrain {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let join_first = super::is_unsafe_variant(self, variant)?;
-        let (read_end, write_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;
-        let w = write_end.handle().map_err(|e| e.to_string())?;
+        let (read_end, write_end) = pipe(PipeKind::Simplex)?;
+        let w = write_end.handle()?;
         let mut child = vec![start_worker(
             "ipcbench-scenario-put-item",
             "child putting a large item",
@@ -102,9 +103,8 @@ impl Scenario for JoinBeforeDrain {
     }
 }
 
-fn put_item((handle, bytes): (ConnectionHandle, usize)) -> Result<(), String> {
-    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
-    conn.send_bytes(&vec![7u8; bytes])
-        .map_err(|e| e.to_string())
+fn put_item((handle, bytes): (ConnectionHandle, usize)) -> Result<(), ScenarioError> {
+    let conn = Connection::adopt(handle)?;
+    Ok(conn.send_bytes(&vec![7u8; bytes])?)
 }
 crate::register_entry!("ipcbench-scenario-put-item", put_item);

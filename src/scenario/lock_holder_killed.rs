@@ -7,6 +7,7 @@
 //! holder takes the lock, the waiters announce that they are about to wait, then the
 //! holder is killed.
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, wait_for_events, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
@@ -17,13 +18,13 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct LockHolderKilled;
+pub(crate) struct LockHolderKilled;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub waiters: usize,
+pub(crate) struct Params {
+    pub(crate) waiters: usize,
     /// SIGKILL or SIGTERM.
-    pub signal: i32,
+    pub(crate) signal: i32,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -69,17 +70,17 @@ impl Scenario for LockHolderKilled {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let flavor = match variant {
             "plain" => LockFlavor::Plain,
             "robust" => LockFlavor::Robust,
             "flock" => LockFlavor::Flock,
-            other => return Err(format!("lock-holder-killed has no variant {other:?}")),
+            other => return Err(format!("lock-holder-killed has no variant {other:?}").into()),
         };
         let signal = nix::sys::signal::Signal::try_from(params.signal)
             .map_err(|e| format!("signal {}: {e}", params.signal))?;
-        let lock = flavor.create().map_err(|e| e.to_string())?;
+        let lock = flavor.create()?;
         let workers = params.waiters + 1;
         let log = Turnstile::create(
             workers,
@@ -88,8 +89,7 @@ impl Scenario for LockHolderKilled {
                 jitter_us: 0,
                 seed: 0,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let fds = [log.handle().fd];
         let args = |index| LockerArgs {
             index,
@@ -99,7 +99,7 @@ impl Scenario for LockHolderKilled {
         let holder = start_worker("ipcbench-scenario-locker", "holder", &args(0), &fds)?;
         let bound = context.deadline;
         if !wait_for_events(&log, bound, |h| h.iter().any(|e| e.operation == "acquired")) {
-            return Err("the holder did not take the lock".to_string());
+            return Err("the holder did not take the lock".to_string().into());
         }
         let mut waiters = Vec::new();
         for index in 1..workers {
@@ -114,7 +114,7 @@ impl Scenario for LockHolderKilled {
             h.iter().filter(|e| e.operation == "waiting").count() == params.waiters
         });
         if !announced {
-            return Err("the waiters did not start waiting".to_string());
+            return Err("the waiters did not start waiting".to_string().into());
         }
         nix::sys::signal::kill(holder.pid(), signal).map_err(|e| format!("kill holder: {e}"))?;
         let mut holder = vec![holder];
@@ -163,14 +163,14 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Worker 0 takes the lock and waits to be killed; the others wait for the lock, take
 /// it, and release it.
-fn locker(args: LockerArgs) -> Result<String, String> {
+fn locker(args: LockerArgs) -> Result<String, ScenarioError> {
     let me = args.index;
-    let log = Turnstile::adopt(args.log, me).map_err(|e| e.to_string())?;
-    let lock = args.lock.open().map_err(|e| e.to_string())?;
+    let log = Turnstile::adopt(args.log, me)?;
+    let lock = args.lock.open()?;
     if me > 0 {
         log.record(me, "waiting", 0);
     }
-    let how = lock.acquire(WAIT).map_err(|e| e.to_string())?;
+    let how = lock.acquire(WAIT)?;
     let label = if how == Acquired::OwnerDied {
         "owner-died"
     } else {
@@ -180,9 +180,9 @@ fn locker(args: LockerArgs) -> Result<String, String> {
     if me == 0 {
         // Hold the lock until killed (bounded, in case nobody does).
         std::thread::sleep(Duration::from_secs(30));
-        return Err("the holder was not killed".to_string());
+        return Err("the holder was not killed".to_string().into());
     }
-    lock.release().map_err(|e| e.to_string())?;
+    lock.release()?;
     Ok(label.to_string())
 }
 crate::register_entry!("ipcbench-scenario-locker", locker);

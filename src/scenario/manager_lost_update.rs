@@ -3,6 +3,7 @@
 //! the same value, and both set value + 1 — one update is lost. A lock around get+set,
 //! or the server's own atomic increment, keeps every update.
 
+use super::ScenarioError;
 use super::{
     describe_history, join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
@@ -10,17 +11,17 @@ use super::{
 use crate::ipc::lock::{LockAddress, LockFlavor};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::process::StartMethod;
-use crate::schedule::{Mode, Schedule, ScheduleError, Turnstile, TurnstileHandle};
+use crate::schedule::{Event, Mode, Schedule, ScheduleError, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct ManagerLostUpdate;
+pub(crate) struct ManagerLostUpdate;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub clients: usize,
-    pub increments: u32,
+pub(crate) struct Params {
+    pub(crate) clients: usize,
+    pub(crate) increments: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,25 +72,23 @@ impl Scenario for ManagerLostUpdate {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let update = match variant {
             "get-then-set" => Update::GetThenSet,
             "locked" => Update::Locked,
             "server-update" => Update::ServerSide,
-            other => return Err(format!("manager-lost-update has no variant {other:?}")),
+            other => return Err(format!("manager-lost-update has no variant {other:?}").into()),
         };
-        let manager = Manager::start(StartMethod::Fork).map_err(|e| e.to_string())?;
+        let manager = Manager::start(StartMethod::Fork)?;
         manager
             .client()
-            .and_then(|c| c.with_timeout(CALL_TIMEOUT).counter("count").set(0))
-            .map_err(|e| e.to_string())?;
+            .and_then(|c| c.with_timeout(CALL_TIMEOUT).counter("count").set(0))?;
         let lock = match update {
-            Update::Locked => Some(LockFlavor::Flock.create().map_err(|e| e.to_string())?),
+            Update::Locked => Some(LockFlavor::Flock.create()?),
             _ => None,
         };
-        let turnstile = Turnstile::create(params.clients, &case.schedule, Mode::Forced)
-            .map_err(|e| e.to_string())?;
+        let turnstile = Turnstile::create(params.clients, &case.schedule, Mode::Forced)?;
         let mut children = Vec::new();
         for index in 0..params.clients {
             let args = ClientArgs {
@@ -115,23 +114,27 @@ impl Scenario for ManagerLostUpdate {
         };
         let total = manager
             .client()
-            .and_then(|c| c.with_timeout(CALL_TIMEOUT).counter("count").get())
-            .map_err(|e| e.to_string())?;
-        manager.shutdown(CALL_TIMEOUT).map_err(|e| e.to_string())?;
-        let expected = params.clients as i64 * params.increments as i64;
-        let verdict = if total == expected {
-            Verdict::Holds
-        } else {
-            Verdict::violated(
-                "every increment is kept",
-                format!(
-                    "counter is {total} after {expected} increments; {}",
-                    describe_history(&history, "client", true)
-                ),
-            )
-        };
+            .and_then(|c| c.with_timeout(CALL_TIMEOUT).counter("count").get())?;
+        manager.shutdown(CALL_TIMEOUT)?;
+        let verdict = oracle(&params, total, &history);
         Ok(CaseOutcome::new(verdict, history))
     }
+}
+
+/// The oracle: every increment of every client is in the final count. Pure, so it is
+/// tested on hand-written histories.
+pub(crate) fn oracle(params: &Params, total: i64, history: &[Event]) -> Verdict {
+    let expected = params.clients as i64 * params.increments as i64;
+    if total == expected {
+        return Verdict::Holds;
+    }
+    Verdict::violated(
+        "every increment is kept",
+        format!(
+            "counter is {total} after {expected} increments; {}",
+            describe_history(history, "client", true)
+        ),
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -144,19 +147,12 @@ struct ClientArgs {
     turnstile: TurnstileHandle,
 }
 
-fn client(args: ClientArgs) -> Result<(), String> {
+fn client(args: ClientArgs) -> Result<(), ScenarioError> {
     let me = args.index;
-    let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
-    let client = ManagerClient::connect(&args.manager)
-        .map_err(|e| e.to_string())?
-        .with_timeout(CALL_TIMEOUT);
+    let ts = Turnstile::adopt(args.turnstile, me)?;
+    let client = ManagerClient::connect(&args.manager)?.with_timeout(CALL_TIMEOUT);
     let counter = client.counter("count");
-    let lock = args
-        .lock
-        .as_ref()
-        .map(LockAddress::open)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let lock = args.lock.as_ref().map(LockAddress::open).transpose()?;
     let sched = |e: ScheduleError| e.to_string();
     let mut error: Option<String> = None;
     let mut keep = |r: Result<i64, String>| {
@@ -195,17 +191,40 @@ fn client(args: ClientArgs) -> Result<(), String> {
                 })
                 .map_err(sched)?;
                 if let Some(lock) = &lock {
-                    ts.step(me, "unlock", || lock.release())
-                        .map_err(sched)?
-                        .map_err(|e| e.to_string())?;
+                    ts.step(me, "unlock", || lock.release()).map_err(sched)??;
                 }
             }
         }
     }
     ts.finish(me).map_err(sched)?;
     match error {
-        Some(e) => Err(format!("client {me}: {e}")),
+        Some(e) => Err(format!("client {me}: {e}").into()),
         None => Ok(()),
     }
 }
 crate::register_entry!("ipcbench-scenario-manager-client", client);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// get, get, set, set: the second set overwrites the first increment.
+    #[test]
+    fn an_interleaved_get_then_set_loses_an_increment() {
+        let params = Params {
+            clients: 2,
+            increments: 1,
+        };
+        let history = [
+            Event::step(0, "get", 0),
+            Event::step(1, "get", 0),
+            Event::step(0, "set", 1),
+            Event::step(1, "set", 1),
+        ];
+        let verdict = oracle(&params, 1, &history);
+        let text = verdict.evidence().expect("a violation").to_string();
+        assert!(text.contains("counter is 1 after 2 increments"), "{text}");
+        assert!(text.contains("client 1 get=0"), "{text}");
+        assert_eq!(oracle(&params, 2, &history[..2]), Verdict::Holds);
+    }
+}

@@ -16,25 +16,30 @@
 //! directory is made and removed by the parent; the leader removes each shared-memory
 //! name as soon as it is mapped, so a killed case cannot leave one behind.
 //!
-//! proptest's own fork mode kills only its direct child on a timeout (DEPENDENCIES.md), so
+//! proptest's own fork mode kills only its direct child on a timeout (docs/dependencies.md), so
 //! cases are run here, under our watchdog, and proptest only generates and shrinks them.
 //! A forced schedule makes each case deterministic, which shrinking needs.
 
-pub mod check;
-pub mod daemon_children;
-pub mod join_before_drain;
-pub mod lock_holder_killed;
-pub mod manager_lost_update;
-pub mod pipe_end_signal;
-pub mod pipe_same_end;
-pub mod pool_worker_death;
-pub mod queue_end_signal;
-pub mod queue_many_consumers;
-pub mod semaphore_capacity;
-pub mod ticket_oversell;
+#![warn(missing_docs)]
 
-pub use crate::report::model::Expectation;
+pub mod check;
+pub(crate) mod daemon_children;
+pub(crate) mod error;
+pub(crate) mod join_before_drain;
+pub(crate) mod lock_holder_killed;
+pub(crate) mod manager_lost_update;
+pub(crate) mod pipe_end_signal;
+pub(crate) mod pipe_same_end;
+pub(crate) mod pool_worker_death;
+pub mod queue_end_signal;
+pub(crate) mod queue_many_consumers;
+pub(crate) mod segment_cleanup;
+pub(crate) mod semaphore_capacity;
+pub(crate) mod ticket_oversell;
+
+pub use crate::results::Expectation;
 pub use crate::schedule::{Event, Schedule};
+pub use error::ScenarioError;
 
 use crate::process::watchdog::{self, BlockedProcess};
 use crate::process::{self, hygiene, Child, Group, Options, ProcessError, StartMethod};
@@ -48,17 +53,25 @@ use std::time::{Duration, Instant};
 /// What the oracle concluded about one case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
+    /// Every invariant held and every process ended.
     Holds,
+    /// An invariant broke.
     Violated {
+        /// The law that broke, as the scenario states it ("sold <= stock").
         invariant: String,
+        /// What shows it: the numbers and the steps that break it.
         evidence: String,
     },
     /// Still running at the deadline: who waits, in which system call.
     Hung {
+        /// Each process still running, with its state, wait channel and system call.
         blocked: Vec<BlockedProcess>,
     },
+    /// A process died of a signal it did not ask for.
     Crashed {
+        /// Which process (its label).
         who: String,
+        /// The signal number.
         signal: i32,
     },
 }
@@ -74,12 +87,13 @@ impl Verdict {
         }
     }
 
+    /// True for Holds.
     pub fn holds(&self) -> bool {
         matches!(self, Verdict::Holds)
     }
 
     /// The kind of a verdict that is not Holds; None for Holds.
-    pub fn kind(&self) -> Option<VerdictKind> {
+    pub(crate) fn kind(&self) -> Option<VerdictKind> {
         match self {
             Verdict::Holds => None,
             Verdict::Violated { .. } => Some(VerdictKind::Violated),
@@ -90,13 +104,21 @@ impl Verdict {
 
     /// Whether this verdict is what `variant` asks for: Holds for a safe variant; for an
     /// unsafe one, a verdict of one of its expected kinds (see [`Variant::mismatch`]).
-    pub fn matches(&self, variant: &Variant) -> bool {
+    pub(crate) fn matches(&self, variant: &Variant) -> bool {
         variant.mismatch(self).is_none()
+    }
+
+    /// A violation's evidence (None for any other verdict).
+    pub fn evidence(&self) -> Option<&str> {
+        match self {
+            Verdict::Violated { evidence, .. } => Some(evidence),
+            _ => None,
+        }
     }
 
     /// A short account of the verdict for a mismatch: "crashed by signal 11", "hung in
     /// read [wchan pipe_read]", "violated (sold <= stock)", "holds".
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         match self {
             Verdict::Holds => "holds".into(),
             Verdict::Violated { invariant, .. } => format!("violated ({invariant})"),
@@ -112,6 +134,8 @@ impl Verdict {
         }
     }
 
+    /// A violation of `invariant` (as a law: "sold <= stock"), with the `evidence` that breaks
+    /// it (the numbers, the history).
     pub fn violated(invariant: impl Into<String>, evidence: impl Into<String>) -> Verdict {
         Verdict::Violated {
             invariant: invariant.into(),
@@ -149,7 +173,7 @@ impl std::fmt::Display for Verdict {
 
 /// The kind of verdict an unsafe variant must be caught with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum VerdictKind {
+pub(crate) enum VerdictKind {
     Violated,
     Hung,
     Crashed,
@@ -157,7 +181,7 @@ pub enum VerdictKind {
 
 impl VerdictKind {
     /// "violated", "hung" or "crashed" (as [`Verdict::label`]).
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             VerdictKind::Violated => "violated",
             VerdictKind::Hung => "hung",
@@ -169,17 +193,19 @@ impl VerdictKind {
 /// A variant of a scenario and what it must give.
 #[derive(Clone, Copy, Debug)]
 pub struct Variant {
+    /// The variant's name, a contract: `--scenario NAME/VARIANT`, the JSON, the baseline.
     pub name: &'static str,
+    /// Whether it must hold (safe) or be caught (unsafe).
     pub expected: Expectation,
     /// For a caught variant, the verdict kinds it may be caught with (in label order);
     /// empty for a safe one. Any other kind is "caught for the wrong reason".
-    pub kinds: &'static [VerdictKind],
+    pub(crate) kinds: &'static [VerdictKind],
     /// For a caught-as-hung variant, the waits it must hang in: a blocked process's
     /// syscall or wchan contains one of these. Empty: any wait.
-    pub waits_in: &'static [&'static str],
+    pub(crate) waits_in: &'static [&'static str],
     /// For a caught-as-crashed variant, the signal it must die of (None: any).
-    pub signal: Option<i32>,
-    pub about: &'static str,
+    pub(crate) signal: Option<i32>,
+    pub(crate) about: &'static str,
     /// Some(reason) when the mechanism it needs has not landed yet: listed, not run.
     pub pending: Option<&'static str>,
 }
@@ -206,7 +232,7 @@ impl Variant {
     }
     /// An unsafe variant that must be caught as Hung, a blocked process waiting in one of
     /// `waits_in` (a substring of its syscall or wchan).
-    pub const fn caught_hung(
+    pub(crate) const fn caught_hung(
         name: &'static str,
         about: &'static str,
         waits_in: &'static [&'static str],
@@ -225,7 +251,7 @@ impl Variant {
     }
     /// An unsafe variant that may legitimately be caught either way: Hung (in one of
     /// `waits_in`) or Violated — say why in `about`.
-    pub const fn caught_hung_or_violated(
+    pub(crate) const fn caught_hung_or_violated(
         name: &'static str,
         about: &'static str,
         waits_in: &'static [&'static str],
@@ -235,6 +261,7 @@ impl Variant {
             ..Variant::caught(name, about, &[VerdictKind::Violated, VerdictKind::Hung])
         }
     }
+    /// A safe variant: every case must hold.
     pub const fn holds(name: &'static str, about: &'static str) -> Variant {
         Variant {
             name,
@@ -246,6 +273,7 @@ impl Variant {
             pending: None,
         }
     }
+    /// Marks the variant as listed but not run, until the mechanism it needs lands.
     pub const fn pending(self, reason: &'static str) -> Variant {
         Variant {
             pending: Some(reason),
@@ -255,7 +283,7 @@ impl Variant {
 
     /// "holds", or the expected kinds joined by `|` ("violated", "hung|violated"), as
     /// the results JSON's `expected_kind`.
-    pub fn expected_kind(&self) -> String {
+    pub(crate) fn expected_kind(&self) -> String {
         if self.expected == Expectation::Holds {
             return "holds".into();
         }
@@ -266,7 +294,7 @@ impl Variant {
 
     /// What the variant expects, in words: "holds", "violated", "hung in poll|futex",
     /// "crashed by signal 9", "hung|violated (hung in read)".
-    pub fn expected_text(&self) -> String {
+    pub(crate) fn expected_text(&self) -> String {
         let mut text = self.expected_kind();
         let mut extra = Vec::new();
         if self.kinds.contains(&VerdictKind::Hung) && !self.waits_in.is_empty() {
@@ -288,7 +316,7 @@ impl Variant {
     /// variant caught with the wrong kind (or hung in the wrong wait, or crashed by the
     /// wrong signal) is "caught for the wrong reason: expected violated, got crashed by
     /// signal 11".
-    pub fn mismatch(&self, verdict: &Verdict) -> Option<String> {
+    pub(crate) fn mismatch(&self, verdict: &Verdict) -> Option<String> {
         let Some(kind) = verdict.kind() else {
             return match self.expected {
                 Expectation::Holds => None,
@@ -327,11 +355,14 @@ impl Variant {
 /// One generated case: the scenario's parameters (its own type, as JSON) and a schedule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
+    /// The scenario's parameters, as the JSON of its own type (see [`Case::params`]).
     pub params: serde_json::Value,
+    /// The interleaving the turnstile forces.
     pub schedule: Schedule,
 }
 
 impl Case {
+    /// A case of these parameters (serialised) and this schedule.
     pub fn new<P: Serialize>(params: &P, schedule: Schedule) -> Case {
         Case {
             params: serde_json::to_value(params).expect("scenario parameters serialise"),
@@ -340,27 +371,32 @@ impl Case {
     }
 
     /// The parameters as the scenario's own type; a mismatch is a clear error.
-    pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P, String> {
-        serde_json::from_value(self.params.clone())
-            .map_err(|e| format!("bad parameters {}: {e}", self.params))
+    pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P, ScenarioError> {
+        serde_json::from_value(self.params.clone()).map_err(|source| ScenarioError::Params {
+            params: self.params.to_string(),
+            source,
+        })
     }
 }
 
 /// A named, fixed case a scenario always runs first (see [`Scenario::regressions`]).
 #[derive(Clone, Debug)]
 pub struct Regression {
-    pub name: &'static str,
-    pub case: Case,
+    pub(crate) name: &'static str,
+    pub(crate) case: Case,
 }
 
 /// What one case gave: the verdict and the history it was judged on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaseOutcome {
+    /// What the oracle concluded.
     pub verdict: Verdict,
+    /// The turnstile's events, in the order they were recorded.
     pub history: Vec<Event>,
 }
 
 impl CaseOutcome {
+    /// An outcome of this verdict, judged on this history.
     pub fn new(verdict: Verdict, history: Vec<Event>) -> CaseOutcome {
         CaseOutcome { verdict, history }
     }
@@ -370,17 +406,26 @@ impl CaseOutcome {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseContext {
     /// A fresh directory for the case's files, removed by the parent afterwards.
-    pub temp_dir: PathBuf,
+    pub(crate) temp_dir: PathBuf,
     /// How long the case's processes may run before the watchdog calls it hung.
     pub deadline: Duration,
 }
 
 /// A race scenario. Implementations are stateless: `run` executes in the case leader
 /// process, which finds the scenario again by name.
+///
+/// A scenario is two halves: its **body** ([`Scenario::run`]) starts the processes, forces
+/// the schedule and collects what they did (the turnstile's history and what it reads at
+/// the end); its **oracle** is a pure function from the case's parameters, that observation
+/// and the history to a [`Verdict`], named `oracle` in the scenario's module and unit-tested
+/// there on hand-written histories (`ticket_oversell`, `manager_lost_update`,
+/// `semaphore_capacity`), so an invariant is checked without starting a process.
 pub trait Scenario: Send + Sync {
     /// The catalogue name (a contract: `ipcbench check --scenario NAME`).
     fn name(&self) -> &'static str;
+    /// One line on what the scenario shows, for `list` and the report.
     fn about(&self) -> &'static str;
+    /// Its variants: the unsafe ones that must be caught and the safe ones that must hold.
     fn variants(&self) -> &'static [Variant];
     /// The cases proptest searches for `variant`.
     fn cases(&self, variant: &str) -> BoxedStrategy<Case>;
@@ -392,8 +437,12 @@ pub trait Scenario: Send + Sync {
         Vec::new()
     }
     /// Runs one case (in the case leader, in its own process group) and judges it.
-    fn run(&self, variant: &str, case: &Case, context: &CaseContext)
-        -> Result<CaseOutcome, String>;
+    fn run(
+        &self,
+        variant: &str,
+        case: &Case,
+        context: &CaseContext,
+    ) -> Result<CaseOutcome, ScenarioError>;
     /// The watchdog's deadline for one case.
     fn deadline(&self) -> Duration {
         Duration::from_secs(5)
@@ -406,9 +455,53 @@ pub trait Scenario: Send + Sync {
     }
 }
 
-/// Every scenario, in catalogue order.
+/// Scenarios registered with [`register_scenario!`](crate::register_scenario!), from this crate or any crate
+/// linking it.
+#[linkme::distributed_slice]
+pub static REGISTERED_SCENARIOS: [&'static dyn Scenario];
+
+/// Registers a scenario (a `static` value implementing [`Scenario`]): `check`, `prove`,
+/// `list` and the forked case leaders find it by name, with no central list to edit.
+/// `ipcbench::register_scenario!(MY_SCENARIO);`
+#[macro_export]
+macro_rules! register_scenario {
+    ($scenario:expr) => {
+        const _: () = {
+            #[$crate::process::entry::linkme::distributed_slice(
+                $crate::scenario::REGISTERED_SCENARIOS
+            )]
+            #[linkme(crate = $crate::process::entry::linkme)]
+            static SCENARIO: &'static dyn $crate::scenario::Scenario = &$scenario;
+        };
+    };
+}
+
+/// Every scenario: the suite's own in catalogue order, then the registered ones by name
+/// (one whose name is taken is left out, with a warning).
 pub fn catalogue() -> &'static [&'static dyn Scenario] {
-    static CATALOGUE: &[&dyn Scenario] = &[
+    static ALL: std::sync::OnceLock<Vec<&'static dyn Scenario>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut all: Vec<&'static dyn Scenario> = BUILT_IN.to_vec();
+        let mut registered: Vec<&'static dyn Scenario> =
+            REGISTERED_SCENARIOS.iter().copied().collect();
+        registered.sort_by_key(|s| s.name());
+        for scenario in registered {
+            if all.iter().any(|s| s.name() == scenario.name()) {
+                eprintln!(
+                    "ipcbench: scenario {} is already in the catalogue; the registered one is ignored",
+                    scenario.name()
+                );
+                continue;
+            }
+            all.push(scenario);
+        }
+        all
+    })
+}
+
+/// The suite's own scenarios, in catalogue order.
+const BUILT_IN: &[&dyn Scenario] = {
+    const CATALOGUE: &[&dyn Scenario] = &[
         &ticket_oversell::TicketOversell,
         &pipe_same_end::PipeSameEnd,
         &queue_end_signal::QueueEndSignal,
@@ -422,32 +515,35 @@ pub fn catalogue() -> &'static [&'static dyn Scenario] {
         &join_before_drain::JoinBeforeDrain,
     ];
     CATALOGUE
-}
+};
 
 /// Finds a scenario by name; an unknown name is an error listing the valid ones.
-pub fn find(name: &str) -> Result<&'static dyn Scenario, String> {
+pub fn find(name: &str) -> Result<&'static dyn Scenario, ScenarioError> {
     catalogue()
         .iter()
         .copied()
         .find(|s| s.name() == name)
         .ok_or_else(|| {
             let names: Vec<&str> = catalogue().iter().map(|s| s.name()).collect();
-            format!(
+            ScenarioError::Failed(format!(
                 "unknown scenario {name:?}; valid scenarios: {}",
                 names.join(", ")
-            )
+            ))
         })
 }
 
 /// For a scenario with one unsafe and one safe variant: whether `variant` is the unsafe
 /// one (the one to be caught), read from its catalogue entry rather than restated in each
 /// scenario's body. An unknown variant is an error listing the valid ones.
-pub fn is_unsafe_variant(scenario: &dyn Scenario, variant: &str) -> Result<bool, String> {
+pub(crate) fn is_unsafe_variant(
+    scenario: &dyn Scenario,
+    variant: &str,
+) -> Result<bool, ScenarioError> {
     Ok(find_variant(scenario, variant)?.expected == Expectation::Caught)
 }
 
 /// Finds a variant of a scenario; an unknown one is an error listing the valid ones.
-pub fn find_variant(scenario: &dyn Scenario, name: &str) -> Result<Variant, String> {
+pub fn find_variant(scenario: &dyn Scenario, name: &str) -> Result<Variant, ScenarioError> {
     scenario
         .variants()
         .iter()
@@ -455,11 +551,11 @@ pub fn find_variant(scenario: &dyn Scenario, name: &str) -> Result<Variant, Stri
         .find(|v| v.name == name)
         .ok_or_else(|| {
             let names: Vec<&str> = scenario.variants().iter().map(|v| v.name).collect();
-            format!(
+            ScenarioError::Failed(format!(
                 "unknown variant {name:?} of scenario {}; valid variants: {}",
                 scenario.name(),
                 names.join(", ")
-            )
+            ))
         })
 }
 
@@ -471,7 +567,7 @@ struct LeaderArgs {
     context: CaseContext,
 }
 
-fn case_leader(args: LeaderArgs) -> Result<CaseOutcome, String> {
+fn case_leader(args: LeaderArgs) -> Result<CaseOutcome, ScenarioError> {
     // A forked leader inherits the parent's signal handlers (the CLI's cleanup handler)
     // without the thread that serves them: restore the defaults, so that SIGTERM ends a
     // worker as a scenario expects.
@@ -512,8 +608,8 @@ pub fn run_case(
     scenario: &dyn Scenario,
     variant: &str,
     case: &Case,
-) -> Result<CaseOutcome, String> {
-    let temp_dir = case_temp_dir().map_err(|e| format!("temp dir for the case: {e}"))?;
+) -> Result<CaseOutcome, ScenarioError> {
+    let temp_dir = case_temp_dir()?;
     let deadline = scenario.deadline();
     let args = LeaderArgs {
         scenario: scenario.name().to_string(),
@@ -532,7 +628,7 @@ pub fn run_case(
             .method(StartMethod::Fork)
             .group(Group::New),
     ) {
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
         Ok(mut leader) => {
             let result = leader.result::<CaseOutcome>(Some(deadline + LEADER_SLACK));
             let outcome = match result {
@@ -547,7 +643,7 @@ pub fn run_case(
                     Verdict::Crashed { who: name, signal },
                     Vec::new(),
                 )),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
             leader.kill_group();
             let leader_pid = leader.pid().as_raw();
@@ -563,7 +659,7 @@ pub fn run_case(
 
 /// Every case's directory starts with this: the run's prefix (so the run's leak checks
 /// see it) and `case-` (so a leftover one is recognisably a case's).
-pub fn case_dir_prefix() -> String {
+pub(crate) fn case_dir_prefix() -> String {
     format!("{}case-", hygiene::run_prefix())
 }
 
@@ -605,18 +701,18 @@ pub fn start_worker<A: Serialize>(
     name: impl Into<String>,
     args: &A,
     fds: &[RawFd],
-) -> Result<Child, String> {
+) -> Result<Child, ScenarioError> {
     let mut options = Options::new(name).method(StartMethod::Fork);
     for &fd in fds {
         options = options.inherit_fd(fd);
     }
-    process::start(entry, args, options).map_err(|e| e.to_string())
+    Ok(process::start(entry, args, options)?)
 }
 
 /// How the workers of a case ended.
 pub enum Joined {
     /// Every worker exited; each one's result (or the error it returned), in order.
-    Finished(Vec<Result<serde_json::Value, String>>),
+    Finished(Vec<Result<serde_json::Value, ScenarioError>>),
     /// The verdict is already known: some worker hung or was killed by a signal.
     Verdict(Verdict),
 }
@@ -680,7 +776,7 @@ pub fn join_workers(
             .iter_mut()
             .map(|c| {
                 c.result::<serde_json::Value>(Some(Duration::ZERO))
-                    .map_err(|e| e.to_string())
+                    .map_err(ScenarioError::from)
             })
             .collect(),
     )
@@ -688,18 +784,16 @@ pub fn join_workers(
 
 /// Decodes each worker's result as `R`; the first error fails the case.
 pub fn results<R: serde::de::DeserializeOwned>(
-    results: Vec<Result<serde_json::Value, String>>,
-) -> Result<Vec<R>, String> {
+    results: Vec<Result<serde_json::Value, ScenarioError>>,
+) -> Result<Vec<R>, ScenarioError> {
     results
         .into_iter()
-        .map(|r| {
-            r.and_then(|v| serde_json::from_value(v).map_err(|e| format!("worker result: {e}")))
-        })
+        .map(|r| Ok(serde_json::from_value(r?)?))
         .collect()
 }
 
 /// Formats a history for evidence: "buyer 0 read-stock=1, buyer 1 read-stock=1, ...".
-pub fn describe_history(history: &[Event], who: &str, with_values: bool) -> String {
+pub(crate) fn describe_history(history: &[Event], who: &str, with_values: bool) -> String {
     history
         .iter()
         .map(|e| {
@@ -714,7 +808,11 @@ pub fn describe_history(history: &[Event], who: &str, with_values: bool) -> Stri
 }
 
 /// Waits (polling the history, bounded by `bound`) until `ready` holds of it.
-pub fn wait_for_events(log: &Turnstile, bound: Duration, ready: impl Fn(&[Event]) -> bool) -> bool {
+pub(crate) fn wait_for_events(
+    log: &Turnstile,
+    bound: Duration,
+    ready: impl Fn(&[Event]) -> bool,
+) -> bool {
     let until = Instant::now() + bound;
     loop {
         if ready(&log.history()) {

@@ -3,6 +3,7 @@
 //! or a sibling that inherited it) keeps the reader waiting forever: caught as Hung,
 //! naming the reader and the system call it waits in.
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Scenario, Variant,
     Verdict,
@@ -13,19 +14,19 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct PipeEndSignal;
+pub(crate) struct PipeEndSignal;
 
 /// Who keeps the unused write end open (in `write-end-leaked`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Leaker {
+pub(crate) enum Leaker {
     Parent,
     Sibling,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub messages: u32,
-    pub leaker: Leaker,
+pub(crate) struct Params {
+    pub(crate) messages: u32,
+    pub(crate) leaker: Leaker,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -70,12 +71,12 @@ impl Scenario for PipeEndSignal {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let leaked = super::is_unsafe_variant(self, variant)?;
-        let (read_end, mut write_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;
-        let r = read_end.handle().map_err(|e| e.to_string())?;
-        let w = write_end.handle().map_err(|e| e.to_string())?;
+        let (read_end, mut write_end) = pipe(PipeKind::Simplex)?;
+        let r = read_end.handle()?;
+        let w = write_end.handle()?;
         let mut children = vec![
             start_worker("ipcbench-scenario-eof-reader", "reader", &r, &[r.fd])?,
             start_worker(
@@ -122,31 +123,31 @@ impl Scenario for PipeEndSignal {
 
 /// Reads messages until end of stream (each wait bounded by the pipe's default timeout,
 /// far beyond the case's deadline); returns how many arrived.
-fn reader(handle: ConnectionHandle) -> Result<u32, String> {
-    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+fn reader(handle: ConnectionHandle) -> Result<u32, ScenarioError> {
+    let conn = Connection::adopt(handle)?;
     let mut count = 0;
     loop {
         match conn.recv::<u32>() {
             Ok(_) => count += 1,
             Err(e) if e.is_eof() => return Ok(count),
-            Err(e) => return Err(format!("reader: {e}")),
+            Err(e) => return Err(format!("reader: {e}").into()),
         }
     }
 }
 crate::register_entry!("ipcbench-scenario-eof-reader", reader);
 
-fn writer((handle, messages): (ConnectionHandle, u32)) -> Result<(), String> {
-    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+fn writer((handle, messages): (ConnectionHandle, u32)) -> Result<(), ScenarioError> {
+    let conn = Connection::adopt(handle)?;
     for i in 0..messages {
-        conn.send(&i).map_err(|e| e.to_string())?;
+        conn.send(&i)?;
     }
     Ok(())
 }
 crate::register_entry!("ipcbench-scenario-eof-writer", writer);
 
 /// Holds an inherited write end it never uses, as a sibling that was not told to close it.
-fn bystander(handle: ConnectionHandle) -> Result<(), String> {
-    let _conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+fn bystander(handle: ConnectionHandle) -> Result<(), ScenarioError> {
+    let _conn = Connection::adopt(handle)?;
     std::thread::sleep(Duration::from_secs(30));
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! same one-frame-per-write(2), write-the-rest-on-EAGAIN loop as `ipc::pipe`, with a yield
 //! point between write calls (the library's loop has none to hook).
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Scenario, Variant,
     Verdict,
@@ -21,14 +22,14 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-pub struct PipeSameEnd;
+pub(crate) struct PipeSameEnd;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub writers: usize,
-    pub frames_each: u32,
+pub(crate) struct Params {
+    pub(crate) writers: usize,
+    pub(crate) frames_each: u32,
     /// Bytes per frame on the wire (header included).
-    pub frame_bytes: usize,
+    pub(crate) frame_bytes: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -80,14 +81,14 @@ impl Scenario for PipeSameEnd {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         if params.writers == 0 || params.frame_bytes <= HEADER_LEN {
-            return Err(format!("pipe-same-end: bad parameters {params:?}"));
+            return Err(format!("pipe-same-end: bad parameters {params:?}").into());
         }
         let per_writer = variant == "pipe-per-writer";
         let lock = if variant == "writer-lock" {
-            Some(LockFlavor::Flock.create().map_err(|e| e.to_string())?)
+            Some(LockFlavor::Flock.create()?)
         } else {
             None
         };
@@ -95,8 +96,7 @@ impl Scenario for PipeSameEnd {
             .map(|_| one_page_pipe())
             .collect::<Result<_, _>>()?;
         let workers = params.writers + 1;
-        let turnstile =
-            Turnstile::create(workers, &case.schedule, Mode::Forced).map_err(|e| e.to_string())?;
+        let turnstile = Turnstile::create(workers, &case.schedule, Mode::Forced)?;
         // The reader is worker 0, writers 1..: shrinking the writer count away keeps
         // every remaining worker's number (and so what the schedule's choices name).
         let reader_index = 0;
@@ -165,13 +165,13 @@ impl Scenario for PipeSameEnd {
 
 /// A non-blocking simplex pipe holding one page at most, so a frame larger than PIPE_BUF
 /// must go out in more than one write(2).
-fn one_page_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+fn one_page_pipe() -> Result<(OwnedFd, OwnedFd), ScenarioError> {
     use nix::fcntl::OFlag;
     let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|e| format!("pipe2: {e}"))?;
     // SAFETY: fcntl on a pipe fd we own.
     if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUF as libc::c_int) } < 0 {
-        return Err(format!("F_SETPIPE_SZ: {}", std::io::Error::last_os_error()));
+        return Err(format!("F_SETPIPE_SZ: {}", std::io::Error::last_os_error()).into());
     }
     Ok((r, w))
 }
@@ -193,15 +193,10 @@ fn payload(index: usize, seq: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn writer(args: WriterArgs) -> Result<(), String> {
+fn writer(args: WriterArgs) -> Result<(), ScenarioError> {
     let me = args.index;
-    let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
-    let lock = args
-        .lock
-        .as_ref()
-        .map(LockAddress::open)
-        .transpose()
-        .map_err(|e| e.to_string())?;
+    let ts = Turnstile::adopt(args.turnstile, me)?;
+    let lock = args.lock.as_ref().map(LockAddress::open).transpose()?;
     let sched = |e: crate::schedule::ScheduleError| e.to_string();
     for seq in 0..args.frames {
         let bytes = frame::encode(&payload(me, seq, args.frame_bytes - HEADER_LEN));
@@ -235,15 +230,13 @@ fn writer(args: WriterArgs) -> Result<(), String> {
             .map_err(sched)?;
         }
         if let Some(e) = error {
-            return Err(format!("writer {me}: write: {e}"));
+            return Err(format!("writer {me}: write: {e}").into());
         }
         if let Some(lock) = &lock {
-            ts.step(me, "unlock", || lock.release())
-                .map_err(sched)?
-                .map_err(|e| e.to_string())?;
+            ts.step(me, "unlock", || lock.release()).map_err(sched)??;
         }
     }
-    ts.finish(me).map_err(|e| e.to_string())?;
+    ts.finish(me)?;
     Ok(())
 }
 crate::register_entry!("ipcbench-scenario-pipe-writer", writer);
@@ -264,9 +257,9 @@ struct ReaderReport {
 
 /// Reads whatever is there, one read(2) per step, until every byte sent has arrived (or
 /// every writer is gone), then checks the frames of each pipe.
-fn reader(args: ReaderArgs) -> Result<ReaderReport, String> {
+fn reader(args: ReaderArgs) -> Result<ReaderReport, ScenarioError> {
     let me = args.index;
-    let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
+    let ts = Turnstile::adopt(args.turnstile, me)?;
     let mut streams: Vec<Vec<u8>> = vec![Vec::new(); args.fds.len()];
     let mut open = vec![true; args.fds.len()];
     let mut chunk = vec![0u8; 65536];
@@ -293,10 +286,9 @@ fn reader(args: ReaderArgs) -> Result<ReaderReport, String> {
                 }
                 _ => false,
             }
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
     }
-    ts.finish(me).map_err(|e| e.to_string())?;
+    ts.finish(me)?;
     let mut frames = 0;
     for (i, stream) in streams.iter().enumerate() {
         if let Err(what) = check_frames(stream, &mut frames) {
@@ -314,11 +306,11 @@ fn reader(args: ReaderArgs) -> Result<ReaderReport, String> {
 crate::register_entry!("ipcbench-scenario-pipe-reader", reader);
 
 /// Walks a byte stream frame by frame; the first torn frame is an error saying where.
-fn check_frames(stream: &[u8], frames: &mut usize) -> Result<(), String> {
+fn check_frames(stream: &[u8], frames: &mut usize) -> Result<(), ScenarioError> {
     let mut at = 0;
     while at < stream.len() {
         let Some(header) = stream.get(at..at + HEADER_LEN) else {
-            return Err(format!("stream ends inside a header at byte {at}"));
+            return Err(format!("stream ends inside a header at byte {at}").into());
         };
         let header = frame::decode_header(header.try_into().expect("header length"), 1 << 20)
             .map_err(|e| format!("byte {at}: {e}"))?;

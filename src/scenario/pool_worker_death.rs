@@ -7,6 +7,7 @@
 //! The caller is a process of its own (so the watchdog can say where it waits); the case
 //! leader kills the worker that announced the first task, while it runs it.
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, wait_for_events, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
@@ -18,12 +19,12 @@ use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct PoolWorkerDeath;
+pub(crate) struct PoolWorkerDeath;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub workers: usize,
-    pub tasks: usize,
+pub(crate) struct Params {
+    pub(crate) workers: usize,
+    pub(crate) tasks: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -68,12 +69,12 @@ impl Scenario for PoolWorkerDeath {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let death_handling = match variant {
             "naive" => DeathHandling::IgnoreLikePython,
             "supervised" => DeathHandling::Supervised,
-            other => return Err(format!("pool-worker-death has no variant {other:?}")),
+            other => return Err(format!("pool-worker-death has no variant {other:?}").into()),
         };
         let log = Turnstile::create(
             1,
@@ -82,8 +83,7 @@ impl Scenario for PoolWorkerDeath {
                 jitter_us: 0,
                 seed: 0,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let args = CallerArgs {
             workers: params.workers,
             tasks: params.tasks,
@@ -148,7 +148,7 @@ struct CallerReport {
 }
 
 /// Starts a pool, submits the tasks, waits for every result.
-fn caller(args: CallerArgs) -> Result<CallerReport, String> {
+fn caller(args: CallerArgs) -> Result<CallerReport, ScenarioError> {
     let log_fd = args.log.fd;
     let mut pool = Pool::new(
         PoolOptions::new()
@@ -158,13 +158,9 @@ fn caller(args: CallerArgs) -> Result<CallerReport, String> {
             .timeout(WAIT)
             .inherit_fd(log_fd)
             .name("pool worker"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let handles = (0..args.tasks)
-        .map(|index| {
-            pool.apply_async::<_, usize>("ipcbench-scenario-pool-task", &(index, log_fd))
-                .map_err(|e| e.to_string())
-        })
+        .map(|index| pool.apply_async::<_, usize>("ipcbench-scenario-pool-task", &(index, log_fd)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut report = CallerReport {
         completed: 0,
@@ -182,21 +178,20 @@ fn caller(args: CallerArgs) -> Result<CallerReport, String> {
         }
     }
     pool.close();
-    pool.join(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
+    pool.join(Some(Duration::from_secs(10)))?;
     Ok(report)
 }
 crate::register_entry!("ipcbench-scenario-pool-caller", caller);
 
 /// Announces itself (pid) on the case's log, then works for a while.
-fn task((index, log_fd): (usize, i32)) -> Result<usize, String> {
+fn task((index, log_fd): (usize, i32)) -> Result<usize, ScenarioError> {
     // SAFETY: dup of the inherited log fd; the copy is owned by the turnstile we adopt,
     // so the worker keeps its own fd for its next task.
     let fd = unsafe { libc::dup(log_fd) };
     if fd < 0 {
-        return Err(format!("dup: {}", std::io::Error::last_os_error()));
+        return Err(format!("dup: {}", std::io::Error::last_os_error()).into());
     }
-    let log = Turnstile::adopt(TurnstileHandle { fd }, 0).map_err(|e| e.to_string())?;
+    let log = Turnstile::adopt(TurnstileHandle { fd }, 0)?;
     log.record(0, "task-started", std::process::id() as i64);
     std::thread::sleep(TASK);
     Ok(index)

@@ -3,28 +3,29 @@
 //! waits in `get` forever: caught as Hung, naming it and the system call it waits in.
 //! One sentinel per consumer, or a JoinableQueue the parent joins, ends every consumer.
 //!
-//! Built on the queue family's producer-consumer program (`ipc::queue::workers`), over
+//! Built on the queue family's producer-consumer program (`programs::queue`), over
 //! the flavors several consumers can share (pipe, shm).
 
+use super::ScenarioError;
 use super::{Case, CaseContext, CaseOutcome, Scenario, Variant, Verdict};
-use crate::ipc::queue::workers::{producer_consumer, Outcome, Plan, RunError};
 use crate::ipc::queue::{Config, Flavor};
 use crate::process::StartMethod;
+use crate::programs::queue::{producer_consumer, Outcome, Plan, RunError};
 use crate::schedule::Schedule;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct QueueEndSignal;
+pub(crate) struct QueueEndSignal;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub flavor: Flavor,
-    pub producers: usize,
-    pub consumers: usize,
-    pub items_per_producer: u32,
+pub(crate) struct Params {
+    pub(crate) flavor: Flavor,
+    pub(crate) producers: usize,
+    pub(crate) consumers: usize,
+    pub(crate) items_per_producer: u32,
     /// Sentinels left out (missing-sentinel only; at least one).
-    pub missing: usize,
+    pub(crate) missing: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -36,6 +37,15 @@ const VARIANTS: &[Variant] = &[
     Variant::holds("sentinel-per-consumer", "one sentinel per consumer"),
     Variant::holds("joinable", "JoinableQueue: task_done per item, join"),
 ];
+
+/// The flavors whose consumers may be several processes: the built-in pipe and shm, and
+/// every plug-in flavor that says so.
+fn shared_flavors() -> Vec<Flavor> {
+    Flavor::all()
+        .into_iter()
+        .filter(|f| f.multi_consumer())
+        .collect()
+}
 
 impl Scenario for QueueEndSignal {
     fn name(&self) -> &'static str {
@@ -55,7 +65,8 @@ impl Scenario for QueueEndSignal {
 
     fn cases(&self, _variant: &str) -> BoxedStrategy<Case> {
         (
-            prop_oneof![Just(Flavor::Pipe), Just(Flavor::Shm)],
+            // Every flavor several consumers can share, plug-ins included.
+            proptest::sample::select(shared_flavors()),
             1usize..=2,
             1usize..=3,
             0u32..=4,
@@ -83,7 +94,7 @@ impl Scenario for QueueEndSignal {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let mut plan = Plan::new(
             params.producers,
@@ -98,7 +109,7 @@ impl Scenario for QueueEndSignal {
             }
             "sentinel-per-consumer" => plan.sentinels = params.consumers,
             "joinable" => plan.joinable = true,
-            other => return Err(format!("queue-end-signal has no variant {other:?}")),
+            other => return Err(format!("queue-end-signal has no variant {other:?}").into()),
         }
         let outcome = match producer_consumer(params.flavor, &Config::default(), &plan) {
             Ok(outcome) => outcome,
@@ -110,7 +121,7 @@ impl Scenario for QueueEndSignal {
                     Vec::new(),
                 ))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         Ok(CaseOutcome::new(verdict(&plan, &outcome), Vec::new()))
     }

@@ -20,32 +20,33 @@
 //!
 //! Pipe-same-end's twin on the read side: the mistake is sharing an end, the fix a lock.
 
+use super::ScenarioError;
 use super::{
     describe_history, join_workers, results, Case, CaseContext, CaseOutcome, Joined, Scenario,
     Variant, Verdict,
 };
 use crate::ipc::queue::pipe::PipeQueue;
-use crate::ipc::queue::workers::{producer_consumer_on, Outcome, Plan, RunError};
 use crate::ipc::queue::{self, Config, Flavor, Queue, QueueError, QueueHandle, Role};
-use crate::ipc::shm::Shared;
 use crate::process::{self, Options, ProcessError, StartMethod};
+use crate::programs::queue::{producer_consumer_on, Outcome, Plan, RunError};
 use crate::schedule::{self, Mode, Schedule, Turnstile, TurnstileHandle, POINTS_ENABLED};
+use crate::sys::shm::Shared;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-pub struct QueueManyConsumers;
+pub(crate) struct QueueManyConsumers;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub producers: usize,
-    pub consumers: usize,
-    pub items_per_producer: u32,
+pub(crate) struct Params {
+    pub(crate) producers: usize,
+    pub(crate) consumers: usize,
+    pub(crate) items_per_producer: u32,
     /// Bytes per message (at least 8: producer and sequence numbers); with the items, enough
     /// to fill the pipe several times over.
-    pub payload: usize,
+    pub(crate) payload: usize,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -76,10 +77,11 @@ impl Scenario for QueueManyConsumers {
         VARIANTS
     }
     /// Each phase (producers, consumers) gets half: a case moves at most 24 MiB, in well
-    /// under 100 ms here, and a caught case is usually a hang, so a short bound keeps the
-    /// search quick.
+    /// under 100 ms on a quiet machine, and a caught case is usually a hang, so a short
+    /// bound keeps the search quick. Not shorter than 3 s a phase: at load 10 on 2 cores
+    /// (a build beside the run) a safe `shm-ring` case once overran 1 s and was called hung.
     fn deadline(&self) -> Duration {
-        Duration::from_secs(2)
+        Duration::from_secs(6)
     }
 
     /// Without schedule points the race is inside one get, out of the turnstile's reach;
@@ -103,7 +105,7 @@ impl Scenario for QueueManyConsumers {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let mut config = Config::default().max_message(params.payload);
         if POINTS_ENABLED {
@@ -114,7 +116,7 @@ impl Scenario for QueueManyConsumers {
             "no-read-lock" => Box::new(PipeQueue::without_read_lock(&config).map_err(str)?),
             "read-lock" => Flavor::Pipe.create(&config).map_err(str)?,
             "shm-ring" => Flavor::Shm.create(&config.maxsize(4)).map_err(str)?,
-            other => return Err(format!("queue-many-consumers has no variant {other:?}")),
+            other => return Err(format!("queue-many-consumers has no variant {other:?}").into()),
         };
         if POINTS_ENABLED {
             return run_deep(queue, &params, &case.schedule, context);
@@ -141,7 +143,7 @@ impl Scenario for QueueManyConsumers {
             Err(RunError::Process(ProcessError::Failed { name, message, .. })) => {
                 Verdict::violated(WHOLE_FRAMES, format!("{name}: {message}"))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         Ok(CaseOutcome::new(verdict, Vec::new()))
     }
@@ -216,7 +218,7 @@ fn run_deep(
     params: &Params,
     schedule: &Schedule,
     context: &CaseContext,
-) -> Result<CaseOutcome, String> {
+) -> Result<CaseOutcome, ScenarioError> {
     let workers = params.producers + params.consumers;
     let turnstile = Turnstile::create(workers, schedule, Mode::Forced).map_err(str)?;
     let mut books: Shared<Books> = Shared::create("consumers", 0).map_err(str)?;
@@ -302,7 +304,7 @@ struct DeepReport {
 
 /// One deep worker: puts its items, or gets until every item is in and the queue is
 /// empty, each call a forced step (`try_step`: a full or empty queue is a blocked step).
-fn deep_worker(args: DeepArgs) -> Result<DeepReport, String> {
+fn deep_worker(args: DeepArgs) -> Result<DeepReport, ScenarioError> {
     let me = args.worker;
     let adopted = Turnstile::adopt(args.turnstile, me).map_err(str)?;
     let ts = schedule::install(adopted, me);

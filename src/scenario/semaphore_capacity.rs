@@ -5,25 +5,26 @@
 //! Workers take permits with `try_acquire` (a blocked step when none is left), the form
 //! a forced schedule needs.
 
+use super::ScenarioError;
 use super::{
     join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined, Regression,
     Scenario, Variant, Verdict,
 };
-use crate::ipc::shm::Shared;
 use crate::ipc::sync::semaphore::Semaphore;
-use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
+use crate::schedule::{Event, Mode, Schedule, Turnstile, TurnstileHandle};
+use crate::sys::shm::Shared;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub struct SemaphoreCapacity;
+pub(crate) struct SemaphoreCapacity;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub capacity: i64,
-    pub workers: usize,
+pub(crate) struct Params {
+    pub(crate) capacity: i64,
+    pub(crate) workers: usize,
     /// Times each worker passes through the section.
-    pub rounds: u32,
+    pub(crate) rounds: u32,
 }
 
 const VARIANTS: &[Variant] = &[
@@ -91,21 +92,19 @@ impl Scenario for SemaphoreCapacity {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         let miscounted = super::is_unsafe_variant(self, variant)?;
-        let permits = u32::try_from(params.capacity).map_err(|e| e.to_string())?;
+        let permits = u32::try_from(params.capacity)
+            .map_err(|_| format!("capacity {} is past u32", params.capacity))?;
         let semaphore = if miscounted {
             Semaphore::miscounted(permits)
         } else {
             Semaphore::create(permits)
-        }
-        .map_err(|e| e.to_string())?;
-        let mut counters: Shared<Counters> =
-            Shared::create("inside", 0).map_err(|e| e.to_string())?;
+        }?;
+        let mut counters: Shared<Counters> = Shared::create("inside", 0)?;
         counters.segment_mut().unlink();
-        let turnstile = Turnstile::create(params.workers, &case.schedule, Mode::Forced)
-            .map_err(|e| e.to_string())?;
+        let turnstile = Turnstile::create(params.workers, &case.schedule, Mode::Forced)?;
         let fds = [turnstile.handle().fd, counters.segment().raw_fd()];
         let mut children = Vec::new();
         for index in 0..params.workers {
@@ -129,35 +128,39 @@ impl Scenario for SemaphoreCapacity {
             Joined::Verdict(v) => return Ok(CaseOutcome::new(v, history)),
             Joined::Finished(r) => results::<()>(r)?,
         };
-        let most = history
-            .iter()
-            .filter(|e| e.operation == "enter")
-            .map(|e| e.value)
-            .max()
-            .unwrap_or(0);
-        let verdict = if most > params.capacity {
-            // The events up to the moment one too many was inside.
-            let upto = history
-                .iter()
-                .position(|e| e.operation == "enter" && e.value > params.capacity)
-                .map_or(history.len(), |i| i + 1);
-            let who: Vec<String> = history[..upto]
-                .iter()
-                .map(|e| format!("worker {} {}", e.worker, e.operation))
-                .collect();
-            Verdict::violated(
-                "at most N inside at once",
-                format!(
-                    "{most} inside a section of capacity {}: {}",
-                    params.capacity,
-                    who.join(", ")
-                ),
-            )
-        } else {
-            Verdict::Holds
-        };
+        let verdict = oracle(params.capacity, &history);
         Ok(CaseOutcome::new(verdict, history))
     }
+}
+
+/// The oracle: never more than `capacity` workers inside at once, as the workers' own
+/// "enter" events count them (each records how many were inside once it was). A pure
+/// function of the history, so it is tested on hand-written histories.
+pub(crate) fn oracle(capacity: i64, history: &[Event]) -> Verdict {
+    let Some(upto) = history
+        .iter()
+        .position(|e| e.operation == "enter" && e.value > capacity)
+    else {
+        return Verdict::Holds;
+    };
+    let most = history
+        .iter()
+        .filter(|e| e.operation == "enter")
+        .map(|e| e.value)
+        .max()
+        .unwrap_or(0);
+    // The events up to the moment one too many was inside.
+    let who: Vec<String> = history[..=upto]
+        .iter()
+        .map(|e| format!("worker {} {}", e.worker, e.operation))
+        .collect();
+    Verdict::violated(
+        "at most N inside at once",
+        format!(
+            "{most} inside a section of capacity {capacity}: {}",
+            who.join(", ")
+        ),
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -169,13 +172,12 @@ struct WorkerArgs {
     turnstile: TurnstileHandle,
 }
 
-fn worker(args: WorkerArgs) -> Result<(), String> {
+fn worker(args: WorkerArgs) -> Result<(), ScenarioError> {
     let me = args.index;
-    let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
+    let ts = Turnstile::adopt(args.turnstile, me)?;
     // SAFETY: the fd was handed to this child by `inherit_fd`, for it alone to own.
-    let counters: Shared<Counters> =
-        unsafe { Shared::from_raw_fd("semaphore", args.counters_fd) }.map_err(|e| e.to_string())?;
-    let semaphore = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
+    let counters: Shared<Counters> = unsafe { Shared::from_raw_fd("semaphore", args.counters_fd) }?;
+    let semaphore = Semaphore::open(&args.semaphore)?;
     let sched = |e: crate::schedule::ScheduleError| e.to_string();
     for _ in 0..args.rounds {
         while !ts
@@ -191,10 +193,44 @@ fn worker(args: WorkerArgs) -> Result<(), String> {
         })
         .map_err(sched)?;
         ts.step(me, "release", || semaphore.release())
-            .map_err(sched)?
-            .map_err(|e| e.to_string())?;
+            .map_err(sched)??;
     }
-    ts.finish(me).map_err(|e| e.to_string())?;
+    ts.finish(me)?;
     Ok(())
 }
 crate::register_entry!("ipcbench-scenario-semaphore-worker", worker);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_inside_a_section_of_one_is_caught_at_the_second_enter() {
+        let history = [
+            Event::step(0, "acquire", 0),
+            Event::step(0, "enter", 1),
+            Event::step(1, "acquire", 0),
+            Event::step(1, "enter", 2),
+            Event::step(0, "leave", 1),
+        ];
+        let verdict = oracle(1, &history);
+        assert_eq!(verdict.kind(), Some(crate::scenario::VerdictKind::Violated));
+        let text = verdict.evidence().expect("a violation").to_string();
+        assert!(text.contains("2 inside a section of capacity 1"), "{text}");
+        // The evidence stops at the enter that broke it.
+        assert!(text.ends_with("worker 1 enter"), "{text}");
+    }
+
+    #[test]
+    fn taking_turns_holds() {
+        let history = [
+            Event::step(0, "enter", 1),
+            Event::step(0, "leave", 1),
+            Event::step(1, "enter", 1),
+            Event::step(1, "leave", 1),
+        ];
+        assert_eq!(oracle(1, &history), Verdict::Holds);
+        assert_eq!(oracle(2, &[Event::step(0, "enter", 2)]), Verdict::Holds);
+        assert_eq!(oracle(1, &[]), Verdict::Holds);
+    }
+}

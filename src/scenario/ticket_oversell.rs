@@ -3,6 +3,7 @@
 //! sell it (read, read, write, write): sold > stock. The forced schedule [0, 1] — buyer 0
 //! reads, buyer 1 reads, then each runs on — is the shortest that shows it.
 
+use super::ScenarioError;
 use super::{
     describe_history, join_workers, results, start_worker, Case, CaseContext, CaseOutcome, Joined,
     Scenario, Variant, Verdict,
@@ -11,19 +12,19 @@ use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
 use crate::ipc::lock::{Lock, LockAddress};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::process::StartMethod;
-use crate::schedule::{Mode, Schedule, Turnstile, TurnstileHandle};
+use crate::schedule::{Event, Mode, Schedule, Turnstile, TurnstileHandle};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-pub struct TicketOversell;
+pub(crate) struct TicketOversell;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
-    pub buyers: usize,
-    pub tickets: u32,
+pub(crate) struct Params {
+    pub(crate) buyers: usize,
+    pub(crate) tickets: u32,
     /// Purchases each buyer attempts.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// Where the stock lives and what guards it.
@@ -38,12 +39,12 @@ enum Store {
     Manager(ManagerAddress),
 }
 
-fn lock_kind_for(variant: &str) -> Result<Option<StoreLockKind>, String> {
+fn lock_kind_for(variant: &str) -> Result<Option<StoreLockKind>, ScenarioError> {
     match variant {
         "manager" => Ok(None),
         other => StoreLockKind::from_name(other)
             .map(Some)
-            .ok_or_else(|| format!("ticket-oversell has no variant {other:?}")),
+            .ok_or_else(|| format!("ticket-oversell has no variant {other:?}").into()),
     }
 }
 
@@ -89,7 +90,7 @@ impl Scenario for TicketOversell {
         variant: &str,
         case: &Case,
         context: &CaseContext,
-    ) -> Result<CaseOutcome, String> {
+    ) -> Result<CaseOutcome, ScenarioError> {
         let params: Params = case.params()?;
         run_buyers(
             lock_kind_for(variant)?,
@@ -121,21 +122,15 @@ enum Stock {
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Stock {
-    fn open(store: &Store) -> Result<Stock, String> {
+    fn open(store: &Store) -> Result<Stock, ScenarioError> {
         Ok(match store {
             Store::File { address, lock } => Stock::File {
-                store: FileStore::open(address).map_err(|e| e.to_string())?,
-                lock: lock
-                    .as_ref()
-                    .map(LockAddress::open)
-                    .transpose()
-                    .map_err(|e| e.to_string())?,
+                store: FileStore::open(address)?,
+                lock: lock.as_ref().map(LockAddress::open).transpose()?,
             },
-            Store::Manager(address) => Stock::Manager(
-                ManagerClient::connect(address)
-                    .map_err(|e| e.to_string())?
-                    .with_timeout(CALL_TIMEOUT),
-            ),
+            Store::Manager(address) => {
+                Stock::Manager(ManagerClient::connect(address)?.with_timeout(CALL_TIMEOUT))
+            }
         })
     }
 
@@ -143,54 +138,54 @@ impl Stock {
         matches!(self, Stock::File { lock: Some(_), .. })
     }
 
-    fn try_lock(&self) -> Result<bool, String> {
+    fn try_lock(&self) -> Result<bool, ScenarioError> {
         match self {
             Stock::File { lock: Some(l), .. } => l
                 .try_acquire()
                 .map(|a| a.is_some())
-                .map_err(|e| e.to_string()),
+                .map_err(ScenarioError::from),
             _ => Ok(true),
         }
     }
 
-    fn unlock(&self) -> Result<(), String> {
+    fn unlock(&self) -> Result<(), ScenarioError> {
         match self {
-            Stock::File { lock: Some(l), .. } => l.release().map_err(|e| e.to_string()),
+            Stock::File { lock: Some(l), .. } => Ok(l.release()?),
             _ => Ok(()),
         }
     }
 
-    fn read(&self) -> Result<i64, String> {
+    fn read(&self) -> Result<i64, ScenarioError> {
         match self {
-            Stock::File { store, .. } => store.get("stock").map_err(|e| e.to_string()),
-            Stock::Manager(client) => client.counter("stock").get().map_err(|e| e.to_string()),
+            Stock::File { store, .. } => Ok(store.get("stock")?),
+            Stock::Manager(client) => Ok(client.counter("stock").get()?),
         }
     }
 
     /// Writes back one less than `seen`; false when the Manager's compare-and-set found
     /// the stock changed since it was read (the buyer reads again).
-    fn sell(&self, seen: i64) -> Result<bool, String> {
+    fn sell(&self, seen: i64) -> Result<bool, ScenarioError> {
         match self {
             Stock::File { store, .. } => {
                 let counts: Counts = [("stock".to_string(), seen - 1)].into();
                 store
                     .write(&counts)
                     .map(|_| true)
-                    .map_err(|e| e.to_string())
+                    .map_err(ScenarioError::from)
             }
             Stock::Manager(client) => client
                 .counter("stock")
                 .compare_and_set(seen, seen - 1)
-                .map_err(|e| e.to_string()),
+                .map_err(ScenarioError::from),
         }
     }
 }
 
 /// One buyer: per attempt, [lock], read stock, sell if any left, [unlock]. Returns how
 /// many tickets it sold.
-fn buyer(args: BuyerArgs) -> Result<u32, String> {
+fn buyer(args: BuyerArgs) -> Result<u32, ScenarioError> {
     let me = args.index;
-    let ts = Turnstile::adopt(args.turnstile, me).map_err(|e| e.to_string())?;
+    let ts = Turnstile::adopt(args.turnstile, me)?;
     let stock = Stock::open(&args.store)?;
     let sched = |e: crate::schedule::ScheduleError| e.to_string();
     let mut sold = 0;
@@ -221,7 +216,7 @@ fn buyer(args: BuyerArgs) -> Result<u32, String> {
                 })
                 .map_err(sched)?;
             if let Some(e) = error {
-                return Err(format!("buyer {me}: {e}"));
+                return Err(format!("buyer {me}: {e}").into());
             }
             if seen <= 0 {
                 break;
@@ -237,7 +232,7 @@ fn buyer(args: BuyerArgs) -> Result<u32, String> {
                 })
                 .map_err(sched)?;
             if let Some(e) = error {
-                return Err(format!("buyer {me}: {e}"));
+                return Err(format!("buyer {me}: {e}").into());
             }
             if written == seen - 1 {
                 sold += 1;
@@ -265,11 +260,11 @@ fn run_buyers(
     schedule: &Schedule,
     mode: Mode,
     context: &CaseContext,
-) -> Result<CaseOutcome, String> {
+) -> Result<CaseOutcome, ScenarioError> {
     let (holder, store) = match lock {
         Some(kind) => {
             let initial: Counts = [("stock".to_string(), params.tickets as i64)].into();
-            let file = FileStore::create(kind, &initial).map_err(|e| e.to_string())?;
+            let file = FileStore::create(kind, &initial)?;
             let address = file.address();
             let store = Store::File {
                 address: StoreAddress {
@@ -281,17 +276,14 @@ fn run_buyers(
             (Holder::File(file), store)
         }
         None => {
-            let manager = Manager::start(StartMethod::Fork).map_err(|e| e.to_string())?;
-            let client = manager.client().map_err(|e| e.to_string())?;
-            client
-                .counter("stock")
-                .set(params.tickets as i64)
-                .map_err(|e| e.to_string())?;
+            let manager = Manager::start(StartMethod::Fork)?;
+            let client = manager.client()?;
+            client.counter("stock").set(params.tickets as i64)?;
             let address = manager.address().clone();
             (Holder::Manager(manager), Store::Manager(address))
         }
     };
-    let turnstile = Turnstile::create(params.buyers, schedule, mode).map_err(|e| e.to_string())?;
+    let turnstile = Turnstile::create(params.buyers, schedule, mode)?;
     let fds = [turnstile.handle().fd];
     let mut children = Vec::with_capacity(params.buyers);
     for index in 0..params.buyers {
@@ -324,28 +316,84 @@ fn run_buyers(
         Joined::Verdict(v) => return Ok(CaseOutcome::new(v, history)),
         Joined::Finished(r) => results(r)?,
     };
-    let total: u32 = sold.iter().sum();
     let left = match &holder {
-        Holder::File(file) => file.get("stock").map_err(|e| e.to_string())?,
-        Holder::Manager(manager) => manager
-            .client()
-            .and_then(|c| c.counter("stock").get())
-            .map_err(|e| e.to_string())?,
+        Holder::File(file) => file.get("stock")?,
+        Holder::Manager(manager) => manager.client().and_then(|c| c.counter("stock").get())?,
     };
     if let Holder::Manager(manager) = holder {
-        manager.shutdown(CALL_TIMEOUT).map_err(|e| e.to_string())?;
+        manager.shutdown(CALL_TIMEOUT)?;
     }
-    let verdict = if total > params.tickets || left != params.tickets as i64 - total as i64 {
-        Verdict::violated(
-            "tickets sold <= stock, and stock left = stock - sold",
-            format!(
-                "{total} sold of {} tickets, {left} left; {}",
-                params.tickets,
-                describe_history(&history, "buyer", true)
-            ),
-        )
-    } else {
-        Verdict::Holds
-    };
+    let verdict = oracle(params, &sold, left, &history);
     Ok(CaseOutcome::new(verdict, history))
+}
+
+/// The oracle: no more tickets sold than there were, and the stock left is the stock less
+/// what was sold (a lost write shows as one or the other). Pure: it judges what the buyers
+/// reported (`sold`, one count per buyer), the stock left and the history.
+pub(crate) fn oracle(params: &Params, sold: &[u32], left: i64, history: &[Event]) -> Verdict {
+    let total: u32 = sold.iter().sum();
+    if total <= params.tickets && left == params.tickets as i64 - total as i64 {
+        return Verdict::Holds;
+    }
+    Verdict::violated(
+        "tickets sold <= stock, and stock left = stock - sold",
+        format!(
+            "{total} sold of {} tickets, {left} left; {}",
+            params.tickets,
+            describe_history(history, "buyer", true)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod oracle_tests {
+    use super::*;
+
+    fn params(tickets: u32) -> Params {
+        Params {
+            buyers: 2,
+            tickets,
+            attempts: 1,
+        }
+    }
+
+    /// The classic lost update: both read 1, both sell, both write 0.
+    #[test]
+    fn two_buyers_reading_the_same_stock_oversell() {
+        let history = [
+            Event::step(0, "read-stock", 1),
+            Event::step(1, "read-stock", 1),
+            Event::step(0, "write-stock", 0),
+            Event::step(1, "write-stock", 0),
+        ];
+        let verdict = oracle(&params(1), &[1, 1], 0, &history);
+        let text = verdict.evidence().expect("a violation").to_string();
+        assert!(text.contains("2 sold of 1 tickets, 0 left"), "{text}");
+        assert!(text.contains("buyer 1 read-stock=1"), "{text}");
+    }
+
+    /// Not oversold, but a write lost: 2 tickets, both sold, 1 left.
+    #[test]
+    fn a_lost_write_without_overselling_is_caught_too() {
+        let history = [
+            Event::step(0, "read-stock", 2),
+            Event::step(1, "read-stock", 2),
+            Event::step(0, "write-stock", 1),
+            Event::step(1, "write-stock", 1),
+        ];
+        let verdict = oracle(&params(2), &[1, 1], 1, &history);
+        assert!(verdict
+            .evidence()
+            .is_some_and(|e| e.contains("2 sold of 2 tickets, 1 left")));
+    }
+
+    #[test]
+    fn serialized_sales_hold() {
+        let history = [
+            Event::step(0, "read-stock", 1),
+            Event::step(0, "write-stock", 0),
+            Event::step(1, "read-stock", 0),
+        ];
+        assert_eq!(oracle(&params(1), &[1, 0], 0, &history), Verdict::Holds);
+    }
 }

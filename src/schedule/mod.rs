@@ -28,7 +28,7 @@
 //!
 //! # History
 //!
-//! The same segment holds an event log: each step (and each [`Turnstile::record`]) appends
+//! The same segment holds an event log: each step (and each `Turnstile::record`) appends
 //! (worker, operation, value, CLOCK_MONOTONIC time), which the scenario's oracle reads.
 //!
 //! # Points inside a step
@@ -36,37 +36,42 @@
 //! With the `schedule-points` feature, the mechanisms mark their critical windows with
 //! [`point`] ("queue-pipe/get:after-header"): a step's action is then cut at each point
 //! into several steps, so a schedule can hand the turn to another process *inside* one
-//! `put`, `get` or `acquire`. See [`points`] for the rules; a worker opts in with
+//! `put`, `get` or `acquire`. See `points` for the rules; a worker opts in with
 //! [`install`].
+
+#![warn(missing_docs)]
 
 mod points;
 pub use points::{install, point, wait_point, ENABLED as POINTS_ENABLED};
 
-use crate::ipc::futex;
-use crate::ipc::shm::{Shared, ShmSafe};
+use crate::sys::futex;
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Most workers one turnstile serves (the live set is a 32-bit mask).
-pub const MAX_WORKERS: usize = 32;
+pub(crate) const MAX_WORKERS: usize = 32;
 /// Longest schedule (choices past it are ignored).
-pub const MAX_CHOICES: usize = 256;
+pub(crate) const MAX_CHOICES: usize = 256;
 /// Most events the log keeps (later ones are counted, not stored).
-pub const MAX_EVENTS: usize = 512;
+pub(crate) const MAX_EVENTS: usize = 512;
 /// Bytes of an operation label kept in the log.
-pub const LABEL_BYTES: usize = 48;
+pub(crate) const LABEL_BYTES: usize = 48;
 /// Steps after which a forced run is declared a livelock.
-pub const MAX_STEPS: u32 = 100_000;
+pub(crate) const MAX_STEPS: u32 = 100_000;
 
 /// A forced interleaving: see the module docs for how choices are read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Schedule {
+    /// At step `i`, `choices[i] mod workers` names the worker that gets the turn; past
+    /// the end, the worker holding the turn keeps it until it blocks or finishes.
     pub choices: Vec<u8>,
 }
 
 impl Schedule {
+    /// A schedule of these choices (any list is valid; see the module docs).
     pub fn new(choices: Vec<u8>) -> Schedule {
         Schedule { choices }
     }
@@ -99,26 +104,53 @@ pub enum Mode {
     Forced,
     /// As the OS schedules them; each step first pauses a random 0..=`jitter_us`
     /// microseconds (0: no pause), from a generator seeded with `seed` and the worker.
-    Free { jitter_us: u32, seed: u64 },
+    Free {
+        /// Longest pause before each step, in microseconds (0: none).
+        jitter_us: u32,
+        /// Seeds the pauses (mixed with the worker's index), so a free run can be rerun.
+        seed: u64,
+    },
 }
 
+/// Why a turnstile could not be made or a step could not be taken. Each one ends the
+/// worker's forced run: the scenario reports it rather than guessing an order.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
+    /// A worker index outside the turnstile, or a worker count outside 1..=32 at create.
     #[error("worker {worker} is out of range (the turnstile has {workers} workers)")]
-    BadWorker { worker: usize, workers: usize },
+    BadWorker {
+        /// The index (or, at create, the count) asked for.
+        worker: usize,
+        /// How many workers the turnstile has (at create: the most it can have).
+        workers: usize,
+    },
+    /// The turn did not come within the bound: the worker holding it is blocked outside
+    /// its steps, or dead.
     #[error(
         "worker {worker} waited {waited:?} for its turn at step {step} (turn is worker {holder}'s)"
     )]
     Timeout {
+        /// The worker that waited.
         worker: usize,
+        /// The step it was waiting to take.
         step: u32,
+        /// The worker that held the turn meanwhile.
         holder: usize,
+        /// How long it waited.
         waited: Duration,
     },
+    /// More than 100 000 steps without every worker finishing: the workers keep blocking
+    /// and handing the turn round.
     #[error("livelock: more than {MAX_STEPS} steps without every worker finishing")]
     Livelock,
+    /// A step was taken inside another step's action, which would wait for a turn its
+    /// own worker holds.
     #[error("step {label:?} taken inside another step's action (an action yields at a schedule point, not a step)")]
-    Nested { label: String },
+    Nested {
+        /// The inner step's label.
+        label: String,
+    },
+    /// The turnstile's shared memory could not be created, opened or mapped.
     #[error("turnstile shared memory: {0}")]
     Shm(#[from] std::io::Error),
 }
@@ -190,17 +222,35 @@ fn pack(u: Unpacked) -> u64 {
 /// `Options::inherit_fd`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TurnstileHandle {
+    /// The turnstile segment's fd, valid in the child once inherited.
     pub fd: RawFd,
 }
 
 /// One event of a run's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
+    /// The worker (turnstile index) that recorded it.
     pub worker: usize,
+    /// What it did, as the scenario labels it ("read stock", "put 3", …; at most 48
+    /// bytes kept).
     pub operation: String,
+    /// The number the scenario attached to it (the stock it read, the item it got), for
+    /// the oracle.
     pub value: i64,
     /// CLOCK_MONOTONIC, nanoseconds (comparable across the processes of one machine).
-    pub at_ns: u64,
+    pub(crate) at_ns: u64,
+}
+
+impl Event {
+    /// An event at time 0: for writing histories by hand, to test an oracle on.
+    pub fn step(worker: usize, operation: &str, value: i64) -> Event {
+        Event {
+            worker,
+            operation: operation.into(),
+            value,
+            at_ns: 0,
+        }
+    }
 }
 
 /// The turnstile: shared memory mapped by the case leader and every worker.
@@ -218,7 +268,7 @@ pub struct Turnstile {
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds.
-pub fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -272,6 +322,7 @@ impl Turnstile {
         Ok(Turnstile::new(shared, 0))
     }
 
+    /// What a child needs to join this turnstile (pass its fd with `inherit_fd`).
     pub fn handle(&self) -> TurnstileHandle {
         TurnstileHandle {
             fd: self.shared.segment().raw_fd(),
@@ -306,11 +357,11 @@ impl Turnstile {
         self.turn_timeout = timeout;
     }
 
-    pub fn workers(&self) -> usize {
+    pub(crate) fn workers(&self) -> usize {
         self.shared.workers.load(Ordering::Relaxed) as usize
     }
 
-    pub fn is_forced(&self) -> bool {
+    pub(crate) fn is_forced(&self) -> bool {
         self.shared.forced.load(Ordering::Relaxed) == 1
     }
 
@@ -340,7 +391,7 @@ impl Turnstile {
     }
 
     /// A step whose recorded value is the number `action` returns (a stock read, a count).
-    pub fn step_value(
+    pub(crate) fn step_value(
         &self,
         worker: usize,
         label: &str,
@@ -410,7 +461,7 @@ impl Turnstile {
 
     /// Marks a worker that died without finishing, so that the others are not left
     /// waiting for its turn.
-    pub fn abandon(&self, worker: usize) {
+    pub(crate) fn abandon(&self, worker: usize) {
         if worker < self.workers() {
             self.advance(|u| Unpacked {
                 finished: u.finished | (1 << worker),
@@ -544,7 +595,7 @@ impl Turnstile {
     }
 
     /// Appends an event to the history (outside the schedule: any time, any mode).
-    pub fn record(&self, worker: usize, operation: &str, value: i64) {
+    pub(crate) fn record(&self, worker: usize, operation: &str, value: i64) {
         let s = &*self.shared;
         let index = s.events_next.fetch_add(1, Ordering::AcqRel) as usize;
         let Some(slot) = s.events.get(index) else {

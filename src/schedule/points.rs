@@ -97,7 +97,7 @@ mod imp {
         static CURRENT: RefCell<Option<Installed>> = const { RefCell::new(None) };
     }
 
-    pub fn set(turnstile: Rc<Turnstile>, worker: usize) {
+    pub(crate) fn set(turnstile: Rc<Turnstile>, worker: usize) {
         CURRENT.with(|c| {
             *c.borrow_mut() = Some(Installed {
                 turnstile,
@@ -108,7 +108,7 @@ mod imp {
         ANY.store(true, Ordering::Relaxed);
     }
 
-    pub fn reach(label: &'static str, blocked: bool) -> bool {
+    pub(crate) fn reach(label: &'static str, blocked: bool) -> bool {
         if !ANY.load(Ordering::Relaxed) {
             return false;
         }

@@ -24,17 +24,17 @@
 use super::board::Board;
 use super::notice::Notice;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::barrier::MAX_PARTIES;
 use crate::ipc::sync::{Barrier, SyncError};
 use crate::process::{self, Child, Pid};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// The broken twin skips one wait in this many.
-pub const SKIP_EVERY: u64 = 16;
+pub(crate) const SKIP_EVERY: u64 = 16;
 /// Bound on one wait: far beyond any pause a fault causes.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -57,7 +57,7 @@ struct Cells {
 // SAFETY: atomics only (the notice too); zero is the valid initial state.
 unsafe impl ShmSafe for Cells {}
 
-pub struct BarrierTarget {
+pub(crate) struct BarrierTarget {
     broken: bool,
     cells: Option<Shared<Cells>>,
     barrier: Option<Barrier>,
@@ -67,7 +67,7 @@ pub struct BarrierTarget {
 }
 
 impl BarrierTarget {
-    pub fn new() -> BarrierTarget {
+    pub(crate) fn new() -> BarrierTarget {
         BarrierTarget {
             broken: false,
             cells: None,
@@ -79,7 +79,7 @@ impl BarrierTarget {
     }
 
     /// The broken twin: a party passes without waiting once in [`SKIP_EVERY`].
-    pub fn broken() -> BarrierTarget {
+    pub(crate) fn broken() -> BarrierTarget {
         BarrierTarget {
             broken: true,
             ..BarrierTarget::new()

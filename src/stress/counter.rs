@@ -22,8 +22,8 @@ use super::board::Board;
 use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::lock::{Acquired, Lock, LockAddress, LockFlavor};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
-use crate::ipc::shm::Shared;
 use crate::process::{self, Child, StartMethod};
+use crate::sys::shm::Shared;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -41,7 +41,7 @@ const VALUE: usize = 0;
 const HOLDER: usize = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CounterKind {
+pub(crate) enum CounterKind {
     Lock(LockFlavor),
     Manager,
 }
@@ -61,13 +61,13 @@ enum Resources {
     Manager(Manager),
 }
 
-pub struct CounterTarget {
+pub(crate) struct CounterTarget {
     kind: CounterKind,
     resources: Option<Resources>,
 }
 
 impl CounterTarget {
-    pub fn new(kind: CounterKind) -> CounterTarget {
+    pub(crate) fn new(kind: CounterKind) -> CounterTarget {
         CounterTarget {
             kind,
             resources: None,

@@ -24,9 +24,9 @@ use super::board::Board;
 use super::notice::{now_ns, Notice};
 use super::rng::Rng;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::Event as SyncEvent;
 use crate::process::{self, Child};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
@@ -36,9 +36,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long after its round's set a waiter may return (see the module docs).
-pub const LATE_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const LATE_BOUND: Duration = Duration::from_secs(5);
 /// The broken twin lets one wait in this many through at once.
-pub const SKIP_EVERY: u64 = 16;
+pub(crate) const SKIP_EVERY: u64 = 16;
 /// Bound on one wait.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Stamps kept, one per round modulo this.
@@ -64,7 +64,7 @@ struct Cells {
 // SAFETY: atomics only; zero is the valid initial state.
 unsafe impl ShmSafe for Cells {}
 
-pub struct EventTarget {
+pub(crate) struct EventTarget {
     broken: bool,
     cells: Option<Arc<Shared<Cells>>>,
     closing: Arc<AtomicBool>,
@@ -72,7 +72,7 @@ pub struct EventTarget {
 }
 
 impl EventTarget {
-    pub fn new() -> EventTarget {
+    pub(crate) fn new() -> EventTarget {
         EventTarget {
             broken: false,
             cells: None,
@@ -82,7 +82,7 @@ impl EventTarget {
     }
 
     /// The broken twin: lets one wait in [`SKIP_EVERY`] through at once.
-    pub fn broken() -> EventTarget {
+    pub(crate) fn broken() -> EventTarget {
         EventTarget {
             broken: true,
             ..EventTarget::new()

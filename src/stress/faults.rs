@@ -17,7 +17,7 @@
 //! The schedule is a pure function of the seed: a stream of [`PlannedFault`]s, each due
 //! at a point of *progress* (operations the run has counted, not wall time), naming a
 //! worker slot, a fault and its length. Same seed, same faults at the same points of
-//! progress, whatever the speed of the machine; [`Injector::applied`] records what was
+//! progress, whatever the speed of the machine; `Injector::applied` records what was
 //! done, and two runs with one seed agree on it up to where the shorter one ended.
 
 use super::rng::Rng;
@@ -26,18 +26,23 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+/// A fault the injector applies to a worker process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
+    /// SIGKILL: the worker dies wherever it is; the runner starts a replacement.
     Kill,
+    /// SIGSTOP, then SIGCONT 100–600 ms later.
     Stop,
+    /// A throttle: for 100–400 ms the worker is stopped 5 ms out of every 10 ms.
     Slow,
 }
 
 impl FaultKind {
+    /// Every kind, the default of `--faults`.
     pub const ALL: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Stop, FaultKind::Slow];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Stop => "stop",
@@ -47,7 +52,7 @@ impl FaultKind {
 }
 
 /// Parses `kill,stop,slow` (any subset, any order) or `none`.
-pub fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
+pub(crate) fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("none") || text.is_empty() {
         return Ok(Vec::new());
@@ -74,15 +79,15 @@ pub fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
 pub struct PlannedFault {
     /// Due once the run's progress counter reaches this.
     pub at_progress: u64,
-    pub slot: usize,
-    pub kind: FaultKind,
+    pub(crate) slot: usize,
+    pub(crate) kind: FaultKind,
     /// Pause (stop) or throttle span (slow), in milliseconds; 0 for kill.
-    pub millis: u64,
+    pub(crate) millis: u64,
 }
 
 /// The seeded stream of faults.
 #[derive(Clone, Debug)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     rng: Rng,
     kinds: Vec<FaultKind>,
     slots: usize,
@@ -93,7 +98,7 @@ pub struct Schedule {
 impl Schedule {
     /// `mean_gap`: progress units between faults on average (gaps are uniform in
     /// [mean/2, 3·mean/2]).
-    pub fn new(seed: u64, kinds: &[FaultKind], slots: usize, mean_gap: u64) -> Schedule {
+    pub(crate) fn new(seed: u64, kinds: &[FaultKind], slots: usize, mean_gap: u64) -> Schedule {
         Schedule {
             rng: Rng::new(seed),
             kinds: kinds.to_vec(),
@@ -131,9 +136,10 @@ impl Iterator for Schedule {
 /// A fault as it was applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedFault {
+    /// The fault as the schedule drew it (slot, kind, length, due progress).
     pub planned: PlannedFault,
     /// The producer id of the worker that was in the slot.
-    pub producer: u32,
+    pub(crate) producer: u32,
     /// Progress when it was applied (>= planned.at_progress).
     pub progress: u64,
 }
@@ -160,7 +166,7 @@ impl SlotState {
 }
 
 /// Applies the schedule to the live workers.
-pub struct Injector {
+pub(crate) struct Injector {
     schedule: std::iter::Peekable<Schedule>,
     states: Vec<SlotState>,
     applied: Vec<AppliedFault>,
@@ -168,13 +174,13 @@ pub struct Injector {
 
 /// A live worker in a slot, as the injector needs it.
 #[derive(Clone, Copy, Debug)]
-pub struct Victim {
-    pub pid: Pid,
-    pub producer: u32,
+pub(crate) struct Victim {
+    pub(crate) pid: Pid,
+    pub(crate) producer: u32,
 }
 
 impl Injector {
-    pub fn new(schedule: Schedule, slots: usize) -> Injector {
+    pub(crate) fn new(schedule: Schedule, slots: usize) -> Injector {
         Injector {
             schedule: schedule.peekable(),
             states: vec![SlotState::default(); slots],
@@ -184,15 +190,15 @@ impl Injector {
 
     /// The progress point of the next fault, if any: the run stops taking deliveries
     /// there so that the fault lands exactly at its point.
-    pub fn next_due(&mut self) -> Option<u64> {
+    pub(crate) fn next_due(&mut self) -> Option<u64> {
         self.schedule.peek().map(|f| f.at_progress)
     }
 
-    pub fn applied(&self) -> &[AppliedFault] {
+    pub(crate) fn applied(&self) -> &[AppliedFault] {
         &self.applied
     }
 
-    pub fn count(&self, kind: FaultKind) -> u64 {
+    pub(crate) fn count(&self, kind: FaultKind) -> u64 {
         self.applied
             .iter()
             .filter(|f| f.planned.kind == kind)
@@ -200,13 +206,18 @@ impl Injector {
     }
 
     /// Whether the worker in `slot` is held stopped by a fault right now.
-    pub fn is_stopped(&self, slot: usize) -> bool {
+    pub(crate) fn is_stopped(&self, slot: usize) -> bool {
         self.states[slot].is_stopped()
     }
 
     /// Applies the faults now due and the stop/throttle transitions whose time has come.
     /// Returns the slots whose worker was SIGKILLed: the caller reaps and replaces them.
-    pub fn tick(&mut self, progress: u64, now: Instant, victims: &[Option<Victim>]) -> Vec<usize> {
+    pub(crate) fn tick(
+        &mut self,
+        progress: u64,
+        now: Instant,
+        victims: &[Option<Victim>],
+    ) -> Vec<usize> {
         let mut killed = Vec::new();
         while let Some(fault) = self.schedule.next_if(|f| f.at_progress <= progress) {
             let Some(victim) = victims.get(fault.slot).copied().flatten() else {
@@ -269,18 +280,13 @@ impl Injector {
     }
 
     /// Ends every pause and throttle and continues every worker (end of run).
-    pub fn release_all(&mut self, victims: &[Option<Victim>]) {
+    pub(crate) fn release_all(&mut self, victims: &[Option<Victim>]) {
         for (state, victim) in self.states.iter_mut().zip(victims) {
             *state = SlotState::default();
             if let Some(victim) = victim {
                 let _ = kill(victim.pid, Signal::SIGCONT);
             }
         }
-    }
-
-    /// Forgets a slot's pauses (its worker was replaced).
-    pub fn clear(&mut self, slot: usize) {
-        self.states[slot] = SlotState::default();
     }
 }
 

@@ -31,13 +31,13 @@ use std::time::Duration;
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 const KEY: &str = "n";
 
-pub struct FileStoreTarget {
+pub(crate) struct FileStoreTarget {
     kind: StoreLockKind,
     store: Option<FileStore>,
 }
 
 impl FileStoreTarget {
-    pub fn new(kind: StoreLockKind) -> FileStoreTarget {
+    pub(crate) fn new(kind: StoreLockKind) -> FileStoreTarget {
         FileStoreTarget { kind, store: None }
     }
 

@@ -23,8 +23,8 @@ use super::notice::Notice;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, JoinableQueue, Queue, QueueError, Role};
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::process::{self, Child, Pid};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
@@ -33,9 +33,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Items per round.
-pub const ITEMS: u64 = 32;
+pub(crate) const ITEMS: u64 = 32;
 /// A round with no kill to explain it may not be stuck longer than this.
-pub const STUCK_BOUND: Duration = Duration::from_secs(20);
+pub(crate) const STUCK_BOUND: Duration = Duration::from_secs(20);
 /// Done counters kept, one per round modulo this.
 const RING: usize = 64;
 
@@ -59,7 +59,7 @@ struct Rounds {
     failures: Vec<String>,
 }
 
-pub struct JoinableTarget {
+pub(crate) struct JoinableTarget {
     broken: bool,
     cells: Option<Arc<Shared<Cells>>>,
     kills: Arc<AtomicU64>,
@@ -69,7 +69,7 @@ pub struct JoinableTarget {
 }
 
 impl JoinableTarget {
-    pub fn new() -> JoinableTarget {
+    pub(crate) fn new() -> JoinableTarget {
         JoinableTarget {
             broken: false,
             cells: None,
@@ -81,7 +81,7 @@ impl JoinableTarget {
     }
 
     /// The broken twin: join returns with one task unfinished.
-    pub fn broken() -> JoinableTarget {
+    pub(crate) fn broken() -> JoinableTarget {
         JoinableTarget {
             broken: true,
             ..JoinableTarget::new()

@@ -29,32 +29,32 @@ struct Producer {
 
 /// The accountant's books for one run.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     producers: BTreeMap<u32, Producer>,
-    pub delivered: u64,
-    pub duplicates: u64,
-    pub corrupt: u64,
+    pub(crate) delivered: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) corrupt: u64,
     /// Torn frames the mechanism refused (from killed writers): correct behaviour, counted.
-    pub torn_rejected: u64,
-    pub losses: u64,
-    pub accounted_in_flight: u64,
+    pub(crate) torn_rejected: u64,
+    pub(crate) losses: u64,
+    pub(crate) accounted_in_flight: u64,
     /// A few examples of each failure, for the report.
-    pub samples: Vec<String>,
+    pub(crate) samples: Vec<String>,
 }
 
 impl Ledger {
     /// Declares a producer before it starts (a message from an undeclared one is corrupt).
-    pub fn open(&mut self, producer: u32) {
+    pub(crate) fn open(&mut self, producer: u32) {
         self.producers.entry(producer).or_default();
     }
 
     /// Undeclares a producer that turned out not to run (nothing was delivered from it).
-    pub fn forget(&mut self, producer: u32) {
+    pub(crate) fn forget(&mut self, producer: u32) {
         self.producers.remove(&producer);
     }
 
     /// Records one delivered payload.
-    pub fn deliver(&mut self, payload: &[u8]) {
+    pub(crate) fn deliver(&mut self, payload: &[u8]) {
         match message::decode(payload) {
             Ok(stamp) => self.deliver_stamp(stamp),
             Err(e) => {
@@ -93,7 +93,7 @@ impl Ledger {
     /// The mechanism reported message `seq` of `producer` lost with a killed process: it
     /// counts as accounted in flight, and delivering it as well (or excusing it twice)
     /// is a duplicate.
-    pub fn excuse(&mut self, producer: u32, seq: u64) {
+    pub(crate) fn excuse(&mut self, producer: u32, seq: u64) {
         let before = self.delivered;
         self.deliver_stamp(Stamp { producer, seq });
         if self.delivered > before {
@@ -103,18 +103,18 @@ impl Ledger {
     }
 
     /// A torn frame was refused by the mechanism.
-    pub fn torn(&mut self) {
+    pub(crate) fn torn(&mut self) {
         self.torn_rejected += 1;
     }
 
     /// Records how a producer ended (its board counters, read after it was reaped).
-    pub fn end(&mut self, producer: u32, attempted: u64, committed: u64, killed: bool) {
+    pub(crate) fn end(&mut self, producer: u32, attempted: u64, committed: u64, killed: bool) {
         self.producers.entry(producer).or_default().ended = Some((attempted, committed, killed));
     }
 
     /// (operations committed by every ended producer, producers killed between starting
     /// an operation and committing it).
-    pub fn totals(&self) -> (u64, u64) {
+    pub(crate) fn totals(&self) -> (u64, u64) {
         self.producers.values().filter_map(|p| p.ended).fold(
             (0, 0),
             |(c, k), (attempted, committed, killed)| {
@@ -129,7 +129,7 @@ impl Ledger {
     /// Settles every ended producer (call once everything has been drained). A producer
     /// that never ended is a failure of the run itself and is reported as a loss of all
     /// it delivered plus one.
-    pub fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         let mut findings = Vec::new();
         for (&producer, record) in &self.producers {
             let Some((attempted, committed, killed)) = record.ended else {

@@ -12,14 +12,14 @@ const TAIL: usize = 4;
 
 /// The identity of a delivered message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Stamp {
-    pub producer: u32,
-    pub seq: u64,
+pub(crate) struct Stamp {
+    pub(crate) producer: u32,
+    pub(crate) seq: u64,
 }
 
 /// Why a delivered payload is not a message any producer sent.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum MessageError {
+pub(crate) enum MessageError {
     #[error("{0} bytes is shorter than a message header")]
     Short(usize),
     #[error("length field says {said} bytes of body, {got} present")]
@@ -38,7 +38,7 @@ fn key(producer: u32, seq: u64) -> u64 {
 /// up to 16 × max_body, so that with the default 512 some frames exceed PIPE_BUF (4096)
 /// and go out in several writes — a kill between them leaves a torn frame, which the
 /// mechanism must refuse.
-pub fn body_len(producer: u32, seq: u64, max_body: usize) -> usize {
+pub(crate) fn body_len(producer: u32, seq: u64, max_body: usize) -> usize {
     let k = key(producer, seq);
     let limit = if k.is_multiple_of(16) {
         max_body * 16
@@ -53,7 +53,7 @@ fn body_byte(k: u64, i: usize) -> u8 {
 }
 
 /// Encodes message `seq` of `producer`.
-pub fn encode(producer: u32, seq: u64, max_body: usize) -> Vec<u8> {
+pub(crate) fn encode(producer: u32, seq: u64, max_body: usize) -> Vec<u8> {
     let k = key(producer, seq);
     let len = body_len(producer, seq, max_body);
     let mut out = Vec::with_capacity(HEAD + len + TAIL);
@@ -67,7 +67,7 @@ pub fn encode(producer: u32, seq: u64, max_body: usize) -> Vec<u8> {
 }
 
 /// Checks a delivered payload completely and returns who sent it.
-pub fn decode(bytes: &[u8]) -> Result<Stamp, MessageError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Stamp, MessageError> {
     if bytes.len() < HEAD + TAIL {
         return Err(MessageError::Short(bytes.len()));
     }

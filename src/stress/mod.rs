@@ -5,8 +5,8 @@
 //! [`faults`] injector SIGKILLs, pauses (SIGSTOP … SIGCONT) and throttles them at points
 //! of progress drawn from a seeded schedule, and checks four things:
 //!
-//! 1. **Exactly once** ([`ledger`]): every message carries its producer, a sequence
-//!    number and a checksum ([`message`]); at the end each one was delivered exactly once
+//! 1. **Exactly once** (`ledger`): every message carries its producer, a sequence
+//!    number and a checksum (`message`); at the end each one was delivered exactly once
 //!    or is accounted as in flight with a killed process; a torn message is never
 //!    delivered.
 //! 2. **Liveness**: progress is sampled; a stall becomes a `Hung` report with the
@@ -14,26 +14,29 @@
 //! 3. **Hygiene**: after the run, no zombie, leftover process, /dev/shm name, temp file or
 //!    fd ([`crate::process::hygiene::Snapshot`]).
 //! 4. **Reproducibility**: the same seed gives the same faults at the same points of
-//!    progress ([`faults::Schedule`]).
+//!    progress (`faults::Schedule`).
 
-pub mod barrier;
+#![warn(missing_docs)]
+
+pub(crate) mod barrier;
 pub mod board;
-pub mod counter;
-pub mod event;
+pub(crate) mod counter;
+pub(crate) mod event;
 pub mod faults;
-pub mod filestore;
-pub mod joinable;
-pub mod ledger;
-pub mod message;
-pub mod notice;
+pub(crate) mod filestore;
+pub(crate) mod joinable;
+pub(crate) mod ledger;
+pub(crate) mod message;
+pub(crate) mod notice;
 pub mod pipe;
-pub mod pool;
+pub(crate) mod pool;
 pub mod queue;
-pub mod rng;
-pub mod runner;
-pub mod semaphore;
+pub(crate) mod rng;
+pub(crate) mod runner;
+pub(crate) mod semaphore;
 
-pub use faults::{parse_faults, FaultKind};
+pub(crate) use faults::parse_faults;
+pub use faults::FaultKind;
 pub use runner::{
     run, Accounting, Config, Event, Flaw, Settlement, StressReport, Target, Tick, Totals,
     WorkerSpec,
@@ -52,7 +55,7 @@ pub fn target_names() -> Vec<String> {
 /// Every target, fresh.
 pub fn all_targets() -> Vec<Box<dyn Target>> {
     let mut targets: Vec<Box<dyn Target>> = Vec::new();
-    for flavor in crate::ipc::queue::Flavor::ALL {
+    for flavor in crate::ipc::queue::Flavor::all() {
         targets.push(Box::new(queue::QueueTarget::new(flavor)));
     }
     for kind in PipeKind::ALL {
@@ -74,7 +77,53 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
     for kind in StoreLockKind::LOCKED {
         targets.push(Box::new(filestore::FileStoreTarget::new(kind)));
     }
+    targets.extend(registered(false));
     targets
+}
+
+/// Stress targets registered with [`register_targets!`](crate::register_targets!) (correct ones, or broken twins).
+pub struct TargetSet {
+    /// The set's name, for the listing.
+    pub name: &'static str,
+    /// Broken twins: run only by name and by `prove`, each naming its flaw.
+    pub broken: bool,
+    /// Builds the set's targets (called once per listing or run).
+    pub make: fn() -> Vec<Box<dyn Target>>,
+}
+
+/// Every registered target set.
+#[linkme::distributed_slice]
+pub static TARGET_SETS: [TargetSet];
+
+/// Registers `fn() -> Vec<Box<dyn Target>>` as stress targets (`broken` for twins):
+/// `ipcbench::register_targets!("my-queue", my_targets);` or
+/// `ipcbench::register_targets!("my-queue-twins", my_twins, broken);`.
+#[macro_export]
+macro_rules! register_targets {
+    ($name:expr, $make:path) => {
+        $crate::register_targets!(@set $name, $make, false);
+    };
+    ($name:expr, $make:path, broken) => {
+        $crate::register_targets!(@set $name, $make, true);
+    };
+    (@set $name:expr, $make:path, $broken:expr) => {
+        const _: () = {
+            #[$crate::process::entry::linkme::distributed_slice($crate::stress::TARGET_SETS)]
+            #[linkme(crate = $crate::process::entry::linkme)]
+            static SET: $crate::stress::TargetSet = $crate::stress::TargetSet {
+                name: $name,
+                broken: $broken,
+                make: $make,
+            };
+        };
+    };
+}
+
+/// The registered targets, correct or broken, in set-name order.
+fn registered(broken: bool) -> Vec<Box<dyn Target>> {
+    let mut sets: Vec<&TargetSet> = TARGET_SETS.iter().filter(|s| s.broken == broken).collect();
+    sets.sort_by_key(|s| s.name);
+    sets.into_iter().flat_map(|s| (s.make)()).collect()
 }
 
 /// The broken twins: each target's mechanism with a deliberate defect its books must
@@ -83,7 +132,7 @@ pub fn all_targets() -> Vec<Box<dyn Target>> {
 pub fn broken_targets() -> Vec<Box<dyn Target>> {
     use crate::ipc::queue::Flavor;
     use queue::{Defect, QueueTarget};
-    vec![
+    let built_in: Vec<Box<dyn Target>> = vec![
         Box::new(QueueTarget::broken(Flavor::Shm, Defect::Dropping)),
         Box::new(QueueTarget::broken(Flavor::Pipe, Defect::Duplicating)),
         Box::new(QueueTarget::broken(Flavor::Pipe, Defect::Tearing)),
@@ -94,12 +143,13 @@ pub fn broken_targets() -> Vec<Box<dyn Target>> {
         Box::new(joinable::JoinableTarget::broken()),
         Box::new(filestore::FileStoreTarget::new(StoreLockKind::Unlocked)),
         Box::new(pool::PoolTarget::lying()),
-    ]
+    ];
+    built_in.into_iter().chain(registered(true)).collect()
 }
 
 /// The targets a `--target` value selects: one target by name, or a whole family
 /// ("pipe" runs every pipe flavor). Unknown names are an error listing the known ones.
-pub fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, String> {
+pub(crate) fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, String> {
     let all = all_targets();
     let Some(selector) = selector else {
         return Ok(all);
@@ -134,7 +184,7 @@ pub fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, St
 }
 
 /// Parses a duration such as `30s`, `2m`, `500ms`, `1h` or `1.5s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

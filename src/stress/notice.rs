@@ -4,15 +4,15 @@
 //! segment name or a serialized handle; workers read it with a sequence check, so a read
 //! that overlapped a publish is retried, never half old and half new.
 
-use crate::ipc::shm::ShmSafe;
+use crate::sys::shm::ShmSafe;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 const WORDS: usize = 96;
 /// Largest publication, bytes.
-pub const NOTICE_BYTES: usize = WORDS * 8;
+pub(crate) const NOTICE_BYTES: usize = WORDS * 8;
 
 #[repr(C)]
-pub struct Notice {
+pub(crate) struct Notice {
     /// 0 while a publish is in progress (or before the first); rounds start at 1 and only
     /// grow, so a reader that sees the same round before and after read one publication.
     round: AtomicU64,
@@ -25,7 +25,7 @@ unsafe impl ShmSafe for Notice {}
 
 impl Notice {
     /// Publishes `data` as `round` (greater than every round before; one publisher).
-    pub fn publish(&self, round: u64, data: &[u8]) -> Result<(), String> {
+    pub(crate) fn publish(&self, round: u64, data: &[u8]) -> Result<(), String> {
         if data.len() > NOTICE_BYTES || round == 0 {
             return Err(format!(
                 "notice of {} bytes for round {round}: at most {NOTICE_BYTES} bytes, round > 0",
@@ -44,12 +44,12 @@ impl Notice {
     }
 
     /// The round published now, without its bytes (0: none, or a publish in progress).
-    pub fn round(&self) -> u64 {
+    pub(crate) fn round(&self) -> u64 {
         self.round.load(SeqCst)
     }
 
     /// The current publication, or None while none is complete.
-    pub fn read(&self) -> Option<(u64, Vec<u8>)> {
+    pub(crate) fn read(&self) -> Option<(u64, Vec<u8>)> {
         let before = self.round.load(SeqCst);
         if before == 0 {
             return None;
@@ -65,7 +65,7 @@ impl Notice {
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the machine.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
         .unwrap_or(0)
@@ -74,7 +74,7 @@ pub fn now_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipc::shm::Shared;
+    use crate::sys::shm::Shared;
 
     #[test]
     fn a_notice_reads_back_whole() {

@@ -21,12 +21,15 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// by a fault resumes within a second, so this never cuts a frame that is still coming.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A stress target over one [`Pipe`](crate::ipc::pipe) kind: producers write framed
+/// messages to a shared end while faults hit them; the parent reads and keeps the books.
 pub struct PipeTarget {
     kind: PipeKind,
     readers: Vec<JoinHandle<()>>,
 }
 
 impl PipeTarget {
+    /// The target over pipes of `kind` (`pipe-duplex`, `pipe-simplex`).
     pub fn new(kind: PipeKind) -> PipeTarget {
         PipeTarget {
             kind,

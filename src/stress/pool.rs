@@ -38,7 +38,7 @@ fn stamped_task(args: TaskArgs) -> Result<Vec<u8>, String> {
 crate::register_entry!("stress-pool-task", stamped_task);
 
 #[derive(Default)]
-pub struct PoolTarget {
+pub(crate) struct PoolTarget {
     pool: Option<Arc<Pool>>,
     stop: Arc<AtomicBool>,
     submitter: Option<JoinHandle<()>>,
@@ -49,13 +49,13 @@ pub struct PoolTarget {
 }
 
 impl PoolTarget {
-    pub fn new() -> PoolTarget {
+    pub(crate) fn new() -> PoolTarget {
         PoolTarget::default()
     }
 
     /// A **broken twin**: a pool that reports one live worker's task in 64 as lost with a
     /// dead worker, as a supervisor that blamed the wrong worker would.
-    pub fn lying() -> PoolTarget {
+    pub(crate) fn lying() -> PoolTarget {
         PoolTarget {
             lie_every: Some(64),
             ..PoolTarget::default()

@@ -28,7 +28,7 @@
 //! # Broken twins
 //!
 //! [`QueueTarget::broken`] injects a [`Defect`] in the target's own producers or
-//! consumers around the real queue, one message in [`DEFECT_EVERY`]: `dropping` must be
+//! consumers around the real queue, one message in `DEFECT_EVERY`: `dropping` must be
 //! caught as losses, `duplicating` as duplicates, `tearing` as corrupt deliveries.
 
 use super::board::Board;
@@ -70,7 +70,7 @@ type PidMap = Arc<Mutex<HashMap<i32, u32>>>;
 
 /// When `e` says the queue's stream is torn for good: `Poisoned` (a frame torn by a
 /// process that died mid-frame), or `Corrupt`.
-pub fn poisoning(e: &QueueError) -> Option<String> {
+pub(crate) fn poisoning(e: &QueueError) -> Option<String> {
     match e {
         QueueError::Corrupt(_) | QueueError::Poisoned { .. } => Some(e.to_string()),
         _ => None,
@@ -80,7 +80,7 @@ pub fn poisoning(e: &QueueError) -> Option<String> {
 /// A broken twin's defect hits one message in this many (by a consumer's count of
 /// messages taken, or a producer's sequence number): deterministic, and dozens of times
 /// in a two-second run.
-pub const DEFECT_EVERY: u64 = 64;
+pub(crate) const DEFECT_EVERY: u64 = 64;
 
 /// The deliberate defect of a broken queue twin, injected in the target's own worker
 /// processes around the real queue (the kind of bug a hurried change to a put or a get
@@ -90,13 +90,13 @@ pub enum Defect {
     /// The correct target.
     #[default]
     None,
-    /// Consumers take one message in [`DEFECT_EVERY`] and never forward it (a loss with
+    /// Consumers take one message in `DEFECT_EVERY` and never forward it (a loss with
     /// no kill behind it, which the bounded excuse must not cover).
     Dropping,
-    /// Consumers forward one message in [`DEFECT_EVERY`] twice (a retry after a send
+    /// Consumers forward one message in `DEFECT_EVERY` twice (a retry after a send
     /// believed to have failed that had in fact gone through).
     Duplicating,
-    /// Producers put one message in [`DEFECT_EVERY`] first torn (its last byte cut, as a
+    /// Producers put one message in `DEFECT_EVERY` first torn (its last byte cut, as a
     /// write cut short leaves a frame) and then whole (the retry): the torn copy must be
     /// refused by the message's checksum, as corrupt.
     Tearing,
@@ -129,6 +129,8 @@ impl Defect {
     }
 }
 
+/// A stress target over one queue flavor (built-in or plugged in), or a broken twin of it:
+/// producer and consumer processes under faults, every message accounted exactly once.
 pub struct QueueTarget {
     flavor: Flavor,
     /// A broken twin's defect ([`Defect::None`] for the real target).
@@ -147,6 +149,7 @@ pub struct QueueTarget {
 }
 
 impl QueueTarget {
+    /// The target `queue-FLAVOR` over `flavor`.
     pub fn new(flavor: Flavor) -> QueueTarget {
         QueueTarget {
             flavor,
@@ -450,7 +453,7 @@ impl Target for QueueTarget {
     fn mean_fault_gap(&self) -> u64 {
         // Roughly in proportion to each flavor's pace under load here.
         match self.flavor {
-            Flavor::Pipe => 2_000,
+            Flavor::Pipe | Flavor::Plugin(_) => 2_000,
             Flavor::Shm => 4_000,
             Flavor::Channel => 4_000,
         }

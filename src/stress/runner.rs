@@ -6,7 +6,7 @@ use super::board::{Board, MAX_SLOTS};
 use super::faults::{AppliedFault, FaultKind, Injector, Schedule, Victim};
 use super::ledger::Ledger;
 use crate::process::{hygiene, watchdog, Child};
-use crate::report::model::StressOutcome;
+use crate::results::StressOutcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -21,15 +21,31 @@ pub enum Event {
     Progress(u64),
     /// The mechanism refused bytes as a torn or corrupt frame (expected only from a
     /// killed producer).
-    Torn { producer: u32, reason: String },
+    Torn {
+        /// The worker (producer id) whose process the tear is blamed on: excused only if
+        /// that process was killed.
+        producer: u32,
+        /// Why the mechanism refused it.
+        reason: String,
+    },
     /// The mechanism failed in a way no fault explains.
     Failed(String),
     /// The mechanism reported that message `seq` was lost with a killed process (e.g. a
     /// Pool task whose worker died): accounted in flight, once.
-    Excused { producer: u32, seq: u64 },
+    Excused {
+        /// The message's producer.
+        producer: u32,
+        /// Its sequence number.
+        seq: u64,
+    },
     /// A producer that is not a worker process (e.g. the Pool's submitter in the parent)
     /// has ended: every seq below `sent` must be delivered or excused.
-    Ended { producer: u32, sent: u64 },
+    Ended {
+        /// The producer that ended.
+        producer: u32,
+        /// How many messages it sent (sequence numbers 0..sent).
+        sent: u64,
+    },
     /// The mechanism entered its explicit poisoned state (e.g. a queue whose stream a
     /// killed process tore): nothing more can move through it, so the run ends now. The
     /// target's settlement must explain it by an observed kill, or fail it.
@@ -39,21 +55,22 @@ pub enum Event {
 /// Everything a target needs to start one worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerSpec {
-    pub target: String,
+    pub(crate) target: String,
+    /// The worker's slot: its cell on the board and its place in the fault schedule.
     pub slot: usize,
-    pub producer: u32,
+    pub(crate) producer: u32,
     /// Name of the shared progress board ([`Board::open`]).
     pub board: String,
     /// Largest message body, bytes.
-    pub max_body: usize,
+    pub(crate) max_body: usize,
     /// Worker processes of the run (a target running its own sizes itself by it).
-    pub procs: usize,
+    pub(crate) procs: usize,
 }
 
 impl WorkerSpec {
     /// How every target starts this slot's process: forked, dying with the run, named
     /// `TARGET-{role}{slot}-p{producer}` (role `w` for a worker, `c` for a consumer).
-    pub fn options(&self, role: char) -> crate::process::Options {
+    pub(crate) fn options(&self, role: char) -> crate::process::Options {
         crate::process::Options::new(format!(
             "{}-{role}{}-p{}",
             self.target, self.slot, self.producer
@@ -144,51 +161,54 @@ pub enum Accounting {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Totals {
     /// Operations committed by every producer, live or killed.
-    pub committed: u64,
+    pub(crate) committed: u64,
     /// Producers killed between starting an operation and committing it.
-    pub killed_mid_operation: u64,
-    pub kills: u64,
+    pub(crate) killed_mid_operation: u64,
+    pub(crate) kills: u64,
     /// Sum of the board's `extra` word over every producer (e.g. owner deaths reported
     /// by the lock).
-    pub extra: u64,
+    pub(crate) extra: u64,
     /// Kills delivered to consumer slots ([`Target::consumer_slots`]).
-    pub consumer_kills: u64,
+    pub(crate) consumer_kills: u64,
 }
 
 /// A target's settlement of its operations.
 #[derive(Clone, Debug, Default)]
 pub struct Settlement {
-    pub accounted_in_flight: u64,
-    pub losses: u64,
-    pub duplicates: u64,
-    pub corrupt: u64,
+    pub(crate) accounted_in_flight: u64,
+    pub(crate) losses: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) corrupt: u64,
     /// Failures no fault explains.
-    pub failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
     /// What else is worth reporting (e.g. owner deaths the lock reported).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Losses of the message ledger the target can tie to an observed cause (e.g. one
     /// message per killed consumer, which took it and died before forwarding it): up to
     /// this many are accounted in flight instead, never more.
-    pub excusable_losses: u64,
+    pub(crate) excusable_losses: u64,
     /// The observed cause behind `excusable_losses`, for the report.
-    pub excuse: String,
+    pub(crate) excuse: String,
 }
 
 /// Parameters of one run.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// How long faults are injected; the run then drains and settles its books.
     pub duration: Duration,
-    pub procs: usize,
-    pub faults: Vec<FaultKind>,
-    pub seed: u64,
+    pub(crate) procs: usize,
+    pub(crate) faults: Vec<FaultKind>,
+    pub(crate) seed: u64,
     /// No progress for this long while some worker runs: a hang.
     pub stall_after: Duration,
     /// Override of the target's mean fault gap (progress units).
     pub fault_gap: Option<u64>,
-    pub max_body: usize,
+    pub(crate) max_body: usize,
 }
 
 impl Config {
+    /// A run of `procs` worker processes for `duration`, injecting `faults` drawn from `seed`
+    /// (stall bound 10 s, target's own fault gap, bodies up to 512 bytes).
     pub fn new(duration: Duration, procs: usize, faults: Vec<FaultKind>, seed: u64) -> Config {
         Config {
             duration,
@@ -203,7 +223,7 @@ impl Config {
 
     /// The run of a target that must be caught by `flaw` ([`Target::expected_flaw`]):
     /// unchanged, except for a twin that must hang, whose stall is a hang after
-    /// [`TWIN_STALL_AFTER`] and may come as late as [`TWIN_HANG_WITHIN`] (the hang, not
+    /// `TWIN_STALL_AFTER` and may come as late as `TWIN_HANG_WITHIN` (the hang, not
     /// the duration, ends its run), so that it is caught in the main loop within about a
     /// second, not by the bound on the end of the run.
     pub fn for_twin(mut self, flaw: Option<Flaw>) -> Config {
@@ -216,38 +236,51 @@ impl Config {
 }
 
 /// How long a twin that must hang may make no progress before it is reported hung.
-pub const TWIN_STALL_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const TWIN_STALL_AFTER: Duration = Duration::from_secs(1);
 /// How long a twin that must hang is given to stall.
-pub const TWIN_HANG_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const TWIN_HANG_WITHIN: Duration = Duration::from_secs(10);
 
 /// Progress while running, for a bar.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tick {
-    pub elapsed: Duration,
-    pub messages: u64,
-    pub faults: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) messages: u64,
+    pub(crate) faults: u64,
 }
 
 /// The result of one target's run, with more detail than the JSON model keeps.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StressReport {
+    /// The target's name (`queue-shm`, `lock-robust`, …).
     pub target: String,
-    pub family: String,
-    pub seconds: f64,
-    pub procs: usize,
-    pub seed: u64,
+    pub(crate) family: String,
+    pub(crate) seconds: f64,
+    pub(crate) procs: usize,
+    pub(crate) seed: u64,
+    /// Every fault applied, in order.
     pub faults: Vec<AppliedFault>,
+    /// SIGKILLs applied.
     pub kills: u64,
+    /// SIGSTOPs applied.
     pub stops: u64,
+    /// Throttles applied.
     pub slows: u64,
     /// Messages delivered (or operations done, for targets without messages).
     pub messages: u64,
+    /// Torn or corrupt frames the mechanism refused (each explained by a killed producer).
     pub torn_rejected: u64,
+    /// Messages missing but excused: the one a killed producer (or consumer) was in the
+    /// middle of, each bounded by an observed kill.
     pub accounted_in_flight: u64,
+    /// Committed messages never delivered and not excused.
     pub losses: u64,
+    /// Messages delivered more than once.
     pub duplicates: u64,
+    /// Deliveries whose body or checksum is wrong.
     pub corrupt: u64,
+    /// Each stall of the run: no progress while a worker ran, with what the processes waited on.
     pub hangs: Vec<String>,
+    /// What the run left behind (shared-memory names, temp files, fds, processes).
     pub leaks: Vec<String>,
     /// Failures no fault explains (a worker's error, a mechanism error, a failed check).
     pub errors: Vec<String>,
@@ -256,28 +289,35 @@ pub struct StressReport {
     /// Longest time from a SIGKILL to the reaping of its worker, in milliseconds (a
     /// holder of a contended robust mutex can take seconds to leave the kernel).
     #[serde(default)]
-    pub slowest_death_ms: f64,
+    pub(crate) slowest_death_ms: f64,
     /// Target-specific observations (e.g. owner deaths reported by a lock).
     #[serde(default)]
     pub notes: Vec<String>,
     /// Set when the mechanism entered its poisoned state and ended the run early: why.
     #[serde(default)]
-    pub poisoned: Option<String>,
+    pub(crate) poisoned: Option<String>,
 }
 
 /// A figure by which a stress run fails: what a broken twin must be caught by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Flaw {
+    /// Committed messages went missing.
     Losses,
+    /// A message was delivered twice.
     Duplicates,
+    /// A delivery's body or checksum was wrong.
     Corrupt,
+    /// The run stalled.
     Hung,
+    /// The run left something behind.
     Leaks,
+    /// A failure no fault explains.
     Errors,
 }
 
 impl Flaw {
+    /// The flaw's name, as `--twin` listings and the JSON spell it.
     pub fn name(self) -> &'static str {
         match self {
             Flaw::Losses => "losses",
@@ -314,21 +354,21 @@ impl StressReport {
         self.flaws().is_empty()
     }
 
-    pub fn fault_count(&self) -> u64 {
+    pub(crate) fn fault_count(&self) -> u64 {
         self.kills + self.stops + self.slows
     }
 
-    pub fn faults_per_minute(&self) -> f64 {
+    pub(crate) fn faults_per_minute(&self) -> f64 {
         self.fault_count() as f64 * 60.0 / self.seconds.max(1e-9)
     }
 
-    pub fn messages_per_second(&self) -> f64 {
+    pub(crate) fn messages_per_second(&self) -> f64 {
         self.messages as f64 / self.seconds.max(1e-9)
     }
 
     /// The results-model view. Errors no fault explains are listed with the hangs, as
     /// the model has no field of its own for them and they fail the run alike.
-    pub fn outcome(&self) -> StressOutcome {
+    pub(crate) fn outcome(&self) -> StressOutcome {
         StressOutcome {
             target: self.target.clone(),
             seconds: self.seconds,

@@ -30,18 +30,18 @@
 
 use super::board::Board;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::{Semaphore, SyncError};
 use crate::process::{self, Child, Pid};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
 /// Permits.
-pub const BOUND: u32 = 3;
+pub(crate) const BOUND: u32 = 3;
 /// A broken twin skips one acquire (or forgets one release) in this many.
-pub const SKIP_EVERY: u64 = 8;
+pub(crate) const SKIP_EVERY: u64 = 8;
 /// Bound on one acquire: far beyond any pause a fault causes.
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most worker processes (one bit each in the occupancy mask).
@@ -60,7 +60,7 @@ unsafe impl ShmSafe for Cells {}
 
 /// A broken twin's defect, in its workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Defect {
+pub(crate) enum Defect {
     /// The correct target.
     #[default]
     None,
@@ -77,7 +77,7 @@ impl Defect {
     }
 }
 
-pub struct SemaphoreTarget {
+pub(crate) struct SemaphoreTarget {
     defect: Defect,
     state: Option<(Semaphore, Shared<Cells>)>,
     /// Permits given back on behalf of holders killed inside.
@@ -88,7 +88,7 @@ pub struct SemaphoreTarget {
 }
 
 impl SemaphoreTarget {
-    pub fn new() -> SemaphoreTarget {
+    pub(crate) fn new() -> SemaphoreTarget {
         SemaphoreTarget {
             defect: Defect::None,
             state: None,
@@ -99,7 +99,7 @@ impl SemaphoreTarget {
     }
 
     /// The broken twin `semaphore-skipping`: skips one acquire in [`SKIP_EVERY`].
-    pub fn broken() -> SemaphoreTarget {
+    pub(crate) fn broken() -> SemaphoreTarget {
         SemaphoreTarget {
             defect: Defect::Skipping,
             ..SemaphoreTarget::new()
@@ -107,7 +107,7 @@ impl SemaphoreTarget {
     }
 
     /// The broken twin `semaphore-leaking`: forgets one release in [`SKIP_EVERY`].
-    pub fn leaking() -> SemaphoreTarget {
+    pub(crate) fn leaking() -> SemaphoreTarget {
         SemaphoreTarget {
             defect: Defect::Leaking,
             ..SemaphoreTarget::new()

@@ -9,7 +9,10 @@ write them). The check fails (exit 1, each problem on stderr) when:
     error or throws;
   * a section is missing, or a section whose data is in results.json shows no chart;
   * a chart's SVG is empty or lacks its title, axis labels or a legend entry;
-  * a latency, throughput or calibration figure in a table differs from results.json.
+  * a latency, throughput or calibration figure in a table differs from results.json;
+  * printed (print media, A4 width), a chart or timeline is cut at the page edge or may
+    break across pages;
+  * the verdict line is missing, below the first screen, or links to nothing.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe): no
 port, no websocket library, only the Python standard library. Exit 2 when Chromium is
@@ -243,7 +246,22 @@ DOM_PROBE = r"""
     }
     (tables[table] = tables[table] || {})[row.dataset.key] = cells;
   }
+  // The first screen: the verdict line, its links (and whether each lands), the headline.
+  const verdict = document.getElementById('verdict');
+  const headline = document.getElementById('headline');
+  const first = verdict ? {
+    text: verdict.textContent,
+    bottom: verdict.getBoundingClientRect().bottom,
+    headlineTop: headline ? headline.getBoundingClientRect().top : null,
+    links: Array.from(verdict.querySelectorAll('a[href^="#"]')).map(a => {
+      const target = document.getElementById(decodeURIComponent(a.getAttribute('href').slice(1)));
+      return {href: a.getAttribute('href'), text: a.textContent, lands: !!target,
+              section: target && target.closest('section') ? target.closest('section').id : null};
+    }),
+    twins: !!document.getElementById('twins'),
+  } : null;
   return {
+    first, viewport: innerHeight,
     sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
     notes: Array.from(document.querySelectorAll('section .note')).map(n => n.textContent),
     charts, tables, timelines,
@@ -256,8 +274,20 @@ DOM_PROBE = r"""
 """
 
 
+PRINT_PROBE = r"""
+(() => {
+  const width = document.documentElement.clientWidth;
+  return Array.from(document.querySelectorAll('figure.chart, figure.timeline')).map(f => {
+    const svg = f.querySelector('svg');
+    const box = (svg || f).getBoundingClientRect();
+    return {id: f.id, right: box.right, width, breakInside: getComputedStyle(f).breakInside};
+  });
+})()
+"""
+
+
 SHOT_BOXES = r"""
-Array.from(document.querySelectorAll('header, section, figure.chart')).map((e, i) => {
+Array.from(document.querySelectorAll('header, section, figure.chart, figure.timeline')).map((e, i) => {
   const r = e.getBoundingClientRect();
   return [(e.id || e.tagName.toLowerCase()) + '', {x: r.left + scrollX, y: r.top + scrollY,
           width: r.width, height: Math.min(r.height, 2400)}];
@@ -320,6 +350,25 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
                 {"expression": DOM_PROBE, "returnByValue": True},
                 session=session,
             )["result"]["value"]
+            # Printed: the page laid out for paper (A4 at 96 dpi), no chart or timeline
+            # wider than the page or allowed to break across pages.
+            browser.send("Emulation.setEmulatedMedia", {"media": "print"}, session=session)
+            browser.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 794, "height": 1123, "deviceScaleFactor": 1, "mobile": False},
+                session=session,
+            )
+            printed = browser.send(
+                "Runtime.evaluate",
+                {"expression": PRINT_PROBE, "returnByValue": True},
+                session=session,
+            )["result"]["value"]
+            browser.send("Emulation.setEmulatedMedia", {"media": ""}, session=session)
+            browser.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": 1500, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+                session=session,
+            )
             if screenshot:
                 metrics = browser.send("Page.getLayoutMetrics", session=session)
                 size = metrics["cssContentSize"]
@@ -348,7 +397,7 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
                          "clip": dict(box, scale=1)},
                         session=session,
                     )
-                    (shots_dir / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+                    (shots_dir / f"{name.replace('/', '-')}.png").write_bytes(base64.b64decode(shot["data"]))
             events = list(browser.events)
         finally:
             browser.close()
@@ -398,10 +447,50 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
         wanted.append("chart-process-pool")
     if results["stress"]:
         wanted.append("chart-stress")
+    pairs = (results.get("core_to_core") or {}).get("pairs", [])
+    if any(p.get("shm_pingpong_ns") for p in pairs):
+        wanted.append("chart-core-to-core-shm")
+    if any(p.get("pipe_roundtrip_ns") for p in pairs):
+        wanted.append("chart-core-to-core-pipe")
     ids = {c["id"] for c in probe["charts"]}
     for w in wanted:
         if w not in ids:
             problems.append(f"chart missing: {w}")
+
+    # Printable: nothing cut at the page's edge or across a page break.
+    for f in printed:
+        if f["right"] > f["width"] + 1:
+            problems.append(f"print: {f['id']} is cut at the page edge "
+                            f"({f['right']:.0f} px on a {f['width']} px page)")
+        if f["breakInside"] != "avoid":
+            problems.append(f"print: {f['id']} may break across pages")
+
+    # The first screen: the verdict line, every link of it landing where it says (a
+    # distribution in the distributions section, a reproduction with its timeline), the
+    # headline chart starting within the screen, and a run of twins said to be one.
+    first = probe["first"]
+    if first is None:
+        problems.append("no verdict line (#verdict)")
+    else:
+        if first["bottom"] > probe["viewport"]:
+            problems.append(f"verdict line ends at {first['bottom']:.0f} px, below the first screen")
+        if first["headlineTop"] is not None and first["headlineTop"] > probe["viewport"]:
+            problems.append("the distance-from-the-limit chart starts below the first screen")
+        for link in first["links"]:
+            if not link["lands"]:
+                problems.append(f"verdict link {link['href']} ({link['text']!r}) lands nowhere")
+            elif link["text"] == "distribution" and link["section"] != "distributions":
+                problems.append(f"verdict link {link['href']} is not in the distributions section")
+        if results.get("twins") and not first["twins"]:
+            problems.append("the run measured twins but the page does not say so")
+        for s in results["scenarios"]:
+            if not s["matches"]:
+                key = f"{s['scenario']}/{s['variant']}"
+                if not any(l["href"] == f"#repro-{key}" for l in first["links"]):
+                    problems.append(f"verdict line does not link the unexpected verdict {key}")
+    if expect_deltas:
+        if "distributions" not in probe["sections"]:
+            problems.append("section missing: distributions")
 
     # Race timelines: every reproduction with a history or a blocked process is drawn,
     # a box per step (as many as recorded, up to the drawn maximum) and per blocked process.

@@ -10,10 +10,10 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub struct Fcntl;
+pub(crate) struct Fcntl;
 
 /// An fcntl OFD record lock on a file.
-pub type FcntlLock = FileLock<Fcntl>;
+pub(crate) type FcntlLock = FileLock<Fcntl>;
 
 fn set_lock(file: &File, lock_type: libc::c_short) -> std::io::Result<bool> {
     // SAFETY: an all-zero flock struct is valid; the fields that matter are set below.

@@ -9,10 +9,10 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-pub struct Flock;
+pub(crate) struct Flock;
 
 /// A flock(2) lock on a file.
-pub type FlockLock = FileLock<Flock>;
+pub(crate) type FlockLock = FileLock<Flock>;
 
 fn flock(file: &File, operation: libc::c_int) -> std::io::Result<bool> {
     loop {

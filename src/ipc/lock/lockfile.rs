@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The system call pair behind one file-lock flavor.
-pub trait FileLockKind: Send + Sync + 'static {
+pub(crate) trait FileLockKind: Send + Sync + 'static {
     /// Tries to take the exclusive lock without blocking: Ok(false) when another holds it.
     fn try_lock(file: &File) -> std::io::Result<bool>;
     fn unlock(file: &File) -> std::io::Result<()>;
@@ -21,7 +21,7 @@ pub trait FileLockKind: Send + Sync + 'static {
 /// A file lock of kind `K`. Each handle opens the file itself, so two handles — in one
 /// process or in two — exclude each other. Do not share one handle across fork: the
 /// copy would share the open file description and with it the lock.
-pub struct FileLock<K: FileLockKind> {
+pub(crate) struct FileLock<K: FileLockKind> {
     file: File,
     path: PathBuf,
     held: AtomicBool,
@@ -32,7 +32,7 @@ pub struct FileLock<K: FileLockKind> {
 
 impl<K: FileLockKind> FileLock<K> {
     /// A fresh lock file in a new temp directory owned by this process.
-    pub fn create() -> Result<Self, LockError> {
+    pub(crate) fn create() -> Result<Self, LockError> {
         let dir = hygiene::temp_dir().map_err(|e| LockError::Open {
             address: "new lock file".into(),
             message: e.to_string(),
@@ -51,7 +51,7 @@ impl<K: FileLockKind> FileLock<K> {
 
     /// Opens (creating if missing) the lock file at `path`. The file is not removed on
     /// drop: it belongs to whoever made it.
-    pub fn open(path: &Path) -> Result<Self, LockError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, LockError> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -69,10 +69,6 @@ impl<K: FileLockKind> FileLock<K> {
             owned_dir: None,
             _kind: std::marker::PhantomData,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn sys(&self, what: &str, e: std::io::Error) -> LockError {

@@ -2,12 +2,12 @@
 //! from processes that did not create them.
 //!
 //! Flavors:
-//! * [`flock`]: `flock(2)` on a lock file (whole file, per open file description).
-//! * [`fcntl`]: `fcntl(F_OFD_SETLK)` record lock on a lock file (open-file-description
+//! * `flock`: `flock(2)` on a lock file (whole file, per open file description).
+//! * `fcntl`: `fcntl(F_OFD_SETLK)` record lock on a lock file (open-file-description
 //!   locks: like flock, unlike classic POSIX record locks they are not dropped when the
 //!   process closes *another* fd of the same file).
 //! * [`robust`]: a robust, process-shared pthread mutex in shared memory.
-//! * [`robust::PlainMutex`]: a plain process-shared pthread mutex, NOT robust — a test
+//! * `robust::PlainMutex`: a plain process-shared pthread mutex, NOT robust — a test
 //!   subject only, for the scenario that shows what Python's Lock does when its holder
 //!   is killed (every waiter blocks until its bound).
 //! * [`rlock::RLock`]: re-entrant wrapper over any flavor.
@@ -25,8 +25,8 @@
 //! (1 µs doubling to 1 ms): a waiter may notice a release up to 1 ms late under
 //! contention — the price of a bound.
 
-pub mod fcntl;
-pub mod flock;
+pub(crate) mod fcntl;
+pub(crate) mod flock;
 mod lockfile;
 pub mod rlock;
 pub mod robust;
@@ -46,16 +46,41 @@ pub enum Acquired {
     OwnerDied,
 }
 
+/// Why a lock operation failed. An owner's death is not an error: it is
+/// [`Acquired::OwnerDied`].
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Another holder kept the lock past the bound.
     #[error("lock {address} not acquired within {timeout:?}")]
-    Timeout { address: String, timeout: Duration },
+    Timeout {
+        /// The lock, as its address prints.
+        address: String,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+    /// A release by a thread that does not hold the lock (Python's RuntimeError).
     #[error("lock {address} released by a thread that does not hold it")]
-    NotHeld { address: String },
+    NotHeld {
+        /// The lock, as its address prints.
+        address: String,
+    },
+    /// A system call on the lock failed.
     #[error("lock {address}: {message}")]
-    Sys { address: String, message: String },
+    Sys {
+        /// The lock, as its address prints.
+        address: String,
+        /// The call and its error.
+        message: String,
+    },
+    /// The lock could not be created or opened (a missing file, a segment of another
+    /// kind).
     #[error("cannot open lock {address}: {message}")]
-    Open { address: String, message: String },
+    Open {
+        /// The lock, as its address prints.
+        address: String,
+        /// What failed.
+        message: String,
+    },
 }
 
 /// One lock, whatever its flavor. Ownership is per thread of a process for the mutex
@@ -75,8 +100,11 @@ pub trait Lock: Send + Sync {
 /// Where a lock lives; serde, so it can be passed to a child.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockAddress {
+    /// A flock lock: its lock file.
     Flock(PathBuf),
+    /// An fcntl (OFD) lock: its lock file.
     Fcntl(PathBuf),
+    /// A robust mutex: its shared-memory name.
     Robust(String),
     /// The non-robust test subject.
     Plain(String),
@@ -104,6 +132,7 @@ impl LockAddress {
         })
     }
 
+    /// The flavor of the lock at this address.
     pub fn flavor(&self) -> LockFlavor {
         match self {
             LockAddress::Flock(_) => LockFlavor::Flock,
@@ -117,8 +146,13 @@ impl LockAddress {
 /// The lock flavors, to create one and to iterate over them in tests and benches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LockFlavor {
+    /// `flock(2)` on a lock file: the kernel drops a dead holder's lock.
     Flock,
+    /// `fcntl(2)` open-file-description locks on a lock file: dropped with a dead holder
+    /// too.
     Fcntl,
+    /// A process-shared robust pthread mutex in shared memory: the next locker is told
+    /// the owner died.
     Robust,
     /// Not robust: a test subject (see the module docs).
     Plain,
@@ -128,6 +162,7 @@ impl LockFlavor {
     /// The flavors that honour the contract (owner death reported).
     pub const SAFE: [LockFlavor; 3] = [LockFlavor::Flock, LockFlavor::Fcntl, LockFlavor::Robust];
 
+    /// The flavor's name, a contract (`flock`, `fcntl`, `robust`, `plain-mutex`).
     pub fn name(self) -> &'static str {
         match self {
             LockFlavor::Flock => "flock",
@@ -189,6 +224,7 @@ impl<L: Lock + ?Sized> LockGuard<'_, L> {
     pub fn owner_died(&self) -> bool {
         self.acquired == Acquired::OwnerDied
     }
+    /// How the lock was acquired (clean, or after its owner died).
     pub fn acquired(&self) -> Acquired {
         self.acquired
     }
@@ -208,6 +244,7 @@ impl<L: Lock + ?Sized> Drop for LockGuard<'_, L> {
 
 /// Guard-returning acquire for every lock, sized or `dyn`.
 pub trait LockExt: Lock {
+    /// Acquires within `timeout` and returns a guard that releases on drop.
     fn lock(&self, timeout: Duration) -> Result<LockGuard<'_, Self>, LockError> {
         let acquired = self.acquire(timeout)?;
         Ok(LockGuard {

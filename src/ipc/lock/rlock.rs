@@ -12,6 +12,8 @@ use super::{Acquired, Lock, LockAddress, LockError};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// A reentrant lock (Python's `RLock`) over any lock flavor: the owning thread may
+/// acquire again, and the lock is released when every acquire was released.
 pub struct RLock<L: Lock> {
     inner: L,
     /// (owning thread id, depth); depth 0 means this handle does not hold the lock.
@@ -23,6 +25,7 @@ fn current_tid() -> i32 {
 }
 
 impl<L: Lock> RLock<L> {
+    /// Makes `inner` reentrant for the threads of this process that share this handle.
     pub fn new(inner: L) -> Self {
         RLock {
             inner,

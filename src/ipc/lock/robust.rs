@@ -1,11 +1,11 @@
 //! Process-shared pthread mutexes in shared memory (libc, not raw_sync: raw_sync's
 //! mutex is not robust and its timed lock fails with EINVAL for sub-second timeouts —
-//! ../shared/DEPENDENCIES.md).
+//! docs/dependencies.md).
 //!
 //! * [`RobustMutex`]: `PTHREAD_MUTEX_ROBUST`. When the holder dies, the kernel walks its
 //!   robust-futex list and marks the mutex; the next locker gets `EOWNERDEAD`, calls
 //!   `pthread_mutex_consistent` and is told [`Acquired::OwnerDied`].
-//! * [`PlainMutex`]: **test subject only** — the same mutex without the robust flag, which
+//! * `PlainMutex`: **test subject only** — the same mutex without the robust flag, which
 //!   is what Python's `multiprocessing.Lock` (a POSIX semaphore) amounts to: when its
 //!   holder is killed, every waiter sleeps in `futex(FUTEX_WAIT)` until its own bound.
 //!   Its acquire is still timed (`pthread_mutex_timedlock`): a caller that wants the
@@ -20,7 +20,7 @@
 //! clock step during a wait shifts its bound.
 
 use super::{Acquired, Lock, LockAddress, LockError};
-use crate::ipc::shm::{Shared, ShmSafe};
+use crate::sys::shm::{Shared, ShmSafe};
 use std::cell::UnsafeCell;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -30,7 +30,7 @@ const READY: u32 = 0x4d55_5458; // "MUTX"
 
 /// The mutex as it lies in shared memory.
 #[repr(C)]
-pub struct MutexCell {
+pub(crate) struct MutexCell {
     /// READY once the creator has initialised the mutex.
     ready: AtomicU32,
     /// 1 robust, 2 plain: an opener of the wrong kind is refused.
@@ -66,19 +66,44 @@ fn current_tid() -> i32 {
     nix::unistd::gettid().as_raw()
 }
 
-/// Whether `tid` is a live thread of this process. Only a definite "no such thread"
-/// (NotFound) says no; failing to look (EMFILE, ...) counts as yes.
-fn is_live_thread_of_this_process(tid: i32) -> bool {
+/// Whether the kernel may still walk `tid`'s robust list: `tid` is a thread of this
+/// process (its `/proc/self/task` entry exists) and its list is still registered.
+///
+/// The entry alone is not enough: a thread that has exited stays in `/proc/self/task`
+/// after the kernel walked its list (an exited group leader as a zombie while other
+/// threads run; any thread for a moment after `pthread_join` returned), and a handle
+/// dropped then would leak its mapping for nothing. The kernel clears a thread's list
+/// head (`futex_cleanup`) once it has walked it, so `get_robust_list` says exactly
+/// whether anything can still point into the mapping. Only a definite "no" unmaps:
+/// failing to look (EMFILE, EPERM, ...) counts as yes.
+fn robust_list_still_walkable(tid: i32) -> bool {
     match std::fs::metadata(format!("/proc/self/task/{tid}")) {
-        Ok(_) => true,
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => return true,
     }
+    let mut head: *mut libc::c_void = std::ptr::null_mut();
+    let mut len: libc::size_t = 0;
+    // SAFETY: get_robust_list writes one pointer and one size_t through the two
+    // pointers, both to live locals of exactly those types.
+    let status = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid,
+            &mut head as *mut *mut libc::c_void,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    if status != 0 {
+        return std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH);
+    }
+    !head.is_null()
 }
 
 /// Reports owner death: the flavor to use.
 pub type RobustMutex = PthreadMutex<true>;
 /// Does not: a test subject (see the module docs).
-pub type PlainMutex = PthreadMutex<false>;
+pub(crate) type PlainMutex = PthreadMutex<false>;
 
 fn kind_code(robust: bool) -> u32 {
     if robust {
@@ -143,6 +168,7 @@ impl<const ROBUST: bool> PthreadMutex<ROBUST> {
         })
     }
 
+    /// The mutex segment's shared-memory name, which another process opens.
     pub fn name(&self) -> &str {
         self.cell.name()
     }
@@ -322,11 +348,12 @@ impl<const ROBUST: bool> Drop for PthreadMutex<ROBUST> {
             // moved on.
             // SAFETY: as in acquire; this thread holds it.
             unsafe { libc::pthread_mutex_unlock(self.mutex()) };
-        } else if ROBUST && holder != 0 && is_live_thread_of_this_process(holder) {
+        } else if ROBUST && holder != 0 && robust_list_still_walkable(holder) {
             // Another live thread holds it through this mapping, and its robust list
             // points here: keep the mapping (see the type's docs). A holder that has
-            // exited (its list was walked by the kernel at its exit) or one of the process
-            // this was forked from (not in this process's lists) needs no such care.
+            // exited (its list was walked and cleared by the kernel at its exit) or one of
+            // the process this was forked from (not in this process's lists) needs no such
+            // care.
             self.cell.segment_mut().unlink();
             // SAFETY: the Segment inside `cell` is never dropped (ManuallyDrop, not dropped
             // on this path), so its OwnedFd never closes this number again; the mapping

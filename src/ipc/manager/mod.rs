@@ -3,7 +3,7 @@
 //! process that has its address, over a Unix socket with the suite's frame codec
 //! (`ipc::frame`, through `pipe::Connection`).
 //!
-//! * Every call is bounded by the client's timeout ([`DEFAULT_CALL_TIMEOUT`] unless set).
+//! * Every call is bounded by the client's timeout (`DEFAULT_CALL_TIMEOUT` unless set).
 //! * Every request is applied atomically on the server, so [`Counter::increment`] and
 //!   `compare_and_set` are safe from any number of clients; a proxy `get` then `set` is
 //!   not (the lost update of the `manager-lost-update` scenario).
@@ -17,8 +17,8 @@
 //!   limit, and a header's claimed length is never allocated up front (see `ipc::frame`).
 //! * [`Manager::shutdown`] ends the server process; dropping the [`Manager`] kills it.
 
-pub mod protocol;
-pub mod server;
+pub(crate) mod protocol;
+pub(crate) mod server;
 
 pub use protocol::{decode_request, decode_response, Key, Request, Response};
 
@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest request or reply (payload bytes of one frame) a Manager server and its clients
 /// accept by default: 16 MiB, far below a pipe's default, since any local process that
@@ -60,14 +60,14 @@ pub struct ManagerConfig {
 }
 
 /// Stack of each connection's thread by default: Rust's own default, 2 MiB.
-pub const DEFAULT_CONNECTION_STACK: usize = 2 << 20;
+pub(crate) const DEFAULT_CONNECTION_STACK: usize = 2 << 20;
 
 fn default_connection_stack() -> usize {
     DEFAULT_CONNECTION_STACK
 }
 
 /// Most client connections a Manager server serves at once by default.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 fn default_max_connections() -> usize {
     DEFAULT_MAX_CONNECTIONS
@@ -83,25 +83,58 @@ impl Default for ManagerConfig {
     }
 }
 
+/// Why a Manager call failed. The server's death is its own variant, never a hang.
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {
+    /// The server process is gone (connection refused, reset or closed).
     #[error("manager server at {address} is gone: {reason}")]
-    ServerGone { address: String, reason: String },
+    ServerGone {
+        /// The server's socket.
+        address: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The server did not answer within the client's bound.
     #[error("manager server at {address} did not answer within {timeout:?}")]
-    Timeout { address: String, timeout: Duration },
+    Timeout {
+        /// The server's socket.
+        address: String,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+    /// The server ran the request and it failed there (a missing name, a wrong type).
     #[error("manager server at {address} refused the request: {message}")]
-    Remote { address: String, message: String },
+    Remote {
+        /// The server's socket.
+        address: String,
+        /// The server's error.
+        message: String,
+    },
     /// The server would not serve this connection (at its connection limit, or out of
     /// threads); it is alive. The next call on the client connects again.
     #[error("manager server at {address} refused the connection: {reason}")]
-    Refused { address: String, reason: String },
+    Refused {
+        /// The server's socket.
+        address: String,
+        /// The server's reason.
+        reason: String,
+    },
+    /// A reply that does not decode, or not the reply the request calls for.
     #[error("manager at {address}: unexpected reply: {reason}")]
-    Protocol { address: String, reason: String },
+    Protocol {
+        /// The server's socket.
+        address: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The server process could not be started or did not come up.
     #[error("cannot start the manager server: {0}")]
     Start(String),
 }
 
 impl ManagerError {
+    /// True when the server process is gone (its socket closed or refused): every later call
+    /// will fail the same way, so a caller stops rather than retries.
     pub fn is_server_gone(&self) -> bool {
         matches!(self, ManagerError::ServerGone { .. })
     }
@@ -110,6 +143,7 @@ impl ManagerError {
 /// The server's socket path (serde, to pass to a child).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagerAddress {
+    /// The server's Unix socket.
     pub socket: PathBuf,
 }
 
@@ -135,11 +169,14 @@ impl Manager {
 
     /// As [`Manager::start`], with the server pinned to `cpu` (for placement-labelled
     /// measurements).
-    pub fn start_on(method: StartMethod, cpu: Option<usize>) -> Result<Manager, ManagerError> {
+    pub(crate) fn start_on(
+        method: StartMethod,
+        cpu: Option<usize>,
+    ) -> Result<Manager, ManagerError> {
         Self::start_with(method, cpu, ManagerConfig::default())
     }
 
-    /// As [`Manager::start_on`], with the server's limits set by `config`.
+    /// As `Manager::start_on`, with the server's limits set by `config`.
     pub fn start_with(
         method: StartMethod,
         cpu: Option<usize>,
@@ -183,6 +220,7 @@ impl Manager {
         }
     }
 
+    /// Where clients connect, to pass to a child.
     pub fn address(&self) -> &ManagerAddress {
         &self.address
     }
@@ -192,6 +230,7 @@ impl Manager {
         &mut self.child
     }
 
+    /// A new client of this server, in this process.
     pub fn client(&self) -> Result<ManagerClient, ManagerError> {
         ManagerClient::connect(&self.address)
     }
@@ -243,6 +282,8 @@ pub struct ManagerClient {
 }
 
 impl ManagerClient {
+    /// Connects to the server at `address` (one connection per client; its calls are
+    /// bounded by the default timeout).
     pub fn connect(address: &ManagerAddress) -> Result<ManagerClient, ManagerError> {
         let client = ManagerClient {
             address: address.clone(),
@@ -273,6 +314,7 @@ impl ManagerClient {
         self
     }
 
+    /// The server this client talks to.
     pub fn address(&self) -> &ManagerAddress {
         &self.address
     }
@@ -293,7 +335,7 @@ impl ManagerClient {
     }
 
     /// Sends one request and returns the server's value (an error reply is `Remote`).
-    pub fn call(&self, request: &Request) -> Result<Value, ManagerError> {
+    pub(crate) fn call(&self, request: &Request) -> Result<Value, ManagerError> {
         let bytes = serde_json::to_vec(request).map_err(|e| ManagerError::Protocol {
             address: self.address.to_string(),
             reason: format!("cannot encode request: {e}"),
@@ -383,22 +425,26 @@ impl ManagerClient {
         })
     }
 
+    /// Asks the server to answer at once: whether it is alive and serving.
     pub fn ping(&self) -> Result<(), ManagerError> {
         self.call(&Request::Ping).map(|_| ())
     }
 
+    /// A proxy for the named integer (nothing is sent until a call).
     pub fn counter(&self, name: &str) -> Counter<'_> {
         Counter {
             client: self,
             name: name.to_string(),
         }
     }
+    /// A proxy for the named dict (nothing is sent until a call).
     pub fn dict(&self, name: &str) -> Dict<'_> {
         Dict {
             client: self,
             name: name.to_string(),
         }
     }
+    /// A proxy for the named list (nothing is sent until a call).
     pub fn list(&self, name: &str) -> List<'_> {
         List {
             client: self,
@@ -414,12 +460,15 @@ pub struct Counter<'a> {
 }
 
 impl Counter<'_> {
+    /// Reads the counter (one round trip; stale as soon as it returns).
     pub fn get(&self) -> Result<i64, ManagerError> {
         self.client.typed(Request::Get {
             name: self.name.clone(),
             key: None,
         })
     }
+    /// Replaces the counter's value. A get then set from two clients loses an update: use
+    /// `increment` or `compare_and_set`.
     pub fn set(&self, value: i64) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Set {
@@ -437,6 +486,7 @@ impl Counter<'_> {
             by,
         })
     }
+    /// Server-side: sets `new` if the counter holds `expected`; returns whether it did.
     pub fn compare_and_set(&self, expected: i64, new: i64) -> Result<bool, ManagerError> {
         self.client.typed(Request::CompareAndSet {
             name: self.name.clone(),
@@ -445,6 +495,7 @@ impl Counter<'_> {
             new: json!(new),
         })
     }
+    /// Removes the counter.
     pub fn delete(&self) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Delete {
@@ -465,12 +516,14 @@ impl Dict<'_> {
     fn key(key: &str) -> Option<Key> {
         Some(Key::Field(key.to_string()))
     }
+    /// Reads the field `key`.
     pub fn get(&self, key: &str) -> Result<Value, ManagerError> {
         self.client.call(&Request::Get {
             name: self.name.clone(),
             key: Self::key(key),
         })
     }
+    /// Sets the field `key` (the dict is created if missing).
     pub fn set(&self, key: &str, value: Value) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Set {
@@ -480,6 +533,7 @@ impl Dict<'_> {
             })
             .map(|_| ())
     }
+    /// Removes the field `key`.
     pub fn delete(&self, key: &str) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Delete {
@@ -488,19 +542,24 @@ impl Dict<'_> {
             })
             .map(|_| ())
     }
+    /// The dict's fields.
     pub fn keys(&self) -> Result<Vec<String>, ManagerError> {
         self.client.typed(Request::Keys {
             name: self.name.clone(),
         })
     }
+    /// How many fields the dict has.
     pub fn len(&self) -> Result<usize, ManagerError> {
         self.client.typed(Request::Len {
             name: self.name.clone(),
         })
     }
+    /// True when the dict has no field.
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }
+    /// Server-side add to the integer field `key` (a missing one counts as 0); returns the new
+    /// value.
     pub fn increment(&self, key: &str, by: i64) -> Result<i64, ManagerError> {
         self.client.typed(Request::Increment {
             name: self.name.clone(),
@@ -531,12 +590,14 @@ pub struct List<'a> {
 }
 
 impl List<'_> {
+    /// Reads the item at `index`.
     pub fn get(&self, index: usize) -> Result<Value, ManagerError> {
         self.client.call(&Request::Get {
             name: self.name.clone(),
             key: Some(Key::Index(index)),
         })
     }
+    /// Replaces the item at `index`.
     pub fn set(&self, index: usize, value: Value) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Set {
@@ -553,6 +614,7 @@ impl List<'_> {
             value,
         })
     }
+    /// Removes the item at `index` (later items move down).
     pub fn delete(&self, index: usize) -> Result<(), ManagerError> {
         self.client
             .call(&Request::Delete {
@@ -561,11 +623,13 @@ impl List<'_> {
             })
             .map(|_| ())
     }
+    /// How many items the list has.
     pub fn len(&self) -> Result<usize, ManagerError> {
         self.client.typed(Request::Len {
             name: self.name.clone(),
         })
     }
+    /// True when the list has no item.
     pub fn is_empty(&self) -> Result<bool, ManagerError> {
         Ok(self.len()? == 0)
     }

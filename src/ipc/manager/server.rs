@@ -20,10 +20,10 @@ use std::time::Duration;
 /// What the server entry receives: the listening socket, inherited from the parent
 /// (which bound it, so the address is live before the server even starts).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ServerArgs {
-    pub listener_fd: RawFd,
+pub(crate) struct ServerArgs {
+    pub(crate) listener_fd: RawFd,
     #[serde(default)]
-    pub config: ManagerConfig,
+    pub(crate) config: ManagerConfig,
 }
 
 /// How often the accept loop looks at the shutdown flag.
@@ -45,7 +45,7 @@ struct Server {
 }
 
 /// The server entry point: serves until a Shutdown request; returns requests served.
-pub fn serve(args: ServerArgs) -> Result<u64, String> {
+pub(crate) fn serve(args: ServerArgs) -> Result<u64, String> {
     crate::ipc::pipe::ignore_sigpipe();
     // SAFETY: the parent handed this fd to this process (inherit_fd) for it to own.
     let fd = unsafe { OwnedFd::from_raw_fd(args.listener_fd) };

@@ -20,7 +20,6 @@
 //! Every wait of a caller is bounded: `get(timeout)`, and `map`/`imap`/`apply`/`join` by
 //! [`PoolOptions::timeout`].
 
-pub mod echo;
 mod supervisor;
 mod worker;
 
@@ -37,10 +36,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The bound on `map`, `imap`, `apply` and `join` unless the options give another.
-pub const DEFAULT_TIMEOUT: Duration = crate::ipc::pipe::DEFAULT_TIMEOUT;
+pub(crate) const DEFAULT_TIMEOUT: Duration = crate::ipc::pipe::DEFAULT_TIMEOUT;
 
 /// Most workers a pool may have: beyond this a typo, not a plan.
-pub const MAX_WORKERS: usize = 1024;
+pub(crate) const MAX_WORKERS: usize = 1024;
 
 /// What happens to the job of a worker that dies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,22 +58,22 @@ pub enum DeathHandling {
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     /// Prefix of the workers' process names.
-    pub name: String,
+    pub(crate) name: String,
     /// Workers kept at all times (started with the pool, replaced when they die).
-    pub min_workers: usize,
+    pub(crate) min_workers: usize,
     /// Workers at most; above `min_workers` the pool is elastic.
-    pub max_workers: usize,
+    pub(crate) max_workers: usize,
     /// An elastic pool stops a worker idle this long while it has more than the minimum.
-    pub idle_timeout: Duration,
-    pub method: StartMethod,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) method: StartMethod,
     /// Run the job of a worker that died once more before reporting the death.
-    pub retry_on_death: bool,
-    pub death_handling: DeathHandling,
+    pub(crate) retry_on_death: bool,
+    pub(crate) death_handling: DeathHandling,
     /// The bound on `map`, `imap`, `apply`, `join` and on starting the pool.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// File descriptors every worker inherits (a listening socket, for example); they
     /// must stay open in the parent while the pool lives.
-    pub inherit_fds: Vec<RawFd>,
+    pub(crate) inherit_fds: Vec<RawFd>,
     /// Test hook: the worker starts (numbered from 1, in the order the pool makes them)
     /// that fail with an injected error instead of starting a process.
     injected_start_failures: std::collections::BTreeSet<u64>,
@@ -117,31 +116,37 @@ impl PoolOptions {
         self.max_workers = max;
         self
     }
+    /// How long an elastic pool's extra worker may sit idle before it is retired (default
+    /// 5 s).
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
         self
     }
+    /// How workers are started (default spawn).
     pub fn method(mut self, method: StartMethod) -> Self {
         self.method = method;
         self
     }
+    /// Runs a job whose worker died once more on a fresh worker, instead of failing it.
     pub fn retry_on_death(mut self, retry: bool) -> Self {
         self.retry_on_death = retry;
         self
     }
+    /// What happens to the job of a worker that dies (default supervised).
     pub fn death_handling(mut self, handling: DeathHandling) -> Self {
         self.death_handling = handling;
         self
     }
+    /// Bound on the waits that take no timeout of their own (`apply`, `map`, `join`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
-    pub fn inherit_fd(mut self, fd: RawFd) -> Self {
+    pub(crate) fn inherit_fd(mut self, fd: RawFd) -> Self {
         self.inherit_fds.push(fd);
         self
     }
-    pub fn name(mut self, name: impl Into<String>) -> Self {
+    pub(crate) fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
@@ -180,48 +185,87 @@ impl PoolOptions {
 /// Why a task, or the pool, failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PoolError {
+    /// Options that cannot make a pool (no worker, min above max).
     #[error("invalid pool options: {0}")]
     BadOptions(String),
+    /// A call the pool cannot run (a chunk size of 0, …).
     #[error("invalid call: {0}")]
     BadInput(String),
+    /// A task name no entry point is registered under.
     #[error("unknown task: {0}")]
     UnknownTask(String),
+    /// A worker process could not be started.
     #[error("cannot start a pool worker: {0}")]
     Start(String),
+    /// The task returned an error.
     #[error("task {entry:?} (item {index}) failed: {message}")]
     Failed {
+        /// The task's entry point.
         entry: String,
+        /// The item it failed on (0 for `apply`).
         index: usize,
+        /// The task's error text.
         message: String,
     },
+    /// The task panicked (the worker survives it).
     #[error("task {entry:?} (item {index}) panicked: {message}")]
     Panicked {
+        /// The task's entry point.
         entry: String,
+        /// The item it panicked on (0 for `apply`).
         index: usize,
+        /// The panic message.
         message: String,
     },
+    /// The worker running the task died; it was replaced.
     #[error("worker died: pool worker {pid} {how} while running task {entry:?}")]
     WorkerDied {
+        /// The task's entry point.
         entry: String,
+        /// The dead worker's pid.
         pid: i32,
+        /// How it died ("was killed by signal 9 (SIGKILL)", "exited with code 3").
         how: String,
     },
+    /// No result within the bound (the task may still be running).
     #[error("no result from task {entry:?} within {timeout:?}")]
-    Timeout { entry: String, timeout: Duration },
+    Timeout {
+        /// The task's entry point.
+        entry: String,
+        /// The bound that passed.
+        timeout: Duration,
+    },
+    /// `terminate` ended the pool before the task finished.
     #[error("the pool was terminated before task {entry:?} finished")]
-    Terminated { entry: String },
+    Terminated {
+        /// The task's entry point.
+        entry: String,
+    },
+    /// A task submitted after `close` or `terminate`.
     #[error("the pool is closed: it takes no new tasks")]
     Closed,
+    /// `join` before `close` or `terminate` (Python's ValueError).
     #[error("the pool is still running: close() or terminate() it before join()")]
     StillRunning,
+    /// `join` gave up waiting for the workers to finish.
     #[error("the pool did not finish within {0:?}")]
     JoinTimeout(Duration),
+    /// The task's arguments do not serialise.
     #[error("cannot encode the arguments of task {entry:?}: {reason}")]
-    Encode { entry: String, reason: String },
+    Encode {
+        /// The task's entry point.
+        entry: String,
+        /// serde's complaint.
+        reason: String,
+    },
+    /// A result that is not the JSON of the type asked for.
     #[error("cannot decode the result of task {entry:?} (item {index}): {reason}")]
     Decode {
+        /// The task's entry point.
         entry: String,
+        /// The item whose result does not decode.
         index: usize,
+        /// serde's complaint.
         reason: String,
     },
 }
@@ -451,6 +495,7 @@ impl Pool {
             .collect()
     }
 
+    /// The pool's workers and jobs now, and its peak and deaths so far.
     pub fn stats(&self) -> PoolStats {
         let s = self.shared.lock();
         PoolStats {
@@ -463,7 +508,7 @@ impl Pool {
     }
 
     /// The bound this pool puts on `map`, `imap`, `apply` and `join`.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -723,6 +768,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
         self.slot.wait(timeout).is_some()
     }
 
+    /// Whether the task has finished (without waiting).
     pub fn ready(&self) -> bool {
         self.slot.lock().result.is_some()
     }

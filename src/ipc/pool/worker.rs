@@ -26,13 +26,13 @@ pub(super) enum ToWorker {
 /// Worker to parent: the outcome of every item of one job.
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct FromWorker {
-    pub job: u64,
-    pub outcomes: Vec<Outcome>,
+    pub(crate) job: u64,
+    pub(crate) outcomes: Vec<Outcome>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WorkerArgs {
-    pub conn: ConnectionHandle,
+    pub(crate) conn: ConnectionHandle,
 }
 
 /// How long one wait for a job lasts before it is simply started again. The wait itself

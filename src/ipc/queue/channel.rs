@@ -20,7 +20,7 @@ use super::{
     check_size, process_is_dead, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role,
     Wait,
 };
-use crate::ipc::shm::Shared;
+use crate::sys::shm::Shared;
 use ipc_channel::ipc::{self, IpcOneShotServer, IpcReceiver, IpcSender};
 use ipc_channel::{IpcError, TryRecvError};
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ struct Control {
 }
 
 // SAFETY: a counter and atomics, valid at zero.
-unsafe impl crate::ipc::shm::ShmSafe for Control {}
+unsafe impl crate::sys::shm::ShmSafe for Control {}
 
 impl Control {
     /// Records this process as holding a permit; the slot to clear once sent, if any.
@@ -122,6 +122,9 @@ struct Bootstrap {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The `channel` flavor: ipc-channel's typed channels over Unix sockets, bootstrapped
+/// through a one-shot server per opening process; senders clone, the receiver moves to
+/// the one process that opens a consumer handle.
 pub struct ChannelQueue {
     sender: Option<IpcSender<Payload>>,
     receiver: Mutex<Option<IpcReceiver<Payload>>>,
@@ -131,7 +134,7 @@ pub struct ChannelQueue {
 }
 
 impl ChannelQueue {
-    pub fn create(config: &Config) -> Result<ChannelQueue, QueueError> {
+    pub(crate) fn create(config: &Config) -> Result<ChannelQueue, QueueError> {
         let mut config = *config;
         if config.max_message == 0 {
             config.max_message = crate::ipc::frame::DEFAULT_MAX_PAYLOAD;
@@ -150,6 +153,8 @@ impl ChannelQueue {
         })
     }
 
+    /// Opens, in another process, the queue `handle` names (the consumer's handle takes
+    /// the receiver).
     pub fn open(handle: QueueHandle) -> Result<ChannelQueue, QueueError> {
         let HandleKind::Channel { bootstrap, counter } = &handle.kind else {
             return Err(QueueError::WrongFlavor {
@@ -159,14 +164,15 @@ impl ChannelQueue {
         };
         let control: Shared<Control> = Shared::open(counter)?;
         let server = IpcSender::<Request>::connect(bootstrap.clone()).map_err(|e| {
-            QueueError::Io(format!(
-                "cannot reach the channel queue's bootstrap server {bootstrap}: {e} (was the handle already used, or cancelled after the block limit?)"
-            ))
+            QueueError::transport(
+                format!("cannot reach the channel queue's bootstrap server {bootstrap} (was the handle already used, or cancelled after the block limit?)"),
+                e,
+            )
         })?;
         let (reply_to, replies) = ipc::channel::<Grant>()?;
         server
             .send(reply_to)
-            .map_err(|e| QueueError::Io(format!("bootstrap request: {e}")))?;
+            .map_err(|e| QueueError::transport("bootstrap request", e))?;
         let grant = replies
             .try_recv_timeout(handle.config.block_limit)
             .map_err(|e| match e {
@@ -174,7 +180,7 @@ impl ChannelQueue {
                     op: "open",
                     waited: handle.config.block_limit,
                 },
-                TryRecvError::IpcError(e) => QueueError::Io(format!("bootstrap reply: {e:?}")),
+                TryRecvError::IpcError(e) => QueueError::transport("bootstrap reply", e),
             })?;
         let mut config = handle.config;
         config.maxsize = control.maxsize.load(Ordering::SeqCst) as usize;
@@ -283,7 +289,7 @@ impl Queue for ChannelQueue {
                 IpcError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                     QueueError::Disconnected
                 }
-                e => QueueError::Io(format!("{e:?}")),
+                e => QueueError::transport("put", e),
             }
         })
     }
@@ -308,7 +314,7 @@ impl Queue for ChannelQueue {
             }
             Err(TryRecvError::Empty) => Err(wait.expired("get", QueueError::Empty)),
             Err(TryRecvError::IpcError(IpcError::Disconnected)) => Err(QueueError::Disconnected),
-            Err(TryRecvError::IpcError(e)) => Err(QueueError::Io(format!("{e:?}"))),
+            Err(TryRecvError::IpcError(e)) => Err(QueueError::transport("get", e)),
         }
     }
 

@@ -17,18 +17,18 @@
 //! Limit: a producer killed after its put committed and before it counted (a few
 //! instructions) leaves an item uncounted: its `task_done` then balances nothing, and
 //! `join` may return before it is done. Slots of dead producers are reused only when all
-//! [`SLOTS`] are taken.
+//! `SLOTS` are taken.
 
 use super::{Queue, QueueError, QueueHandle, Role};
-use crate::ipc::futex;
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::process::Options;
+use crate::sys::futex;
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// Puts that can be pending at once (one more goes untracked, counted before it puts).
-pub const SLOTS: usize = 256;
+pub(crate) const SLOTS: usize = 256;
 /// How often `join` re-checks while a put is pending (its end wakes nobody).
 const PENDING_CHECK: Duration = Duration::from_millis(5);
 
@@ -86,6 +86,8 @@ impl Books {
     }
 }
 
+/// Python's `JoinableQueue` over any queue flavor: a count of unfinished items in shared
+/// memory, so `join` in one process waits for `task_done` calls in others.
 pub struct JoinableQueue<Q: Queue = Box<dyn Queue>> {
     queue: Q,
     books: Shared<Books>,
@@ -94,11 +96,12 @@ pub struct JoinableQueue<Q: Queue = Box<dyn Queue>> {
 /// What a child needs to open a JoinableQueue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinableHandle {
-    pub queue: QueueHandle,
+    pub(crate) queue: QueueHandle,
     books: String,
 }
 
 impl JoinableHandle {
+    /// Adds the fds the child needs to open the queue to `options`.
     pub fn inherit(&self, options: Options) -> Options {
         self.queue.inherit(options)
     }
@@ -113,10 +116,11 @@ impl<Q: Queue> JoinableQueue<Q> {
         })
     }
 
-    pub fn queue(&self) -> &Q {
+    pub(crate) fn queue(&self) -> &Q {
         &self.queue
     }
 
+    /// Puts a message and counts it unfinished until a `task_done`.
     pub fn put(&self, message: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
         let books = &*self.books;
         let Some(slot) = books.claim() else {
@@ -138,14 +142,17 @@ impl<Q: Queue> JoinableQueue<Q> {
         result
     }
 
+    /// Puts without waiting for room (`Full` at once).
     pub fn put_nowait(&self, message: &[u8]) -> Result<(), QueueError> {
         self.put(message, Some(Duration::ZERO))
     }
 
+    /// Takes the oldest message; call `task_done` once it is handled.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Vec<u8>, QueueError> {
         self.queue.get(timeout)
     }
 
+    /// Takes a message without waiting for one (`Empty` at once).
     pub fn get_nowait(&self) -> Result<Vec<u8>, QueueError> {
         self.queue.get_nowait()
     }
@@ -208,6 +215,7 @@ impl<Q: Queue> JoinableQueue<Q> {
         }
     }
 
+    /// What a child needs to open this queue (and its count) with `role`.
     pub fn handle(&self, role: Role) -> Result<JoinableHandle, QueueError> {
         Ok(JoinableHandle {
             queue: self.queue.handle(role)?,

@@ -34,7 +34,7 @@
 //!
 //! # Untrusted shared memory
 //! The geometry is read back from the segment by every opener, and a segment may be
-//! stale, of another version, or scribbled on by a buggy process. [`Geometry::check`]
+//! stale, of another version, or scribbled on by a buggy process. `Geometry::check`
 //! refuses any header that would put a slot or a message outside the segment, and a get
 //! refuses a message length beyond the ring's maximum: both are `QueueError::Corrupt`
 //! naming the segment, never an out-of-bounds read, a division by zero or a huge
@@ -45,15 +45,16 @@ use super::{
     check_size, process_is_dead, Config, Flavor, HandleKind, Queue, QueueError, QueueHandle, Role,
     Wait, DEFAULT_SHM_MAX_MESSAGE, DEFAULT_SHM_SLOTS,
 };
-use crate::ipc::futex;
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::schedule::{point, wait_point};
+use crate::sys::futex;
+use crate::sys::shm::{Shared, ShmSafe};
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Busy re-checks before a waiter starts yielding: a few microseconds, enough to cover a
-/// peer running on another CPU (a cache-line hand-off is ~0.1-0.2 µs) without starving
-/// for long a peer that shares this CPU.
+/// peer running on another CPU (a cache-line hand-off is ~0.1-0.2 µs). Only when a peer
+/// can run on another CPU meanwhile (`process::affinity`): a peer that needs this CPU
+/// is only delayed by them, so the waiter goes straight to yielding.
 const SPIN_TRIES: u32 = 100;
 /// Re-checks with a `sched_yield` before each, before sleeping: on a shared CPU they let
 /// the peer run at once, which beats a futex wake round trip.
@@ -64,8 +65,9 @@ const RECOVERY_CHECK: Duration = Duration::from_millis(10);
 /// reserver's release wakes the other side's word, not this one, so the waiter polls,
 /// doubling the nap up to [`RECOVERY_CHECK`] while the reservation stays.
 const BUSY_NAP: Duration = Duration::from_micros(20);
-/// "ipcbrin2": the layout with `limit` (a segment of the first layout is refused).
-const MAGIC: u64 = 0x6970_6362_7269_6e32;
+/// "ipcbrin3": the layout with `limit` and the sides' CPUs (a segment of an earlier
+/// layout is refused).
+const MAGIC: u64 = 0x6970_6362_7269_6e33;
 /// Largest message a slot may be configured for: a slot's length field is a u32.
 const MAX_SLOT_MESSAGE: usize = u32::MAX as usize - 1;
 
@@ -87,6 +89,23 @@ struct Header {
     published: Line<(AtomicU32, AtomicU32)>,
     /// Bumped on every release; writers sleep on it.
     released: Line<(AtomicU32, AtomicU32)>,
+    /// The CPUs (affinity masks, OR-ed) that producers and consumers may run on, 0 until
+    /// one has said: what a waiter for the other side asks before spinning. Read-mostly,
+    /// so on a line of their own.
+    side_cpus: Line<SideCpus>,
+}
+
+struct SideCpus {
+    producers: AtomicU64,
+    consumers: AtomicU64,
+}
+
+/// Adds the calling thread's CPUs to a side's mask (a plain load when they are in it).
+fn announce_cpus(side: &AtomicU64) {
+    let mine = crate::process::affinity::allowed_mask();
+    if side.load(Ordering::Relaxed) & mine != mine {
+        side.fetch_or(mine, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: atomics only, all valid at zero; the creator fills in the geometry before the
@@ -118,16 +137,16 @@ const SLOT_HEADER: usize = std::mem::size_of::<Slot>();
 /// A ring's shape as its header states it, checked before any slot is touched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
-    pub capacity: u64,
-    pub limit: u64,
-    pub max_message: u64,
-    pub stride: u64,
+    pub(crate) capacity: u64,
+    pub(crate) limit: u64,
+    pub(crate) max_message: u64,
+    pub(crate) stride: u64,
 }
 
 impl Geometry {
     /// Why this geometry cannot describe a ring in `available` trailing bytes, if it
     /// cannot: every slot and every message must lie inside them.
-    pub fn check(&self, available: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, available: usize) -> Result<(), String> {
         let Geometry {
             capacity,
             limit,
@@ -159,6 +178,9 @@ impl Geometry {
     }
 }
 
+/// The `shm` flavor: a bounded ring of fixed-size slots in one shared-memory segment,
+/// futex wake-ups, and a dead claimant detected by pid, so a killed peer costs at most
+/// the message it held.
 pub struct ShmQueue {
     ring: Option<Shared<Header>>,
     config: Config,
@@ -191,6 +213,8 @@ fn owner_is_dead(owner: i32) -> bool {
 }
 
 impl ShmQueue {
+    /// Creates a ring of `config.maxsize` slots (0: the default) of `config.max_message`
+    /// bytes each.
     pub fn create(config: &Config) -> Result<ShmQueue, QueueError> {
         let mut config = *config;
         if config.maxsize == 0 {
@@ -226,6 +250,7 @@ impl ShmQueue {
         Ok(queue)
     }
 
+    /// Maps, in another process, the ring `handle` names.
     pub fn open(handle: QueueHandle) -> Result<ShmQueue, QueueError> {
         let HandleKind::Shm { ring } = handle.kind else {
             return Err(QueueError::WrongFlavor {
@@ -607,13 +632,20 @@ impl ShmQueue {
         &self,
         timeout: Option<Duration>,
         word: &(AtomicU32, AtomicU32),
+        peer_cpus: &AtomicU64,
         mut attempt: impl FnMut() -> Attempt<T>,
         recover: impl Fn(),
     ) -> Result<Option<T>, QueueError> {
         let (word, waiters) = word;
         let nowait = timeout == Some(Duration::ZERO);
-        for round in 0..=SPIN_TRIES + YIELD_TRIES {
-            if round > SPIN_TRIES {
+        let spins = if crate::process::affinity::spinning_can_pay(peer_cpus.load(Ordering::Relaxed))
+        {
+            SPIN_TRIES
+        } else {
+            0
+        };
+        for round in 0..=spins + YIELD_TRIES {
+            if round > spins {
                 std::thread::yield_now();
             } else if round > 0 {
                 std::hint::spin_loop();
@@ -719,9 +751,12 @@ impl Queue for ShmQueue {
     fn put(&self, message: &[u8], timeout: Option<Duration>) -> Result<(), QueueError> {
         self.check_open()?;
         check_size(message.len(), self.config.max_message)?;
+        let sides = &self.header().side_cpus.0;
+        announce_cpus(&sides.producers);
         self.wait_for(
             timeout,
             &self.header().released.0,
+            &sides.consumers,
             || self.try_put(message),
             || {
                 let header = self.header();
@@ -741,9 +776,12 @@ impl Queue for ShmQueue {
     fn get_into(&self, buf: &mut Vec<u8>, timeout: Option<Duration>) -> Result<(), QueueError> {
         buf.clear();
         self.check_open()?;
+        let sides = &self.header().side_cpus.0;
+        announce_cpus(&sides.consumers);
         self.wait_for(
             timeout,
             &self.header().published.0,
+            &sides.producers,
             || self.try_get(buf),
             || {
                 let header = self.header();

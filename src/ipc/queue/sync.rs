@@ -6,8 +6,8 @@
 //! in the queue's control block (the Lock family's owns a segment of its own) but is
 //! initialised by the same `lock::robust::init_shared_mutex`.
 
-use crate::ipc::futex;
-use crate::ipc::shm::ShmSafe;
+use crate::sys::futex;
+use crate::sys::shm::ShmSafe;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
@@ -32,13 +32,13 @@ unsafe impl ShmSafe for RobustMutex {}
 /// holding it (the protected data may be half-updated).
 pub(super) struct MutexGuard<'a> {
     mutex: &'a RobustMutex,
-    pub owner_died: bool,
+    pub(crate) owner_died: bool,
 }
 
 impl RobustMutex {
     /// Makes the (zeroed) mutex robust and process-shared. Called once, by the creating
     /// process, before the segment's name or fd is handed to anyone.
-    pub fn init(&self) -> std::io::Result<()> {
+    pub(crate) fn init(&self) -> std::io::Result<()> {
         // SAFETY: the mutex memory is valid and not yet shared with any other process.
         unsafe { crate::ipc::lock::robust::init_shared_mutex(self.inner.get(), true) }.map_err(
             |(what, code)| {
@@ -49,7 +49,7 @@ impl RobustMutex {
     }
 
     /// Locks before `deadline`; None when the deadline passed first.
-    pub fn lock(&self, deadline: Instant) -> std::io::Result<Option<MutexGuard<'_>>> {
+    pub(crate) fn lock(&self, deadline: Instant) -> std::io::Result<Option<MutexGuard<'_>>> {
         // In a forced schedule a held lock passes the turn (its holder needs it to get
         // to its unlock) instead of sleeping in the kernel; without schedule points this
         // loop is compiled out.
@@ -106,7 +106,7 @@ impl Drop for MutexGuard<'_> {
 /// announce themselves so that changes skip the wake system call when nobody sleeps.
 #[repr(C)]
 #[derive(Default)]
-pub(super) struct Counter {
+pub struct Counter {
     value: AtomicU32,
     waiters: AtomicU32,
 }
@@ -115,6 +115,7 @@ pub(super) struct Counter {
 unsafe impl ShmSafe for Counter {}
 
 impl Counter {
+    /// The current value.
     pub fn get(&self) -> u32 {
         self.value.load(Ordering::SeqCst)
     }
@@ -196,12 +197,12 @@ pub(super) struct Gate {
 unsafe impl ShmSafe for Gate {}
 
 impl Gate {
-    pub fn seen(&self) -> u32 {
+    pub(crate) fn seen(&self) -> u32 {
         self.seq.load(Ordering::SeqCst)
     }
 
     /// Wakes every waiter: the condition may have changed.
-    pub fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             futex::wake_all(&self.seq);
@@ -209,7 +210,7 @@ impl Gate {
     }
 
     /// Sleeps until a bump after `seen` or `deadline`; false once the deadline has passed.
-    pub fn wait(&self, seen: u32, deadline: Instant) -> bool {
+    pub(crate) fn wait(&self, seen: u32, deadline: Instant) -> bool {
         if Instant::now() >= deadline {
             return false;
         }

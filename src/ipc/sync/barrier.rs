@@ -14,22 +14,22 @@
 //! first (then the last arrival is refused too, and nobody passes).
 
 use super::{create_state, open_state, SyncError, Tagged};
-use crate::ipc::futex;
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::process::hygiene;
+use crate::sys::futex;
+use crate::sys::shm::{Shared, ShmSafe};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-pub const MAX_PARTIES: usize = 64;
+pub(crate) const MAX_PARTIES: usize = 64;
 /// How often a waiter checks that every registered party is alive.
-pub const LIVENESS_CHECK: Duration = Duration::from_millis(20);
+pub(crate) const LIVENESS_CHECK: Duration = Duration::from_millis(20);
 
 const BROKEN_ABORTED: u32 = 1;
 const BROKEN_PARTY_DIED: u32 = 2;
 const BROKEN_TIMED_OUT: u32 = 3;
 
 #[repr(C)]
-pub struct BarrierState {
+pub(crate) struct BarrierState {
     ready: AtomicU32,
     parties: AtomicU32,
     /// The futex word, a [`Phase`]: arrivals in the current generation, why it broke,
@@ -96,6 +96,8 @@ impl Tagged for BarrierState {
     }
 }
 
+/// Python's `multiprocessing.Barrier` in shared memory (see the module docs for when it
+/// breaks).
 pub struct Barrier {
     state: Shared<BarrierState>,
 }
@@ -152,6 +154,7 @@ fn party_is_gone(probe: nix::Result<()>, state: Option<char>) -> bool {
 }
 
 impl Barrier {
+    /// A barrier for `parties` processes (1 to 64).
     pub fn create(parties: u32) -> Result<Barrier, SyncError> {
         if parties == 0 || parties as usize > MAX_PARTIES {
             return Err(SyncError::Invalid(format!(
@@ -172,11 +175,12 @@ impl Barrier {
         Ok(barrier)
     }
 
+    /// The shared-memory name other parties pass to [`Barrier::open`].
     pub fn name(&self) -> &str {
         self.state.name()
     }
 
-    pub fn parties(&self) -> u32 {
+    pub(crate) fn parties(&self) -> u32 {
         self.state.parties.load(SeqCst)
     }
 
@@ -217,6 +221,7 @@ impl Barrier {
         )))
     }
 
+    /// Whether the barrier broke (an abort, a timeout, a dead party): every wait fails.
     pub fn is_broken(&self) -> bool {
         self.phase().broken() != 0
     }

@@ -2,21 +2,27 @@
 //! waiter in every process, `wait` returns false when the timeout passes first.
 
 use super::{create_state, open_state, SyncError, Tagged};
-use crate::ipc::futex::{self, Wake};
-use crate::ipc::shm::{Shared, ShmSafe};
-use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use crate::process::affinity;
+use crate::sys::futex::{self, Wake};
+use crate::sys::shm::{Shared, ShmSafe};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-/// Spins before sleeping: a waiter whose setter is running on another CPU sees the flag
-/// in well under a microsecond instead of paying a futex wake-up.
+/// Spins before sleeping, when a setter can run on another CPU meanwhile: the waiter then
+/// sees the flag in well under a microsecond instead of paying a futex wake-up. When
+/// every setter can run only on the waiter's CPU it sleeps at once: a spin there only
+/// delays the setter.
 const SPINS: u32 = 200;
 
 #[repr(C)]
-pub struct EventState {
+pub(crate) struct EventState {
     ready: AtomicU32,
     /// 1 set, 0 clear: the futex word.
     flag: AtomicU32,
     waiters: AtomicU32,
+    /// The CPUs setters may run on (the union of their affinity masks, 0 until the first
+    /// set): what a waiter asks before spinning.
+    setter_cpus: AtomicU64,
 }
 
 // SAFETY: atomics only; all-zero is "not ready", refused by open.
@@ -30,6 +36,8 @@ impl Tagged for EventState {
     }
 }
 
+/// Python's `multiprocessing.Event` in shared memory: a flag processes set, clear and
+/// wait on (futex, no polling).
 pub struct Event {
     state: Shared<EventState>,
 }
@@ -42,27 +50,36 @@ impl Event {
         })
     }
 
+    /// Opens an event created elsewhere, by its name.
     pub fn open(name: &str) -> Result<Event, SyncError> {
         Ok(Event {
             state: open_state(name)?,
         })
     }
 
+    /// The shared-memory name other processes pass to [`Event::open`].
     pub fn name(&self) -> &str {
         self.state.name()
     }
 
+    /// Whether the flag is set now.
     pub fn is_set(&self) -> bool {
         self.state.flag.load(SeqCst) == 1
     }
 
+    /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
+        let mine = affinity::allowed_mask();
+        if self.state.setter_cpus.load(Relaxed) & mine != mine {
+            self.state.setter_cpus.fetch_or(mine, Relaxed);
+        }
         self.state.flag.store(1, SeqCst);
         if self.state.waiters.load(SeqCst) > 0 {
             futex::wake_all(&self.state.flag);
         }
     }
 
+    /// Clears the flag; later waits block until the next `set`.
     pub fn clear(&self) {
         self.state.flag.store(0, SeqCst);
     }
@@ -70,7 +87,12 @@ impl Event {
     /// True once the event is set; false if `timeout` passes first.
     pub fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        for _ in 0..SPINS {
+        let spins = if affinity::spinning_can_pay(self.state.setter_cpus.load(Relaxed)) {
+            SPINS
+        } else {
+            0
+        };
+        for _ in 0..spins {
             if self.is_set() {
                 return true;
             }

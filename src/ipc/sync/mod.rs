@@ -2,36 +2,58 @@
 //! from processes that did not create it (as Python's `multiprocessing` equivalents are
 //! inherited or pickled). Every wait is bounded by a timeout.
 
-pub mod barrier;
-pub mod event;
+pub(crate) mod barrier;
+pub(crate) mod event;
 pub mod semaphore;
 
 pub use barrier::Barrier;
 pub use event::Event;
 pub use semaphore::Semaphore;
 
-use crate::ipc::shm::{Shared, ShmSafe};
+use crate::sys::shm::{Shared, ShmSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+/// Why a semaphore, event or barrier operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// A wait outlived its bound.
     #[error("{what} {name}: not done within {timeout:?}")]
     Timeout {
+        /// "semaphore", "event" or "barrier".
         what: &'static str,
+        /// Its shared-memory name.
         name: String,
+        /// The bound that passed.
         timeout: Duration,
     },
+    /// A bounded semaphore released past its initial value (Python's ValueError).
     #[error("semaphore {name}: released more times than acquired (value would exceed its bound {bound})")]
-    ReleasedTooMany { name: String, bound: u32 },
+    ReleasedTooMany {
+        /// Its shared-memory name.
+        name: String,
+        /// Its initial value, which the value may not exceed.
+        bound: u32,
+    },
+    /// The barrier broke (an abort, a timeout, a dead party), for good.
     #[error("barrier {name} is broken: {reason}")]
-    Broken { name: String, reason: String },
+    Broken {
+        /// Its shared-memory name.
+        name: String,
+        /// Why it broke.
+        reason: String,
+    },
+    /// The segment could not be opened, or holds another kind of primitive.
     #[error("cannot open {what} {name}: {message}")]
     Open {
+        /// The kind asked for.
         what: &'static str,
+        /// The name given.
         name: String,
+        /// What failed.
         message: String,
     },
+    /// An argument out of range (a barrier of 0 parties, …).
     #[error("{0}")]
     Invalid(String),
 }

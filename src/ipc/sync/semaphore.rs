@@ -7,22 +7,22 @@
 //! scenario must catch (more than N processes inside at once).
 
 use super::{create_state, open_state, SyncError, Tagged};
-use crate::ipc::futex::{self, Wake};
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::schedule::{point, wait_point};
+use crate::sys::futex::{self, Wake};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SemaphoreKind {
+pub(crate) enum SemaphoreKind {
     Bounded,
     /// Test subject: release over-counts (see the module docs).
     Miscounted,
 }
 
 #[repr(C)]
-pub struct SemaphoreState {
+pub(crate) struct SemaphoreState {
     ready: AtomicU32,
     /// 0 bounded, 1 miscounted.
     kind: AtomicU32,
@@ -45,6 +45,8 @@ impl Tagged for SemaphoreState {
     }
 }
 
+/// Python's `multiprocessing.(Bounded)Semaphore` in shared memory: a count of permits,
+/// futex waits, and a bounded kind that refuses a release past its initial value.
 pub struct Semaphore {
     state: Shared<SemaphoreState>,
 }
@@ -80,17 +82,19 @@ impl Semaphore {
         Ok(Semaphore { state })
     }
 
+    /// Opens a semaphore created elsewhere, by its name.
     pub fn open(name: &str) -> Result<Semaphore, SyncError> {
         Ok(Semaphore {
             state: open_state(name)?,
         })
     }
 
+    /// The shared-memory name other processes pass to [`Semaphore::open`].
     pub fn name(&self) -> &str {
         self.state.name()
     }
 
-    pub fn kind(&self) -> SemaphoreKind {
+    pub(crate) fn kind(&self) -> SemaphoreKind {
         if self.state.kind.load(SeqCst) == 1 {
             SemaphoreKind::Miscounted
         } else {
@@ -103,6 +107,7 @@ impl Semaphore {
         self.state.value.load(SeqCst)
     }
 
+    /// Takes a permit if one is free now, without waiting.
     pub fn try_acquire(&self) -> bool {
         let value = &self.state.value;
         let mut seen = value.load(SeqCst);

@@ -9,9 +9,9 @@
 //! reported 1.48 G acquire+release/s across processes, 0.7 ns each, where one cache-line
 //! hand-off costs ~120 ns).
 
-use crate::ipc::shm::{Shared, ShmSafe};
 use crate::ipc::sync::Barrier;
 use crate::process::{self as proc, Options, StartMethod};
+use crate::sys::shm::{Shared, ShmSafe};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};

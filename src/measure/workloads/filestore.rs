@@ -46,6 +46,8 @@ pub fn read_modify_write(kind: StoreLockKind, processes: usize, iters: usize) ->
     )
 }
 
+crate::register_workloads!("filestore", catalogue, rank = 80);
+
 /// This family's entries in `measure::registry`, divided by the raw uncontended file
 /// lock+unlock (updates per raw pair): fcntl's by the raw fcntl pair, every other kind
 /// by the raw flock pair.

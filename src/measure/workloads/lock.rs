@@ -64,7 +64,7 @@ pub(crate) fn ops_workload(
         family,
         flavor,
         kind: Kind::Throughput,
-        placement: crate::report::model::Placement::Unpinned,
+        placement: crate::results::Placement::Unpinned,
         message_bytes: 0,
         producers: processes,
         consumers: 0,
@@ -77,6 +77,8 @@ pub(crate) fn ops_workload(
         }),
     }
 }
+
+crate::register_workloads!("lock", catalogue, rank = 50);
 
 /// This family's entries in `measure::registry`, each divided by a raw figure of its
 /// kind: flock and fcntl by the raw uncontended flock / fcntl lock+unlock (operations

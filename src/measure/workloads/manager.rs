@@ -6,7 +6,7 @@ use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::process::StartMethod;
 use crate::register_entry;
-use crate::report::model::Placement;
+use crate::results::Placement;
 use std::time::Duration;
 
 /// `iters` server-side increments from this process, each timed.
@@ -51,6 +51,8 @@ pub fn increments(clients: usize, iters: usize) -> Duration {
     manager.shutdown(Duration::from_secs(10)).expect("shutdown");
     elapsed
 }
+
+crate::register_workloads!("manager", catalogue, rank = 70);
 
 /// This family's entries in `measure::registry`: the RPC round trip divided by the raw
 /// 64-byte Unix-socket request-reply of the same placement, and increments/s with 1, 2

@@ -13,6 +13,7 @@
 //!   cross-CPU figures are measured apart and labelled (on 2 cores a pipe round trip is
 //!   ~6 µs on one CPU and ~11 µs across two; unpinned runs flip between them).
 
+pub mod barrier;
 pub mod crowd;
 pub mod filestore;
 pub mod lock;
@@ -23,7 +24,7 @@ pub mod process;
 pub mod queue;
 pub mod sync;
 
-use crate::report::model::{Achieved, Placement, Topology};
+use crate::results::{Achieved, Placement, Topology};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -87,6 +88,17 @@ pub fn begin_placement() {
     PLACED.with(|p| *p.borrow_mut() = Placed::default());
 }
 
+/// Records where a measurement whose processes another program placed ran (a peer's
+/// workload: it pins its own processes and says where): the initiator's CPUs and the
+/// responder's one CPU (None: not pinned to one).
+pub fn record_placement(initiator: Vec<usize>, responder: Option<usize>) {
+    PLACED.with(|p| {
+        let mut p = p.borrow_mut();
+        p.initiator = (!initiator.is_empty()).then_some(initiator);
+        p.responder = responder;
+    });
+}
+
 /// Where the two sides of the measurement run on this thread since [`begin_placement`]
 /// were: a side not pinned could use every CPU this process may use, and then the pair
 /// has no class.
@@ -148,6 +160,7 @@ pub fn pin(cpu: Option<usize>) -> PinGuard {
             achieved,
             "pinned to CPU {cpu}, but the affinity did not take"
         );
+        crate::process::affinity::forget_allowed();
         let had: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
             .filter(|&c| libc::CPU_ISSET(c, &now))
             .collect();
@@ -163,6 +176,7 @@ impl Drop for PinGuard {
             unsafe {
                 libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), previous);
             }
+            crate::process::affinity::forget_allowed();
         }
     }
 }

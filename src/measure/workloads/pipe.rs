@@ -6,7 +6,7 @@ use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
 use crate::process::{self as proc, Child, Options};
 use crate::register_entry;
-use crate::report::model::Placement;
+use crate::results::Placement;
 use serde::Serialize;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};

@@ -3,9 +3,9 @@
 //! (one process per connection vs a pool of 4) under 1..N concurrent clients.
 
 use super::RoundTrips;
-use crate::ipc::pool::echo::{self, ServerKind};
 use crate::ipc::pool::{Pool, PoolOptions};
 use crate::process::{self as proc, Options, StartMethod};
+use crate::programs::pool_echo::{self as echo, ServerKind};
 use crate::register_entry;
 use std::time::{Duration, Instant};
 

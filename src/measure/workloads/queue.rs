@@ -5,12 +5,12 @@
 
 use super::pipe::{finish, CHILD_LIMIT};
 use super::{cpus_for, pin, RoundTrips};
-use crate::ipc::futex;
 use crate::ipc::queue::{self, Config, Flavor, Queue, QueueHandle, Role};
-use crate::ipc::shm::Shared;
 use crate::process::{self as proc, Child, Options};
 use crate::register_entry;
-use crate::report::model::Placement;
+use crate::results::Placement;
+use crate::sys::futex;
+use crate::sys::shm::Shared;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -64,6 +64,32 @@ pub fn round_trip(
     placement: Placement,
     iters: usize,
 ) -> RoundTrips {
+    round_trip_with(flavor, payload, placement, iters, || {})
+}
+
+/// [`round_trip`], each trip held back by a real sleep of `extra` between its put and its
+/// get, inside the timed part: the deliberately slowed twin of `measure::twins`.
+pub fn round_trip_slowed(
+    flavor: Flavor,
+    payload: usize,
+    placement: Placement,
+    iters: usize,
+    extra: Duration,
+) -> RoundTrips {
+    round_trip_with(flavor, payload, placement, iters, || {
+        std::thread::sleep(extra)
+    })
+}
+
+/// The round trip, with `between` run between each put and its get (inlined: nothing
+/// for the real workload, whose timed loop stays as it was).
+fn round_trip_with(
+    flavor: Flavor,
+    payload: usize,
+    placement: Placement,
+    iters: usize,
+    between: impl Fn(),
+) -> RoundTrips {
     let (mine, cpu) = cpus_for(placement);
     let _pin = pin(mine);
     let config = config_for(payload);
@@ -85,6 +111,7 @@ pub fn round_trip(
     for _ in 0..iters {
         let t = Instant::now();
         requests.put(&message, None).expect("put");
+        between();
         replies.get_into(&mut back, None).expect("get");
         samples_ns.push(t.elapsed().as_nanos() as u64);
         debug_assert_eq!(back.len(), message.len());

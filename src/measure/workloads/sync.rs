@@ -4,7 +4,7 @@ use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::sync::{Event, Semaphore};
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
-use crate::report::model::Placement;
+use crate::results::Placement;
 use serde::{Deserialize, Serialize};
 
 use super::crowd::BOUND;
@@ -113,6 +113,8 @@ pub fn wake_round_trips(primitive: Primitive, placement: Placement, iters: usize
     child.result::<()>(Some(BOUND)).expect("responder");
     round_trips
 }
+
+crate::register_workloads!("sync", catalogue, rank = 60);
 
 /// This family's entries in `measure::registry`: wake-up round trips, divided by the raw
 /// futex wake round trip of the same placement (what both primitives sleep on).

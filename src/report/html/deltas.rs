@@ -3,13 +3,13 @@
 //! module only lays them out: regressions first, the largest first, each row with a text
 //! marker ("▲ REGRESSED", "▼ improved", "= ok") so that nothing depends on colour.
 
-use super::{esc, num};
+use super::format::{esc, num, utc_text};
 use crate::report::compare::{self, Comparison, MetricDelta, Policy, Status};
-use crate::report::model::Results;
+use crate::results::Results;
 use std::fmt::Write as _;
 
 /// The marker shown for a status: a symbol and words.
-pub fn marker(status: Status) -> String {
+pub(crate) fn marker(status: Status) -> String {
     let symbol = match status {
         Status::Regressed => "▲",
         Status::NoisyWorse => "△",
@@ -30,7 +30,7 @@ fn row_class(status: Status) -> &'static str {
 }
 
 /// The comparison with, inside each status, the largest change first.
-pub fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Comparison {
+pub(crate) fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Comparison {
     let mut comparison = compare::compare(
         baseline,
         current,
@@ -50,7 +50,7 @@ pub fn compute(baseline: &Results, current: &Results, threshold_pct: f64) -> Com
 }
 
 /// The deltas section of the page.
-pub fn section(
+pub(crate) fn section(
     c: &Comparison,
     baseline: &Results,
     baseline_name: &str,
@@ -65,7 +65,7 @@ pub fn section(
          recorded; a metric whose spread exceeds {} is shown but not gated. Every scenario \
          verdict must match its expectation and every stress run must be clean.</p>",
         esc(baseline_name),
-        esc(&super::utc_text(baseline.created_unix)),
+        esc(&utc_text(baseline.created_unix)),
         num(c.threshold_pct),
         num(c.max_gated_spread),
     );

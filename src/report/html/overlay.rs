@@ -2,10 +2,11 @@
 //! run, overlaid, with the change of its percentiles marked against the baseline's noise
 //! band — the page a reviewer opens on a pull request (as criterion's change plots).
 
-use super::{chart_html, esc, latency_label, Table};
-use crate::report::charts::Line;
-use crate::report::model::{Latency, Results};
+use super::format::{cell, chart_html, esc, unit_cell, Table};
+use super::latency::{cdf_lines, latency_label};
+use crate::report::charts::{self, Axis, Chart, Line, Scale, Ticks};
 use crate::report::units::{human, Unit};
+use crate::results::{Latency, Results};
 use std::fmt::Write as _;
 
 /// A change smaller than this is never called one, whatever the recorded spread.
@@ -13,7 +14,7 @@ const MIN_CHANGE: f64 = 0.05;
 
 /// How a workload moved from the baseline to this run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Move {
+pub(crate) enum Move {
     Slower,
     Faster,
     WithinNoise,
@@ -31,7 +32,7 @@ impl Move {
 
 /// The relative change of the median and whether it leaves the noise band (the
 /// baseline's recorded spread, at least [`MIN_CHANGE`]).
-pub fn change(before: &Latency, after: &Latency) -> (f64, f64, Move) {
+pub(crate) fn change(before: &Latency, after: &Latency) -> (f64, f64, Move) {
     let change = after.percentiles.p50 / before.percentiles.p50 - 1.0;
     let band = before.spread.max(MIN_CHANGE);
     let moved = if !change.is_finite() || change.abs() <= band {
@@ -45,7 +46,7 @@ pub fn change(before: &Latency, after: &Latency) -> (f64, f64, Move) {
 }
 
 /// The id of a workload's overlay chart (the page's links to it use this).
-pub fn chart_id(workload: &str) -> String {
+pub(crate) fn chart_id(workload: &str) -> String {
     format!("overlay-{}", workload.replace('/', "-"))
 }
 
@@ -63,16 +64,54 @@ fn overlay_chart(before: &Latency, after: &Latency) -> String {
             dashed: false,
         },
     ];
-    chart_html(super::cdf_lines(
+    let cdf = chart_html(cdf_lines(
         &chart_id(&after.workload),
         &after.workload,
         &lines,
-    ))
+    ));
+    format!("{cdf}{}", chart_html(percentile_bars(before, after)))
 }
+
+/// The percentiles before and after as bars side by side, the median's change and its
+/// noise band in the title: the tail's move read at a glance, beside the CDFs.
+fn percentile_bars(before: &Latency, after: &Latency) -> Result<Chart, String> {
+    let (change, band, moved) = change(before, after);
+    let pick = |l: &Latency| {
+        let p = &l.percentiles;
+        [p.p50, p.p90, p.p99, p.p999]
+            .iter()
+            .map(|ns| Some(ns / 1000.0))
+            .collect::<Vec<_>>()
+    };
+    charts::grouped_bars(
+        &format!("overlay-bars-{}", after.workload.replace('/', "-")),
+        // The workload is in the CDF's title beside it; this one must fit the chart.
+        &format!(
+            "Percentiles: median {:+.1} %, {} (noise ±{})",
+            change * 100.0,
+            moved.marker(),
+            human(band, Unit::Fraction)
+        ),
+        &Axis::new(
+            "time per operation (µs, log scale)",
+            Scale::Log,
+            Ticks::Plain,
+        ),
+        "percentile",
+        &PERCENTILES.map(String::from),
+        &[
+            ("baseline".to_string(), pick(before)),
+            ("this run".to_string(), pick(after)),
+        ],
+    )
+}
+
+/// The percentiles the bars show.
+const PERCENTILES: [&str; 4] = ["p50", "p90", "p99", "p99.9"];
 
 /// The latency workloads whose distributions the section draws: those that moved beyond
 /// their noise band, and those the gate calls regressed (`regressed`, by workload name).
-pub fn drawn(baseline: &Results, current: &Results, regressed: &[&str]) -> Vec<String> {
+pub(crate) fn drawn(baseline: &Results, current: &Results, regressed: &[&str]) -> Vec<String> {
     current
         .latency
         .iter()
@@ -91,7 +130,7 @@ pub fn drawn(baseline: &Results, current: &Results, regressed: &[&str]) -> Vec<S
 
 /// The section: a table of every workload both runs measured (largest move first), and
 /// the overlaid distributions of those in `drawn`.
-pub fn section(
+pub(crate) fn section(
     baseline: &Results,
     baseline_name: &str,
     current: &Results,
@@ -148,14 +187,14 @@ pub fn section(
         table.rows.push((
             after.workload.clone(),
             vec![
-                super::cell("marker", moved.marker()),
-                super::cell("workload", &after.workload),
-                super::unit_cell("p50_before", before.percentiles.p50, Unit::Nanos),
-                super::unit_cell("p50_after", after.percentiles.p50, Unit::Nanos),
-                super::cell("change", &format!("{:+.1} %", change * 100.0)),
-                super::cell("band", &format!("±{}", human(*band, Unit::Fraction))),
-                super::unit_cell("p99_before", before.percentiles.p99, Unit::Nanos),
-                super::unit_cell("p99_after", after.percentiles.p99, Unit::Nanos),
+                cell("marker", moved.marker()),
+                cell("workload", &after.workload),
+                unit_cell("p50_before", before.percentiles.p50, Unit::Nanos),
+                unit_cell("p50_after", after.percentiles.p50, Unit::Nanos),
+                cell("change", &format!("{:+.1} %", change * 100.0)),
+                cell("band", &format!("±{}", human(*band, Unit::Fraction))),
+                unit_cell("p99_before", before.percentiles.p99, Unit::Nanos),
+                unit_cell("p99_after", after.percentiles.p99, Unit::Nanos),
             ],
         ));
     }
@@ -178,7 +217,7 @@ pub fn section(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{Percentiles, Placement};
+    use crate::results::{Percentiles, Placement};
 
     fn latency(p50: f64, spread: f64) -> Latency {
         Latency {

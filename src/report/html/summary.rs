@@ -2,7 +2,8 @@
 //! wrong, worst first, each linked to its place on the page), and the headline chart of how
 //! far each mechanism sits from the raw baseline of its kind.
 
-use super::{esc, overlay, Page};
+use super::format::{chart_html, esc};
+use super::{overlay, Page};
 use crate::report::charts::{self, Axis, Scale, Ticks};
 use crate::report::compare::{Comparison, Status};
 use crate::report::units::{human, Unit};
@@ -21,7 +22,7 @@ struct Problem {
 }
 
 /// The verdict line: "clean" with what that covers, or every problem, worst first.
-pub fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]) -> String {
+pub(crate) fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]) -> String {
     let r = page.results;
     let mut problems: Vec<Problem> = Vec::new();
     // Regressions against the baseline, as the gate orders them (largest first).
@@ -105,7 +106,8 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]
             String::new()
         };
         return format!(
-            "<p id=\"verdict\" class=\"verdict good\"><b>✔ Clean run</b>: {what}{regressions}.</p>"
+            "<p id=\"verdict\" class=\"verdict good\"><b>✔ Clean run</b>: {what}{regressions}.</p>{}",
+            twins_note(r)
         );
     }
     let mut out = format!(
@@ -118,9 +120,8 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]
             String::new()
         }
     );
-    let named: Vec<String> = problems
-        .iter()
-        .take(NAMED_PROBLEMS)
+    let named: Vec<String> = named_first(&problems)
+        .into_iter()
         .map(|p| {
             let distribution = p
                 .distribution
@@ -139,7 +140,54 @@ pub fn verdict(page: &Page, comparison: Option<&Comparison>, overlays: &[String]
         let _ = write!(out, " · and {} more", problems.len() - NAMED_PROBLEMS);
     }
     out.push_str("</p>");
+    out.push_str(&twins_note(r));
     out
+}
+
+/// The problems the line names: at most [`NAMED_PROBLEMS`], in their order, the first of
+/// each kind (regression, verdict, stress, step) always among them, so a slowdown that
+/// regressed many metrics cannot push a broken scenario out of the first screen.
+fn named_first(problems: &[Problem]) -> Vec<&Problem> {
+    let kind = |p: &Problem| p.anchor.split('-').next().unwrap_or_default().to_string();
+    let mut kinds_seen = Vec::new();
+    let mut keep = vec![false; problems.len()];
+    for (i, p) in problems.iter().enumerate() {
+        if !kinds_seen.contains(&kind(p)) {
+            kinds_seen.push(kind(p));
+            keep[i] = true;
+        }
+    }
+    let mut room = NAMED_PROBLEMS.saturating_sub(kinds_seen.len());
+    for k in keep.iter_mut().filter(|k| !**k) {
+        if room == 0 {
+            break;
+        }
+        *k = true;
+        room -= 1;
+    }
+    problems
+        .iter()
+        .zip(keep)
+        .filter_map(|(p, k)| k.then_some(p))
+        .collect()
+}
+
+/// Said right under the verdict when the run measured twins: its problems were staged.
+fn twins_note(r: &crate::results::Results) -> String {
+    if r.twins.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = r
+        .twins
+        .iter()
+        .map(|t| format!("<code>{}</code>", esc(t)))
+        .collect();
+    format!(
+        "<p id=\"twins\" class=\"note\">This run measured deliberately broken or slowed \
+         twins in place of their mechanisms ({}): the problems they cause are staged, to show \
+         what a regression looks like. It can never be a baseline.</p>",
+        names.join(", ")
+    )
 }
 
 /// How many times its raw baseline a workload costs: a latency's ratio, or the inverse
@@ -175,7 +223,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// The headline chart: one bar per mechanism, the median over its workloads of how many
 /// times the same run's raw baseline of the same kind and placement it costs.
-pub fn distance_from_limit(page: &Page) -> String {
+pub(crate) fn distance_from_limit(page: &Page) -> String {
     let mut rows: Vec<(String, f64, usize)> = times_from_limit(page)
         .into_iter()
         .map(|(mechanism, mut times)| {
@@ -214,6 +262,40 @@ pub fn distance_from_limit(page: &Page) -> String {
          raw stream, memcpy): the median over its workloads, closest to the physics first. \
          The calibration, latency and throughput sections give each workload's own \
          ratio.</p>{}</div>",
-        super::chart_html(chart)
+        chart_html(chart)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(anchor: &str) -> Problem {
+        Problem {
+            text: anchor.to_string(),
+            anchor: anchor.to_string(),
+            distribution: None,
+        }
+    }
+
+    /// Ten regressions cannot push the one broken scenario out of the line.
+    #[test]
+    fn the_first_problem_of_each_kind_is_always_named() {
+        let mut problems: Vec<Problem> = (0..10)
+            .map(|i| problem(&format!("delta-latency/w{i}")))
+            .collect();
+        problems.push(problem("repro-ticket-oversell/locked"));
+        problems.push(problem("stress"));
+        let named: Vec<&str> = named_first(&problems)
+            .iter()
+            .map(|p| p.anchor.as_str())
+            .collect();
+        assert_eq!(named.len(), NAMED_PROBLEMS);
+        assert!(named.contains(&"repro-ticket-oversell/locked"), "{named:?}");
+        assert!(named.contains(&"stress"), "{named:?}");
+        // In the order given, worst regressions first.
+        assert_eq!(named[0], "delta-latency/w0");
+        assert_eq!(named[NAMED_PROBLEMS - 3], "delta-latency/w5");
+        assert_eq!(named[NAMED_PROBLEMS - 2], "repro-ticket-oversell/locked");
+    }
 }

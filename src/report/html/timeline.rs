@@ -4,8 +4,8 @@
 //! for a hung case, who was still blocked at the deadline and on what — as Jepsen's
 //! `timeline.html` shows a history.
 
-use super::esc;
-use crate::report::model::{BlockedAt, Reproduction, TimelineStep};
+use super::format::esc;
+use crate::results::{BlockedAt, Reproduction, TimelineStep};
 use std::fmt::Write as _;
 
 /// Most steps drawn; a longer history shows its last steps (where the race ends).
@@ -53,7 +53,7 @@ fn shorten(label: &str, chars: usize) -> String {
 }
 
 /// The timeline of `repro` as an inline SVG, or nothing when it recorded no history.
-pub fn svg(id: &str, repro: &Reproduction, verdict: &str) -> String {
+pub(crate) fn svg(id: &str, repro: &Reproduction, verdict: &str) -> String {
     if repro.timeline.is_empty() && repro.blocked.is_empty() {
         return String::new();
     }

@@ -2,11 +2,11 @@
 //! CPUs the figures were measured on (as achieved), and the core-to-core latency matrix
 //! as heatmaps with its table.
 
-use super::{cell, esc, pair, unit_cell, Table};
+use super::format::{cell, chart_html, esc, pair, unit_cell, Table};
 use crate::measure::topology::{cpus_text, groups_text, smt_text};
 use crate::report::charts;
-use crate::report::model::{Achieved, CoreToCore, Results, Topology};
 use crate::report::units::{human, Unit};
+use crate::results::{Achieved, CoreToCore, Results, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -128,7 +128,7 @@ fn matrix_heatmap(
     m: &CoreToCore,
     id: &str,
     title: &str,
-    figure: fn(&crate::report::model::CorePair) -> Option<f64>,
+    figure: fn(&crate::results::CorePair) -> Option<f64>,
 ) -> Result<charts::Chart, String> {
     let cells: Vec<((usize, usize), f64)> = m
         .pairs
@@ -142,7 +142,7 @@ fn matrix_heatmap(
 }
 
 /// The topology subsection: tables, heatmaps, or why they are absent.
-pub fn html(r: &Results) -> String {
+pub(crate) fn html(r: &Results) -> String {
     let mut out = String::from("<h3 id=\"topology\">Topology and core-to-core latency</h3>");
     match &r.topology {
         Some(t) => {
@@ -180,7 +180,7 @@ pub fn html(r: &Results) -> String {
                 ),
                 &matrix_table(m),
             ));
-            out.push_str(&super::chart_html(matrix_heatmap(
+            out.push_str(&chart_html(matrix_heatmap(
                 m,
                 "core-to-core-pipe",
                 "Core-to-core: 1-byte pipe round trip (median)",

@@ -9,11 +9,11 @@
 //! clients in service in shared memory, so the limit is observed, not inferred from
 //! timing.
 
-use super::{AsyncResult, Pool, PoolOptions};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
-use crate::ipc::shm::Shared;
+use crate::ipc::pool::{AsyncResult, Pool, PoolOptions};
 use crate::process::{self, Child, Options, StartMethod};
 use crate::register_entry;
+use crate::sys::shm::Shared;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::mem::ManuallyDrop;
@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Bound on every socket read, write, connect and accept of the servers and clients.
-pub const IO_BOUND: Duration = Duration::from_secs(60);
+pub(crate) const IO_BOUND: Duration = Duration::from_secs(60);
 
 /// How connections are served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,10 +33,14 @@ pub enum ServerKind {
     /// One new process per accepted connection.
     ProcessPerConnection,
     /// A pool of this many workers, each serving one connection at a time.
-    Pool { workers: usize },
+    Pool {
+        /// Worker processes, each serving one connection at a time.
+        workers: usize,
+    },
 }
 
 impl ServerKind {
+    /// The label the figures carry (`process-per-connection`, `pool-N`).
     pub fn name(self) -> String {
         match self {
             ServerKind::ProcessPerConnection => "process-per-connection".into(),
@@ -227,6 +231,7 @@ impl EchoServer {
         })
     }
 
+    /// The address the server listens on, for the clients to connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -329,7 +334,10 @@ pub enum ClientEvent {
     /// Its first echo came back: a server is serving it.
     Served,
     /// Every round trip done, in this many nanoseconds from `Go`.
-    Done { elapsed_ns: u64 },
+    Done {
+        /// Nanoseconds from `Go` to the last reply.
+        elapsed_ns: u64,
+    },
 }
 
 /// What the driver tells a client.
@@ -438,9 +446,11 @@ impl Clients {
         Ok(Clients { clients })
     }
 
+    /// How many client processes were started.
     pub fn len(&self) -> usize {
         self.clients.len()
     }
+    /// True when no client was started.
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
     }
@@ -458,6 +468,7 @@ impl Clients {
         self.clients[i].1.poll(timeout).unwrap_or(false)
     }
 
+    /// Sends `command` to client `i` (through its driver connection).
     pub fn command(&self, i: usize, command: ClientCommand) -> Result<(), String> {
         self.clients[i]
             .1
@@ -478,7 +489,7 @@ impl Clients {
 
 /// Runs `clients` clients of `addr` (no hold), each doing `rounds` round trips of `size`
 /// bytes; returns the time from `Go` until the last client is done.
-pub fn drive(
+pub(crate) fn drive(
     addr: SocketAddr,
     clients: usize,
     rounds: usize,

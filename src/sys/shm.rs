@@ -3,10 +3,11 @@
 //! Why not the `shared_memory` crate: it leaks the /dev/shm name and its "flink" file
 //! when a process is SIGKILLed, a leftover flink makes the next create fail, and a forked
 //! child that drops its inherited handle deletes the parent's segment (the fork-owner
-//! trap, ../shared/DEPENDENCIES.md). Here every name starts with `ipcbench-`, is tracked
-//! by the hygiene registry (so an interrupted parent still unlinks it), and is unlinked
+//! trap, docs/dependencies.md; `ipcbench check --scenario segment-cleanup` reruns each one,
+//! caught on the crate and holding here). Here every name starts with `ipcbench-`, is
+//! tracked by the hygiene registry (so an interrupted parent still unlinks it), and is unlinked
 //! only by the process that created it — never by a forked copy — so the trap cannot
-//! happen. Callers that do not need a name can [`Segment::unlink`] as soon as every
+//! happen. Callers that do not need a name can `Segment::unlink` as soon as every
 //! process has mapped it, or pass the fd to children, and then nothing can leak at all.
 
 use crate::process::hygiene;
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A mapped shared-memory segment.
 #[derive(Debug)]
-pub struct Segment {
+pub(crate) struct Segment {
     name: String,
     ptr: NonNull<u8>,
     len: usize,
@@ -49,7 +50,7 @@ pub fn unique_name(tag: &str) -> String {
 
 impl Segment {
     /// Creates a zero-filled segment of `len` bytes under a fresh name.
-    pub fn create(tag: &str, len: usize) -> std::io::Result<Segment> {
+    pub(crate) fn create(tag: &str, len: usize) -> std::io::Result<Segment> {
         use nix::fcntl::OFlag;
         use nix::sys::stat::Mode;
         let name = unique_name(tag);
@@ -78,7 +79,7 @@ impl Segment {
     }
 
     /// Maps an existing segment by name (for processes that did not create it).
-    pub fn open(name: &str) -> std::io::Result<Segment> {
+    pub(crate) fn open(name: &str) -> std::io::Result<Segment> {
         let fd = nix::sys::mman::shm_open(
             name,
             nix::fcntl::OFlag::O_RDWR,
@@ -98,7 +99,7 @@ impl Segment {
     /// # Safety
     /// `fd` must be an open shared-memory fd that this process owns and nothing else will
     /// close.
-    pub unsafe fn from_raw_fd(name: &str, fd: RawFd) -> std::io::Result<Segment> {
+    pub(crate) unsafe fn from_raw_fd(name: &str, fd: RawFd) -> std::io::Result<Segment> {
         // SAFETY: the caller hands over ownership of an open fd.
         Self::from_owned_fd(name, unsafe { OwnedFd::from_raw_fd(fd) })
     }
@@ -117,26 +118,23 @@ impl Segment {
         })
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn as_ptr(&self) -> *mut u8 {
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
     /// The fd, to hand to a child through `Options::inherit_fd`.
-    pub fn raw_fd(&self) -> RawFd {
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
 
     /// Removes the name now (the mapping stays valid in every process that has it). Only
     /// the creating process unlinks; elsewhere this is a no-op.
-    pub fn unlink(&mut self) {
+    pub(crate) fn unlink(&mut self) {
         if self.unlinked || self.creator != Some(std::process::id()) {
             return;
         }
@@ -221,7 +219,7 @@ impl<T: ShmSafe> Shared<T> {
 
     /// # Safety
     /// As [`Segment::from_raw_fd`].
-    pub unsafe fn from_raw_fd(name: &str, fd: RawFd) -> std::io::Result<Shared<T>> {
+    pub(crate) unsafe fn from_raw_fd(name: &str, fd: RawFd) -> std::io::Result<Shared<T>> {
         // SAFETY: forwarded from the caller.
         Self::checked(unsafe { Segment::from_raw_fd(name, fd) }?)
     }
@@ -244,18 +242,20 @@ impl<T: ShmSafe> Shared<T> {
         })
     }
 
-    pub fn segment(&self) -> &Segment {
+    pub(crate) fn segment(&self) -> &Segment {
         &self.segment
     }
-    pub fn segment_mut(&mut self) -> &mut Segment {
+    pub(crate) fn segment_mut(&mut self) -> &mut Segment {
         &mut self.segment
     }
+    /// The segment's /dev/shm name, which another process passes to [`Shared::open`] to
+    /// map the same value.
     pub fn name(&self) -> &str {
         self.segment.name()
     }
 
     /// Pointer to the trailing bytes after `T`, and their length.
-    pub fn trailing(&self) -> (*mut u8, usize) {
+    pub(crate) fn trailing(&self) -> (*mut u8, usize) {
         let offset = std::mem::size_of::<T>().max(1);
         // SAFETY: offset <= len, checked at create/open.
         (

@@ -52,7 +52,7 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Wake 
 }
 
 /// Wakes up to `count` waiters on `word`; returns how many were woken.
-pub fn wake(word: &AtomicU32, count: u32) -> usize {
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> usize {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access memory.
     let r = unsafe {
         libc::syscall(

@@ -1,12 +1,15 @@
-//! Shared by the lock, sync, filestore and manager tests: serialisation of tests that
-//! count process-wide resources, the leak check, and starting a crowd of children.
+//! Helpers shared by the test binaries (`mod support;`; the stress profile includes it by
+//! path): the lock that serialises a binary's tests which count process-wide resources,
+//! and, for the lock, sync, filestore and manager tests, a leak check that forgives other
+//! programs' names and the starting of a crowd of children. The JUnit reader beside it,
+//! `junit.rs`, is included on its own by the tests that read JUnit files.
 
 #![allow(dead_code)]
 
 use ipcbench::process::{self, hygiene, Child, Options, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Bound on any child in these tests: far above what they need, low enough that a hang
@@ -15,10 +18,17 @@ pub const CHILD_BOUND: Duration = Duration::from_secs(60);
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Holds this binary's tests that count process-wide children, fds and names one at a
+/// time: a leak check that overlapped another test would see that test's resources. A
+/// test that panicked while holding it poisons nothing: the next one takes it anyway.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Runs `body` alone among this binary's tests and then proves it left nothing behind
 /// (processes, shared-memory names, temp files, fds).
 pub fn leak_checked(body: impl FnOnce()) {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = serial();
     let before = hygiene::Snapshot::take();
     body();
     let leaks: Vec<_> = before

@@ -40,6 +40,28 @@ pub struct Results {
     /// Round trips between every (sampled) pair of CPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub core_to_core: Option<CoreToCore>,
+    /// The deliberately broken or slowed twins this run measured in place of the real
+    /// mechanism (`--twin`): its problems are staged, and it can never be a baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub twins: Vec<String>,
+    /// The peers (other implementations run by an outside process, e.g. CPython's
+    /// multiprocessing) whose workloads this run measured beside ipcbench's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerInfo>,
+}
+
+/// A peer whose workloads a run measured: what ran them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The `--peer` name, e.g. "cpython".
+    pub name: String,
+    /// The interpreter's version, e.g. "3.11.7".
+    pub version: String,
+    /// e.g. "CPython".
+    pub implementation: String,
+    /// The start methods its measured workloads used (fork, spawn, forkserver).
+    #[serde(default)]
+    pub start_methods: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,6 +463,7 @@ impl Results {
             format!("{}/{}", s.scenario, s.variant)
         });
         upsert(&mut self.stress, other.stress, |s| s.target.clone());
+        upsert(&mut self.peers, other.peers, |p| p.name.clone());
         if other.machine_state.is_some() {
             self.machine_state = other.machine_state;
         }
@@ -449,6 +472,11 @@ impl Results {
         }
         if other.core_to_core.is_some() {
             self.core_to_core = other.core_to_core;
+        }
+        for twin in other.twins {
+            if !self.twins.contains(&twin) {
+                self.twins.push(twin);
+            }
         }
     }
 }

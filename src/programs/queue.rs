@@ -6,8 +6,8 @@
 //! parent instead waits in `JoinableQueue::join` for every item to be marked done, then
 //! stops the consumers (as Python programs with daemon consumers do).
 
-use super::joinable::{JoinableHandle, JoinableQueue};
-use super::{Config, Flavor, Queue, QueueError, Role};
+use crate::ipc::queue::joinable::{JoinableHandle, JoinableQueue};
+use crate::ipc::queue::{Config, Flavor, Queue, QueueError, Role};
 use crate::process::watchdog::{self, HangReport};
 use crate::process::{self, Child, Options, ProcessError, StartMethod};
 use crate::register_entry;
@@ -16,26 +16,31 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The end-of-work message. Items are never empty (they carry producer and sequence).
-pub const SENTINEL: &[u8] = &[];
+pub(crate) const SENTINEL: &[u8] = &[];
 
 /// Entry point names, for scenarios that start the workers themselves.
-pub const PRODUCER_ENTRY: &str = "queue-pc-producer";
+pub(crate) const PRODUCER_ENTRY: &str = "queue-pc-producer";
+/// The entry point every consumer runs unless the plan names another (see
+/// [`Plan::consumer_entry`]).
 pub const CONSUMER_ENTRY: &str = "queue-pc-consumer";
 
+/// One producer-consumer run: how many processes of each side, how much each producer
+/// puts, and how the parent tells the consumers that the work is done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    pub producers: usize,
-    pub consumers: usize,
-    pub items_per_producer: u32,
+    pub(crate) producers: usize,
+    pub(crate) consumers: usize,
+    pub(crate) items_per_producer: u32,
     /// Bytes per item, at least 8 (producer and sequence numbers, then filler).
-    pub payload: usize,
+    pub(crate) payload: usize,
     /// Sentinels the parent puts once every producer is done (one per consumer is right).
     pub sentinels: usize,
     /// Use `JoinableQueue::join` to learn that the work is done, instead of the sentinels.
     pub joinable: bool,
+    /// How the producers and consumers are started (spawn or fork).
     pub method: StartMethod,
     /// Bound on each phase (producers, then consumers); past it, a `Hung` report.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// The entry point every consumer runs: [`CONSUMER_ENTRY`], or (a test hook) an
     /// entry of the same arguments and result that wraps [`consumer`] with a defect, so
     /// that a test can prove a consumer's error or a lost item reaches the verdict.
@@ -69,7 +74,7 @@ impl Plan {
 pub struct Outcome {
     /// Per consumer, the (producer, sequence) items it received, in the order received.
     /// Empty for consumers that were stopped after `join` (they report nothing).
-    pub received: Vec<Vec<(u32, u32)>>,
+    pub(crate) received: Vec<Vec<(u32, u32)>>,
     /// `Some(true)` when `join` returned (joinable plans), `Some(false)` when it timed out.
     pub joined: Option<bool>,
 }
@@ -77,7 +82,7 @@ pub struct Outcome {
 impl Outcome {
     /// None when every item of `producers` × `items_per_producer` was received exactly
     /// once; otherwise what was received instead.
-    pub fn exactly_once_mismatch(
+    pub(crate) fn exactly_once_mismatch(
         &self,
         producers: usize,
         items_per_producer: u32,
@@ -98,19 +103,27 @@ impl Outcome {
     }
 }
 
+/// Why a producer-consumer run gave no counts.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A phase outlived its deadline: who was still blocked, and on what.
     #[error("processes still blocked: {0}")]
     Hung(HangReport),
+    /// The plan has several consumers on a flavor whose receiving end cannot be shared.
     #[error("the {flavor} queue flavor has a single consumer; this plan has {consumers}")]
     Unsupported {
+        /// The queue flavor's name.
         flavor: &'static str,
+        /// Consumers the plan asked for.
         consumers: usize,
     },
+    /// The plan cannot run (no producer or no consumer).
     #[error("bad plan: {0}")]
     BadPlan(String),
+    /// The queue failed in the parent (create, the sentinels, the joinable wait).
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// A worker could not be started, or failed (its error or the signal that killed it).
     #[error(transparent)]
     Process(#[from] ProcessError),
 }
@@ -169,7 +182,10 @@ pub fn producer_consumer(
 }
 
 /// [`producer_consumer`] over a queue the caller made (a test subject, say).
-pub fn producer_consumer_on(queue: Box<dyn Queue>, plan: &Plan) -> Result<Outcome, RunError> {
+pub(crate) fn producer_consumer_on(
+    queue: Box<dyn Queue>,
+    plan: &Plan,
+) -> Result<Outcome, RunError> {
     if plan.consumers > 1 && !queue.flavor().multi_consumer() {
         return Err(RunError::Unsupported {
             flavor: queue.flavor().name(),

@@ -1,0 +1,449 @@
+//! CPython's `multiprocessing` as a peer: `peers/cpython/ipcbench_peer.py` (stdlib only,
+//! shipped inside the binary and written into the session's directory), run by `python3`
+//! (or the interpreter `IPCBENCH_PYTHON` names).
+//!
+//! Each workload mirrors one of ipcbench's own: the same name with the flavor replaced
+//! (`queue/pipe/roundtrip/64B/same-cpu` → `queue/cpython-queue/roundtrip/64B/same-cpu`),
+//! the same message size, operation count, chunksize and placement, divided by the same
+//! raw calibration of the same run, so the two ratios compare. Where ipcbench's flavor is
+//! a variant of the mechanism (duplex/simplex pipe, the start method, the pool's call),
+//! the variant follows the CPython flavor: `cpython-pipe-duplex`,
+//! `cpython-process-spawn`, `cpython-pool-2-map`. Every flavor starts with `cpython-`.
+
+use super::session::PeerCommand;
+use super::{Peer, Spec};
+use crate::measure::calibration::{self as cal, handoff};
+use crate::measure::registry::{size_label, stream_messages, Kind, PLACEMENTS, SIZES};
+use crate::results::Placement;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The peer program.
+pub const SCRIPT: &str = include_str!("../../../peers/cpython/ipcbench_peer.py");
+pub const SCRIPT_NAME: &str = "ipcbench_peer.py";
+
+/// Environment variable naming the Python interpreter (default `python3` on PATH).
+pub const PYTHON_ENV: &str = "IPCBENCH_PYTHON";
+
+pub static PEER: Peer = Peer {
+    name: "cpython",
+    about: "CPython's multiprocessing, run by python3 (peers/cpython/ipcbench_peer.py)",
+    command,
+    specs,
+};
+
+fn command() -> PeerCommand {
+    command_with(&python())
+}
+
+fn command_with(program: &std::ffi::OsStr) -> PeerCommand {
+    PeerCommand {
+        program: program.to_owned(),
+        args: Vec::new(),
+        script: Some((SCRIPT_NAME, SCRIPT)),
+    }
+}
+
+/// The interpreter the lane runs: `IPCBENCH_PYTHON`, else `python3` on PATH.
+pub fn python() -> std::ffi::OsString {
+    std::env::var_os(PYTHON_ENV).unwrap_or_else(|| "python3".into())
+}
+
+/// Whether the lane can run here: the peer's hello, or why not ("python3 not found").
+pub fn probe() -> Result<super::Hello, String> {
+    probe_program(&python())
+}
+
+/// [`probe`] with the interpreter `program`.
+pub fn probe_program(program: &std::ffi::OsStr) -> Result<super::Hello, String> {
+    let mut session =
+        super::session::Session::start(PEER.name, &command_with(program)).map_err(|e| {
+            if e.contains("No such file or directory") {
+                format!("{} not found", program.to_string_lossy())
+            } else {
+                e
+            }
+        })?;
+    let answer = session.request(
+        "hello",
+        &serde_json::json!({"op": "hello"}),
+        Duration::from_secs(20),
+    )?;
+    session.close(Duration::from_secs(10));
+    super::Hello::parse(&answer).map_err(|e| format!("{}: {e}", PEER.name))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spec(
+    family: &'static str,
+    flavor: &'static str,
+    what: &str,
+    kind: Kind,
+    placement: Placement,
+    message_bytes: u64,
+    (producers, consumers): (u32, u32),
+    calibration: &'static str,
+    ops: (usize, usize),
+    request: Value,
+) -> Spec {
+    let size = if message_bytes > 0 && kind == Kind::Latency {
+        format!("/{}", size_label(message_bytes))
+    } else {
+        String::new()
+    };
+    let name = match kind {
+        Kind::Latency => format!("{family}/{flavor}/{what}{size}/{}", placement.label()),
+        _ => format!("{family}/{flavor}/{what}"),
+    };
+    Spec {
+        name,
+        family,
+        flavor,
+        kind,
+        placement,
+        message_bytes,
+        producers,
+        consumers,
+        calibration,
+        ops,
+        request,
+        start_method: "fork",
+        min_bound: Duration::from_secs(20),
+        per_op: Duration::from_millis(10),
+    }
+}
+
+/// A stream of `size`-byte messages, `p`x`c`, named as ipcbench's throughput workloads.
+fn stream(
+    flavor: &'static str,
+    mechanism: &str,
+    size: u64,
+    p: u32,
+    c: u32,
+    base: &'static str,
+) -> Spec {
+    let family = if mechanism == "pipe" { "pipe" } else { "queue" };
+    spec(
+        family,
+        flavor,
+        &format!("stream/{}/{p}x{c}", size_label(size)),
+        Kind::Throughput,
+        Placement::Unpinned,
+        size,
+        (p, c),
+        base,
+        stream_messages(size),
+        json!({"mechanism": mechanism, "what": "stream"}),
+    )
+}
+
+/// Every CPython workload, each beside the ipcbench workload it mirrors.
+pub fn specs() -> Vec<Spec> {
+    let mut all = Vec::new();
+    // Queues: mp.Queue, SimpleQueue and JoinableQueue are pipes with locks, as ipcbench's
+    // pipe flavor (queue/pipe/...): the raw pipe round trip and pipe streams.
+    for (flavor, mechanism) in [
+        ("cpython-queue", "queue"),
+        ("cpython-simplequeue", "simplequeue"),
+        ("cpython-joinablequeue", "joinablequeue"),
+    ] {
+        for placement in PLACEMENTS {
+            all.push(spec(
+                "queue",
+                flavor,
+                "roundtrip",
+                Kind::Latency,
+                placement,
+                64,
+                (1, 1),
+                cal::PIPE_ROUNDTRIP,
+                (2_000, 20_000),
+                json!({"mechanism": mechanism, "what": "roundtrip"}),
+            ));
+        }
+        for size in SIZES {
+            all.push(stream(
+                flavor,
+                mechanism,
+                size,
+                1,
+                1,
+                cal::pipe_stream_name(size),
+            ));
+        }
+    }
+    for size in SIZES {
+        all.push(stream(
+            "cpython-queue",
+            "queue",
+            size,
+            4,
+            4,
+            cal::pipe_stream_name(size),
+        ));
+    }
+    // Pipe(): duplex is a socketpair (ipcbench's pipe/duplex), duplex=False two pipes
+    // (pipe/simplex).
+    for (flavor, variant, base) in [
+        (
+            "cpython-pipe-duplex",
+            "duplex",
+            cal::UNIX_SOCKET_REQUEST_REPLY,
+        ),
+        ("cpython-pipe-simplex", "simplex", cal::PIPE_ROUNDTRIP),
+    ] {
+        for placement in PLACEMENTS {
+            all.push(spec(
+                "pipe",
+                flavor,
+                "roundtrip",
+                Kind::Latency,
+                placement,
+                64,
+                (1, 1),
+                base,
+                (2_000, 20_000),
+                json!({"mechanism": "pipe", "what": "roundtrip", "variant": variant}),
+            ));
+        }
+    }
+    for size in SIZES {
+        all.push(stream(
+            "cpython-pipe-duplex",
+            "pipe",
+            size,
+            1,
+            1,
+            cal::unix_stream_name(size),
+        ));
+    }
+    // mp.Lock is a semaphore in shared memory (futex), as the robust mutex: divided by
+    // the atomic increment of as many processes.
+    for processes in [1u32, 2, 4] {
+        all.push(spec(
+            "lock",
+            "cpython-lock",
+            &format!("acquire-release/{processes}-proc"),
+            Kind::Throughput,
+            Placement::Unpinned,
+            0,
+            (processes, 0),
+            cal::atomic_increment_name(processes),
+            (5_000, 50_000),
+            json!({"mechanism": "lock", "what": "acquire-release"}),
+        ));
+    }
+    for (flavor, mechanism) in [
+        ("cpython-semaphore", "semaphore"),
+        ("cpython-event", "event"),
+    ] {
+        for placement in PLACEMENTS {
+            all.push(spec(
+                "sync",
+                flavor,
+                "wake-roundtrip",
+                Kind::Latency,
+                placement,
+                0,
+                (1, 1),
+                cal::FUTEX_ROUNDTRIP,
+                (2_000, 20_000),
+                json!({"mechanism": mechanism, "what": "wake-roundtrip"}),
+            ));
+        }
+    }
+    // Manager: a registered counter is one RPC per increment, as ipcbench's server-side
+    // increment; the Value and dict proxies' `x = x + 1` are two (get, then set).
+    for (flavor, variant) in [
+        ("cpython-manager", "counter"),
+        ("cpython-manager-value", "value"),
+        ("cpython-manager-dict", "dict"),
+    ] {
+        for placement in PLACEMENTS {
+            all.push(spec(
+                "manager",
+                flavor,
+                "rpc-increment",
+                Kind::Latency,
+                placement,
+                0,
+                (1, 1),
+                cal::UNIX_SOCKET_REQUEST_REPLY,
+                (2_000, 20_000),
+                json!({"mechanism": "manager", "what": "rpc-increment", "variant": variant}),
+            ));
+        }
+    }
+    for clients in [1u32, 2, 4] {
+        all.push(spec(
+            "manager",
+            "cpython-manager",
+            &format!("increments/{clients}-proc"),
+            Kind::Throughput,
+            Placement::Unpinned,
+            0,
+            (clients, 0),
+            cal::UNIX_SOCKET_REQUEST_REPLY,
+            (2_000, 20_000),
+            json!({"mechanism": "manager", "what": "increments"}),
+        ));
+    }
+    // Pool(2), fork-started outside the clock, as ipcbench's pool workloads.
+    all.push(spec(
+        "pool",
+        "cpython-pool-fork",
+        "apply-async",
+        Kind::Latency,
+        Placement::Unpinned,
+        0,
+        (1, 1),
+        handoff::TASK_HANDOFF,
+        (300, 3_000),
+        json!({"mechanism": "pool", "what": "apply-async-latency", "workers": 2}),
+    ));
+    for (what, base, request) in [
+        (
+            "short-tasks/chunksize-1",
+            handoff::TASK_HANDOFF_2_WORKERS,
+            json!({"mechanism": "pool", "what": "map", "chunksize": 1}),
+        ),
+        (
+            // Python's own default chunksize (ipcbench's default_chunksize is the same rule).
+            "short-tasks/chunksize-auto",
+            handoff::TASK_HANDOFF_2_WORKERS,
+            json!({"mechanism": "pool", "what": "map", "chunksize": null}),
+        ),
+    ] {
+        all.push(spec(
+            "pool",
+            "cpython-pool-2-map",
+            what,
+            Kind::Throughput,
+            Placement::Unpinned,
+            0,
+            (2, 2),
+            base,
+            (1_000, 10_000),
+            request,
+        ));
+    }
+    for (what, base) in [
+        ("round-trip", handoff::TASK_HANDOFF),
+        ("pipelined", handoff::TASK_HANDOFF_2_WORKERS),
+    ] {
+        all.push(spec(
+            "pool",
+            "cpython-pool-2-apply-async",
+            what,
+            Kind::Throughput,
+            Placement::Unpinned,
+            0,
+            (2, 2),
+            base,
+            (1_000, 10_000),
+            json!({"mechanism": "pool", "what": format!("apply-async-{what}"), "workers": 2}),
+        ));
+    }
+    // Process start+join per start method: fork by the raw fork+_exit, spawn (an
+    // interpreter started afresh) by the raw fork+exec, forkserver (a fork of the server,
+    // asked over a socket) by the raw fork+_exit. Spawn and forkserver take tens of
+    // milliseconds each in CPython: the counts of ipcbench's spawn workload.
+    for (method, base, ops, per_op) in [
+        ("fork", cal::FORK_EXIT, (100, 1_000), 100),
+        ("spawn", cal::FORK_EXEC, (30, 300), 1_000),
+        ("forkserver", cal::FORK_EXIT, (30, 300), 1_000),
+    ] {
+        let flavor = match method {
+            "fork" => "cpython-process-fork",
+            "spawn" => "cpython-process-spawn",
+            _ => "cpython-process-forkserver",
+        };
+        let mut s = spec(
+            "process",
+            flavor,
+            "start-join",
+            Kind::Latency,
+            Placement::Unpinned,
+            0,
+            (1, 1),
+            base,
+            ops,
+            json!({"mechanism": "process", "what": "start-join"}),
+        );
+        s.start_method = method;
+        s.per_op = Duration::from_millis(per_op);
+        all.push(s);
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::registry;
+
+    /// Each CPython workload mirrors one of ipcbench's: same name with the flavor
+    /// replaced, same size, counts and placement, divided by the same calibration.
+    #[test]
+    fn every_workload_mirrors_one_of_ipcbench() {
+        let ours = registry::all();
+        let mirror = |name: &str| -> String {
+            let mut parts: Vec<&str> = name.split('/').collect();
+            parts[1] = match parts[1] {
+                "cpython-queue" | "cpython-simplequeue" | "cpython-joinablequeue" => "pipe",
+                "cpython-pipe-duplex" => "duplex",
+                "cpython-pipe-simplex" => "simplex",
+                "cpython-lock" => "robust-mutex",
+                "cpython-semaphore" => "semaphore",
+                "cpython-event" => "event",
+                f if f.starts_with("cpython-manager") => "server",
+                "cpython-pool-fork" => "fork",
+                "cpython-pool-2-map" => "pool-2-map",
+                "cpython-pool-2-apply-async" => "pool-2-apply-async",
+                "cpython-process-fork" | "cpython-process-forkserver" => "fork",
+                "cpython-process-spawn" => "spawn",
+                other => panic!("unmapped flavor {other}"),
+            };
+            parts.join("/")
+        };
+        let specs = specs();
+        for s in &specs {
+            assert!(s.flavor.starts_with("cpython-"), "{}", s.name);
+            assert!(s.name.starts_with(&format!("{}/{}/", s.family, s.flavor)));
+            let counterpart = mirror(&s.name);
+            let w = ours
+                .iter()
+                .find(|w| w.name == counterpart)
+                .unwrap_or_else(|| panic!("{} mirrors no workload ({counterpart})", s.name));
+            assert_eq!(w.message_bytes, s.message_bytes, "{}", s.name);
+            assert_eq!(w.placement, s.placement, "{}", s.name);
+            assert_eq!(w.kind, s.kind, "{}", s.name);
+            if s.flavor != "cpython-process-forkserver" {
+                assert_eq!(w.ops, s.ops, "{}", s.name);
+            }
+            assert_eq!(w.calibration, Some(s.calibration), "{}", s.name);
+        }
+        let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "duplicate names");
+        assert!(names.contains(&"queue/cpython-queue/roundtrip/64B/same-cpu"));
+    }
+
+    #[test]
+    fn a_request_carries_what_the_peer_needs() {
+        let s = specs()
+            .into_iter()
+            .find(|s| s.name == "pool/cpython-pool-2-map/short-tasks/chunksize-1")
+            .unwrap();
+        let r = s.request(10, Some((0, 1)), Duration::from_secs(3));
+        assert_eq!(r["op"], "run");
+        assert_eq!(r["mechanism"], "pool");
+        assert_eq!(r["chunksize"], 1);
+        assert_eq!(r["ops"], 10);
+        assert_eq!(r["cpus"], json!([0, 1]));
+        assert_eq!(r["bound_s"], 3.0);
+        assert_eq!(r["workload"], s.name.as_str());
+    }
+}

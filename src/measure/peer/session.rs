@@ -1,0 +1,389 @@
+//! One running peer process and the JSON-lines conversation with it.
+//!
+//! The peer is an outside program (a Python interpreter running a script ipcbench ships),
+//! so nothing it does is trusted to end: every read is bounded, its stderr is captured
+//! into the error a failure reports, and on a bound or a death its whole process group
+//! (it leads one, and its own children inherit it) is killed and reaped. It runs with
+//! `TMPDIR` pointing into a directory of this run's, removed when the session ends, so
+//! the temp files a killed interpreter could not remove (`pymp-*` sockets) go with it.
+
+use crate::process::{hygiene, watchdog, Pid};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How to start a peer: a program, its arguments, and optionally a script ipcbench ships
+/// (written into the session's directory and passed as the first argument).
+#[derive(Clone, Debug)]
+pub struct PeerCommand {
+    pub program: std::ffi::OsString,
+    pub args: Vec<std::ffi::OsString>,
+    /// (file name, contents).
+    pub script: Option<(&'static str, &'static str)>,
+}
+
+/// Bytes of the peer's stderr kept for error messages (the end of it).
+const STDERR_KEPT: usize = 16 * 1024;
+
+/// After a bound passes: how long the peer gets to print its Python stacks (SIGUSR1,
+/// faulthandler) before its group is killed.
+const STACK_GRACE: Duration = Duration::from_millis(300);
+
+/// A running peer.
+pub struct Session {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<std::io::Result<String>>,
+    stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+    name: String,
+    ended: bool,
+    /// How the peer ended, once reaped.
+    status: Option<std::process::ExitStatus>,
+}
+
+impl Session {
+    /// Starts the peer in its own process group. `name` names it in every message.
+    pub fn start(name: &str, command: &PeerCommand) -> Result<Session, String> {
+        let dir = hygiene::temp_dir()
+            .map_err(|e| format!("{name}: cannot create a temp directory: {e}"))?;
+        let result = Session::start_in(name, command, dir.clone());
+        if result.is_err() {
+            hygiene::remove_temp(&dir);
+        }
+        result
+    }
+
+    fn start_in(name: &str, command: &PeerCommand, dir: PathBuf) -> Result<Session, String> {
+        let mut cmd = Command::new(&command.program);
+        if let Some((file, source)) = command.script {
+            let path = dir.join(file);
+            std::fs::write(&path, source)
+                .map_err(|e| format!("{name}: cannot write {}: {e}", path.display()))?;
+            cmd.arg(path);
+        }
+        cmd.args(&command.args)
+            .env("TMPDIR", &dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "{name}: cannot start {}: {e}",
+                command.program.to_string_lossy()
+            )
+        })?;
+        let pid = Pid::from_raw(child.id() as i32);
+        hygiene::track_child(pid, Some(pid));
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (tx, lines) = std::sync::mpsc::channel();
+        if let Some(stdout) = stdout {
+            std::thread::Builder::new()
+                .name(format!("{name}-stdout"))
+                .spawn(move || {
+                    for line in BufReader::new(stdout).lines() {
+                        let end = line.is_err();
+                        if tx.send(line).is_err() || end {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| format!("{name}: cannot start a reader thread: {e}"))?;
+        }
+        let kept = Arc::new(Mutex::new(String::new()));
+        let stderr_reader = stderr.map(|mut stderr| {
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut text = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if text.len() > 2 * STDERR_KEPT {
+                        let mut cut = text.len() - STDERR_KEPT;
+                        while !text.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        text.drain(..cut);
+                    }
+                }
+            })
+        });
+        Ok(Session {
+            child,
+            stdin,
+            lines,
+            stderr: kept,
+            stderr_reader,
+            dir,
+            name: name.to_string(),
+            ended: false,
+            status: None,
+        })
+    }
+
+    /// The peer's pid (it leads its process group).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `request` and waits at most `bound` for its one-line answer. `doing` says
+    /// what the request is (the workload's name) in the error. On a bound or a death the
+    /// peer's group is killed and the session is over: later calls fail at once.
+    pub fn request(
+        &mut self,
+        doing: &str,
+        request: &Value,
+        bound: Duration,
+    ) -> Result<Value, String> {
+        if self.ended {
+            return Err(format!("{}: the peer has already ended", self.name));
+        }
+        let mut line = request.to_string();
+        line.push('\n');
+        let sent = self
+            .stdin
+            .as_mut()
+            .map(|s| s.write_all(line.as_bytes()).and_then(|_| s.flush()));
+        if let Some(Err(e)) = sent {
+            let why = self.end_dead(Duration::from_secs(2));
+            return Err(format!(
+                "{}: cannot send {doing} to the peer ({e}): {why}",
+                self.name
+            ));
+        }
+        let deadline = Instant::now() + bound;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.lines.recv_timeout(slice) {
+                Ok(Ok(text)) if text.trim().is_empty() => continue,
+                Ok(Ok(text)) => {
+                    return serde_json::from_str(&text).map_err(|e| {
+                        self.kill();
+                        format!(
+                            "{}: while running {doing}, the peer wrote a line that is not \
+                             JSON ({e}): {:?}{}",
+                            self.name,
+                            shorten(&text, 200),
+                            self.stderr_note()
+                        )
+                    })
+                }
+                Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
+                    let why = self.end_dead(Duration::from_secs(2));
+                    return Err(format!(
+                        "{}: the peer died while running {doing}: {why}",
+                        self.name
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.exited() {
+                        // Dead, but a child of its kept stdout open: no EOF.
+                        let why = self.end_dead(Duration::ZERO);
+                        return Err(format!(
+                            "{}: the peer died while running {doing}: {why}",
+                            self.name
+                        ));
+                    }
+                    if Instant::now() >= deadline {
+                        let blocked = self.blocked();
+                        self.signal_group(libc::SIGUSR1);
+                        std::thread::sleep(STACK_GRACE);
+                        self.kill();
+                        return Err(format!(
+                            "{}: {doing} did not finish within {:.0} s; killed the peer's \
+                             process group. Blocked: {blocked}{}",
+                            self.name,
+                            bound.as_secs_f64(),
+                            self.stderr_note()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the peer to leave, waits for it at most `bound`, then kills whatever is left
+    /// of its group; removes its directory.
+    pub fn close(mut self, bound: Duration) {
+        if !self.ended {
+            let _ = self.request("bye", &serde_json::json!({"op": "bye"}), bound);
+            drop(self.stdin.take());
+            let deadline = Instant::now() + bound;
+            while Instant::now() < deadline && !self.exited() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.kill();
+    }
+
+    /// The processes of the peer's group and what each is blocked in.
+    fn blocked(&self) -> String {
+        let group = group_members(self.pid());
+        if group.is_empty() {
+            return "no process left in its group".into();
+        }
+        group
+            .iter()
+            .map(|p| {
+                let name = if p.pid == self.pid() {
+                    format!("{} peer", self.name)
+                } else {
+                    format!("{} child ({})", self.name, p.comm)
+                };
+                watchdog::diagnose_within(p.pid, &name, Duration::from_millis(20))
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| format!("{name} (pid {}) gone", p.pid))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn signal_group(&self, signal: i32) {
+        // SAFETY: kill(2) with a negative pid signals the peer's own process group, which
+        // it leads (process_group(0) at its start) and which nothing else joins.
+        unsafe { libc::kill(-self.pid(), signal) };
+    }
+
+    /// The peer ended (or its stdout did): how, with its stderr. Kills what is left of
+    /// its group.
+    fn end_dead(&mut self, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
+        let exited = loop {
+            match self.exited() {
+                true => break true,
+                _ if Instant::now() >= deadline => break false,
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        self.kill();
+        let how = match self.status {
+            Some(status) if exited => exit_text(status),
+            _ => "its output closed while it was still running".into(),
+        };
+        format!("{how}{}", self.stderr_note())
+    }
+
+    /// Whether the peer has exited, without reaping it: while it is an unreaped zombie its
+    /// pid, which is its group's id, cannot be reused, so killing the group stays safe.
+    fn exited(&self) -> bool {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid with WNOWAIT only
+        // reads the state of our own child and leaves it unreaped.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let rc = libc::waitid(
+                libc::P_PID,
+                self.pid() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            rc == 0 && info.si_pid() != 0
+        }
+    }
+
+    /// Kills the peer's group (before reaping the peer, whose pid is the group's id),
+    /// reaps the peer and its orphans, removes its directory.
+    fn kill(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        drop(self.stdin.take());
+        let pid = self.pid();
+        hygiene::kill_group(Pid::from_raw(pid));
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+        hygiene::untrack_child(Pid::from_raw(pid));
+        // The group's other members were its children, killed above while the group's id
+        // was still reserved by the unreaped leader: orphans now, reaped by us as
+        // subreaper (or by init). Wait, bounded, until none is left.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !group_members(pid).is_empty() && Instant::now() < deadline {
+            hygiene::reap_orphans();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        hygiene::reap_orphans();
+        if let Some(reader) = self.stderr_reader.take() {
+            // With every writer of its pipe dead it ends at once; one that is not (a
+            // process stuck in the kernel past the wait above) is left to end on its own.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while !reader.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if reader.is_finished() {
+                let _ = reader.join();
+            }
+        }
+        hygiene::remove_temp(&self.dir);
+    }
+
+    /// The end of the peer's stderr, for an error message ("" when it wrote nothing).
+    pub fn stderr_note(&self) -> String {
+        let text = self
+            .stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let text = text.trim();
+        if text.is_empty() {
+            String::new()
+        } else {
+            let tail: String = {
+                let start = text.len().saturating_sub(4000);
+                let mut start = start;
+                while !text.is_char_boundary(start) {
+                    start += 1;
+                }
+                text[start..].to_string()
+            };
+            format!("\n--- peer stderr ---\n{tail}")
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Live (not zombie) processes of process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<hygiene::ProcInfo> {
+    hygiene::all_processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid && p.state != 'Z')
+        .collect()
+}
+
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("it exited with status {code}"),
+        (None, Some(signal)) => format!(
+            "it was killed by signal {signal} ({})",
+            crate::process::signal_name(signal)
+        ),
+        _ => format!("it ended: {status}"),
+    }
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,117 @@
+//! Deliberately slowed twins of workloads: a mechanism made slower on purpose, measured
+//! under its real workload names, so a reviewer (or a test) can watch the gate and the
+//! report catch a slowdown end to end. Selected only by name (`bench --twin`, `run
+//! --twin`), never by default; a run that used one records it (`Results::twins`), and
+//! `ipcbench baseline` refuses such a run.
+
+use super::registry::{Kind, Sample, Workload};
+use super::workloads::queue;
+use crate::ipc::queue::Flavor;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A slowed twin: which workloads it replaces, and by how much it holds each operation.
+#[derive(Clone, Copy, Debug)]
+pub struct SlowedTwin {
+    pub name: &'static str,
+    pub about: &'static str,
+    flavor: Flavor,
+    extra: Duration,
+}
+
+/// Every slowed twin.
+pub const SLOWED: [SlowedTwin; 1] = [SlowedTwin {
+    name: "queue-pipe-slowed",
+    about: "the pipe Queue's round trips, each held back by a 200 µs sleep between put and get",
+    flavor: Flavor::Pipe,
+    extra: Duration::from_micros(200),
+}];
+
+impl SlowedTwin {
+    /// Whether `workload` is one this twin replaces: its flavor's queue round trips.
+    fn replaces(&self, workload: &Workload) -> bool {
+        workload.kind == Kind::Latency
+            && workload.family == "queue"
+            && workload.flavor == self.flavor.name()
+            && workload.name.contains("/roundtrip/")
+    }
+
+    /// The held-back time per operation.
+    pub fn extra(&self) -> Duration {
+        self.extra
+    }
+}
+
+/// The slowed twin named `name`.
+pub fn find(name: &str) -> Option<&'static SlowedTwin> {
+    SLOWED.iter().find(|t| t.name == name)
+}
+
+/// Replaces the workloads of `selection` that the twins named in `names` stand in for.
+/// An unknown name, or a twin none of whose workloads is selected, is an error.
+pub fn apply(selection: &mut [Workload], names: &[String]) -> Result<(), String> {
+    for name in names {
+        let twin = find(name).ok_or_else(|| {
+            let known: Vec<&str> = SLOWED.iter().map(|t| t.name).collect();
+            format!(
+                "--twin: no slowed twin is named {name:?}; the slowed twins: {}",
+                known.join(", ")
+            )
+        })?;
+        let mut replaced = 0;
+        for workload in selection.iter_mut().filter(|w| twin.replaces(w)) {
+            let (flavor, extra, placement) = (twin.flavor, twin.extra, workload.placement);
+            let bytes = workload.message_bytes as usize;
+            workload.run = Arc::new(move |n| {
+                Sample::Times(queue::round_trip_slowed(flavor, bytes, placement, n, extra))
+            });
+            replaced += 1;
+        }
+        if replaced == 0 {
+            return Err(format!(
+                "--twin {name}: none of the selected workloads is one it replaces ({})",
+                twin.about
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::registry;
+
+    #[test]
+    fn a_slowed_twin_replaces_only_its_own_workloads() {
+        let mut all = registry::select(None).unwrap();
+        let before: Vec<String> = all.iter().map(|w| w.name.clone()).collect();
+        let runs: Vec<_> = all
+            .iter()
+            .map(|w| Arc::as_ptr(&w.run) as *const ())
+            .collect();
+        apply(&mut all, &["queue-pipe-slowed".to_string()]).unwrap();
+        let after: Vec<String> = all.iter().map(|w| w.name.clone()).collect();
+        assert_eq!(before, after, "a twin keeps the workloads' names");
+        let changed: Vec<&str> = all
+            .iter()
+            .zip(&runs)
+            .filter(|(w, old)| Arc::as_ptr(&w.run) as *const () != **old)
+            .map(|(w, _)| w.name.as_str())
+            .collect();
+        assert!(!changed.is_empty());
+        for name in changed {
+            assert!(name.starts_with("queue/pipe/roundtrip/"), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_or_unselected_twin_is_an_error() {
+        let mut all = registry::select(None).unwrap();
+        let err = apply(&mut all, &["queue-pipe-slow".to_string()]).unwrap_err();
+        assert!(err.contains("queue-pipe-slowed"), "{err}");
+        let mut locks = registry::select(Some("lock/")).unwrap();
+        let err = apply(&mut locks, &["queue-pipe-slowed".to_string()]).unwrap_err();
+        assert!(err.contains("none of the selected workloads"), "{err}");
+    }
+}
