@@ -123,9 +123,14 @@ thread_local! {
 /// must not replace the hook itself, because std's hook lock may be held at the fork by
 /// another thread of the parent (one running the hook for its own panic, which takes long
 /// when it prints a backtrace), and no thread of the child would ever release it.
+///
+/// For the same reason it sets the process-wide lazy values children use (the online CPU
+/// count): one that another thread is setting at the fork is half-set in the child for
+/// ever (ipc-channel's own is set where a channel queue is created or opened).
 pub(crate) fn prepare_fork() {
     PANIC_MESSAGE.with(|m| drop(m.borrow()));
     install_panic_hook();
+    crate::process::affinity::online();
 }
 
 /// Whether the hook of [`capture_panics`] only records (a forked child), or also runs the

@@ -17,6 +17,12 @@ pub struct BlockedProcess {
     pub wchan: String,
     /// The system call it is blocked in, by name (from /proc/PID/syscall), e.g. `read`.
     pub syscall: String,
+    /// For a futex wait, what it waits on: the word's address, whether the wait has a
+    /// timeout, and the mapping the word lives in (a shared segment is a cross-process
+    /// lock; the program's own data is a static, e.g. a lock or a lazy value another
+    /// thread held when this process was forked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waits_on: Option<String>,
 }
 
 impl std::fmt::Display for BlockedProcess {
@@ -25,7 +31,11 @@ impl std::fmt::Display for BlockedProcess {
             f,
             "{} (pid {}) state {} in {} [wchan {}]",
             self.name, self.pid, self.state, self.syscall, self.wchan
-        )
+        )?;
+        match &self.waits_on {
+            Some(on) => write!(f, " on {on}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -102,16 +112,111 @@ fn read_state(pid: i32, name: &str) -> Option<BlockedProcess> {
         .ok()
         .filter(|w| !w.is_empty() && w != "0")
         .unwrap_or_else(|| "-".into());
-    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .map(|s| syscall_text(s.trim()))
-        .unwrap_or_else(|_| "unknown".into());
+    let raw = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let syscall = if raw.is_empty() {
+        "unknown".into()
+    } else {
+        syscall_text(raw.trim())
+    };
+    let waits_on = futex_wait(raw.trim()).map(|wait| {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+        wait.describe(&maps)
+    });
     Some(BlockedProcess {
         pid,
         name: name.to_string(),
         state: info.state,
         wchan,
         syscall,
+        waits_on,
     })
+}
+
+/// A futex wait read from /proc/PID/syscall.
+#[derive(Debug, PartialEq, Eq)]
+struct FutexWait {
+    word: u64,
+    timed: bool,
+}
+
+/// The futex wait in a /proc/PID/syscall line ("NR uaddr op val timeout ..."), if it is
+/// one (FUTEX_WAIT or FUTEX_WAIT_BITSET, private or not).
+fn futex_wait(raw: &str) -> Option<FutexWait> {
+    let mut fields = raw.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr != libc::SYS_futex {
+        return None;
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    let word = hex(fields.next()?)?;
+    let op = hex(fields.next()?)? as i32 & libc::FUTEX_CMD_MASK;
+    if op != libc::FUTEX_WAIT && op != libc::FUTEX_WAIT_BITSET {
+        return None;
+    }
+    let _value = fields.next()?;
+    let timed = hex(fields.next()?)? != 0;
+    Some(FutexWait { word, timed })
+}
+
+impl FutexWait {
+    /// "futex 0x… (no timeout) in the static data of /path/ipcbench", from /proc/PID/maps.
+    fn describe(&self, maps: &str) -> String {
+        let timeout = if self.timed { "timed" } else { "no timeout" };
+        let mut previous: Option<Mapping> = None;
+        let mut place = "an unmapped address".to_string();
+        for mapping in maps.lines().filter_map(Mapping::parse) {
+            if mapping.holds(self.word) {
+                place = mapping.describe(previous.as_ref());
+                break;
+            }
+            previous = Some(mapping);
+        }
+        format!("futex {:#x} ({timeout}) in {place}", self.word)
+    }
+}
+
+/// One line of /proc/PID/maps.
+struct Mapping<'a> {
+    start: u64,
+    end: u64,
+    shared: bool,
+    path: &'a str,
+}
+
+impl<'a> Mapping<'a> {
+    fn parse(line: &'a str) -> Option<Mapping<'a>> {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        Some(Mapping {
+            start: u64::from_str_radix(start, 16).ok()?,
+            end: u64::from_str_radix(end, 16).ok()?,
+            shared: fields.next()?.contains('s'),
+            path: fields.nth(3).unwrap_or(""),
+        })
+    }
+
+    fn holds(&self, address: u64) -> bool {
+        (self.start..self.end).contains(&address)
+    }
+
+    /// What a word here is likely to be. Anonymous memory right after a file's mapping
+    /// is that file's zero-initialised statics (.bss).
+    fn describe(&self, previous: Option<&Mapping>) -> String {
+        let bss_of = previous
+            .filter(|p| p.end == self.start && !p.path.is_empty() && !p.path.starts_with('['))
+            .map(|p| p.path);
+        match (self.path, self.shared, bss_of) {
+            ("", true, _) => "shared anonymous memory".into(),
+            ("", false, Some(file)) | (file, false, _)
+                if !file.is_empty() && !file.starts_with('[') =>
+            {
+                format!("the static data of {file} (a lock or lazy value of the program, held by another thread when this process was forked?)")
+            }
+            ("", false, _) => "private anonymous memory (the heap or a thread's stack)".into(),
+            (path, true, _) => format!("shared mapping {path} (a cross-process lock or counter)"),
+            (path, false, _) => path.to_string(),
+        }
+    }
 }
 
 /// /proc/PID/syscall holds "NR arg1 ... sp pc", "running", or "-1 sp pc" (not in a call).
@@ -192,4 +297,59 @@ pub fn join_all(children: &mut [Child], deadline: Duration) -> Result<(), HangRe
         let _ = child.join(Some(Duration::from_secs(5)));
     }
     Err(HangReport { deadline, blocked })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+5555d0a00000-5555d0c00000 r-xp 00000000 08:01 1234 /work/target/release/ipcbench
+5555d0c00000-5555d0c10000 rw-p 00200000 08:01 1234 /work/target/release/ipcbench
+5555d0c10000-5555d0c20000 rw-p 00000000 00:00 0
+5555d1000000-5555d1100000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000001000 rw-s 00000000 00:1a 99 /dev/shm/ipcbench-abc-queue-channel
+7f0000002000-7f0000003000 rw-p 00000000 00:00 0
+";
+
+    fn futex_line(word: u64, op: i32, timeout: u64) -> String {
+        format!(
+            "{} {word:#x} {op:#x} 0x0 {timeout:#x} 0x0 0x0 0x7ffc00000000 0x7f0000000100",
+            libc::SYS_futex
+        )
+    }
+
+    #[test]
+    fn a_futex_wait_is_read_with_its_word_and_timeout() {
+        let untimed = futex_wait(&futex_line(
+            0x10,
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            0,
+        ));
+        assert_eq!(
+            untimed,
+            Some(FutexWait {
+                word: 0x10,
+                timed: false
+            })
+        );
+        let timed = futex_wait(&futex_line(0x10, libc::FUTEX_WAIT_BITSET, 0x7ffc0));
+        assert_eq!(timed.map(|w| w.timed), Some(true));
+        assert_eq!(futex_wait(&futex_line(0x10, libc::FUTEX_WAKE, 0)), None);
+        assert_eq!(futex_wait("0 0x3 0x0 0x0 0x0 0x0 0x0 0x0 0x0"), None);
+        assert_eq!(futex_wait("running"), None);
+    }
+
+    #[test]
+    fn a_futex_word_is_placed_in_its_mapping() {
+        let place = |word| FutexWait { word, timed: false }.describe(MAPS);
+        assert!(place(0x5555d0c00010).contains("static data of /work/target/release/ipcbench"));
+        // .bss: anonymous, right after the binary's data.
+        assert!(place(0x5555d0c10010).contains("static data of /work/target/release/ipcbench"));
+        assert!(place(0x5555d1000010).ends_with("in [heap]"));
+        assert!(place(0x7f0000000010).contains("shared mapping /dev/shm/ipcbench-abc"));
+        assert!(place(0x7f0000002010).contains("private anonymous memory"));
+        assert!(place(0x10).contains("an unmapped address"));
+        assert!(place(0x10).contains("(no timeout)"));
+    }
 }

@@ -836,6 +836,7 @@ mod tests {
             state: 'S',
             wchan: wchan.into(),
             syscall: syscall.into(),
+            waits_on: None,
         }
     }
 

@@ -60,6 +60,17 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
+/// Sets ipc-channel's process-wide lazy value (`SYSTEM_SENDBUF_SIZE`, which sizes every
+/// send and receive buffer) now, on the thread that creates or opens the queue. Left to
+/// the first `recv`, it is set by whichever thread receives first (the stress target's
+/// consumer thread) while another thread forks workers: a child forked in that window
+/// inherits it half-set, and its first send waits forever on a lock no thread of its own
+/// will release (a stress worker stuck in an untimed futex wait in the program's static
+/// data, about one quick run in four).
+fn settle_ipc_channel_statics() {
+    let _ = ipc_channel::platform::OsIpcSender::get_max_fragment_size();
+}
+
 /// What the accepting thread sends a child that opened a handle.
 #[derive(Serialize, Deserialize)]
 struct Grant {
@@ -139,6 +150,7 @@ impl ChannelQueue {
         if config.max_message == 0 {
             config.max_message = crate::ipc::frame::DEFAULT_MAX_PAYLOAD;
         }
+        settle_ipc_channel_statics();
         let (sender, receiver) = ipc::channel::<Payload>()?;
         let control: Shared<Control> = Shared::create("queue-channel", 0)?;
         control
@@ -162,6 +174,7 @@ impl ChannelQueue {
                 found: handle.flavor().name(),
             });
         };
+        settle_ipc_channel_statics();
         let control: Shared<Control> = Shared::open(counter)?;
         let server = IpcSender::<Request>::connect(bootstrap.clone()).map_err(|e| {
             QueueError::transport(
