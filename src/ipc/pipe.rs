@@ -118,15 +118,38 @@ pub struct Connection {
     kind: PipeKind,
     timeout: Duration,
     max_payload: usize,
-    /// Receives left that poll before they read. Reading first costs no poll when a frame
-    /// is waiting (a stream) and a wasted read when none is (a request/reply, where the
-    /// receive waits anyway): after a receive that found nothing, the next
-    /// [`POLL_FIRST_AFTER_EMPTY`] poll first, then reading first is tried again.
+    /// Whether a receive polls before it reads.
+    read_first: ReadFirst,
+}
+
+/// Whether a receive polls before it reads. Reading first costs no poll when a frame is
+/// waiting (a stream) and a wasted read when none is (a request/reply, where the receive
+/// waits anyway): after a read that found nothing, the next
+/// [`ReadFirst::POLL_FIRST_AFTER_EMPTY`] receives poll first, then reading first is tried
+/// again. Shared by [`Connection`] and the pipe Queue's get.
+#[derive(Debug, Default)]
+pub(crate) struct ReadFirst {
     poll_first_for: AtomicU32,
 }
 
-/// See [`Connection::poll_first_for`].
-const POLL_FIRST_AFTER_EMPTY: u32 = 8;
+impl ReadFirst {
+    const POLL_FIRST_AFTER_EMPTY: u32 = 8;
+
+    /// Whether this receive polls first (and counts it against the run of polls).
+    pub(crate) fn poll_first(&self) -> bool {
+        let left = self.poll_first_for.load(Relaxed);
+        if left > 0 {
+            self.poll_first_for.store(left - 1, Relaxed);
+        }
+        left > 0
+    }
+
+    /// A read made first found nothing: poll first for a while.
+    pub(crate) fn found_empty(&self) {
+        self.poll_first_for
+            .store(Self::POLL_FIRST_AFTER_EMPTY, Relaxed);
+    }
+}
 
 /// Creates a pipe: `(a, b)`. Duplex: both ends send and receive. Simplex: `a` receives,
 /// `b` sends (as Python's `Pipe(duplex=False)`).
@@ -164,7 +187,7 @@ impl Connection {
             kind,
             timeout: DEFAULT_TIMEOUT,
             max_payload: frame::DEFAULT_MAX_PAYLOAD,
-            poll_first_for: AtomicU32::new(0),
+            read_first: ReadFirst::default(),
         }
     }
 
@@ -319,9 +342,7 @@ impl Connection {
             found_empty: false,
         };
         let mut header = [0u8; HEADER_LEN];
-        let poll_first_for = self.poll_first_for.load(Relaxed);
-        let (got, stalled) = if poll_first_for > 0 {
-            self.poll_first_for.store(poll_first_for - 1, Relaxed);
+        let (got, stalled) = if self.read_first.poll_first() {
             if wait_fd(fd, libc::POLLIN, Some(clock.deadline))? {
                 fill(fd, &mut header, &mut clock)?
             } else {
@@ -330,7 +351,7 @@ impl Connection {
         } else {
             let filled = fill(fd, &mut header, &mut clock)?;
             if clock.found_empty {
-                self.poll_first_for.store(POLL_FIRST_AFTER_EMPTY, Relaxed);
+                self.read_first.found_empty();
             }
             filled
         };

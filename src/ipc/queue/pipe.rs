@@ -46,11 +46,11 @@ use super::{
     Wait, LOCK_GRACE,
 };
 use crate::ipc::frame::{self, HEADER_LEN};
-use crate::ipc::pipe::{pipe, Connection, PipeError, PipeKind};
+use crate::ipc::pipe::{pipe, Connection, PipeError, PipeKind, ReadFirst};
 use crate::schedule::{point, wait_point};
 use crate::sys::shm::{Shared, ShmSafe};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 /// How often a consumer waiting inside a frame checks that the frame's producer lives.
@@ -150,15 +150,9 @@ pub(crate) struct PipeQueue {
     writer: Connection,
     control: Option<Shared<Control>>,
     config: Config,
-    /// Gets left that poll before they read. A get that reads first costs no poll when a
-    /// frame is waiting (a stream) and a wasted read when none is (a round trip, where the
-    /// get waits anyway): so after a read that found the pipe empty, this handle's next
-    /// [`POLL_FIRST_AFTER_EMPTY`] gets poll first, then it tries reading first again.
-    poll_first_for: AtomicU32,
+    /// Whether a get polls before it reads (per handle).
+    read_first: ReadFirst,
 }
-
-/// See [`PipeQueue::poll_first_for`].
-const POLL_FIRST_AFTER_EMPTY: u32 = 8;
 
 /// What a read does while no byte of its frame has come.
 #[derive(Clone, Copy)]
@@ -234,7 +228,7 @@ impl PipeQueue {
             writer,
             control: Some(control),
             config,
-            poll_first_for: AtomicU32::new(0),
+            read_first: ReadFirst::default(),
         }
     }
 
@@ -693,11 +687,7 @@ impl Queue for PipeQueue {
             point("queue-pipe/get:data-seen");
             return self.read_frame(control, fd, &wait, false);
         }
-        let poll_first_for = self.poll_first_for.load(Relaxed);
-        let mut poll_first = poll_first_for > 0;
-        if poll_first {
-            self.poll_first_for.store(poll_first_for - 1, Relaxed);
-        }
+        let mut poll_first = self.read_first.poll_first();
         loop {
             if poll_first {
                 // Wait for data holding no lock, so other consumers' calls are not held up.
@@ -724,7 +714,7 @@ impl Queue for PipeQueue {
                 other => return other,
             }
             if !poll_first {
-                self.poll_first_for.store(POLL_FIRST_AFTER_EMPTY, Relaxed);
+                self.read_first.found_empty();
             }
             poll_first = true;
         }
