@@ -217,6 +217,45 @@ fn a_stalled_peer_is_killed_at_its_bound() {
     });
 }
 
+/// A peer busy past its bound (not stopped: its processes run and wait as in a real
+/// stall) is reported process by process: each one's state from /proc and its Python
+/// stack, the peer's and its forked children's, each under its own name and pid.
+#[test]
+fn a_stalled_peer_is_reported_with_the_python_stack_of_each_process() {
+    if python_version("stalled peer stacks").is_none() {
+        return;
+    }
+    leak_checked(|| {
+        let lane = Lane::new(&cpython::PEER);
+        lane.hello().expect("hello");
+        let pid = lane.pid().expect("pid");
+        let mut spec = spec("queue/cpython-queue/stream/64B/1x1");
+        spec.min_bound = Duration::from_secs(2);
+        spec.per_op = Duration::ZERO;
+        let err = lane.run(&spec, 50_000_000).unwrap_err();
+        assert!(err.contains("did not finish within"), "{err}");
+        assert!(
+            err.contains(&format!("cpython peer (pid {pid}) state ")),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("--- Python stack of cpython peer (pid {pid}) ---")),
+            "the peer's own stack: {err}"
+        );
+        let stacks = err.matches("--- Python stack of cpython child").count();
+        assert!(
+            stacks >= 2,
+            "a stack for each of the producer and consumer: {err}"
+        );
+        assert!(
+            err.contains("ipcbench_peer.py"),
+            "frames of the peer's code: {err}"
+        );
+        assert!(group_gone(pid), "the peer's group outlived its bound");
+        lane.close();
+    });
+}
+
 #[test]
 fn an_unknown_peer_is_exit_2_naming_the_known_ones() {
     let out = Command::new(env!("CARGO_BIN_EXE_ipcbench"))

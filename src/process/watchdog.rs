@@ -210,7 +210,7 @@ impl<'a> Mapping<'a> {
             ("", false, Some(file)) | (file, false, _)
                 if !file.is_empty() && !file.starts_with('[') =>
             {
-                format!("the static data of {file} (a lock or lazy value of the program, held by another thread when this process was forked?)")
+                format!("the static data of {file} (a lock, condition or lazy value of that file)")
             }
             ("", false, _) => "private anonymous memory (the heap or a thread's stack)".into(),
             (path, true, _) => format!("shared mapping {path} (a cross-process lock or counter)"),

@@ -117,6 +117,9 @@ impl Spec {
     }
 }
 
+/// How long after the harness's bound the peer's own watchdog fires (see [`Lane::run`]).
+const PEER_WATCHDOG_AFTER: Duration = Duration::from_secs(10);
+
 /// What a peer said about itself when it started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -225,14 +228,15 @@ impl Lane {
             },
         };
         let bound = spec.bound(ops);
-        let request = spec.request(ops, cpus, bound);
+        // Ours comes first: at it the harness names every process of the peer's group and
+        // what it waits on, with each one's Python stack. The peer's own watchdog, which
+        // dumps only its own stack and exits, is the last resort of a harness that stopped
+        // answering.
+        let request = spec.request(ops, cpus, bound + PEER_WATCHDOG_AFTER);
         let mut slot = locked(&self.session);
         self.ensure(&mut slot)?;
         let session = slot.as_mut().expect("ensured");
-        // The peer has its own watchdog at `bound`; ours comes a little later, so the
-        // peer's Python stacks are what a stall normally reports.
-        let grace = (bound / 4).min(Duration::from_secs(5));
-        let answer = session.request(&spec.name, &request, bound + grace);
+        let answer = session.request(&spec.name, &request, bound);
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {

@@ -33,13 +33,35 @@ const STDERR_KEPT: usize = 16 * 1024;
 /// After a bound passes: how long the peer gets to print its Python stacks (SIGUSR1,
 /// faulthandler) before its group is killed.
 const STACK_GRACE: Duration = Duration::from_millis(300);
+/// A stack dump is over once the peer's stderr has been quiet this long.
+const DUMP_QUIET: Duration = Duration::from_millis(30);
+
+/// The end of the peer's stderr, and how many bytes it has written in all (so that what
+/// it wrote after a given moment can be told apart).
+#[derive(Default)]
+struct StderrTail {
+    text: String,
+    total: usize,
+}
+
+impl StderrTail {
+    /// The kept text written before the mark `total` was taken, and what came after it.
+    fn split_at_mark(&self, mark: usize) -> (&str, &str) {
+        let after = self.total.saturating_sub(mark).min(self.text.len());
+        let mut cut = self.text.len() - after;
+        while !self.text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        self.text.split_at(cut)
+    }
+}
 
 /// A running peer.
 pub struct Session {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<std::io::Result<String>>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<StderrTail>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
     name: String,
@@ -100,7 +122,7 @@ impl Session {
                 })
                 .map_err(|e| format!("{name}: cannot start a reader thread: {e}"))?;
         }
-        let kept = Arc::new(Mutex::new(String::new()));
+        let kept = Arc::new(Mutex::new(StderrTail::default()));
         let stderr_reader = stderr.map(|mut stderr| {
             let kept = kept.clone();
             std::thread::spawn(move || {
@@ -109,7 +131,9 @@ impl Session {
                     if n == 0 {
                         break;
                     }
-                    let mut text = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut tail = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    tail.total += n;
+                    let text = &mut tail.text;
                     text.push_str(&String::from_utf8_lossy(&buf[..n]));
                     if text.len() > 2 * STDERR_KEPT {
                         let mut cut = text.len() - STDERR_KEPT;
@@ -201,15 +225,15 @@ impl Session {
                     }
                     if Instant::now() >= deadline {
                         let blocked = self.blocked();
-                        self.signal_group(libc::SIGUSR1);
-                        std::thread::sleep(STACK_GRACE);
+                        let mark = self.stderr_total();
+                        let stacks = self.python_stacks();
                         self.kill();
                         return Err(format!(
                             "{}: {doing} did not finish within {:.0} s; killed the peer's \
-                             process group. Blocked: {blocked}{}",
+                             process group. Blocked: {blocked}{stacks}{}",
                             self.name,
                             bound.as_secs_f64(),
-                            self.stderr_note()
+                            self.stderr_note_before(mark)
                         ));
                     }
                 }
@@ -240,11 +264,7 @@ impl Session {
         group
             .iter()
             .map(|p| {
-                let name = if p.pid == self.pid() {
-                    format!("{} peer", self.name)
-                } else {
-                    format!("{} child ({})", self.name, p.comm)
-                };
+                let name = self.member_name(p);
                 watchdog::diagnose_within(p.pid, &name, Duration::from_millis(20))
                     .map(|b| b.to_string())
                     .unwrap_or_else(|| format!("{name} (pid {}) gone", p.pid))
@@ -253,10 +273,65 @@ impl Session {
             .join("; ")
     }
 
-    fn signal_group(&self, signal: i32) {
-        // SAFETY: kill(2) with a negative pid signals the peer's own process group, which
-        // it leads (process_group(0) at its start) and which nothing else joins.
-        unsafe { libc::kill(-self.pid(), signal) };
+    /// How a process of the peer's group is named in a report.
+    fn member_name(&self, p: &hygiene::ProcInfo) -> String {
+        if p.pid == self.pid() {
+            format!("{} peer", self.name)
+        } else {
+            format!("{} child ({})", self.name, p.comm)
+        }
+    }
+
+    /// The Python stack of every thread of each process of the peer's group that catches
+    /// SIGUSR1 (the peer registers faulthandler for it, and its forked children inherit
+    /// that): one process at a time, so that each dump is attributed to its process
+    /// rather than interleaved with the others' on the shared stderr. A process that does
+    /// not catch it (a spawned child) is not signalled: SIGUSR1 would kill it.
+    fn python_stacks(&self) -> String {
+        let mut out = String::new();
+        for p in group_members(self.pid()) {
+            if !catches_signal(p.pid, libc::SIGUSR1) {
+                continue;
+            }
+            let mark = self.stderr_total();
+            // SAFETY: kill(2) on a live member of the peer's group, which is not reaped
+            // (hence its pid not reused) until the group is killed below.
+            unsafe { libc::kill(p.pid, libc::SIGUSR1) };
+            let stack = self.stderr_after_quiet(mark);
+            if !stack.trim().is_empty() {
+                out.push_str(&format!(
+                    "\n--- Python stack of {} (pid {}) ---\n{}",
+                    self.member_name(&p),
+                    p.pid,
+                    stack.trim_end()
+                ));
+            }
+        }
+        out
+    }
+
+    fn stderr_total(&self) -> usize {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
+
+    /// What the peer wrote to stderr after `mark`, once it has begun and then paused for
+    /// [`DUMP_QUIET`] (a dump is written in many small writes), at most [`STACK_GRACE`].
+    fn stderr_after_quiet(&self, mark: usize) -> String {
+        let until = Instant::now() + STACK_GRACE;
+        let mut seen = mark;
+        let mut quiet_since = Instant::now();
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+            let total = self.stderr_total();
+            if total != seen {
+                seen = total;
+                quiet_since = Instant::now();
+            } else if seen > mark && quiet_since.elapsed() >= DUMP_QUIET {
+                break;
+            }
+        }
+        let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        tail.split_at_mark(mark).1.to_string()
     }
 
     /// The peer ended (or its stdout did): how, with its stderr. Kills what is left of
@@ -333,25 +408,22 @@ impl Session {
 
     /// The end of the peer's stderr, for an error message ("" when it wrote nothing).
     pub fn stderr_note(&self) -> String {
-        let text = self
-            .stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let text = text.trim();
+        self.stderr_note_before(usize::MAX)
+    }
+
+    /// [`stderr_note`](Self::stderr_note), of what the peer wrote before `mark` only (the
+    /// stacks asked for after it are reported on their own).
+    fn stderr_note_before(&self, mark: usize) -> String {
+        let tail = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let text = tail.split_at_mark(mark).0.trim();
         if text.is_empty() {
-            String::new()
-        } else {
-            let tail: String = {
-                let start = text.len().saturating_sub(4000);
-                let mut start = start;
-                while !text.is_char_boundary(start) {
-                    start += 1;
-                }
-                text[start..].to_string()
-            };
-            format!("\n--- peer stderr ---\n{tail}")
+            return String::new();
         }
+        let mut start = text.len().saturating_sub(4000);
+        while !text.is_char_boundary(start) {
+            start += 1;
+        }
+        format!("\n--- peer stderr ---\n{}", &text[start..])
     }
 }
 
@@ -359,6 +431,16 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether process `pid` has a handler for `signal` (its SigCgt mask in /proc).
+fn catches_signal(pid: i32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
 }
 
 /// Live (not zombie) processes of process group `pgid`.
