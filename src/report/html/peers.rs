@@ -7,7 +7,7 @@
 //! ([`crate::measure::peer::twin`]); this section only looks both figures up.
 
 use super::format::{cell, chart_html, esc, unit_cell, Table};
-use super::latency::{cdf_lines, latency_label};
+use super::latency::cdf_lines;
 use super::{open_section, Page, Section};
 use crate::measure::peer::{is_peer_flavor, twin};
 use crate::report::charts::Line;
@@ -182,15 +182,16 @@ fn chart(peer: &Latency, ours: &Latency) -> Option<String> {
     if peer.cdf.is_empty() || ours.cdf.is_empty() {
         return None;
     }
-    let line = |l: &Latency, dashed: bool| Line {
-        label: latency_label(l),
+    // The title names the workload (size, placement); the legend says whose line is whose.
+    let line = |who: &str, l: &Latency, dashed: bool| Line {
+        label: format!("{who} · {}", l.flavor),
         points: l.cdf.iter().map(|(ns, f)| (ns / 1000.0, *f)).collect(),
         dashed,
     };
     Some(chart_html(cdf_lines(
         &chart_id(&peer.workload),
         &format!("{} against {}", ours.workload, peer.flavor),
-        &[line(peer, true), line(ours, false)],
+        &[line("CPython", peer, true), line("ipcbench", ours, false)],
     )))
 }
 
@@ -409,6 +410,11 @@ mod tests {
         // One chart per latency pair, none for the stream or the unpaired latency.
         assert_eq!(html.matches("<figure class=\"chart\"").count(), 1);
         assert!(html.contains("id=\"chart-peer-queue-cpython-queue-roundtrip-64B-same-cpu\""));
+        assert!(
+            html.contains("&quot;CPython · cpython-queue&quot;"),
+            "{html}"
+        );
+        assert!(html.contains("&quot;ipcbench · pipe&quot;"));
         assert!(html.contains("id=\"peers-alone\""));
         assert!(html.contains("pipe/cpython-pipe-duplex/roundtrip/64B/same-cpu"));
         assert!(html.contains("not run on Python code yet (issue 18, item 3)"));
