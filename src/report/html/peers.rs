@@ -212,13 +212,21 @@ pub(super) fn section(page: &Page) -> String {
              on one chart: CPython dashed, ipcbench solid.",
         )
     } else {
+        // A peer that answered but left no figure ran and failed (its workloads'
+        // failures are in bench's output): not the same as a lane never started.
+        let why = if r.peers.is_empty() {
+            "Not run: these results have no CPython figures. <code>ipcbench bench --peer \
+             cpython</code> measures them, and <code>ipcbench run</code> does when \
+             <code>python3</code> is found."
+        } else {
+            "The CPython lane started but recorded no figure: each of its workloads failed \
+             (the failures are in the bench step's output)."
+        };
         open_section(
             page,
             Section::Peers,
             false,
-            "<span class=\"note\" id=\"peers-not-run\">Not run: these results have no \
-             CPython figures. <code>ipcbench bench --peer cpython</code> measures them, and \
-             <code>ipcbench run</code> does when <code>python3</code> is found.</span>",
+            &format!("<span class=\"note\" id=\"peers-not-run\">{why}</span>"),
         )
     };
     if !measured {
@@ -429,6 +437,12 @@ mod tests {
         let html = section(&page(&r));
         assert!(html.contains("id=\"peers-not-run\""), "{html}");
         assert!(!html.contains("<table") && !html.contains("<figure"));
+        assert!(html.contains("Not run: these results have no CPython figures"));
+        // The peer answered, but every workload failed: said as such.
+        let mut failed = r.clone();
+        failed.peers = results().peers;
+        let html = section(&page(&failed));
+        assert!(html.contains("started but recorded no figure"), "{html}");
         let mut with_note = page(&r);
         with_note.notes = vec![(Section::Peers, "skipped: python3 not found".into())];
         let html = section(&with_note);
