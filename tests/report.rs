@@ -12,6 +12,12 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results.json")
 }
 
+/// A real `ipcbench bench --quick --peer cpython` run, trimmed to some CPython workloads,
+/// the ipcbench workloads they mirror and the calibrations both are divided by.
+fn peers_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peers.json")
+}
+
 fn ipcbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ipcbench"))
         .args(args)
@@ -190,6 +196,7 @@ fn every_section_and_chart_is_there_with_labels_and_legend() {
         "throughput",
         "scaling",
         "process-pool",
+        "peers",
         "scenarios",
         "stress",
     ] {
@@ -234,42 +241,152 @@ fn every_section_and_chart_is_there_with_labels_and_legend() {
         charts.push(format!("cdf-{}", l.family));
     }
     for id in charts {
-        let start = html
-            .find(&format!("<figure class=\"chart\" id=\"chart-{id}\""))
-            .unwrap_or_else(|| panic!("chart {id} missing"));
-        let figure = &html[start..start + html[start..].find("</figure>").unwrap()];
-        let attr = |name: &str| -> String {
-            let at = figure.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
-            figure[at..at + figure[at..].find('"').unwrap()].to_string()
-        };
-        let svg = &figure[figure
-            .find("<svg")
-            .unwrap_or_else(|| panic!("{id}: no SVG"))..];
-        let texts: String = svg
-            .split("<text")
-            .skip(1)
-            .map(|t| &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()])
-            .collect::<Vec<_>>()
-            .join("\n");
-        for what in ["data-title", "data-x-label", "data-y-label"] {
-            let want = attr(what);
-            assert!(!want.is_empty(), "{id}: empty {what}");
-            assert!(texts.contains(&want), "{id}: {what} {want:?} not drawn");
-        }
-        assert!(
-            attr("data-x-label").contains('('),
-            "{id}: x axis has no unit"
-        );
-        let legend: Vec<String> =
-            serde_json::from_str(&attr("data-legend").replace("&quot;", "\"")).unwrap();
-        assert!(!legend.is_empty(), "{id}: no legend");
-        for entry in legend {
-            let entry = entry.replace('&', "&amp;").replace('<', "&lt;");
-            assert!(texts.contains(&entry), "{id}: legend {entry:?} not drawn");
-        }
-        // Tick labels: more than title + axis labels + legend.
-        assert!(texts.lines().count() >= 6, "{id}: axes have no ticks");
+        assert_chart_labelled(&html, &id);
     }
+}
+
+/// The chart `id` is drawn, and its title, axis labels (the x axis with a unit), every
+/// legend entry and some tick labels are text in its SVG.
+fn assert_chart_labelled(html: &str, id: &str) {
+    let start = html
+        .find(&format!("<figure class=\"chart\" id=\"chart-{id}\""))
+        .unwrap_or_else(|| panic!("chart {id} missing"));
+    let figure = &html[start..start + html[start..].find("</figure>").unwrap()];
+    let attr = |name: &str| -> String {
+        let at = figure.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        figure[at..at + figure[at..].find('"').unwrap()].to_string()
+    };
+    let svg = &figure[figure
+        .find("<svg")
+        .unwrap_or_else(|| panic!("{id}: no SVG"))..];
+    let texts: String = svg
+        .split("<text")
+        .skip(1)
+        .map(|t| &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()])
+        .collect::<Vec<_>>()
+        .join("\n");
+    for what in ["data-title", "data-x-label", "data-y-label"] {
+        let want = attr(what);
+        assert!(!want.is_empty(), "{id}: empty {what}");
+        assert!(texts.contains(&want), "{id}: {what} {want:?} not drawn");
+    }
+    assert!(
+        attr("data-x-label").contains('('),
+        "{id}: x axis has no unit"
+    );
+    let legend: Vec<String> =
+        serde_json::from_str(&attr("data-legend").replace("&quot;", "\"")).unwrap();
+    assert!(!legend.is_empty(), "{id}: no legend");
+    for entry in legend {
+        let entry = entry.replace('&', "&amp;").replace('<', "&lt;");
+        assert!(texts.contains(&entry), "{id}: legend {entry:?} not drawn");
+    }
+    // Tick labels: more than title + axis labels + legend.
+    assert!(texts.lines().count() >= 6, "{id}: axes have no ticks");
+}
+
+/// Each CPython workload beside the ipcbench workload it mirrors (by the peer's own
+/// mapping): both figures as the JSON has them, the ratio in words, both distributions of
+/// each latency on one labelled chart, the version and start methods, a link in the nav.
+#[test]
+fn cpython_figures_sit_beside_the_workloads_they_mirror() {
+    use ipcbench::measure::peer::{is_peer_flavor, twin};
+    let dir = tempfile::tempdir().unwrap();
+    let out = report(&[&peers_fixture()], None, dir.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    let results = Results::load(&peers_fixture()).unwrap();
+    assert!(html.contains("<a href=\"#peers\">ipcbench vs CPython multiprocessing</a>"));
+    let start = html
+        .find("<section id=\"peers\">")
+        .expect("the peers section");
+    let section = &html[start..start + html[start..].find("</section>").unwrap()];
+    let info = &results.peers[0];
+    assert!(
+        section.contains(&format!(
+            "{} {}, start methods <b>{}</b>",
+            info.implementation,
+            info.version,
+            info.start_methods.join(", ")
+        )),
+        "{section}"
+    );
+    // Only the CPython rows are in the table: count them against the JSON.
+    let mut rows = 0;
+    // "ipcbench 12.3× faster": the factor to three significant figures, the right word.
+    let assert_ratio = |key: &str, speedup: f64| {
+        let text = cell(section, key, "speedup").unwrap_or_else(|| panic!("{key}: no ratio"));
+        if text == "ipcbench as fast (1×)" {
+            assert!((speedup - 1.0).abs() < 5e-3, "{key}: {text} for {speedup}");
+            return;
+        }
+        let (word, factor) = if speedup > 1.0 {
+            ("faster", speedup)
+        } else {
+            ("slower", 1.0 / speedup)
+        };
+        let number = text
+            .strip_prefix("ipcbench ")
+            .and_then(|t| t.strip_suffix(&format!("× {word}")))
+            .unwrap_or_else(|| panic!("{key}: {text:?} does not say ipcbench is {word}"));
+        let shown: f64 = number.parse().unwrap();
+        assert!(
+            (shown - factor).abs() <= factor * 5e-3,
+            "{key}: {text} for {factor}"
+        );
+        let digits = number.replace('.', "");
+        let digits = digits.trim_start_matches('0').trim_end_matches('0');
+        assert!(digits.len() <= 3, "{key}: {text} has more than 3 figures");
+    };
+    for peer in results.latency.iter().filter(|l| is_peer_flavor(&l.flavor)) {
+        let name = twin(&peer.workload).expect("every fixture workload has a twin");
+        let ours = results.latency.iter().find(|l| l.workload == name).unwrap();
+        let key = format!("peer/{}", peer.workload);
+        assert_eq!(cell(section, &key, "workload").as_deref(), Some(&*name));
+        assert_same(section, &key, "peer", peer.percentiles.p50);
+        assert_same(section, &key, "ours", ours.percentiles.p50);
+        assert_ratio(&key, peer.percentiles.p50 / ours.percentiles.p50);
+        assert_chart_labelled(
+            section,
+            &format!("peer-{}", peer.workload.replace('/', "-")),
+        );
+        rows += 1;
+    }
+    for peer in results
+        .throughput
+        .iter()
+        .filter(|t| is_peer_flavor(&t.flavor))
+    {
+        let name = twin(&peer.workload).expect("every fixture workload has a twin");
+        let ours = results
+            .throughput
+            .iter()
+            .find(|t| t.workload == name)
+            .unwrap();
+        let key = format!("peer/{}", peer.workload);
+        assert_same(section, &key, "peer", peer.msgs_per_sec);
+        assert_same(section, &key, "ours", ours.msgs_per_sec);
+        assert_ratio(&key, ours.msgs_per_sec / peer.msgs_per_sec);
+        rows += 1;
+    }
+    assert!(rows >= 10, "the fixture has CPython figures");
+    assert_eq!(section.matches("<tr data-key=\"peer/").count(), rows);
+    assert!(section.contains("not run on Python code yet (issue 18, item 3)"));
+
+    // Results without CPython figures: the section says the lane was not run.
+    let dir = tempfile::tempdir().unwrap();
+    let html = built(dir.path(), None);
+    let start = html
+        .find("<section id=\"peers\">")
+        .expect("the peers section");
+    let section = &html[start..start + html[start..].find("</section>").unwrap()];
+    assert!(section.contains("id=\"peers-not-run\""), "{section}");
+    assert!(!section.contains("<table") && !section.contains("<figure"));
 }
 
 #[test]
@@ -686,6 +803,8 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut current = Results::load(&fixture()).unwrap();
     assert!(current.scenarios.iter().any(|s| !s.matches));
+    // CPython figures beside the workloads they mirror, as a run with python3 has.
+    current.merge(Results::load(&peers_fixture()).unwrap());
     current.twins = vec!["queue-pipe-slowed".into()];
     // The machine's topology and a core-to-core matrix, as every real run has.
     current.topology = Some(ipcbench::measure::topology::current());
@@ -775,7 +894,8 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         )
         .replace("\np99.9\n</text>", "\n</text>")
         .replacen("<p id=\"twins\"", "<p id=\"twins-gone\"", 1)
-        .replacen("href=\"#chart-overlay-", "href=\"#chart-nowhere-", 1);
+        .replacen("href=\"#chart-overlay-", "href=\"#chart-nowhere-", 1)
+        .replacen("× faster</td>", "× slower</td>", 1);
     std::fs::write(&index, broken).unwrap();
     let out = check(&out_dir);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -786,6 +906,7 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
         "legend entry 'p99.9' not drawn",
         "the run measured twins but the page does not say so",
         "lands nowhere",
+        "peers: peer/",
     ] {
         assert!(err.contains(problem), "not caught: {problem}: {err}");
     }

@@ -12,7 +12,11 @@ write them). The check fails (exit 1, each problem on stderr) when:
   * a latency, throughput or calibration figure in a table differs from results.json;
   * printed (print media, A4 width), a chart or timeline is cut at the page edge or may
     break across pages;
-  * the verdict line is missing, below the first screen, or links to nothing.
+  * the verdict line is missing, below the first screen, or links to nothing;
+  * a CPython figure has no row beside the ipcbench workload it mirrors, shows another
+    figure than results.json, states a ratio its two figures do not give, or a latency
+    pair has no chart of both distributions; or the peers section neither shows the
+    peer's version nor says the lane was not run.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe): no
 port, no websocket library, only the Python standard library. Exit 2 when Chromium is
@@ -41,10 +45,14 @@ SECTIONS = [
     "throughput",
     "scaling",
     "process-pool",
+    "peers",
     "scenarios",
     "stress",
 ]
 PROCESS_FAMILIES = {"process", "pool"}
+# Flavors of the peers' workloads: "<peer>-..." (as `is_peer_flavor` in
+# src/measure/peer/mod.rs). Which ipcbench workload each mirrors is read from the page.
+PEER_PREFIXES = ("cpython-",)
 TIMEOUT_S = 60
 
 
@@ -260,8 +268,15 @@ DOM_PROBE = r"""
     }),
     twins: !!document.getElementById('twins'),
   } : null;
+  const peersSection = document.getElementById('peers');
+  const peers = peersSection ? {
+    info: Array.from(peersSection.querySelectorAll('.peer-info')).map(p => p.textContent),
+    notRun: !!document.getElementById('peers-not-run'),
+    notes: Array.from(peersSection.querySelectorAll('.note')).map(n => n.textContent),
+    charts: Array.from(peersSection.querySelectorAll('figure.chart')).map(f => f.id),
+  } : null;
   return {
-    first, viewport: innerHeight,
+    first, viewport: innerHeight, peers,
     sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
     notes: Array.from(document.querySelectorAll('section .note')).map(n => n.textContent),
     charts, tables, timelines,
@@ -566,6 +581,8 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
         for field in ("messages", "kills", "losses", "duplicates", "corrupt"):
             same(s["target"], field, s[field])
 
+    check_peers(results, probe, rows, same, problems)
+
     for p in problems:
         print(f"check_report: {p}", file=sys.stderr)
     print(
@@ -574,6 +591,64 @@ def check(report_dir, screenshot, expect_deltas, shots_dir=None):
         f"{len(problems)} problem(s)"
     )
     return 1 if problems else 0
+
+
+def check_peers(results, probe, rows, same, problems):
+    """Each peer figure beside its ipcbench twin (as the page pairs them), both figures the
+    JSON's, the ratio the one they give, and each latency pair's distributions drawn."""
+    peers = probe["peers"]
+    if peers is None:
+        return  # "section missing: peers" is already said
+    is_peer = lambda w: w["flavor"].startswith(PEER_PREFIXES)
+    latency = {l["workload"]: l for l in results["latency"]}
+    throughput = {t["workload"]: t for t in results["throughput"]}
+    measured = [w for w in results["latency"] + results["throughput"] if is_peer(w)]
+    if not measured:
+        if not peers["notRun"] and not peers["notes"]:
+            problems.append("peers: no CPython figures, and the section does not say why")
+        return
+    for info in results.get("peers", []):
+        if not any(info["version"] in text for text in peers["info"]):
+            problems.append(f"peers: the version of {info['name']} ({info['version']}) is not shown")
+    table = probe["tables"].get("table-peers", {})
+    unpaired = " ".join(peers["notes"])
+    for w in measured:
+        key = f"peer/{w['workload']}"
+        row = table.get(key)
+        if row is None:
+            if w["workload"] not in unpaired:
+                problems.append(f"peers: {w['workload']} is neither in the table nor said to be unpaired")
+            continue
+        is_latency = w["workload"] in latency and latency[w["workload"]] is w
+        ours = (latency if is_latency else throughput).get(row.get("workload"))
+        if ours is None or is_peer(ours):
+            problems.append(f"peers: {key} is beside {row.get('workload')!r}, no ipcbench workload of its kind")
+            continue
+        if is_latency:
+            mine, theirs = ours["percentiles"]["p50"], w["percentiles"]["p50"]
+            speedup = theirs / mine
+            if w["cdf"] and ours["cdf"]:
+                chart = "chart-peer-" + w["workload"].replace("/", "-")
+                if chart not in peers["charts"]:
+                    problems.append(f"peers: {chart} (both distributions of {key}) missing")
+        else:
+            mine, theirs = ours["msgs_per_sec"], w["msgs_per_sec"]
+            speedup = mine / theirs
+        same(key, "peer", theirs)
+        same(key, "ours", mine)
+        text = row.get("speedup", "")
+        word, factor = ("faster", speedup) if speedup >= 1 else ("slower", 1 / speedup)
+        if text == "ipcbench as fast (1×)":
+            if abs(speedup - 1) > 5e-3:
+                problems.append(f"peers: {key} says {text!r}, its figures give {speedup}")
+            continue
+        try:
+            shown = float(text.removeprefix("ipcbench ").removesuffix(f"× {word}"))
+        except ValueError:
+            problems.append(f"peers: {key} says {text!r}, its figures make ipcbench {factor:.3g}× {word}")
+            continue
+        if abs(shown - factor) > 5e-3 * factor:
+            problems.append(f"peers: {key} says {text!r}, its figures make ipcbench {factor:.3g}× {word}")
 
 
 def main():

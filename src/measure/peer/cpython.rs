@@ -30,7 +30,36 @@ pub static PEER: Peer = Peer {
     about: "CPython's multiprocessing, run by python3 (peers/cpython/ipcbench_peer.py)",
     command,
     specs,
+    twin,
 };
+
+/// The ipcbench flavor a CPython flavor mirrors. The one statement of the pairing: the
+/// test below holds every spec to it, and the report puts each pair side by side by it.
+pub fn twin_flavor(flavor: &str) -> Option<&'static str> {
+    Some(match flavor {
+        "cpython-queue" | "cpython-simplequeue" | "cpython-joinablequeue" => "pipe",
+        "cpython-pipe-duplex" => "duplex",
+        "cpython-pipe-simplex" => "simplex",
+        "cpython-lock" => "robust-mutex",
+        "cpython-semaphore" => "semaphore",
+        "cpython-event" => "event",
+        f if f.starts_with("cpython-manager") => "server",
+        "cpython-pool-fork" => "fork",
+        "cpython-pool-2-map" => "pool-2-map",
+        "cpython-pool-2-apply-async" => "pool-2-apply-async",
+        "cpython-process-fork" | "cpython-process-forkserver" => "fork",
+        "cpython-process-spawn" => "spawn",
+        _ => return None,
+    })
+}
+
+/// The ipcbench workload the CPython workload `name` mirrors: the same name with the
+/// flavor (its second part) replaced by [`twin_flavor`]'s. None for any other name.
+fn twin(name: &str) -> Option<String> {
+    let mut parts: Vec<&str> = name.split('/').collect();
+    parts[1] = twin_flavor(parts.get(1)?)?;
+    Some(parts.join("/"))
+}
 
 fn command() -> PeerCommand {
     command_with(&python())
@@ -387,30 +416,12 @@ mod tests {
     #[test]
     fn every_workload_mirrors_one_of_ipcbench() {
         let ours = registry::all();
-        let mirror = |name: &str| -> String {
-            let mut parts: Vec<&str> = name.split('/').collect();
-            parts[1] = match parts[1] {
-                "cpython-queue" | "cpython-simplequeue" | "cpython-joinablequeue" => "pipe",
-                "cpython-pipe-duplex" => "duplex",
-                "cpython-pipe-simplex" => "simplex",
-                "cpython-lock" => "robust-mutex",
-                "cpython-semaphore" => "semaphore",
-                "cpython-event" => "event",
-                f if f.starts_with("cpython-manager") => "server",
-                "cpython-pool-fork" => "fork",
-                "cpython-pool-2-map" => "pool-2-map",
-                "cpython-pool-2-apply-async" => "pool-2-apply-async",
-                "cpython-process-fork" | "cpython-process-forkserver" => "fork",
-                "cpython-process-spawn" => "spawn",
-                other => panic!("unmapped flavor {other}"),
-            };
-            parts.join("/")
-        };
         let specs = specs();
         for s in &specs {
             assert!(s.flavor.starts_with("cpython-"), "{}", s.name);
             assert!(s.name.starts_with(&format!("{}/{}/", s.family, s.flavor)));
-            let counterpart = mirror(&s.name);
+            let counterpart =
+                twin(&s.name).unwrap_or_else(|| panic!("unmapped flavor {}", s.flavor));
             let w = ours
                 .iter()
                 .find(|w| w.name == counterpart)
@@ -429,6 +440,17 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), count, "duplicate names");
         assert!(names.contains(&"queue/cpython-queue/roundtrip/64B/same-cpu"));
+    }
+
+    #[test]
+    fn only_a_cpython_workload_has_a_twin() {
+        assert_eq!(
+            twin("queue/cpython-joinablequeue/stream/64B/1x1").as_deref(),
+            Some("queue/pipe/stream/64B/1x1")
+        );
+        assert_eq!(twin("queue/pipe/stream/64B/1x1"), None);
+        assert_eq!(twin("cpython-queue"), None);
+        assert_eq!(twin(""), None);
     }
 
     #[test]

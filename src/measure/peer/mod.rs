@@ -31,6 +31,8 @@ pub struct Peer {
     pub command: fn() -> PeerCommand,
     /// Its workloads, without the lane that runs them.
     pub specs: fn() -> Vec<Spec>,
+    /// The ipcbench workload one of its workloads mirrors (None for a name not its own).
+    pub twin: fn(&str) -> Option<String>,
 }
 
 /// Every peer, by name.
@@ -45,6 +47,12 @@ pub fn is_peer_flavor(flavor: &str) -> bool {
             .strip_prefix(p.name)
             .is_some_and(|rest| rest.starts_with('-'))
     })
+}
+
+/// The ipcbench workload the peer workload `name` mirrors, by its peer's mapping: what
+/// the report sets beside it. None for a name no peer owns.
+pub fn twin(name: &str) -> Option<String> {
+    known().iter().find_map(|p| (p.twin)(name))
 }
 
 /// The peer called `name`; an unknown name is an error naming the known ones.

@@ -15,6 +15,7 @@ pub(crate) mod deltas;
 mod format;
 mod latency;
 mod overlay;
+mod peers;
 mod process_pool;
 mod scaling;
 mod scenarios;
@@ -42,6 +43,7 @@ pub enum Section {
     Throughput,
     Scaling,
     ProcessPool,
+    Peers,
     Scenarios,
     Stress,
 }
@@ -54,6 +56,7 @@ impl Section {
             Section::Throughput => "throughput",
             Section::Scaling => "scaling",
             Section::ProcessPool => "process-pool",
+            Section::Peers => "peers",
             Section::Scenarios => "scenarios",
             Section::Stress => "stress",
         }
@@ -66,6 +69,7 @@ impl Section {
             Section::Throughput => "Throughput against message size",
             Section::Scaling => "Scaling with producers and consumers",
             Section::ProcessPool => "Process start and pool costs",
+            Section::Peers => "ipcbench vs CPython multiprocessing",
             Section::Scenarios => "Scenario verdicts",
             Section::Stress => "Stress and fault injection",
         }
@@ -136,6 +140,7 @@ pub(crate) fn render(page: &Page) -> Result<String, String> {
     body.push_str(&throughput::section(page));
     body.push_str(&scaling::section(page));
     body.push_str(&process_pool::section(page));
+    body.push_str(&peers::section(page));
     body.push_str(&scenarios::section(page));
     body.push_str(&stress::section(page));
     Ok(format!(
@@ -254,6 +259,7 @@ fn header(page: &Page, comparison: Option<&Comparison>, overlays: &[String]) -> 
         Section::Throughput,
         Section::Scaling,
         Section::ProcessPool,
+        Section::Peers,
         Section::Scenarios,
         Section::Stress,
     ] {
