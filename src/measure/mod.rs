@@ -11,6 +11,7 @@
 //! * [`matrix`]: the core-to-core latency matrix over those pairs.
 
 pub mod calibration;
+mod error;
 pub mod histogram;
 pub mod machine;
 pub mod matrix;
@@ -20,3 +21,5 @@ pub mod runner;
 pub mod topology;
 pub mod twins;
 pub mod workloads;
+
+pub use error::MeasureError;

@@ -18,6 +18,7 @@
 use super::{read_full, serve, socket_channels, start_armed, write_full, Deadman, RUN_LIMIT};
 use crate::measure::workloads::pool::short_task;
 use crate::measure::workloads::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::Child;
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
@@ -36,9 +37,13 @@ struct WorkerArgs {
 
 /// Worker side: read an 8-byte seed, run the short task, write the 8-byte result, until
 /// end of file. Returns how many tasks it ran.
-fn task_worker(args: WorkerArgs) -> Result<u64, String> {
+fn task_worker(args: WorkerArgs) -> Result<u64, MeasureError> {
     serve(args.fd, args.fd, 8, "task worker", |message| {
-        let seed = u64::from_ne_bytes(message.try_into().map_err(|_| "task size")?);
+        let seed = u64::from_ne_bytes(
+            message
+                .try_into()
+                .map_err(|_| MeasureError::Failed("task size".into()))?,
+        );
         message.copy_from_slice(&short_task(seed)?.to_ne_bytes());
         Ok(())
     })

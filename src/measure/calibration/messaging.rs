@@ -11,6 +11,7 @@
 
 use super::{read_full, write_full, RUN_LIMIT};
 use crate::measure::workloads::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Child, Options, StartMethod};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
@@ -78,20 +79,20 @@ struct WorkerArgs {
 
 /// One sender or receiver: "ready", wait for "go" (bounded, where perf waits forever),
 /// then its share of the messages. Returns how many messages it moved.
-fn messaging_worker(args: WorkerArgs) -> Result<u64, String> {
-    write_full(args.ready_fd, b"R").map_err(|e| format!("ready write: {e}"))?;
+fn messaging_worker(args: WorkerArgs) -> Result<u64, MeasureError> {
+    write_full(args.ready_fd, b"R").map_err(|e| MeasureError::at("ready write", e))?;
     let deadline = Instant::now() + RUN_LIMIT;
     if !crate::ipc::pipe::wait_raw_fd(args.wake_fd, libc::POLLIN, Some(deadline))
-        .map_err(|e| format!("wait for go: {e}"))?
+        .map_err(|e| MeasureError::at("wait for go", e))?
     {
-        return Err(format!("no go within {RUN_LIMIT:?}"));
+        return Err(MeasureError::Failed(format!("no go within {RUN_LIMIT:?}")));
     }
     match args.role {
         Role::Sender { out_fds, loops } => {
             let data = [b'S'; MESSAGE];
             for _ in 0..loops {
                 for &fd in &out_fds {
-                    write_full(fd, &data).map_err(|e| format!("sender write: {e}"))?;
+                    write_full(fd, &data).map_err(|e| MeasureError::at("sender write", e))?;
                 }
             }
             Ok((loops * out_fds.len()) as u64)
@@ -99,8 +100,10 @@ fn messaging_worker(args: WorkerArgs) -> Result<u64, String> {
         Role::Receiver { in_fd, messages } => {
             let mut data = [0u8; MESSAGE];
             for received in 0..messages {
-                if !read_full(in_fd, &mut data).map_err(|e| format!("receiver read: {e}"))? {
-                    return Err(format!("end of stream after {received} of {messages}"));
+                if !read_full(in_fd, &mut data).map_err(|e| MeasureError::at("receiver read", e))? {
+                    return Err(MeasureError::Failed(format!(
+                        "end of stream after {received} of {messages}"
+                    )));
                 }
             }
             Ok(messages as u64)

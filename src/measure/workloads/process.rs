@@ -1,11 +1,12 @@
 //! Process start+join by start method, beside the raw system-call baselines.
 
 use super::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use std::time::{Duration, Instant};
 
-fn empty(_: ()) -> Result<(), String> {
+fn empty(_: ()) -> Result<(), MeasureError> {
     Ok(())
 }
 register_entry!("measure-empty", empty);
