@@ -10,6 +10,8 @@
 //! * [`topology`]: CPU topology from sysfs and the class of each pair of CPUs.
 //! * [`matrix`]: the core-to-core latency matrix over those pairs.
 
+#![warn(missing_docs)]
+
 pub mod calibration;
 mod error;
 pub mod histogram;

@@ -6,6 +6,8 @@
 //! and, where it has one, its ratio to a calibration figure of the same run — the ratio
 //! is what `compare` gates on.
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
