@@ -59,16 +59,27 @@ use std::time::{Duration, Instant};
 pub mod handoff;
 pub mod messaging;
 
+/// Name of the cache-line ping-pong between two processes: the floor of any shared-memory handoff.
 pub const SHM_PINGPONG: &str = "shm-pingpong";
+/// Name of the 1-byte pipe round trip: what the pipe and queue latencies are divided by.
 pub const PIPE_ROUNDTRIP: &str = "pipe-roundtrip";
+/// Name of the 1-byte Unix-socket round trip: the floor of a socket-based mechanism.
 pub const UNIX_SOCKET_ROUNDTRIP: &str = "unix-socket-roundtrip";
+/// Name of the memcpy bandwidth: the floor of moving a payload at all.
 pub const MEMCPY: &str = "memcpy";
+/// Name of fork + exit + wait: what starting a forked Process is divided by.
 pub const FORK_EXIT: &str = "fork-exit";
+/// Name of fork + exec + wait: what a spawned Process is divided by.
 pub const FORK_EXEC: &str = "fork-exec";
+/// Name of the Unix-socket request and reply: what a Manager call is divided by.
 pub const UNIX_SOCKET_REQUEST_REPLY: &str = "unix-socket-request-reply";
+/// Name of the futex wake round trip: the floor of a blocking lock or semaphore handoff.
 pub const FUTEX_ROUNDTRIP: &str = "futex-roundtrip";
+/// Name of the uncontended flock acquire and release: the floor of a flock lock.
 pub const FLOCK_ACQUIRE_RELEASE: &str = "flock-acquire-release";
+/// Name of the uncontended fcntl acquire and release: the floor of an fcntl lock.
 pub const FCNTL_ACQUIRE_RELEASE: &str = "fcntl-acquire-release";
+/// Name of the uncontended atomic increment: the floor of a shared counter.
 pub const ATOMIC_INCREMENT_UNCONTENDED: &str = "atomic-increment-uncontended";
 
 /// How long one calibration run may take before its peer is killed.
@@ -283,6 +294,7 @@ fn start_armed(
 /// time bound (each of its many pairs gets a short slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rounds {
+    /// Round trips to time (at most, when there is a budget).
     pub iters: usize,
     /// Stop timing once this much time has passed (after at least one timed round); the
     /// warm-up gets a fifth of it.
@@ -290,6 +302,7 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// Exactly `iters` round trips, with no time bound (every baseline but the matrix).
     pub fn count(iters: usize) -> Rounds {
         Rounds {
             iters,

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+/// Name of the task handoff over a Unix socket to one worker: what Pool's apply is divided by.
 pub const TASK_HANDOFF: &str = "unix-socket-task-handoff";
+/// The same with two workers: what a Pool map over two workers is divided by.
 pub const TASK_HANDOFF_2_WORKERS: &str = "unix-socket-task-handoff-2-workers";
 /// Workers of [`TASK_HANDOFF_2_WORKERS`]: those of the pool workloads.
 pub const STREAM_WORKERS: usize = 2;

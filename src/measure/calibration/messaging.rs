@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
+/// Name of perf-messaging over pipes: what the many-to-many pipe workloads are divided by.
 pub const PIPE_MESSAGING: &str = "pipe-messaging";
+/// Name of perf-messaging over Unix sockets: the socket counterpart.
 pub const UNIX_SOCKET_MESSAGING: &str = "unix-socket-messaging";
 /// Groups (perf's `-g`): one group is 40 processes, enough for 2 CPUs.
 pub const GROUPS: usize = 1;
@@ -30,11 +32,14 @@ pub const MESSAGE: usize = 100;
 /// The channel every message of a run goes through, as perf's `-p` chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// Pipes (`perf bench sched messaging -p`).
     Pipe,
+    /// Unix stream sockets (perf's default).
     UnixSocket,
 }
 
 impl Transport {
+    /// The calibration this transport's run records.
     pub fn calibration_name(self) -> &'static str {
         match self {
             Transport::Pipe => PIPE_MESSAGING,

@@ -25,9 +25,13 @@ pub(crate) const BOUND: Duration = Duration::from_secs(120);
 /// barrier and the shared clock stamps, beside the workload's own arguments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CrowdArgs<A> {
+    /// The barrier every member waits at before and after timing.
     pub barrier: String,
+    /// The segment holding the first start and last end stamp.
     pub clock: String,
+    /// Operations each member runs.
     pub ops: usize,
+    /// The workload's own arguments (the mechanism's address).
     pub work: A,
 }
 

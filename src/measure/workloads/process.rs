@@ -25,6 +25,7 @@ pub enum StartKind {
 }
 
 impl StartKind {
+    /// Every start kind, in the catalogue's order.
     pub const ALL: [StartKind; 4] = [
         StartKind::RawForkExit,
         StartKind::Fork,
@@ -32,6 +33,7 @@ impl StartKind {
         StartKind::Spawn,
     ];
 
+    /// The name the workload names and the CLI use.
     pub fn name(self) -> &'static str {
         match self {
             StartKind::Fork => "fork",

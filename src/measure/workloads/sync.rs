@@ -11,13 +11,18 @@ use serde::{Deserialize, Serialize};
 use super::crowd::BOUND;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A primitive two processes ping-pong with.
 pub enum Primitive {
+    /// Two semaphores, one for each direction.
     Semaphore,
+    /// Two events, set and cleared in turn.
     Event,
 }
 
 impl Primitive {
+    /// Both, in the catalogue's order.
     pub const ALL: [Primitive; 2] = [Primitive::Semaphore, Primitive::Event];
+    /// The name the workload names use.
     pub fn name(self) -> &'static str {
         match self {
             Primitive::Semaphore => "semaphore",
