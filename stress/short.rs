@@ -9,7 +9,9 @@ mod support;
 use ipcbench::process::{self, Child, Options, StartMethod};
 use ipcbench::register_entry;
 use ipcbench::stress::board::Board;
-use ipcbench::stress::{self, Config, Event, FaultKind, Flaw, StressReport, Target, WorkerSpec};
+use ipcbench::stress::{
+    self, Config, Event, FaultKind, Flaw, StressError, StressReport, Target, WorkerSpec,
+};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
@@ -131,7 +133,11 @@ impl Target for Stalling {
     fn family(&self) -> &'static str {
         "test"
     }
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         process::start(
             "stress-test-stalling-worker",
             spec,
@@ -139,7 +145,7 @@ impl Target for Stalling {
                 .method(StartMethod::Fork)
                 .daemon(true),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 }
 

@@ -64,7 +64,7 @@ macro_rules! conformance_tests {
                 let check = conformance::find(CHECKS, $check).expect("a check of that name");
                 for_each_flavor(|flavor| {
                     if let Err(e) = (check.run)(flavor) {
-                        panic!("{flavor:?}: {}: {e}", check.name);
+                        panic!("{flavor:?}: {}: {}", check.name, e.chain());
                     }
                 });
             }

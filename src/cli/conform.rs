@@ -34,7 +34,7 @@ pub fn main(args: Args) -> i32 {
                 Ok(()) => ("ok", String::new()),
                 Err(e) => {
                     failed += 1;
-                    ("FAILED", e.replace('\n', " "))
+                    ("FAILED", e.chain().replace('\n', " "))
                 }
             };
             let took = format!("{:.2}s", outcome.took.as_secs_f64());

@@ -1,18 +1,23 @@
 //! The `ipcbench` command line: argument parsing and dispatch to each subcommand.
+//!
+//! Its one public door is [`main_with_args`] (and the exit codes), so that a plug-in
+//! crate's binary is the same CLI; the subcommands and their arguments are internal.
+
+#![warn(missing_docs)]
 
 use clap::{Parser, Subcommand};
 
-pub mod baseline;
-pub mod bench;
-pub mod check;
-pub mod compare;
-pub mod conform;
-pub mod list;
+pub(crate) mod baseline;
+pub(crate) mod bench;
+pub(crate) mod check;
+pub(crate) mod compare;
+pub(crate) mod conform;
+pub(crate) mod list;
 mod probe;
-pub mod prove;
-pub mod report;
-pub mod run;
-pub mod stress;
+pub(crate) mod prove;
+pub(crate) mod report;
+pub(crate) mod run;
+pub(crate) mod stress;
 
 /// Exit code when every result matched its expectation.
 pub const EXIT_OK: i32 = 0;
@@ -30,13 +35,13 @@ pub const EXIT_BAD_INPUT: i32 = 2;
                   of Python's multiprocessing (Process, Lock, Queue, JoinableQueue, Pipe, Manager, \
                   Semaphore, Event, Pool) rebuilt over real OS processes."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// The main job: calibrate, bench, check scenarios, stress, and write the HTML report
     Run(run::Args),
     /// Run the measurement workloads and print latency and throughput tables

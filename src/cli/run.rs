@@ -107,8 +107,6 @@ pub enum Outcome {
     /// Ran; `summary` is one line for the terminal, `ok` false when it found a problem
     /// (an unexpected verdict, a loss under stress).
     Done { summary: String, ok: bool },
-    /// The module this step drives has not landed yet.
-    NotBuilt,
     /// Left out with --skip.
     Skipped,
     /// Could not run to the end: the error.
@@ -365,10 +363,6 @@ fn run_step(step: &Step, results: &mut Results, profile: &Profile) -> Outcome {
 fn note(step: &Step, outcome: &Outcome) -> Option<String> {
     match outcome {
         Outcome::Done { .. } => None,
-        Outcome::NotBuilt => Some(format!(
-            "not run: not built yet (the {} step of ipcbench run)",
-            step.name
-        )),
         Outcome::Skipped => Some(format!("not run: skipped (--skip {})", step.name)),
         Outcome::Failed(e) => Some(format!("{} step failed: {e}", step.name)),
     }
@@ -378,7 +372,6 @@ fn status_text(outcome: &Outcome) -> (&'static str, String) {
     match outcome {
         Outcome::Done { summary, ok: true } => ("ok", summary.clone()),
         Outcome::Done { summary, ok: false } => ("PROBLEM", summary.clone()),
-        Outcome::NotBuilt => ("not run", "not built yet".into()),
         Outcome::Skipped => ("not run", "skipped (--skip)".into()),
         Outcome::Failed(e) => ("FAILED", e.clone()),
     }

@@ -6,7 +6,10 @@
 
 #![warn(missing_docs)]
 
+mod error;
 pub mod queue;
+
+pub use error::ConformanceError;
 
 use crate::process::hygiene;
 use std::time::{Duration, Instant};
@@ -19,13 +22,13 @@ pub struct Check<F: 'static> {
     /// What it checks, in one line.
     pub about: &'static str,
     /// The check itself: `Err` says what was wrong.
-    pub run: fn(F) -> Result<(), String>,
+    pub run: fn(F) -> Result<(), ConformanceError>,
 }
 
 /// What one check gave on one flavor.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Outcome {
-    pub(crate) result: Result<(), String>,
+    pub(crate) result: Result<(), ConformanceError>,
     pub(crate) took: Duration,
 }
 
@@ -40,8 +43,9 @@ impl<F: Copy + std::fmt::Debug> Check<F> {
         let took = start.elapsed();
         let leaks = before.leaks_since();
         if result.is_ok() && !leaks.is_empty() {
-            let leaks: Vec<String> = leaks.iter().map(ToString::to_string).collect();
-            result = Err(format!("left behind: {}", leaks.join(", ")));
+            result = Err(ConformanceError::Leaked(
+                leaks.iter().map(ToString::to_string).collect(),
+            ));
         }
         Outcome { result, took }
     }
@@ -52,11 +56,11 @@ pub fn find<F>(checks: &'static [Check<F>], name: &str) -> Option<&'static Check
     checks.iter().find(|c| c.name == name)
 }
 
-/// `Err(format!(...))` unless `cond`: the checks' assert.
+/// `Err(ConformanceError::Broken(format!(...)))` unless `cond`: the checks' assert.
 macro_rules! ensure {
     ($cond:expr, $($what:tt)+) => {
         if !$cond {
-            return Err(format!($($what)+));
+            return Err($crate::conformance::ConformanceError::Broken(format!($($what)+)));
         }
     };
 }

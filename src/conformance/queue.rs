@@ -2,7 +2,7 @@
 //! `tests/queue.rs` runs each check on `Flavor::all()`; `ipcbench conform` runs them on
 //! the flavors linked into its binary (a plug-in flavor's crate included).
 
-use super::{ensure, Check};
+use super::{ensure, Check, ConformanceError};
 use crate::ipc::queue::{self, Config, Flavor, QueueError, QueueHandle, Role};
 use crate::process::{self, Child, Options, StartMethod};
 use crate::programs::queue::{producer_consumer, Plan, RunError};
@@ -84,9 +84,10 @@ fn start(
     args: &impl Serialize,
     handle: &QueueHandle,
     method: StartMethod,
-) -> Result<Child, String> {
+) -> Result<Child, ConformanceError> {
     let options = handle.inherit(Options::new(entry).method(method));
-    process::start(entry, args, options).map_err(|e| format!("start {entry}: {e}"))
+    process::start(entry, args, options)
+        .map_err(|e| ConformanceError::at(format!("start {entry}"), e))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -105,10 +106,12 @@ fn put_patterns(args: PatternArgs) -> Result<usize, QueueError> {
 register_entry!("conform-queue-put-patterns", put_patterns);
 
 /// Gets `sizes.len()` messages and checks each is the pattern of its place in the order.
-fn get_patterns(args: PatternArgs) -> Result<usize, String> {
-    let queue = queue::open(args.queue).map_err(|e| e.to_string())?;
+fn get_patterns(args: PatternArgs) -> Result<usize, ConformanceError> {
+    let queue = queue::open(args.queue)?;
     for (i, &len) in args.sizes.iter().enumerate() {
-        let got = queue.get(Some(LONG)).map_err(|e| format!("get {i}: {e}"))?;
+        let got = queue
+            .get(Some(LONG))
+            .map_err(|e| ConformanceError::at(format!("get {i}"), e))?;
         ensure!(
             got.len() == len,
             "message {i}: {} bytes, sent {len}",
@@ -123,16 +126,22 @@ fn get_patterns(args: PatternArgs) -> Result<usize, String> {
 }
 register_entry!("conform-queue-get-patterns", get_patterns);
 
-fn fifo_payloads(flavor: Flavor) -> Result<(), String> {
+fn fifo_payloads(flavor: Flavor) -> Result<(), ConformanceError> {
     for method in StartMethod::ALL {
         let config = Config::default().maxsize(3).max_message(1 << 20);
-        let queue = flavor.create(&config).map_err(|e| format!("create: {e}"))?;
+        let queue = flavor
+            .create(&config)
+            .map_err(|e| ConformanceError::at("create", e))?;
         let max = queue.max_message();
         let sizes: Vec<usize> = [0, 1, 4095, 4096, 4097, 64 << 10, 1 << 20]
             .into_iter()
             .filter(|&len| len <= max)
             .collect();
-        let handle = |role| queue.handle(role).map_err(|e| format!("handle: {e}"));
+        let handle = |role| {
+            queue
+                .handle(role)
+                .map_err(|e| ConformanceError::at("handle", e))
+        };
         let (consumer, producer) = (handle(Role::Consumer)?, handle(Role::Producer)?);
         let args = |queue| PatternArgs {
             queue,
@@ -151,7 +160,7 @@ fn fifo_payloads(flavor: Flavor) -> Result<(), String> {
             let name = child.name().to_string();
             let moved = child
                 .result::<usize>(Some(LONG))
-                .map_err(|e| format!("{method:?}: {e}"))?;
+                .map_err(|e| ConformanceError::at(format!("{method:?}"), e))?;
             ensure!(
                 moved == sizes.len(),
                 "{method:?}: {name} moved {moved} of {} messages",
@@ -162,12 +171,11 @@ fn fifo_payloads(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-fn exactly_once(flavor: Flavor) -> Result<(), String> {
+fn exactly_once(flavor: Flavor) -> Result<(), ConformanceError> {
     let (producers, items) = (4, 10_000);
     let consumers = if flavor.multi_consumer() { 4 } else { 1 };
     let plan = Plan::new(producers, consumers, items);
-    let outcome = producer_consumer(flavor, &Config::default().maxsize(256), &plan)
-        .map_err(|e| e.to_string())?;
+    let outcome = producer_consumer(flavor, &Config::default().maxsize(256), &plan)?;
     let mut seen = BTreeSet::new();
     for (c, received) in outcome.received.iter().enumerate() {
         let mut last = vec![None::<u32>; producers];
@@ -188,16 +196,18 @@ fn exactly_once(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-fn get_into(flavor: Flavor) -> Result<(), String> {
+fn get_into(flavor: Flavor) -> Result<(), ConformanceError> {
     let queue = flavor
         .create(&Config::default())
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     let mut buf = b"stale bytes from before".to_vec();
     for message in [pattern(1, 3000), pattern(2, 5), Vec::new(), pattern(3, 64)] {
-        queue.put(&message, None).map_err(|e| format!("put: {e}"))?;
+        queue
+            .put(&message, None)
+            .map_err(|e| ConformanceError::at("put", e))?;
         queue
             .get_into(&mut buf, Some(LONG))
-            .map_err(|e| format!("get_into: {e}"))?;
+            .map_err(|e| ConformanceError::at("get_into", e))?;
         ensure!(
             buf == message,
             "get_into gave {} bytes for a {}-byte message",
@@ -221,7 +231,11 @@ fn get_into(flavor: Flavor) -> Result<(), String> {
 
 /// Runs `call`, which must give up after about `timeout`: its result, or an error when it
 /// took more than [`LATE`] longer.
-fn bounded<T>(what: &str, timeout: Duration, call: impl FnOnce() -> T) -> Result<T, String> {
+fn bounded<T>(
+    what: &str,
+    timeout: Duration,
+    call: impl FnOnce() -> T,
+) -> Result<T, ConformanceError> {
     let start = Instant::now();
     let result = call();
     let took = start.elapsed();
@@ -232,11 +246,11 @@ fn bounded<T>(what: &str, timeout: Duration, call: impl FnOnce() -> T) -> Result
     Ok(result)
 }
 
-fn empty_get_times_out(flavor: Flavor) -> Result<(), String> {
+fn empty_get_times_out(flavor: Flavor) -> Result<(), ConformanceError> {
     let limit = Duration::from_millis(200);
     let queue = flavor
         .create(&Config::default().block_limit(limit))
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     let nowait = bounded("get_nowait", Duration::ZERO, || queue.get_nowait())?;
     ensure!(
         matches!(nowait, Err(QueueError::Empty)),
@@ -285,11 +299,13 @@ fn fill(queue: QueueHandle) -> Result<(usize, bool, bool), QueueError> {
 }
 register_entry!("conform-queue-fill", fill);
 
-fn full_put_refused(flavor: Flavor) -> Result<(), String> {
+fn full_put_refused(flavor: Flavor) -> Result<(), ConformanceError> {
     let config = Config::default()
         .maxsize(3)
         .block_limit(Duration::from_millis(200));
-    let queue = flavor.create(&config).map_err(|e| format!("create: {e}"))?;
+    let queue = flavor
+        .create(&config)
+        .map_err(|e| ConformanceError::at("create", e))?;
     ensure!(
         queue.maxsize() == 3,
         "maxsize {} for a queue made with 3",
@@ -301,11 +317,11 @@ fn full_put_refused(flavor: Flavor) -> Result<(), String> {
     );
     let handle = queue
         .handle(Role::Producer)
-        .map_err(|e| format!("handle: {e}"))?;
+        .map_err(|e| ConformanceError::at("handle", e))?;
     let mut child = start("conform-queue-fill", &handle, &handle, StartMethod::Fork)?;
     let filled = child
         .result::<(usize, bool, bool)>(Some(LONG))
-        .map_err(|e| format!("filler: {e}"))?;
+        .map_err(|e| ConformanceError::at("filler", e))?;
     ensure!(
         filled == (3, true, true),
         "(accepted, then Full, then timed put Full) = {filled:?}, not (3, true, true)"
@@ -324,7 +340,7 @@ fn full_put_refused(flavor: Flavor) -> Result<(), String> {
     for n in 0..3 {
         let got = queue
             .get_nowait()
-            .map_err(|e| format!("get_nowait {n}: {e}"))?;
+            .map_err(|e| ConformanceError::at(format!("get_nowait {n}"), e))?;
         ensure!(got == pattern(n, 10), "message {n} garbled or out of order");
     }
     ensure!(
@@ -335,10 +351,10 @@ fn full_put_refused(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-fn too_large(flavor: Flavor) -> Result<(), String> {
+fn too_large(flavor: Flavor) -> Result<(), ConformanceError> {
     let queue = flavor
         .create(&Config::default().max_message(4096))
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     let max = queue.max_message();
     ensure!(max == 4096, "max_message {max} for a queue made with 4096");
     let refused = queue.put_nowait(&vec![7; max + 1]);
@@ -348,10 +364,10 @@ fn too_large(flavor: Flavor) -> Result<(), String> {
     );
     queue
         .put_nowait(&pattern(9, max))
-        .map_err(|e| format!("then a message of max_message bytes: {e}"))?;
+        .map_err(|e| ConformanceError::at("then a message of max_message bytes", e))?;
     let got = queue
         .get(Some(LONG))
-        .map_err(|e| format!("get after TooLarge: {e}"))?;
+        .map_err(|e| ConformanceError::at("get after TooLarge", e))?;
     ensure!(
         got == pattern(9, max),
         "the message after a refused one arrived garbled"
@@ -364,10 +380,10 @@ fn too_large(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-fn closed(flavor: Flavor) -> Result<(), String> {
+fn closed(flavor: Flavor) -> Result<(), ConformanceError> {
     let mut queue = flavor
         .create(&Config::default())
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     ensure!(
         queue.multi_consumer() == flavor.multi_consumer(),
         "the queue and its flavor disagree on multi_consumer"
@@ -375,7 +391,7 @@ fn closed(flavor: Flavor) -> Result<(), String> {
     if !queue.multi_consumer() {
         let _first = queue
             .handle(Role::Consumer)
-            .map_err(|e| format!("first consumer handle: {e}"))?;
+            .map_err(|e| ConformanceError::at("first consumer handle", e))?;
         ensure!(
             !queue.can_get(),
             "can_get after the receiver was handed out"
@@ -410,12 +426,11 @@ fn closed(flavor: Flavor) -> Result<(), String> {
     Ok(())
 }
 
-fn sentinels(flavor: Flavor) -> Result<(), String> {
+fn sentinels(flavor: Flavor) -> Result<(), ConformanceError> {
     let consumers = if flavor.multi_consumer() { 3 } else { 1 };
     let mut plan = Plan::new(2, consumers, 200);
     plan.method = StartMethod::Fork;
-    let outcome =
-        producer_consumer(flavor, &Config::default(), &plan).map_err(|e| e.to_string())?;
+    let outcome = producer_consumer(flavor, &Config::default(), &plan)?;
     let got: usize = outcome.received.iter().map(Vec::len).sum();
     ensure!(got == 400, "{got} of 400 items arrived");
     plan.sentinels = consumers - 1;
@@ -429,7 +444,9 @@ fn sentinels(flavor: Flavor) -> Result<(), String> {
             ensure!(report.blocked[0].name.starts_with("consumer-"), "{report}");
             Ok(())
         }
-        other => Err(format!("a missing sentinel was not caught: {other:?}")),
+        other => Err(ConformanceError::Broken(format!(
+            "a missing sentinel was not caught: {other:?}"
+        ))),
     }
 }
 
@@ -438,28 +455,30 @@ fn get_one(queue: QueueHandle) -> Result<Vec<u8>, QueueError> {
 }
 register_entry!("conform-queue-get-one", get_one);
 
-fn killed_consumer(flavor: Flavor) -> Result<(), String> {
+fn killed_consumer(flavor: Flavor) -> Result<(), ConformanceError> {
     let queue = flavor
         .create(&Config::default().maxsize(4))
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     // The channel flavor's receiver moves to the child; the others stay usable here.
     let handle = queue
         .handle(Role::Consumer)
-        .map_err(|e| format!("handle: {e}"))?;
+        .map_err(|e| ConformanceError::at("handle", e))?;
     let mut child = start("conform-queue-get-one", &handle, &handle, StartMethod::Fork)?;
     std::thread::sleep(Duration::from_millis(100)); // let it block inside get
-    child.kill().map_err(|e| format!("kill: {e}"))?;
-    let code = child.join(Some(LONG)).map_err(|e| format!("join: {e}"))?;
+    child.kill().map_err(|e| ConformanceError::at("kill", e))?;
+    let code = child
+        .join(Some(LONG))
+        .map_err(|e| ConformanceError::at("join", e))?;
     ensure!(
         code == Some(-9),
         "the consumer ended with {code:?}, not SIGKILL"
     );
     let put = queue.put(b"after", Some(Duration::from_secs(5)));
     if queue.can_get() {
-        put.map_err(|e| format!("put after the kill: {e}"))?;
+        put.map_err(|e| ConformanceError::at("put after the kill", e))?;
         let got = queue
             .get(Some(Duration::from_secs(5)))
-            .map_err(|e| format!("get after the kill: {e}"))?;
+            .map_err(|e| ConformanceError::at("get after the kill", e))?;
         ensure!(
             got == b"after",
             "the message after the kill arrived garbled"
@@ -494,17 +513,17 @@ fn get_then_wait(args: (QueueHandle, Duration)) -> Result<String, QueueError> {
 }
 register_entry!("conform-queue-get-then-wait", get_then_wait);
 
-fn killed_producer(flavor: Flavor) -> Result<(), String> {
+fn killed_producer(flavor: Flavor) -> Result<(), ConformanceError> {
     let queue = flavor
         .create(&Config::default())
-        .map_err(|e| format!("create: {e}"))?;
+        .map_err(|e| ConformanceError::at("create", e))?;
     let (consumer, producer) = (
         queue
             .handle(Role::Consumer)
-            .map_err(|e| format!("handle: {e}"))?,
+            .map_err(|e| ConformanceError::at("handle", e))?,
         queue
             .handle(Role::Producer)
-            .map_err(|e| format!("handle: {e}"))?,
+            .map_err(|e| ConformanceError::at("handle", e))?,
     );
     let mut producer = start(
         "conform-queue-put-then-wait",
@@ -528,17 +547,19 @@ fn killed_producer(flavor: Flavor) -> Result<(), String> {
         StartMethod::Fork,
     )?;
     std::thread::sleep(Duration::from_millis(100)); // let the consumer block in its second get
-    producer.kill().map_err(|e| format!("kill: {e}"))?;
+    producer
+        .kill()
+        .map_err(|e| ConformanceError::at("kill", e))?;
     let code = producer
         .join(Some(LONG))
-        .map_err(|e| format!("join the producer: {e}"))?;
+        .map_err(|e| ConformanceError::at("join the producer", e))?;
     ensure!(
         code == Some(-9),
         "the producer ended with {code:?}, not SIGKILL"
     );
     let ended = waiter
         .result::<String>(Some(timeout + LATE))
-        .map_err(|e| format!("the consumer did not return within its timeout: {e}"))?;
+        .map_err(|e| ConformanceError::at("the consumer did not return within its timeout", e))?;
     ensure!(
         ended.starts_with("ok: "),
         "the consumer's get ended with {ended}, not Empty or Disconnected"

@@ -45,6 +45,7 @@ use super::registry::Sample;
 use super::workloads::crowd::{crowd_member, timed_crowd, CrowdArgs};
 use super::workloads::process::{start_join_samples, StartKind};
 use super::workloads::{cpus_for, pin, RoundTrips};
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Child, Options, Pid, StartMethod};
 use crate::register_entry;
 use crate::results::Placement;
@@ -58,16 +59,27 @@ use std::time::{Duration, Instant};
 pub mod handoff;
 pub mod messaging;
 
+/// Name of the cache-line ping-pong between two processes: the floor of any shared-memory handoff.
 pub const SHM_PINGPONG: &str = "shm-pingpong";
+/// Name of the 1-byte pipe round trip: what the pipe and queue latencies are divided by.
 pub const PIPE_ROUNDTRIP: &str = "pipe-roundtrip";
+/// Name of the 1-byte Unix-socket round trip: the floor of a socket-based mechanism.
 pub const UNIX_SOCKET_ROUNDTRIP: &str = "unix-socket-roundtrip";
+/// Name of the memcpy bandwidth: the floor of moving a payload at all.
 pub const MEMCPY: &str = "memcpy";
+/// Name of fork + exit + wait: what starting a forked Process is divided by.
 pub const FORK_EXIT: &str = "fork-exit";
+/// Name of fork + exec + wait: what a spawned Process is divided by.
 pub const FORK_EXEC: &str = "fork-exec";
+/// Name of the Unix-socket request and reply: what a Manager call is divided by.
 pub const UNIX_SOCKET_REQUEST_REPLY: &str = "unix-socket-request-reply";
+/// Name of the futex wake round trip: the floor of a blocking lock or semaphore handoff.
 pub const FUTEX_ROUNDTRIP: &str = "futex-roundtrip";
+/// Name of the uncontended flock acquire and release: the floor of a flock lock.
 pub const FLOCK_ACQUIRE_RELEASE: &str = "flock-acquire-release";
+/// Name of the uncontended fcntl acquire and release: the floor of an fcntl lock.
 pub const FCNTL_ACQUIRE_RELEASE: &str = "fcntl-acquire-release";
+/// Name of the uncontended atomic increment: the floor of a shared counter.
 pub const ATOMIC_INCREMENT_UNCONTENDED: &str = "atomic-increment-uncontended";
 
 /// How long one calibration run may take before its peer is killed.
@@ -121,7 +133,7 @@ struct EchoArgs {
 
 /// Child side of the round trips: echo each `size`-byte message until end of file.
 /// Returns how many messages it echoed.
-fn echo_messages(args: EchoArgs) -> Result<u64, String> {
+fn echo_messages(args: EchoArgs) -> Result<u64, MeasureError> {
     let (read_fd, write_fd) = (args.read_fd, args.write_fd);
     serve(read_fd, write_fd, args.size.max(1), "echo", |_| Ok(()))
 }
@@ -133,18 +145,18 @@ fn serve(
     write_fd: RawFd,
     size: usize,
     who: &str,
-    mut answer: impl FnMut(&mut [u8]) -> Result<(), String>,
-) -> Result<u64, String> {
+    mut answer: impl FnMut(&mut [u8]) -> Result<(), MeasureError>,
+) -> Result<u64, MeasureError> {
     let mut message = vec![0u8; size];
     let mut answered = 0u64;
     loop {
         match read_full(read_fd, &mut message) {
             Ok(true) => {}
             Ok(false) => return Ok(answered),
-            Err(e) => return Err(format!("{who} read: {e}")),
+            Err(e) => return Err(MeasureError::at(format!("{who} read"), e)),
         }
         answer(&mut message)?;
-        write_full(write_fd, &message).map_err(|e| format!("{who} write: {e}"))?;
+        write_full(write_fd, &message).map_err(|e| MeasureError::at(format!("{who} write"), e))?;
         answered += 1;
     }
 }
@@ -282,6 +294,7 @@ fn start_armed(
 /// time bound (each of its many pairs gets a short slot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rounds {
+    /// Round trips to time (at most, when there is a budget).
     pub iters: usize,
     /// Stop timing once this much time has passed (after at least one timed round); the
     /// warm-up gets a fifth of it.
@@ -289,6 +302,7 @@ pub struct Rounds {
 }
 
 impl Rounds {
+    /// Exactly `iters` round trips, with no time bound (every baseline but the matrix).
     pub fn count(iters: usize) -> Rounds {
         Rounds {
             iters,
@@ -432,15 +446,15 @@ struct StreamArgs {
 
 /// Writer side of a raw stream: one "ready" byte, wait for the reader's "go" byte, then
 /// `messages` writes of `size` bytes. Returns how many messages it wrote.
-fn stream_writer(args: StreamArgs) -> Result<u64, String> {
-    write_full(args.write_fd, &[1]).map_err(|e| format!("stream ready: {e}"))?;
+fn stream_writer(args: StreamArgs) -> Result<u64, MeasureError> {
+    write_full(args.write_fd, &[1]).map_err(|e| MeasureError::at("stream ready", e))?;
     let mut go = [0u8; 1];
-    if !read_full(args.read_fd, &mut go).map_err(|e| format!("stream go: {e}"))? {
-        return Err("stream reader gone before go".into());
+    if !read_full(args.read_fd, &mut go).map_err(|e| MeasureError::at("stream go", e))? {
+        return Err(MeasureError::Failed("stream reader gone before go".into()));
     }
     let message = vec![0xa5u8; args.size.max(1)];
     for _ in 0..args.messages {
-        write_full(args.write_fd, &message).map_err(|e| format!("stream write: {e}"))?;
+        write_full(args.write_fd, &message).map_err(|e| MeasureError::at("stream write", e))?;
     }
     Ok(args.messages)
 }
@@ -546,15 +560,16 @@ fn futex_until(word: &AtomicU32, deadline: Instant, until: impl Fn(u32) -> bool)
 
 /// Responder of the futex round trip: sleeps until ping changes, copies it to pong and
 /// wakes the initiator.
-fn futex_responder(args: PingPongArgs) -> Result<u64, String> {
-    let words = Shared::<FutexWords>::open(&args.segment).map_err(|e| e.to_string())?;
+fn futex_responder(args: PingPongArgs) -> Result<u64, MeasureError> {
+    let words = Shared::<FutexWords>::open(&args.segment)?;
     let deadline = Instant::now() + Duration::from_millis(args.limit_ms);
     let (ping, pong) = (&words[0], &words[PONG]);
     let mut last = 0u32;
     let mut answered = 0u64;
     loop {
-        let value = futex_until(ping, deadline, |v| v != last)
-            .ok_or("futex responder: no ping before its deadline")?;
+        let value = futex_until(ping, deadline, |v| v != last).ok_or_else(|| {
+            MeasureError::Failed("futex responder: no ping before its deadline".into())
+        })?;
         if value == FUTEX_STOP {
             return Ok(answered);
         }
@@ -698,10 +713,10 @@ pub fn file_lock_acquire_release(lock: FileLock, iters: usize) -> RoundTrips {
 
 // ---- contended atomic increment ----
 
-fn increment_member(args: CrowdArgs<String>) -> Result<(), String> {
+fn increment_member(args: CrowdArgs<String>) -> Result<(), MeasureError> {
     crowd_member(
         args,
-        |segment| Shared::<AtomicU64>::open(segment).map_err(|e| e.to_string()),
+        |segment| Shared::<AtomicU64>::open(segment).map_err(MeasureError::from),
         |cell| {
             cell.fetch_add(1, Ordering::AcqRel);
             Ok(())
@@ -784,13 +799,14 @@ fn spin_until(cell: &AtomicU64, deadline: Instant, check: impl Fn(u64) -> bool) 
 }
 
 /// Responder of the cache-line ping-pong: answers each odd value with the next even one.
-fn pingpong_responder(args: PingPongArgs) -> Result<u64, String> {
-    let cell = Shared::<AtomicU64>::open(&args.segment).map_err(|e| e.to_string())?;
+fn pingpong_responder(args: PingPongArgs) -> Result<u64, MeasureError> {
+    let cell = Shared::<AtomicU64>::open(&args.segment)?;
     let deadline = Instant::now() + Duration::from_millis(args.limit_ms);
     let mut answered = 0u64;
     loop {
-        let value = spin_until(&cell, deadline, |v| v % 2 == 1)
-            .ok_or("ping-pong responder: no ping before its deadline")?;
+        let value = spin_until(&cell, deadline, |v| v % 2 == 1).ok_or_else(|| {
+            MeasureError::Failed("ping-pong responder: no ping before its deadline".into())
+        })?;
         if value == STOP {
             return Ok(answered);
         }

@@ -27,6 +27,7 @@ impl Default for LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// An empty histogram spanning 1 ns to an hour at 3 significant figures.
     pub fn new() -> LatencyHistogram {
         LatencyHistogram {
             inner: Histogram::new_with_bounds(1, MAX_NS, SIGNIFICANT_DIGITS)
@@ -34,6 +35,7 @@ impl LatencyHistogram {
         }
     }
 
+    /// A histogram of `samples_ns`: one call where the samples are already in hand.
     pub fn from_samples(samples_ns: &[u64]) -> LatencyHistogram {
         let mut histogram = LatencyHistogram::new();
         histogram.record_all(samples_ns);
@@ -46,6 +48,7 @@ impl LatencyHistogram {
         self.inner.saturating_record(ns.clamp(1, MAX_NS));
     }
 
+    /// Adds `samples_ns`, clamped into the histogram's range rather than refused.
     pub fn record_all(&mut self, samples_ns: &[u64]) {
         for &ns in samples_ns {
             self.record(ns);
@@ -60,10 +63,12 @@ impl LatencyHistogram {
             .expect("histograms with identical bounds merge");
     }
 
+    /// How many samples it holds.
     pub fn len(&self) -> u64 {
         self.inner.len()
     }
 
+    /// Whether it holds none (then it has no percentiles).
     pub fn is_empty(&self) -> bool {
         self.inner.is_empty()
     }

@@ -39,6 +39,7 @@ pub struct Before {
 }
 
 impl Before {
+    /// Reads load and CPU times now, to compare with the state after measuring.
     pub fn read() -> Before {
         Before {
             load1: std::fs::read_to_string("/proc/loadavg")

@@ -10,7 +10,10 @@
 //! * [`topology`]: CPU topology from sysfs and the class of each pair of CPUs.
 //! * [`matrix`]: the core-to-core latency matrix over those pairs.
 
+#![warn(missing_docs)]
+
 pub mod calibration;
+mod error;
 pub mod histogram;
 pub mod machine;
 pub mod matrix;
@@ -20,3 +23,5 @@ pub mod runner;
 pub mod topology;
 pub mod twins;
 pub mod workloads;
+
+pub use error::MeasureError;

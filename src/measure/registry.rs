@@ -35,6 +35,7 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The name the CLI and the results use.
     pub fn name(self) -> &'static str {
         match self {
             Profile::Quick => "quick",
@@ -57,8 +58,11 @@ pub enum Sample {
     Times(RoundTrips),
     /// A volume moved in a time (throughput workloads and bandwidth calibrations).
     Moved {
+        /// Messages moved.
         messages: u64,
+        /// Payload bytes moved.
         bytes: u64,
+        /// The time they took.
         elapsed: Duration,
     },
 }
@@ -82,18 +86,26 @@ pub type RunFn = Arc<dyn Fn(usize) -> Sample + Send + Sync>;
 pub struct Workload {
     /// Unique; also the key in the results file.
     pub name: String,
+    /// Mechanism family: "pipe", "queue", ...
     pub family: &'static str,
+    /// Flavor within the family: what a row of the report compares.
     pub flavor: &'static str,
+    /// Latency or throughput: which list of the results it goes to.
     pub kind: Kind,
+    /// Where its processes run: a baseline divides only figures of its own placement.
     pub placement: Placement,
+    /// Payload of one message, bytes.
     pub message_bytes: u64,
+    /// Producer processes (throughput).
     pub producers: u32,
+    /// Consumer processes (throughput).
     pub consumers: u32,
     /// The calibration this workload is divided by: its name; the ratio is only computed
     /// against that calibration measured in the workload's own placement.
     pub calibration: Option<&'static str>,
     /// Operations per repeat: (quick, full).
     pub ops: (usize, usize),
+    /// Runs one repeat.
     pub run: RunFn,
 }
 
@@ -108,6 +120,7 @@ impl std::fmt::Debug for Workload {
 }
 
 impl Workload {
+    /// Operations per repeat in `profile`.
     pub fn ops(&self, profile: Profile) -> usize {
         match profile {
             Profile::Quick => self.ops.0,
@@ -689,6 +702,7 @@ pub struct WorkloadSet {
     /// Where the set comes in the catalogue (built-ins 0–99; a set registered without a
     /// rank comes after them, by name).
     pub rank: u32,
+    /// Builds the set's workloads (called once per listing or run).
     pub make: fn() -> Vec<Workload>,
 }
 

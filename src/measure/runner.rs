@@ -24,14 +24,18 @@ const CDF_POINTS: usize = 64;
 /// A workload that panicked or failed; the others still ran.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
+    /// The workload's name.
     pub workload: String,
+    /// What went wrong (a panic's message or the error).
     pub message: String,
 }
 
 /// Results of a run, and what failed.
 #[derive(Debug)]
 pub struct Run {
+    /// The figures of every workload that ran.
     pub results: Results,
+    /// The workloads that did not give a figure, so the run can say so and fail.
     pub failures: Vec<Failure>,
 }
 

@@ -13,6 +13,7 @@ use std::path::Path;
 
 /// Where the kernel describes CPUs and NUMA nodes.
 pub const CPU_ROOT: &str = "/sys/devices/system/cpu";
+/// Where sysfs lists NUMA nodes and their CPUs.
 pub const NODE_ROOT: &str = "/sys/devices/system/node";
 
 /// The highest CPU number a list may name: far above any machine, low enough that a

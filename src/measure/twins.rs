@@ -13,7 +13,9 @@ use std::time::Duration;
 /// A slowed twin: which workloads it replaces, and by how much it holds each operation.
 #[derive(Clone, Copy, Debug)]
 pub struct SlowedTwin {
+    /// The `--twin` name.
     pub name: &'static str,
+    /// What is broken or slowed, in one line for `list`.
     pub about: &'static str,
     flavor: Flavor,
     extra: Duration,

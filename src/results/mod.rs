@@ -6,6 +6,8 @@
 //! and, where it has one, its ratio to a calibration figure of the same run — the ratio
 //! is what `compare` gates on.
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -13,26 +15,35 @@ use std::path::Path;
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Everything one command produced: the file `report` draws and `compare` gates on.
 pub struct Results {
+    /// [`SCHEMA_VERSION`] when written; a file of another version is refused on load.
     pub schema_version: u32,
+    /// The ipcbench that wrote it, so a figure can be traced to its code.
     pub ipcbench_version: String,
     /// Seconds since the Unix epoch when the run started.
     pub created_unix: u64,
     /// "quick" or "full" (or what the producing command says).
     pub profile: String,
+    /// The machine the figures belong to: they are comparable only on like machines.
     pub machine: Machine,
     /// The machine's state while measuring (absent when nothing was measured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine_state: Option<MachineState>,
     #[serde(default)]
+    /// The raw baselines the ratios are divided by, measured in the same run.
     pub calibration: Vec<Calibration>,
     #[serde(default)]
+    /// Round-trip distributions, one per workload.
     pub latency: Vec<Latency>,
     #[serde(default)]
+    /// Sustained rates, one per workload.
     pub throughput: Vec<Throughput>,
     #[serde(default)]
+    /// One verdict per scenario variant.
     pub scenarios: Vec<ScenarioOutcome>,
     #[serde(default)]
+    /// One set of books per stress target.
     pub stress: Vec<StressOutcome>,
     /// The CPU topology read from sysfs (absent in files written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,10 +76,15 @@ pub struct PeerInfo {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What the figures were measured on, as the report's header shows it.
 pub struct Machine {
+    /// `model name` from /proc/cpuinfo.
     pub cpu_model: String,
+    /// Online CPUs.
     pub cores: usize,
+    /// `uname -r`: IPC costs move with the kernel.
     pub kernel: String,
+    /// So that two files from different hosts are told apart.
     pub hostname: String,
 }
 
@@ -77,6 +93,7 @@ pub struct Machine {
 pub struct MachineState {
     /// 1-minute load average before measuring, and after.
     pub load1_before: Option<f64>,
+    /// 1-minute load average after measuring: a rise means the run shared the machine.
     pub load1_after: Option<f64>,
     /// Share of CPU time stolen by the hypervisor while measuring (0.05 = 5%).
     pub steal_share: Option<f64>,
@@ -102,6 +119,7 @@ pub enum Placement {
 }
 
 impl Placement {
+    /// The name the CLI, the JSON and the report use.
     pub fn label(self) -> &'static str {
         match self {
             Placement::SameCpu => "same-cpu",
@@ -117,15 +135,22 @@ impl Placement {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PairClass {
+    /// The same CPU (both processes take turns on it).
     SameCpu,
+    /// Two hardware threads of one core.
     SmtSibling,
+    /// Two cores sharing a last-level cache.
     SameLlc,
+    /// Two cores under different last-level caches of one NUMA node.
     CrossLlc,
+    /// Two NUMA nodes.
     CrossNuma,
+    /// Two different CPUs that sysfs does not relate any finer.
     CrossCpu,
 }
 
 impl PairClass {
+    /// The name the JSON, the report and the matrix legend use.
     pub fn label(self) -> &'static str {
         match self {
             PairClass::SameCpu => "same-cpu",
@@ -144,6 +169,7 @@ impl PairClass {
 pub struct Topology {
     /// Where it was read from (the sysfs CPU directory).
     pub source: String,
+    /// Online CPUs.
     pub online: Vec<usize>,
     /// The CPUs this process may run on (its affinity).
     pub allowed: Vec<usize>,
@@ -182,14 +208,18 @@ pub struct CoreToCore {
     pub cpus: Vec<usize>,
     /// Which pairs were measured, how long each, and why a cell may be empty.
     pub rule: String,
+    /// Every measured cell.
     pub pairs: Vec<CorePair>,
 }
 
 /// One cell of the matrix (unordered: `initiator` ≤ `responder`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CorePair {
+    /// The lower-numbered CPU of the pair.
     pub initiator: usize,
+    /// The other CPU.
     pub responder: usize,
+    /// How the two relate, which explains most of the figure.
     pub class: PairClass,
     /// Median cache-line ping-pong round trip (ns); absent on one CPU or when it failed.
     pub shm_pingpong_ns: Option<f64>,
@@ -207,11 +237,13 @@ pub struct CorePair {
 pub struct Calibration {
     /// e.g. "pipe-roundtrip", "shm-pingpong", "unix-socket-roundtrip", "memcpy", "fork-exit".
     pub name: String,
+    /// Where its processes ran: a baseline divides only figures of its own placement.
     pub placement: Placement,
     /// The figure, in `unit`.
     pub value: f64,
     /// "ns" for times, "bytes/s" for bandwidths.
     pub unit: String,
+    /// Relative spread across repeats ((max - min) / median).
     pub spread: f64,
     /// Where its processes actually ran (absent in older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,17 +253,26 @@ pub struct Calibration {
 /// Percentiles of a latency distribution, in nanoseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// Fastest sample.
     pub min: f64,
+    /// Median: the figure ratios and the gate use.
     pub p50: f64,
+    /// 90th percentile.
     pub p90: f64,
+    /// 99th percentile.
     pub p99: f64,
+    /// 99.9th percentile: the tail a stalled peer shows in.
     pub p999: f64,
+    /// Slowest sample.
     pub max: f64,
+    /// Arithmetic mean.
     pub mean: f64,
+    /// How many samples the distribution holds.
     pub samples: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The round-trip distribution of one latency workload.
 pub struct Latency {
     /// Unique key, e.g. "queue/shm/roundtrip/64B/cross-cpu".
     pub workload: String,
@@ -239,9 +280,13 @@ pub struct Latency {
     pub family: String,
     /// Flavor within the family: "duplex", "shm", "flock", "fork", ...
     pub flavor: String,
+    /// Where its processes ran.
     pub placement: Placement,
+    /// Payload of one message, bytes.
     pub message_bytes: u64,
+    /// The distribution, in nanoseconds.
     pub percentiles: Percentiles,
+    /// Relative spread of the median across repeats.
     pub spread: f64,
     /// Name of the calibration figure (same placement) this is divided by.
     pub calibration: Option<String>,
@@ -259,17 +304,27 @@ pub struct Latency {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The sustained rate of one throughput workload.
 pub struct Throughput {
     /// Unique key, e.g. "queue/shm/stream/4KiB/4x4".
     pub workload: String,
+    /// Mechanism family: "pipe", "queue", ...
     pub family: String,
+    /// Flavor within the family.
     pub flavor: String,
+    /// Producer processes.
     pub producers: u32,
+    /// Consumer processes.
     pub consumers: u32,
+    /// Payload of one message, bytes.
     pub message_bytes: u64,
+    /// Messages per second through the mechanism.
     pub msgs_per_sec: f64,
+    /// Payload bytes per second.
     pub bytes_per_sec: f64,
+    /// Relative spread across repeats.
     pub spread: f64,
+    /// Name of the calibration figure this is divided by.
     pub calibration: Option<String>,
     /// bytes_per_sec (or msgs_per_sec) / calibration value (higher is better).
     pub ratio: Option<f64>,
@@ -293,9 +348,13 @@ pub enum Expectation {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// The verdict of one scenario variant, against what it was expected to give.
 pub struct ScenarioOutcome {
+    /// The scenario's name.
     pub scenario: String,
+    /// The variant (flavor or broken twin) it ran on.
     pub variant: String,
+    /// Whether the variant must hold or be caught.
     pub expected: Expectation,
     /// The verdict kinds the variant must show: "holds", or for a caught variant its
     /// kinds joined by `|` ("violated", "hung", "hung|violated"). Empty in files written
@@ -308,14 +367,18 @@ pub struct ScenarioOutcome {
     pub detail: String,
     /// Whether `verdict` is what `expected` asks for.
     pub matches: bool,
+    /// How many cases were run.
     pub cases: u32,
+    /// Wall time of the search.
     pub seconds: f64,
+    /// How to rerun the failing case, when there is one.
     pub reproduction: Option<Reproduction>,
 }
 
 /// Everything needed to rerun one failing case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reproduction {
+    /// The seed that generated the case.
     pub seed: u64,
     /// The shrunk parameters, as text.
     pub parameters: String,
@@ -334,8 +397,11 @@ pub struct Reproduction {
 /// One step of a case's history: which worker did what, and the value it read or wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineStep {
+    /// The worker process, by index.
     pub worker: u32,
+    /// What it did ("get", "put", "acquire", ...).
     pub operation: String,
+    /// The value it read or wrote.
     pub value: i64,
     /// CLOCK_MONOTONIC, nanoseconds.
     pub at_ns: u64,
@@ -344,29 +410,46 @@ pub struct TimelineStep {
 /// A process still blocked when a hung case's deadline passed (the watchdog's view).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockedAt {
+    /// The process's display name.
     pub name: String,
+    /// Its state letter from /proc (S, D, T, ...).
     pub state: String,
+    /// The syscall it was in.
     pub syscall: String,
+    /// The kernel function it waited in.
     pub wchan: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The books of one stress run on one target.
 pub struct StressOutcome {
+    /// The target's name.
     pub target: String,
+    /// Wall time of the run.
     pub seconds: f64,
+    /// Worker processes.
     pub procs: u32,
+    /// The fault schedule's seed: the same seed gives the same faults.
     pub seed: u64,
+    /// Workers SIGKILLed.
     pub kills: u64,
+    /// Workers paused (SIGSTOP ... SIGCONT).
     pub stops: u64,
+    /// Workers throttled.
     pub slows: u64,
+    /// Messages (or operations) delivered.
     pub messages: u64,
     /// Lost with a killed process, and so accounted.
     pub accounted_in_flight: u64,
     /// Lost with no killed process to account for them (target 0).
     pub losses: u64,
+    /// Messages delivered more than once (target 0).
     pub duplicates: u64,
+    /// Torn or corrupt messages delivered (target 0).
     pub corrupt: u64,
+    /// Stalls, each with the watchdog's diagnosis (target none).
     pub hangs: Vec<String>,
+    /// Processes, /dev/shm names, temp files or fds left behind (target none).
     pub leaks: Vec<String>,
 }
 
@@ -374,19 +457,31 @@ pub struct StressOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: cannot read: {source}")]
+    /// The file could not be read.
     Read {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
     #[error("{path}: not valid results JSON: {source}")]
+    /// The file is not JSON of this shape.
     Parse {
+        /// The file.
         path: String,
+        /// Where and why it does not parse.
         #[source]
         source: serde_json::Error,
     },
     #[error("{path}: schema version {found}, but this ipcbench reads version {SCHEMA_VERSION}")]
-    Version { path: String, found: u64 },
+    /// The file was written by an ipcbench of another schema.
+    Version {
+        /// The file.
+        path: String,
+        /// The schema version it declares.
+        found: u64,
+    },
 }
 
 impl Results {
@@ -482,6 +577,7 @@ impl Results {
 }
 
 impl Machine {
+    /// This machine, read from /proc and uname.
     pub fn current() -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo

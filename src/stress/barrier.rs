@@ -24,6 +24,7 @@
 use super::board::Board;
 use super::notice::Notice;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::sync::barrier::MAX_PARTIES;
 use crate::ipc::sync::{Barrier, SyncError};
 use crate::process::{self, Child, Pid};
@@ -87,9 +88,12 @@ impl BarrierTarget {
     }
 
     /// Aborts the current barrier (if any) and publishes a fresh one.
-    fn next_epoch(&mut self) -> Result<(), String> {
-        let cells = self.cells.as_ref().ok_or("no cells")?;
-        let barrier = Barrier::create(self.parties).map_err(|e| e.to_string())?;
+    fn next_epoch(&mut self) -> Result<(), StressError> {
+        let cells = self
+            .cells
+            .as_ref()
+            .ok_or_else(|| StressError::Failed("no cells".into()))?;
+        let barrier = Barrier::create(self.parties)?;
         self.epoch += 1;
         cells
             .notice
@@ -100,15 +104,15 @@ impl BarrierTarget {
         Ok(())
     }
 
-    fn cells_name(&mut self, procs: usize) -> Result<String, String> {
+    fn cells_name(&mut self, procs: usize) -> Result<String, StressError> {
         if self.cells.is_none() {
             if procs > MAX_PARTIES {
-                return Err(format!(
+                return Err(StressError::Invalid(format!(
                     "the barrier target runs at most {MAX_PARTIES} processes"
-                ));
+                )));
             }
             self.parties = procs as u32;
-            self.cells = Some(Shared::create("stress-barrier", 0).map_err(|e| e.to_string())?);
+            self.cells = Some(Shared::create("stress-barrier", 0)?);
             self.next_epoch()?;
         }
         Ok(self.cells.as_ref().expect("just set").name().to_string())
@@ -128,10 +132,10 @@ struct BarrierWorkerArgs {
     broken: bool,
 }
 
-fn barrier_worker(args: BarrierWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn barrier_worker(args: BarrierWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
-    let cells: Shared<Cells> = Shared::open(&args.cells).map_err(|e| e.to_string())?;
+    let cells: Shared<Cells> = Shared::open(&args.cells)?;
     let slot = args.spec.slot;
     let procs = args.spec.procs.min(MAX_PARTIES);
     let mut current: Option<(u64, Barrier, u64)> = None;
@@ -197,7 +201,7 @@ fn barrier_worker(args: BarrierWorkerArgs) -> Result<u64, String> {
                 }
                 current = None;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(seq)
@@ -226,7 +230,11 @@ impl Target for BarrierTarget {
         800
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let cells = self.cells_name(spec.procs)?;
         process::start(
             "stress-barrier-worker",
@@ -237,13 +245,14 @@ impl Target for BarrierTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn worker_ended(&mut self, _: usize, _: Pid, killed: bool) {
         if killed && self.cells.is_some() {
             if let Err(e) = self.next_epoch() {
-                self.failures.push(format!("cannot start a new epoch: {e}"));
+                self.failures
+                    .push(format!("cannot start a new epoch: {}", e.chain()));
             }
         }
     }

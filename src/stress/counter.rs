@@ -20,6 +20,7 @@
 
 use super::board::Board;
 use super::runner::{Accounting, Event, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::lock::{Acquired, Lock, LockAddress, LockFlavor};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
 use crate::process::{self, Child, StartMethod};
@@ -74,16 +75,14 @@ impl CounterTarget {
         }
     }
 
-    fn address(&mut self) -> Result<CounterAddress, String> {
+    fn address(&mut self) -> Result<CounterAddress, StressError> {
         if self.resources.is_none() {
             self.resources = Some(match self.kind {
                 CounterKind::Lock(flavor) => Resources::Lock {
-                    lock: flavor.create().map_err(|e| e.to_string())?,
-                    cells: Shared::create("stress-counter", 0).map_err(|e| e.to_string())?,
+                    lock: flavor.create()?,
+                    cells: Shared::create("stress-counter", 0)?,
                 },
-                CounterKind::Manager => Resources::Manager(
-                    Manager::start(StartMethod::Fork).map_err(|e| e.to_string())?,
-                ),
+                CounterKind::Manager => Resources::Manager(Manager::start(StartMethod::Fork)?),
             });
         }
         let address = match self.resources.as_ref().expect("just set") {
@@ -104,18 +103,18 @@ struct CounterWorkerArgs {
 }
 
 /// Increments until the stop request; returns how many increments it committed.
-fn counter_worker(args: CounterWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn counter_worker(args: CounterWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
     let mark = args.spec.producer as u64 + 1;
     let mut seq = 0u64;
     match args.address {
         CounterAddress::Lock { lock, cells } => {
-            let lock = lock.open().map_err(|e| e.to_string())?;
-            let cells: Shared<CounterCells> = Shared::open(&cells).map_err(|e| e.to_string())?;
+            let lock = lock.open()?;
+            let cells: Shared<CounterCells> = Shared::open(&cells)?;
             while !board.stop_requested() {
                 cell.attempted.store(seq + 1, Ordering::SeqCst);
-                if lock.acquire(OP_TIMEOUT).map_err(|e| e.to_string())? == Acquired::OwnerDied {
+                if lock.acquire(OP_TIMEOUT)? == Acquired::OwnerDied {
                     cell.extra.fetch_add(1, Ordering::SeqCst);
                 }
                 cells[HOLDER].store(mark, Ordering::Relaxed);
@@ -124,18 +123,16 @@ fn counter_worker(args: CounterWorkerArgs) -> Result<u64, String> {
                 cells[VALUE].store(value + 1, Ordering::Relaxed);
                 cell.committed.store(seq + 1, Ordering::SeqCst);
                 cells[HOLDER].store(0, Ordering::Relaxed);
-                lock.release().map_err(|e| e.to_string())?;
+                lock.release()?;
                 seq += 1;
             }
         }
         CounterAddress::Manager(address) => {
-            let client = ManagerClient::connect(&address)
-                .map_err(|e| e.to_string())?
-                .with_timeout(OP_TIMEOUT);
+            let client = ManagerClient::connect(&address)?.with_timeout(OP_TIMEOUT);
             let counter = client.counter(COUNTER);
             while !board.stop_requested() {
                 cell.attempted.store(seq + 1, Ordering::SeqCst);
-                counter.increment(1).map_err(|e| e.to_string())?;
+                counter.increment(1)?;
                 cell.committed.store(seq + 1, Ordering::SeqCst);
                 seq += 1;
             }
@@ -171,7 +168,11 @@ impl Target for CounterTarget {
         }
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let address = self.address()?;
         process::start(
             "stress-counter-worker",
@@ -181,7 +182,7 @@ impl Target for CounterTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn finish(&mut self, totals: &Totals) -> Settlement {

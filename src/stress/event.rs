@@ -24,6 +24,7 @@ use super::board::Board;
 use super::notice::{now_ns, Notice};
 use super::rng::Rng;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::sync::Event as SyncEvent;
 use crate::process::{self, Child};
 use crate::sys::shm::{Shared, ShmSafe};
@@ -68,7 +69,7 @@ pub(crate) struct EventTarget {
     broken: bool,
     cells: Option<Arc<Shared<Cells>>>,
     closing: Arc<AtomicBool>,
-    setter: Option<JoinHandle<Result<u64, String>>>,
+    setter: Option<JoinHandle<Result<u64, StressError>>>,
 }
 
 impl EventTarget {
@@ -89,16 +90,14 @@ impl EventTarget {
         }
     }
 
-    fn cells_name(&mut self, seed: u64) -> Result<String, String> {
+    fn cells_name(&mut self, seed: u64) -> Result<String, StressError> {
         if self.cells.is_none() {
-            let cells: Arc<Shared<Cells>> =
-                Arc::new(Shared::create("stress-event", 0).map_err(|e| e.to_string())?);
+            let cells: Arc<Shared<Cells>> = Arc::new(Shared::create("stress-event", 0)?);
             let (c, closing) = (cells.clone(), self.closing.clone());
             self.setter = Some(
                 std::thread::Builder::new()
                     .name("stress-event-setter".into())
-                    .spawn(move || set_rounds(&c, &closing, seed))
-                    .map_err(|e| e.to_string())?,
+                    .spawn(move || set_rounds(&c, &closing, seed))?,
             );
             self.cells = Some(cells);
         }
@@ -113,13 +112,13 @@ impl Default for EventTarget {
 }
 
 /// The setter: one round after another until closing; returns the rounds set.
-fn set_rounds(cells: &Shared<Cells>, closing: &AtomicBool, seed: u64) -> Result<u64, String> {
+fn set_rounds(cells: &Shared<Cells>, closing: &AtomicBool, seed: u64) -> Result<u64, StressError> {
     let mut rng = Rng::new(seed);
     let mut kept: VecDeque<SyncEvent> = VecDeque::new();
     let mut round = 0u64;
     while !closing.load(SeqCst) {
         round += 1;
-        let event = SyncEvent::create().map_err(|e| e.to_string())?;
+        let event = SyncEvent::create()?;
         cells.notice.publish(round, event.name().as_bytes())?;
         // Let waiters reach it: some still spinning, some asleep.
         std::thread::sleep(Duration::from_micros(rng.range(200, 3_000)));
@@ -144,10 +143,10 @@ struct EventWorkerArgs {
     broken: bool,
 }
 
-fn event_worker(args: EventWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn event_worker(args: EventWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
-    let cells: Shared<Cells> = Shared::open(&args.cells).map_err(|e| e.to_string())?;
+    let cells: Shared<Cells> = Shared::open(&args.cells)?;
     let mut last = 0u64;
     let mut seq = 0u64;
     while !board.stop_requested() {
@@ -209,7 +208,11 @@ impl Target for EventTarget {
         300
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let cells = self.cells_name(spec.producer as u64 ^ 0xE7E7)?;
         process::start(
             "stress-event-worker",
@@ -220,7 +223,7 @@ impl Target for EventTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn close(&mut self) {
@@ -233,7 +236,9 @@ impl Target for EventTarget {
         let rounds = match self.setter.take().map(|s| s.join()) {
             Some(Ok(Ok(rounds))) => rounds,
             Some(Ok(Err(e))) => {
-                settlement.failures.push(format!("the setter failed: {e}"));
+                settlement
+                    .failures
+                    .push(format!("the setter failed: {}", e.chain()));
                 0
             }
             Some(Err(_)) => {

@@ -21,6 +21,7 @@
 //! done, and two runs with one seed agree on it up to where the shorter one ended.
 
 use super::rng::Rng;
+use super::StressError;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
@@ -52,7 +53,7 @@ impl FaultKind {
 }
 
 /// Parses `kill,stop,slow` (any subset, any order) or `none`.
-pub(crate) fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
+pub(crate) fn parse_faults(text: &str) -> Result<Vec<FaultKind>, StressError> {
     let text = text.trim();
     if text.eq_ignore_ascii_case("none") || text.is_empty() {
         return Ok(Vec::new());
@@ -64,7 +65,7 @@ pub(crate) fn parse_faults(text: &str) -> Result<Vec<FaultKind>, String> {
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(word))
             .ok_or_else(|| {
-                format!("unknown fault {word:?} in {text:?}: expected a comma-separated list of kill, stop, slow, or none")
+                StressError::Invalid(format!("unknown fault {word:?} in {text:?}: expected a comma-separated list of kill, stop, slow, or none"))
             })?;
         if !kinds.contains(&kind) {
             kinds.push(kind);
@@ -324,7 +325,7 @@ mod tests {
             [FaultKind::Kill, FaultKind::Slow]
         );
         assert!(parse_faults("none").unwrap().is_empty());
-        let err = parse_faults("kill,explode").unwrap_err();
+        let err = parse_faults("kill,explode").unwrap_err().to_string();
         assert!(
             err.contains("explode") && err.contains("kill, stop, slow"),
             "{err}"

@@ -20,6 +20,7 @@
 
 use super::board::Board;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreError, StoreLockKind};
 use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
@@ -41,12 +42,12 @@ impl FileStoreTarget {
         FileStoreTarget { kind, store: None }
     }
 
-    fn address(&mut self) -> Result<StoreAddress, String> {
+    fn address(&mut self) -> Result<StoreAddress, StressError> {
         if self.store.is_none() {
-            self.store = Some(
-                FileStore::create(self.kind, &Counts::from([(KEY.to_string(), 0)]))
-                    .map_err(|e| e.to_string())?,
-            );
+            self.store = Some(FileStore::create(
+                self.kind,
+                &Counts::from([(KEY.to_string(), 0)]),
+            )?);
         }
         Ok(self.store.as_ref().expect("just set").address())
     }
@@ -58,16 +59,17 @@ struct StoreWorkerArgs {
     address: StoreAddress,
 }
 
-fn torn(e: StoreError) -> String {
+/// A corrupt store file is named torn (what the books count), over the store's own error.
+fn torn(e: StoreError) -> StressError {
     match e {
-        StoreError::Corrupt { .. } => format!("torn store file: {e}"),
-        e => e.to_string(),
+        StoreError::Corrupt { .. } => StressError::at("torn store file", e),
+        e => e.into(),
     }
 }
 
 /// Increments until the stop request; returns how many increments it committed.
-fn store_worker(args: StoreWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn store_worker(args: StoreWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
     let store = FileStore::open(&args.address).map_err(torn)?;
     let mut seq = 0u64;
@@ -106,7 +108,11 @@ impl Target for FileStoreTarget {
         300
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let address = self.address()?;
         process::start(
             "stress-filestore-worker",
@@ -116,7 +122,7 @@ impl Target for FileStoreTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn finish(&mut self, totals: &Totals) -> Settlement {

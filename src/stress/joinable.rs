@@ -21,6 +21,7 @@
 use super::board::Board;
 use super::notice::Notice;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, JoinableQueue, Queue, QueueError, Role};
 use crate::process::{self, Child, Pid};
@@ -88,11 +89,10 @@ impl JoinableTarget {
         }
     }
 
-    fn cells_name(&mut self, board: &str) -> Result<String, String> {
+    fn cells_name(&mut self, board: &str) -> Result<String, StressError> {
         if self.cells.is_none() {
-            let cells: Arc<Shared<Cells>> =
-                Arc::new(Shared::create("stress-joinable", 0).map_err(|e| e.to_string())?);
-            let board = Board::open(board).map_err(|e| e.to_string())?;
+            let cells: Arc<Shared<Cells>> = Arc::new(Shared::create("stress-joinable", 0)?);
+            let board = Board::open(board)?;
             let (c, closing, kills, rounds, broken) = (
                 cells.clone(),
                 self.closing.clone(),
@@ -106,10 +106,9 @@ impl JoinableTarget {
                     .spawn(move || {
                         let mut r = rounds.lock().unwrap_or_else(|p| p.into_inner());
                         if let Err(e) = drive_rounds(&c, &board, &closing, &kills, broken, &mut r) {
-                            r.failures.push(e);
+                            r.failures.push(e.chain());
                         }
-                    })
-                    .map_err(|e| e.to_string())?,
+                    })?,
             );
             self.cells = Some(cells);
         }
@@ -151,24 +150,24 @@ fn drive_rounds(
     kills: &AtomicU64,
     broken: bool,
     out: &mut Rounds,
-) -> Result<(), String> {
+) -> Result<(), StressError> {
     let config = queue::Config::default()
         .maxsize(ITEMS as usize)
         .max_message(64);
     let mut round = 0u64;
     while !closing.load(SeqCst) && !board.stop_requested() {
         round += 1;
-        let ring: Box<dyn Queue> = Box::new(ShmQueue::create(&config).map_err(|e| e.to_string())?);
-        let q = JoinableQueue::new(ring).map_err(|e| e.to_string())?;
-        let handle = q.handle(Role::Consumer).map_err(|e| e.to_string())?;
-        let handle = serde_json::to_vec(&handle).map_err(|e| e.to_string())?;
+        let ring: Box<dyn Queue> = Box::new(ShmQueue::create(&config)?);
+        let q = JoinableQueue::new(ring)?;
+        let handle = q.handle(Role::Consumer)?;
+        let handle = serde_json::to_vec(&handle)?;
         cells.done[round as usize % RING].store(round << 32, SeqCst);
         let kills_at_start = kills.load(SeqCst);
         for i in 0..ITEMS {
             let mut item = round.to_le_bytes().to_vec();
             item.extend_from_slice(&i.to_le_bytes());
             q.put(&item, Some(Duration::from_secs(5)))
-                .map_err(|e| format!("round {round}: put of item {i}: {e}"))?;
+                .map_err(|e| StressError::at(format!("round {round}: put of item {i}"), e))?;
         }
         cells.notice.publish(round, &handle)?;
         out.rounds = round;
@@ -220,10 +219,10 @@ struct JoinableWorkerArgs {
     cells: String,
 }
 
-fn joinable_worker(args: JoinableWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn joinable_worker(args: JoinableWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
-    let cells: Shared<Cells> = Shared::open(&args.cells).map_err(|e| e.to_string())?;
+    let cells: Shared<Cells> = Shared::open(&args.cells)?;
     let mut current: Option<(u64, JoinableQueue)> = None;
     let mut last = 0u64;
     let mut seq = 0u64;
@@ -232,7 +231,7 @@ fn joinable_worker(args: JoinableWorkerArgs) -> Result<u64, String> {
             if let Some((round, handle)) = cells.notice.read() {
                 last = round;
                 current = None;
-                let handle = serde_json::from_slice(&handle).map_err(|e| e.to_string())?;
+                let handle = serde_json::from_slice(&handle)?;
                 // A round already gone (its queue let go) is skipped.
                 if let Ok(q) = JoinableQueue::open(handle) {
                     current = Some((round, q));
@@ -250,18 +249,21 @@ fn joinable_worker(args: JoinableWorkerArgs) -> Result<u64, String> {
                     .get(..8)
                     .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
                 if of != Some(*round) {
-                    return Err(format!("round {round}'s queue gave an item of {of:?}"));
+                    return Err(StressError::Failed(format!(
+                        "round {round}'s queue gave an item of {of:?}"
+                    )));
                 }
                 // Processing takes a moment: the item is out of the queue, not yet done.
                 std::thread::yield_now();
                 let done = &cells.done[*round as usize % RING];
                 let _ = done.fetch_update(SeqCst, SeqCst, |w| (w >> 32 == *round).then_some(w + 1));
-                q.task_done().map_err(|e| format!("round {round}: {e}"))?;
+                q.task_done()
+                    .map_err(|e| StressError::at(format!("round {round}"), e))?;
                 cell.committed.store(seq + 1, SeqCst);
                 seq += 1;
             }
             Err(QueueError::Empty) => {}
-            Err(e) => return Err(format!("round {round}: get: {e}")),
+            Err(e) => return Err(StressError::at(format!("round {round}: get"), e)),
         }
     }
     Ok(seq)
@@ -290,7 +292,11 @@ impl Target for JoinableTarget {
         3_000
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let cells = self.cells_name(&spec.board)?;
         process::start(
             "stress-joinable-worker",
@@ -300,7 +306,7 @@ impl Target for JoinableTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn worker_ended(&mut self, _: usize, _: Pid, killed: bool) {

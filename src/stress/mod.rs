@@ -21,6 +21,7 @@
 pub(crate) mod barrier;
 pub mod board;
 pub(crate) mod counter;
+mod error;
 pub(crate) mod event;
 pub mod faults;
 pub(crate) mod filestore;
@@ -35,6 +36,7 @@ pub(crate) mod rng;
 pub(crate) mod runner;
 pub(crate) mod semaphore;
 
+pub use error::StressError;
 pub(crate) use faults::parse_faults;
 pub use faults::FaultKind;
 pub use runner::{
@@ -149,7 +151,7 @@ pub fn broken_targets() -> Vec<Box<dyn Target>> {
 
 /// The targets a `--target` value selects: one target by name, or a whole family
 /// ("pipe" runs every pipe flavor). Unknown names are an error listing the known ones.
-pub(crate) fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, String> {
+pub(crate) fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Target>>, StressError> {
     let all = all_targets();
     let Some(selector) = selector else {
         return Ok(all);
@@ -175,23 +177,25 @@ pub(crate) fn select_targets(selector: Option<&str>) -> Result<Vec<Box<dyn Targe
                 .into_iter()
                 .map(|f| format!("{f} (every {f} flavor)")),
         );
-        return Err(format!(
+        return Err(StressError::Invalid(format!(
             "unknown stress target {selector:?}; known targets: {}",
             known.join(", ")
-        ));
+        )));
     }
     Ok(chosen)
 }
 
 /// Parses a duration such as `30s`, `2m`, `500ms`, `1h` or `1.5s`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, StressError> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let bad = || {
-        format!("invalid duration {text:?}: expected a number with a unit, e.g. 500ms, 30s, 2m, 1h")
+        StressError::Invalid(format!(
+            "invalid duration {text:?}: expected a number with a unit, e.g. 500ms, 30s, 2m, 1h"
+        ))
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
     let seconds = match unit.trim() {
@@ -202,12 +206,14 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(format!(
+        return Err(StressError::Invalid(format!(
             "invalid duration {text:?}: must be greater than zero"
-        ));
+        )));
     }
     if seconds > 24.0 * 3600.0 {
-        return Err(format!("invalid duration {text:?}: at most 24h"));
+        return Err(StressError::Invalid(format!(
+            "invalid duration {text:?}: at most 24h"
+        )));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -224,7 +230,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         for bad in ["forever", "", "s", "0s", "-1s", "10 parsecs", "25h"] {
-            let err = parse_duration(bad).unwrap_err();
+            let err = parse_duration(bad).unwrap_err().to_string();
             assert!(err.contains("duration"), "{bad}: {err}");
         }
     }
@@ -277,7 +283,7 @@ mod tests {
         assert!(!target_names().contains(&"filestore-unlocked".to_string()));
         assert_eq!(select_targets(Some("queue")).unwrap().len(), 3);
         assert_eq!(select_targets(Some("queue-pipe-tearing")).unwrap().len(), 1);
-        let err = select_targets(Some("telepathy")).err().unwrap();
+        let err = select_targets(Some("telepathy")).err().unwrap().to_string();
         assert!(
             err.contains("telepathy") && err.contains("pipe-duplex"),
             "{err}"

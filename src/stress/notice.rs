@@ -4,6 +4,7 @@
 //! segment name or a serialized handle; workers read it with a sequence check, so a read
 //! that overlapped a publish is retried, never half old and half new.
 
+use super::StressError;
 use crate::sys::shm::ShmSafe;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
@@ -25,12 +26,12 @@ unsafe impl ShmSafe for Notice {}
 
 impl Notice {
     /// Publishes `data` as `round` (greater than every round before; one publisher).
-    pub(crate) fn publish(&self, round: u64, data: &[u8]) -> Result<(), String> {
+    pub(crate) fn publish(&self, round: u64, data: &[u8]) -> Result<(), StressError> {
         if data.len() > NOTICE_BYTES || round == 0 {
-            return Err(format!(
+            return Err(StressError::Failed(format!(
                 "notice of {} bytes for round {round}: at most {NOTICE_BYTES} bytes, round > 0",
                 data.len()
-            ));
+            )));
         }
         self.round.store(0, SeqCst);
         self.len.store(data.len() as u64, SeqCst);

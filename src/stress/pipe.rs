@@ -6,6 +6,7 @@
 use super::board::Board;
 use super::message;
 use super::runner::{Event, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use crate::process::{self, Child};
 use serde::{Deserialize, Serialize};
@@ -45,16 +46,16 @@ struct PipeWorkerArgs {
 }
 
 /// Sends messages 0, 1, 2, ... until the stop request; returns how many were committed.
-fn pipe_worker(args: PipeWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
-    let end = Connection::adopt(args.end).map_err(|e| e.to_string())?;
+fn pipe_worker(args: PipeWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
+    let end = Connection::adopt(args.end)?;
     let cell = board.cell(args.spec.slot);
     let mut seq = 0u64;
     while !board.stop_requested() {
         let msg = message::encode(args.spec.producer, seq, args.spec.max_body);
         cell.attempted.store(seq + 1, Ordering::SeqCst);
         end.send_bytes_timeout(&msg, SEND_TIMEOUT)
-            .map_err(|e| format!("send of seq {seq}: {e}"))?;
+            .map_err(|e| StressError::at(format!("send of seq {seq}"), e))?;
         cell.committed.store(seq + 1, Ordering::SeqCst);
         seq += 1;
     }
@@ -108,10 +109,10 @@ impl Target for PipeTarget {
         &mut self,
         spec: &WorkerSpec,
         events: &SyncSender<Event>,
-    ) -> Result<Child, String> {
+    ) -> Result<Child, StressError> {
         // Simplex: the first end reads, the second writes. Duplex: either way.
-        let (parent_end, child_end) = pipe(self.kind).map_err(|e| e.to_string())?;
-        let handle = child_end.handle().map_err(|e| e.to_string())?;
+        let (parent_end, child_end) = pipe(self.kind)?;
+        let handle = child_end.handle()?;
         let child = process::start(
             "stress-pipe-worker",
             &PipeWorkerArgs {
@@ -119,15 +120,14 @@ impl Target for PipeTarget {
                 end: handle,
             },
             spec.options('w').inherit_fd(handle.fd),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         drop(child_end);
         let events = events.clone();
         let producer = spec.producer;
         let reader = std::thread::Builder::new()
             .name(format!("stress-reader-{producer}"))
             .spawn(move || read_until_end(parent_end, producer, events))
-            .map_err(|e| format!("reader thread: {e}"))?;
+            .map_err(|e| StressError::at("reader thread", e))?;
         self.readers.retain(|r| !r.is_finished());
         self.readers.push(reader);
         Ok(child)

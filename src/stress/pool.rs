@@ -11,6 +11,7 @@
 
 use super::message;
 use super::runner::{Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::pool::{Pool, PoolError, PoolOptions};
 use crate::process::{Pid, StartMethod};
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ struct TaskArgs {
     max_body: usize,
 }
 
-fn stamped_task(args: TaskArgs) -> Result<Vec<u8>, String> {
+fn stamped_task(args: TaskArgs) -> Result<Vec<u8>, StressError> {
     Ok(message::encode(args.producer, args.seq, args.max_body))
 }
 crate::register_entry!("stress-pool-task", stamped_task);
@@ -150,15 +151,18 @@ impl Target for PoolTarget {
         400
     }
 
-    fn setup(&mut self, spec: &WorkerSpec, events: &SyncSender<Event>) -> Result<bool, String> {
+    fn setup(
+        &mut self,
+        spec: &WorkerSpec,
+        events: &SyncSender<Event>,
+    ) -> Result<bool, StressError> {
         let pool = Pool::new(
             PoolOptions::new()
                 .name("stress-pool")
                 .size(spec.procs)
                 .method(StartMethod::Fork)
                 .timeout(POOL_TIMEOUT),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let pool = Arc::new(pool);
         self.pool = Some(pool.clone());
         let (spec, events, stop) = (spec.clone(), events.clone(), self.stop.clone());
@@ -166,8 +170,9 @@ impl Target for PoolTarget {
         self.submitter = Some(
             std::thread::Builder::new()
                 .name("stress-pool-submitter".into())
-                .spawn(move || submit_until_stopped(pool, spec, events, stop, excused, lie_every))
-                .map_err(|e| e.to_string())?,
+                .spawn(move || {
+                    submit_until_stopped(pool, spec, events, stop, excused, lie_every)
+                })?,
         );
         Ok(true)
     }
@@ -183,8 +188,10 @@ impl Target for PoolTarget {
         &mut self,
         _: &WorkerSpec,
         _: &SyncSender<Event>,
-    ) -> Result<crate::process::Child, String> {
-        Err("the pool starts its own workers".into())
+    ) -> Result<crate::process::Child, StressError> {
+        Err(StressError::Failed(
+            "the pool starts its own workers".into(),
+        ))
     }
 
     fn close(&mut self) {

@@ -34,6 +34,7 @@
 use super::board::Board;
 use super::message;
 use super::runner::{Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeError, PipeKind};
 use crate::ipc::queue::shm::ShmQueue;
 use crate::ipc::queue::{self, Flavor, Queue, QueueError, QueueHandle, Role};
@@ -176,7 +177,7 @@ impl QueueTarget {
         &mut self,
         spec: &WorkerSpec,
         events: &SyncSender<Event>,
-    ) -> Result<SharedQueue, String> {
+    ) -> Result<SharedQueue, StressError> {
         if let Some(queue) = &self.queue {
             return Ok(queue.clone());
         }
@@ -184,10 +185,10 @@ impl QueueTarget {
             .maxsize(MAXSIZE)
             .max_message(64 << 10)
             .block_limit(BLOCK_LIMIT);
-        let created = self.flavor.create(&config).map_err(|e| e.to_string())?;
+        let created = self.flavor.create(&config)?;
         if self.flavor == Flavor::Shm {
-            let handle = created.handle(Role::Consumer).map_err(|e| e.to_string())?;
-            self.lost_probe = Some(ShmQueue::open(handle).map_err(|e| e.to_string())?);
+            let handle = created.handle(Role::Consumer)?;
+            self.lost_probe = Some(ShmQueue::open(handle)?);
         }
         let queue: SharedQueue = Arc::new(Mutex::new(created));
         if self.consumer_slots(spec.procs) == 0 {
@@ -201,8 +202,7 @@ impl QueueTarget {
             self.consumer = Some(
                 std::thread::Builder::new()
                     .name("stress-queue-consumer".into())
-                    .spawn(move || consume(q, events, closing, producers, poisoned))
-                    .map_err(|e| e.to_string())?,
+                    .spawn(move || consume(q, events, closing, producers, poisoned))?,
             );
         }
         self.queue = Some(queue.clone());
@@ -292,9 +292,9 @@ fn idle_until(board: &Board, done: impl Fn(&Board) -> bool) {
 /// Puts messages 0, 1, 2, ... until the stop request; returns how many were committed. A
 /// put refused for want of room (`Full`) wrote nothing: once the stop is requested it is
 /// withdrawn (attempted goes back), so the books never wait on it.
-fn queue_worker(args: QueueWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
-    let queue = queue::open(args.handle).map_err(|e| e.to_string())?;
+fn queue_worker(args: QueueWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
+    let queue = queue::open(args.handle)?;
     let cell = board.cell(args.spec.slot);
     let mut seq = 0u64;
     while !board.stop_requested() {
@@ -305,7 +305,7 @@ fn queue_worker(args: QueueWorkerArgs) -> Result<u64, String> {
             match queue.put(torn, Some(BLOCK_LIMIT)) {
                 Ok(()) => {}
                 Err(e) if poisoning(&e).is_some() => {}
-                Err(e) => return Err(format!("torn put of seq {seq}: {e}")),
+                Err(e) => return Err(StressError::at(format!("torn put of seq {seq}"), e)),
             }
         }
         loop {
@@ -323,7 +323,7 @@ fn queue_worker(args: QueueWorkerArgs) -> Result<u64, String> {
                     idle_until(&board, Board::stop_requested);
                     return Ok(seq);
                 }
-                Err(e) => return Err(format!("put of seq {seq}: {e}")),
+                Err(e) => return Err(StressError::at(format!("put of seq {seq}"), e)),
             }
         }
         cell.committed.store(seq + 1, Ordering::SeqCst);
@@ -335,11 +335,13 @@ crate::register_entry!("stress-queue-worker", queue_worker);
 
 /// Gets and forwards until every producer has ended and the queue is empty. Commits
 /// nothing on the board (it sends no messages of its own); returns 0.
-fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
-    let queue = queue::open(args.handle).map_err(|e| e.to_string())?;
-    let forward = Connection::adopt(args.forward.ok_or("a consumer needs its forward pipe")?)
-        .map_err(|e| e.to_string())?;
+fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
+    let queue = queue::open(args.handle)?;
+    let forward = Connection::adopt(
+        args.forward
+            .ok_or_else(|| StressError::Failed("a consumer needs its forward pipe".into()))?,
+    )?;
     let mut frame = Vec::new();
     let mut send = |tag: u8, body: &[u8]| {
         frame.clear();
@@ -347,7 +349,7 @@ fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
         frame.extend_from_slice(body);
         forward
             .send_bytes_timeout(&frame, SEND_TIMEOUT)
-            .map_err(|e| format!("forward to the parent: {e}"))
+            .map_err(|e| StressError::at("forward to the parent", e))
     };
     let mut buf = Vec::new();
     let mut empty_after_done = 0;
@@ -380,7 +382,7 @@ fn consumer_worker(args: QueueWorkerArgs) -> Result<u64, String> {
                     idle_until(&board, Board::producers_done);
                     return Ok(0);
                 }
-                None => return Err(format!("get: {e}")),
+                None => return Err(StressError::at("get", e)),
             },
         }
     }
@@ -470,7 +472,7 @@ impl Target for QueueTarget {
         &mut self,
         spec: &WorkerSpec,
         events: &SyncSender<Event>,
-    ) -> Result<Child, String> {
+    ) -> Result<Child, StressError> {
         let queue = self.queue(spec, events)?;
         let consumer = spec.slot < self.consumer_slots(spec.procs);
         let role = if consumer {
@@ -478,12 +480,12 @@ impl Target for QueueTarget {
         } else {
             Role::Producer
         };
-        let handle = lock(&queue).handle(role).map_err(|e| e.to_string())?;
+        let handle = lock(&queue).handle(role)?;
         let mut options = handle.inherit(spec.options(if consumer { 'c' } else { 'w' }));
         let (entry, forward, parent_end) = if consumer {
             // Simplex: the first end reads, the second writes.
-            let (parent_end, child_end) = pipe(PipeKind::Simplex).map_err(|e| e.to_string())?;
-            let forward = child_end.handle().map_err(|e| e.to_string())?;
+            let (parent_end, child_end) = pipe(PipeKind::Simplex)?;
+            let forward = child_end.handle()?;
             options = options.inherit_fd(forward.fd);
             (
                 "stress-queue-consumer",
@@ -502,8 +504,7 @@ impl Target for QueueTarget {
                 defect: self.defect,
             },
             options,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         drop(forward);
         self.producers
             .lock()
@@ -519,7 +520,7 @@ impl Target for QueueTarget {
             let reader = std::thread::Builder::new()
                 .name(format!("stress-forward-{id}"))
                 .spawn(move || read_forwarded(parent_end, id, producers, poisoned, events))
-                .map_err(|e| format!("reader thread: {e}"))?;
+                .map_err(|e| StressError::at("reader thread", e))?;
             self.readers.retain(|r| !r.is_finished());
             self.readers.push(reader);
         }

@@ -5,6 +5,7 @@
 use super::board::{Board, MAX_SLOTS};
 use super::faults::{AppliedFault, FaultKind, Injector, Schedule, Victim};
 use super::ledger::Ledger;
+use super::StressError;
 use crate::process::{hygiene, watchdog, Child};
 use crate::results::StressOutcome;
 use serde::{Deserialize, Serialize};
@@ -96,13 +97,17 @@ pub trait Target {
         &mut self,
         spec: &WorkerSpec,
         events: &SyncSender<Event>,
-    ) -> Result<Child, String>;
+    ) -> Result<Child, StressError>;
     /// Targets whose processes the run does not start itself (the Pool starts its own
     /// workers): called once before the run, with the producer id for messages the
     /// parent itself sends through the mechanism. The faults then go to
     /// [`Target::external_victims`]. The default starts nothing, and the run starts one
     /// worker per slot with [`Target::start_worker`].
-    fn setup(&mut self, spec: &WorkerSpec, events: &SyncSender<Event>) -> Result<bool, String> {
+    fn setup(
+        &mut self,
+        spec: &WorkerSpec,
+        events: &SyncSender<Event>,
+    ) -> Result<bool, StressError> {
         let _ = (spec, events);
         Ok(false)
     }
@@ -537,7 +542,7 @@ fn drive(
         let external = match target.setup(&spec, &tx) {
             Ok(external) => external,
             Err(e) => {
-                report.errors.push(format!("cannot set up: {e}"));
+                report.errors.push(format!("cannot set up: {}", e.chain()));
                 false
             }
         };
@@ -553,7 +558,7 @@ fn drive(
             Err(e) => {
                 report
                     .errors
-                    .push(format!("cannot start worker {slot}: {e}"));
+                    .push(format!("cannot start worker {slot}: {}", e.chain()));
                 break;
             }
         }
@@ -620,7 +625,7 @@ fn drive(
                 Ok(w) => workers[slot] = Some(w),
                 Err(e) => report
                     .errors
-                    .push(format!("cannot replace worker {slot}: {e}")),
+                    .push(format!("cannot replace worker {slot}: {}", e.chain())),
             }
         }
         dying = still_dying;
@@ -711,7 +716,7 @@ fn drive(
                     Ok(w) => workers[slot] = Some(w),
                     Err(e) => report
                         .errors
-                        .push(format!("cannot replace consumer {slot}: {e}")),
+                        .push(format!("cannot replace consumer {slot}: {}", e.chain())),
                 }
             }
         }
@@ -859,7 +864,7 @@ fn start_worker(
     config: &Config,
     name: &str,
     tx: &SyncSender<Event>,
-) -> Result<Worker, String> {
+) -> Result<Worker, StressError> {
     board.reset(slot);
     let producer = *next_producer;
     *next_producer += 1;

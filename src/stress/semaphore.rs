@@ -30,6 +30,7 @@
 
 use super::board::Board;
 use super::runner::{Accounting, Event, Flaw, Settlement, Target, Totals, WorkerSpec};
+use super::StressError;
 use crate::ipc::sync::{Semaphore, SyncError};
 use crate::process::{self, Child, Pid};
 use crate::sys::shm::{Shared, ShmSafe};
@@ -114,10 +115,10 @@ impl SemaphoreTarget {
         }
     }
 
-    fn names(&mut self) -> Result<(String, String), String> {
+    fn names(&mut self) -> Result<(String, String), StressError> {
         if self.state.is_none() {
-            let sem = Semaphore::create(BOUND).map_err(|e| e.to_string())?;
-            let cells = Shared::create("stress-semaphore", 0).map_err(|e| e.to_string())?;
+            let sem = Semaphore::create(BOUND)?;
+            let cells = Shared::create("stress-semaphore", 0)?;
             self.state = Some((sem, cells));
         }
         let (sem, cells) = self.state.as_ref().expect("just set");
@@ -140,23 +141,23 @@ struct SemaphoreWorkerArgs {
     defect: Defect,
 }
 
-fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
-    let board = Board::open(&args.spec.board).map_err(|e| e.to_string())?;
+fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, StressError> {
+    let board = Board::open(&args.spec.board)?;
     let cell = board.cell(args.spec.slot);
     if args.spec.slot >= MAX_PROCS {
-        return Err(format!(
+        return Err(StressError::Invalid(format!(
             "the semaphore target runs at most {MAX_PROCS} processes"
-        ));
+        )));
     }
-    let sem = Semaphore::open(&args.semaphore).map_err(|e| e.to_string())?;
-    let cells: Shared<Cells> = Shared::open(&args.cells).map_err(|e| e.to_string())?;
+    let sem = Semaphore::open(&args.semaphore)?;
+    let cells: Shared<Cells> = Shared::open(&args.cells)?;
     let bit = 1u64 << args.spec.slot;
     let mut seq = 0u64;
     while !board.stop_requested() {
         cell.attempted.store(seq + 1, SeqCst);
         let skip = args.defect.hits(Defect::Skipping, seq);
         if !skip {
-            sem.acquire(OP_TIMEOUT).map_err(|e| e.to_string())?;
+            sem.acquire(OP_TIMEOUT)?;
         }
         let occupancy = (cells.inside.fetch_or(bit, SeqCst) | bit).count_ones() as u64;
         cells.max_seen.fetch_max(occupancy, SeqCst);
@@ -167,7 +168,7 @@ fn semaphore_worker(args: SemaphoreWorkerArgs) -> Result<u64, String> {
         std::thread::yield_now();
         cells.inside.fetch_and(!bit, SeqCst);
         if !skip && !args.defect.hits(Defect::Leaking, seq) {
-            sem.release().map_err(|e| e.to_string())?;
+            sem.release()?;
         }
         cell.committed.store(seq + 1, SeqCst);
         seq += 1;
@@ -204,7 +205,11 @@ impl Target for SemaphoreTarget {
         10_000
     }
 
-    fn start_worker(&mut self, spec: &WorkerSpec, _: &SyncSender<Event>) -> Result<Child, String> {
+    fn start_worker(
+        &mut self,
+        spec: &WorkerSpec,
+        _: &SyncSender<Event>,
+    ) -> Result<Child, StressError> {
         let (semaphore, cells) = self.names()?;
         process::start(
             "stress-semaphore-worker",
@@ -216,7 +221,7 @@ impl Target for SemaphoreTarget {
             },
             spec.options('w'),
         )
-        .map_err(|e| e.to_string())
+        .map_err(StressError::from)
     }
 
     fn worker_ended(&mut self, slot: usize, _: Pid, killed: bool) {

@@ -18,13 +18,16 @@
 use super::{read_full, serve, socket_channels, start_armed, write_full, Deadman, RUN_LIMIT};
 use crate::measure::workloads::pool::short_task;
 use crate::measure::workloads::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::Child;
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+/// Name of the task handoff over a Unix socket to one worker: what Pool's apply is divided by.
 pub const TASK_HANDOFF: &str = "unix-socket-task-handoff";
+/// The same with two workers: what a Pool map over two workers is divided by.
 pub const TASK_HANDOFF_2_WORKERS: &str = "unix-socket-task-handoff-2-workers";
 /// Workers of [`TASK_HANDOFF_2_WORKERS`]: those of the pool workloads.
 pub const STREAM_WORKERS: usize = 2;
@@ -36,9 +39,13 @@ struct WorkerArgs {
 
 /// Worker side: read an 8-byte seed, run the short task, write the 8-byte result, until
 /// end of file. Returns how many tasks it ran.
-fn task_worker(args: WorkerArgs) -> Result<u64, String> {
+fn task_worker(args: WorkerArgs) -> Result<u64, MeasureError> {
     serve(args.fd, args.fd, 8, "task worker", |message| {
-        let seed = u64::from_ne_bytes(message.try_into().map_err(|_| "task size")?);
+        let seed = u64::from_ne_bytes(
+            message
+                .try_into()
+                .map_err(|_| MeasureError::Failed("task size".into()))?,
+        );
         message.copy_from_slice(&short_task(seed)?.to_ne_bytes());
         Ok(())
     })

@@ -11,13 +11,16 @@
 
 use super::{read_full, write_full, RUN_LIMIT};
 use crate::measure::workloads::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Child, Options, StartMethod};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
+/// Name of perf-messaging over pipes: what the many-to-many pipe workloads are divided by.
 pub const PIPE_MESSAGING: &str = "pipe-messaging";
+/// Name of perf-messaging over Unix sockets: the socket counterpart.
 pub const UNIX_SOCKET_MESSAGING: &str = "unix-socket-messaging";
 /// Groups (perf's `-g`): one group is 40 processes, enough for 2 CPUs.
 pub const GROUPS: usize = 1;
@@ -29,11 +32,14 @@ pub const MESSAGE: usize = 100;
 /// The channel every message of a run goes through, as perf's `-p` chooses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
+    /// Pipes (`perf bench sched messaging -p`).
     Pipe,
+    /// Unix stream sockets (perf's default).
     UnixSocket,
 }
 
 impl Transport {
+    /// The calibration this transport's run records.
     pub fn calibration_name(self) -> &'static str {
         match self {
             Transport::Pipe => PIPE_MESSAGING,
@@ -78,20 +84,20 @@ struct WorkerArgs {
 
 /// One sender or receiver: "ready", wait for "go" (bounded, where perf waits forever),
 /// then its share of the messages. Returns how many messages it moved.
-fn messaging_worker(args: WorkerArgs) -> Result<u64, String> {
-    write_full(args.ready_fd, b"R").map_err(|e| format!("ready write: {e}"))?;
+fn messaging_worker(args: WorkerArgs) -> Result<u64, MeasureError> {
+    write_full(args.ready_fd, b"R").map_err(|e| MeasureError::at("ready write", e))?;
     let deadline = Instant::now() + RUN_LIMIT;
     if !crate::ipc::pipe::wait_raw_fd(args.wake_fd, libc::POLLIN, Some(deadline))
-        .map_err(|e| format!("wait for go: {e}"))?
+        .map_err(|e| MeasureError::at("wait for go", e))?
     {
-        return Err(format!("no go within {RUN_LIMIT:?}"));
+        return Err(MeasureError::Failed(format!("no go within {RUN_LIMIT:?}")));
     }
     match args.role {
         Role::Sender { out_fds, loops } => {
             let data = [b'S'; MESSAGE];
             for _ in 0..loops {
                 for &fd in &out_fds {
-                    write_full(fd, &data).map_err(|e| format!("sender write: {e}"))?;
+                    write_full(fd, &data).map_err(|e| MeasureError::at("sender write", e))?;
                 }
             }
             Ok((loops * out_fds.len()) as u64)
@@ -99,8 +105,10 @@ fn messaging_worker(args: WorkerArgs) -> Result<u64, String> {
         Role::Receiver { in_fd, messages } => {
             let mut data = [0u8; MESSAGE];
             for received in 0..messages {
-                if !read_full(in_fd, &mut data).map_err(|e| format!("receiver read: {e}"))? {
-                    return Err(format!("end of stream after {received} of {messages}"));
+                if !read_full(in_fd, &mut data).map_err(|e| MeasureError::at("receiver read", e))? {
+                    return Err(MeasureError::Failed(format!(
+                        "end of stream after {received} of {messages}"
+                    )));
                 }
             }
             Ok(messages as u64)

@@ -20,11 +20,13 @@ use std::time::Duration;
 
 /// The peer program.
 pub const SCRIPT: &str = include_str!("../../../peers/cpython/ipcbench_peer.py");
+/// The file the shipped peer script is written to in the session's directory.
 pub const SCRIPT_NAME: &str = "ipcbench_peer.py";
 
 /// Environment variable naming the Python interpreter (default `python3` on PATH).
 pub const PYTHON_ENV: &str = "IPCBENCH_PYTHON";
 
+/// CPython's multiprocessing, run by `python3` with the shipped script.
 pub static PEER: Peer = Peer {
     name: "cpython",
     about: "CPython's multiprocessing, run by python3 (peers/cpython/ipcbench_peer.py)",

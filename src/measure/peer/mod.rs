@@ -26,6 +26,7 @@ use std::time::Duration;
 pub struct Peer {
     /// What `--peer` takes.
     pub name: &'static str,
+    /// What the peer is, in one line for `list`.
     pub about: &'static str,
     /// How to start its process.
     pub command: fn() -> PeerCommand,
@@ -72,14 +73,23 @@ pub fn find(name: &str) -> Result<&'static Peer, String> {
 /// One workload a peer runs: its registry entry's shape and what to ask the peer.
 #[derive(Clone, Debug)]
 pub struct Spec {
+    /// The workload's name, as in the registry (the results key).
     pub name: String,
+    /// Mechanism family, as its ipcbench counterpart.
     pub family: &'static str,
+    /// Flavor within the family.
     pub flavor: &'static str,
+    /// Latency or throughput.
     pub kind: Kind,
+    /// Where its processes run.
     pub placement: Placement,
+    /// Payload of one message, bytes.
     pub message_bytes: u64,
+    /// Producer processes.
     pub producers: u32,
+    /// Consumer processes.
     pub consumers: u32,
+    /// The calibration it is divided by, the same as its ipcbench counterpart's.
     pub calibration: &'static str,
     /// Operations per repeat: (quick, full), as the workload it mirrors.
     pub ops: (usize, usize),
@@ -90,6 +100,7 @@ pub struct Spec {
     /// The bound of a repeat is `min_bound` plus `per_op` per operation: generous, since
     /// a bound only has to turn a hang into an error.
     pub min_bound: Duration,
+    /// Extra bound per operation.
     pub per_op: Duration,
 }
 
@@ -131,9 +142,13 @@ const PEER_WATCHDOG_AFTER: Duration = Duration::from_secs(10);
 /// What a peer said about itself when it started.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
+    /// The interpreter's version, e.g. "3.11.7".
     pub version: String,
+    /// e.g. "CPython".
     pub implementation: String,
+    /// The start methods it offers.
     pub start_methods: Vec<String>,
+    /// CPUs it sees, to check it runs on the machine ipcbench measures.
     pub cpu_count: usize,
 }
 
@@ -184,6 +199,7 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Lane {
+    /// A lane of `peer`, not yet started: the first workload starts its session.
     pub fn new(peer: &'static Peer) -> Arc<Lane> {
         Arc::new(Lane {
             peer,
@@ -194,6 +210,7 @@ impl Lane {
         })
     }
 
+    /// The peer this lane runs.
     pub fn peer(&self) -> &'static Peer {
         self.peer
     }

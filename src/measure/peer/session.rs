@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 /// (written into the session's directory and passed as the first argument).
 #[derive(Clone, Debug)]
 pub struct PeerCommand {
+    /// The interpreter (or any program speaking the peer protocol).
     pub program: std::ffi::OsString,
+    /// Its arguments, after the script when there is one.
     pub args: Vec<std::ffi::OsString>,
     /// (file name, contents).
     pub script: Option<(&'static str, &'static str)>,

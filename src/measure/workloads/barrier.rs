@@ -3,6 +3,7 @@
 
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::sync::Barrier;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use crate::results::Placement;
@@ -20,10 +21,10 @@ struct Party {
     generations: usize,
 }
 
-fn party(args: Party) -> Result<(), String> {
-    let barrier = Barrier::open(&args.barrier).map_err(|e| e.to_string())?;
+fn party(args: Party) -> Result<(), MeasureError> {
+    let barrier = Barrier::open(&args.barrier)?;
     for _ in 0..args.generations {
-        barrier.wait(BOUND).map_err(|e| e.to_string())?;
+        barrier.wait(BOUND)?;
     }
     Ok(())
 }

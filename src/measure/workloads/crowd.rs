@@ -10,6 +10,7 @@
 //! hand-off costs ~120 ns).
 
 use crate::ipc::sync::Barrier;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::sys::shm::{Shared, ShmSafe};
 use serde::de::DeserializeOwned;
@@ -24,9 +25,13 @@ pub(crate) const BOUND: Duration = Duration::from_secs(120);
 /// barrier and the shared clock stamps, beside the workload's own arguments.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CrowdArgs<A> {
+    /// The barrier every member waits at before and after timing.
     pub barrier: String,
+    /// The segment holding the first start and last end stamp.
     pub clock: String,
+    /// Operations each member runs.
     pub ops: usize,
+    /// The workload's own arguments (the mechanism's address).
     pub work: A,
 }
 
@@ -106,16 +111,16 @@ fn elapsed(clock: &CrowdClock) -> Duration {
 /// its start, runs `op` `ops` times, stamps its end, reports done.
 pub fn crowd_member<A, S>(
     args: CrowdArgs<A>,
-    setup: impl FnOnce(&A) -> Result<S, String>,
-    mut op: impl FnMut(&S) -> Result<(), String>,
-) -> Result<(), String>
+    setup: impl FnOnce(&A) -> Result<S, MeasureError>,
+    mut op: impl FnMut(&S) -> Result<(), MeasureError>,
+) -> Result<(), MeasureError>
 where
     A: DeserializeOwned,
 {
-    let barrier = Barrier::open(&args.barrier).map_err(|e| e.to_string())?;
-    let clock: Shared<CrowdClock> = Shared::open(&args.clock).map_err(|e| e.to_string())?;
+    let barrier = Barrier::open(&args.barrier)?;
+    let clock: Shared<CrowdClock> = Shared::open(&args.clock)?;
     let state = setup(&args.work)?;
-    barrier.wait(BOUND).map_err(|e| e.to_string())?;
+    barrier.wait(BOUND)?;
     clock
         .first_start
         .fetch_min(monotonic_ns(), Ordering::SeqCst);
@@ -123,6 +128,6 @@ where
         op(&state)?;
     }
     clock.last_end.fetch_max(monotonic_ns(), Ordering::SeqCst);
-    barrier.wait(BOUND).map_err(|e| e.to_string())?;
+    barrier.wait(BOUND)?;
     Ok(())
 }

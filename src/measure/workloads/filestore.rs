@@ -3,6 +3,7 @@
 
 use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use crate::ipc::filestore::{Counts, FileStore, StoreAddress, StoreLockKind};
+use crate::measure::MeasureError;
 use crate::register_entry;
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,15 @@ fn buy(counts: &mut Counts) {
     *counts.entry("sold".into()).or_default() += 1;
 }
 
-fn buyer(args: CrowdArgs<StoreAddress>) -> Result<(), String> {
+fn buyer(args: CrowdArgs<StoreAddress>) -> Result<(), MeasureError> {
     crowd_member(
         args,
-        |address| FileStore::open(address).map_err(|e| e.to_string()),
+        |address| FileStore::open(address).map_err(MeasureError::from),
         |store| {
             store
                 .update(BOUND, buy)
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(MeasureError::from)
         },
     )
 }

@@ -3,6 +3,7 @@
 
 use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use crate::ipc::lock::{LockAddress, LockFlavor};
+use crate::measure::MeasureError;
 use crate::register_entry;
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,13 @@ pub fn time_rounds(iters: usize, mut round: impl FnMut()) -> super::RoundTrips {
     super::RoundTrips { samples_ns }
 }
 
-fn contender(args: CrowdArgs<LockAddress>) -> Result<(), String> {
+fn contender(args: CrowdArgs<LockAddress>) -> Result<(), MeasureError> {
     crowd_member(
         args,
-        |address| address.open().map_err(|e| e.to_string()),
+        |address| address.open().map_err(MeasureError::from),
         |lock| {
-            lock.acquire(BOUND).map_err(|e| e.to_string())?;
-            lock.release().map_err(|e| e.to_string())
+            lock.acquire(BOUND)?;
+            lock.release().map_err(MeasureError::from)
         },
     )
 }

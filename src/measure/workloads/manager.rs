@@ -4,6 +4,7 @@
 use super::crowd::{crowd_member, timed_crowd, CrowdArgs, BOUND};
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::manager::{Manager, ManagerAddress, ManagerClient};
+use crate::measure::MeasureError;
 use crate::process::StartMethod;
 use crate::register_entry;
 use crate::results::Placement;
@@ -24,16 +25,16 @@ pub fn rpc_round_trips(placement: Placement, iters: usize) -> RoundTrips {
     round_trips
 }
 
-fn client(args: CrowdArgs<ManagerAddress>) -> Result<(), String> {
+fn client(args: CrowdArgs<ManagerAddress>) -> Result<(), MeasureError> {
     crowd_member(
         args,
-        |address| ManagerClient::connect(address).map_err(|e| e.to_string()),
+        |address| ManagerClient::connect(address).map_err(MeasureError::from),
         |client| {
             client
                 .counter("n")
                 .increment(1)
                 .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(MeasureError::from)
         },
     )
 }

@@ -31,10 +31,12 @@ use std::time::Duration;
 /// Per-operation times of one latency run, in nanoseconds, in the order measured.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoundTrips {
+    /// One time per round trip, nanoseconds.
     pub samples_ns: Vec<u64>,
 }
 
 impl RoundTrips {
+    /// The sum of the samples: what criterion's `iter_custom` wants.
     pub fn total(&self) -> Duration {
         Duration::from_nanos(self.samples_ns.iter().sum())
     }

@@ -4,6 +4,7 @@
 
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::pipe::{pipe, Connection, ConnectionHandle, PipeKind};
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Child, Options};
 use crate::register_entry;
 use crate::results::Placement;
@@ -30,13 +31,13 @@ pub(super) fn finish(mut child: Child) {
 
 // ---- framed Connection ----
 
-fn echo(handle: ConnectionHandle) -> Result<(), String> {
-    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+fn echo(handle: ConnectionHandle) -> Result<(), MeasureError> {
+    let conn = Connection::adopt(handle)?;
     loop {
         match conn.recv_bytes() {
-            Ok(message) => conn.send_bytes(&message).map_err(|e| e.to_string())?,
+            Ok(message) => conn.send_bytes(&message)?,
             Err(e) if e.is_eof() => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -96,30 +97,30 @@ pub fn round_trip(
     RoundTrips { samples_ns }
 }
 
-fn echo_simplex(handles: (ConnectionHandle, ConnectionHandle)) -> Result<(), String> {
-    let input = Connection::adopt(handles.0).map_err(|e| e.to_string())?;
-    let output = Connection::adopt(handles.1).map_err(|e| e.to_string())?;
+fn echo_simplex(handles: (ConnectionHandle, ConnectionHandle)) -> Result<(), MeasureError> {
+    let input = Connection::adopt(handles.0)?;
+    let output = Connection::adopt(handles.1)?;
     loop {
         match input.recv_bytes() {
-            Ok(message) => output.send_bytes(&message).map_err(|e| e.to_string())?,
+            Ok(message) => output.send_bytes(&message)?,
             Err(e) if e.is_eof() => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 register_entry!("workload-pipe-echo-simplex", echo_simplex);
 
-fn drain(handle: ConnectionHandle) -> Result<(), String> {
-    let conn = Connection::adopt(handle).map_err(|e| e.to_string())?;
+fn drain(handle: ConnectionHandle) -> Result<(), MeasureError> {
+    let conn = Connection::adopt(handle)?;
     let mut count = 0u64;
     loop {
         match conn.recv_bytes() {
             Ok(message) if message.is_empty() => break,
             Ok(_) => count += 1,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
-    conn.send(&count).map_err(|e| e.to_string())
+    conn.send(&count).map_err(MeasureError::from)
 }
 register_entry!("workload-pipe-drain", drain);
 

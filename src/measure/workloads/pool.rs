@@ -4,6 +4,7 @@
 
 use super::RoundTrips;
 use crate::ipc::pool::{Pool, PoolOptions};
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::programs::pool_echo::{self as echo, ServerKind};
 use crate::register_entry;
@@ -16,7 +17,7 @@ pub const SHORT_TASK: &str = "measure-pool-short-task";
 /// Bytes per echo round trip.
 pub const ECHO_MESSAGE: usize = 64;
 
-pub(crate) fn short_task(seed: u64) -> Result<u64, String> {
+pub(crate) fn short_task(seed: u64) -> Result<u64, MeasureError> {
     let mut x = seed;
     for i in 0..1000u64 {
         x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i);

@@ -1,11 +1,12 @@
 //! Process start+join by start method, beside the raw system-call baselines.
 
 use super::RoundTrips;
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use std::time::{Duration, Instant};
 
-fn empty(_: ()) -> Result<(), String> {
+fn empty(_: ()) -> Result<(), MeasureError> {
     Ok(())
 }
 register_entry!("measure-empty", empty);
@@ -24,6 +25,7 @@ pub enum StartKind {
 }
 
 impl StartKind {
+    /// Every start kind, in the catalogue's order.
     pub const ALL: [StartKind; 4] = [
         StartKind::RawForkExit,
         StartKind::Fork,
@@ -31,6 +33,7 @@ impl StartKind {
         StartKind::Spawn,
     ];
 
+    /// The name the workload names and the CLI use.
     pub fn name(self) -> &'static str {
         match self {
             StartKind::Fork => "fork",

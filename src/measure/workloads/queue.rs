@@ -6,6 +6,7 @@
 use super::pipe::{finish, CHILD_LIMIT};
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::queue::{self, Config, Flavor, Queue, QueueHandle, Role};
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Child, Options};
 use crate::register_entry;
 use crate::results::Placement;
@@ -37,18 +38,16 @@ fn start(
 }
 
 /// Gets from the first queue and puts into the second, until an empty message.
-fn echo(handles: (QueueHandle, QueueHandle)) -> Result<(), String> {
-    let requests = queue::open(handles.0).map_err(|e| e.to_string())?;
-    let replies = queue::open(handles.1).map_err(|e| e.to_string())?;
+fn echo(handles: (QueueHandle, QueueHandle)) -> Result<(), MeasureError> {
+    let requests = queue::open(handles.0)?;
+    let replies = queue::open(handles.1)?;
     // One buffer for every message, as for every get this module times: what is measured
     // is the queue's hand-off, not the allocator.
     let mut message = Vec::new();
     loop {
-        requests
-            .get_into(&mut message, None)
-            .map_err(|e| e.to_string())?;
+        requests.get_into(&mut message, None)?;
         let last = message.is_empty();
-        replies.put(&message, None).map_err(|e| e.to_string())?;
+        replies.put(&message, None)?;
         if last {
             return Ok(());
         }
@@ -133,31 +132,29 @@ struct StreamArgs {
     messages: usize,
 }
 
-fn stream_producer(args: StreamArgs) -> Result<(), String> {
-    let queue = queue::open(args.queue).map_err(|e| e.to_string())?;
-    let gate: Shared<Gate> = Shared::open(&args.gate).map_err(|e| e.to_string())?;
+fn stream_producer(args: StreamArgs) -> Result<(), MeasureError> {
+    let queue = queue::open(args.queue)?;
+    let gate: Shared<Gate> = Shared::open(&args.gate)?;
     let limit = Instant::now() + CHILD_LIMIT;
     while gate[0].load(Ordering::Acquire) == 0 {
         if futex::wait(&gate[0], 0, Some(limit)) == futex::Wake::TimedOut {
-            return Err("never told to go".into());
+            return Err(MeasureError::Failed("never told to go".into()));
         }
     }
     let message = vec![0xa5u8; args.size.max(1)];
     for _ in 0..args.messages {
-        queue.put(&message, None).map_err(|e| e.to_string())?;
+        queue.put(&message, None)?;
     }
     Ok(())
 }
 register_entry!("workload-queue-stream-producer", stream_producer);
 
-fn stream_consumer(args: StreamArgs) -> Result<(), String> {
-    let queue = queue::open(args.queue).map_err(|e| e.to_string())?;
-    let gate: Shared<Gate> = Shared::open(&args.gate).map_err(|e| e.to_string())?;
+fn stream_consumer(args: StreamArgs) -> Result<(), MeasureError> {
+    let queue = queue::open(args.queue)?;
+    let gate: Shared<Gate> = Shared::open(&args.gate)?;
     let mut message = Vec::new();
     loop {
-        queue
-            .get_into(&mut message, None)
-            .map_err(|e| e.to_string())?;
+        queue.get_into(&mut message, None)?;
         if message.is_empty() {
             return Ok(());
         }

@@ -2,6 +2,7 @@
 
 use super::{cpus_for, pin, RoundTrips};
 use crate::ipc::sync::{Event, Semaphore};
+use crate::measure::MeasureError;
 use crate::process::{self as proc, Options, StartMethod};
 use crate::register_entry;
 use crate::results::Placement;
@@ -10,13 +11,18 @@ use serde::{Deserialize, Serialize};
 use super::crowd::BOUND;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A primitive two processes ping-pong with.
 pub enum Primitive {
+    /// Two semaphores, one for each direction.
     Semaphore,
+    /// Two events, set and cleared in turn.
     Event,
 }
 
 impl Primitive {
+    /// Both, in the catalogue's order.
     pub const ALL: [Primitive; 2] = [Primitive::Semaphore, Primitive::Event];
+    /// The name the workload names use.
     pub fn name(self) -> &'static str {
         match self {
             Primitive::Semaphore => "semaphore",
@@ -33,25 +39,18 @@ struct Responder {
     rounds: usize,
 }
 
-fn respond(args: Responder) -> Result<(), String> {
-    let e = |e: crate::ipc::sync::SyncError| e.to_string();
+fn respond(args: Responder) -> Result<(), MeasureError> {
     if args.primitive == "semaphore" {
-        let (ping, pong) = (
-            Semaphore::open(&args.ping).map_err(e)?,
-            Semaphore::open(&args.pong).map_err(e)?,
-        );
+        let (ping, pong) = (Semaphore::open(&args.ping)?, Semaphore::open(&args.pong)?);
         for _ in 0..args.rounds {
-            ping.acquire(BOUND).map_err(e)?;
-            pong.release().map_err(e)?;
+            ping.acquire(BOUND)?;
+            pong.release()?;
         }
     } else {
-        let (ping, pong) = (
-            Event::open(&args.ping).map_err(e)?,
-            Event::open(&args.pong).map_err(e)?,
-        );
+        let (ping, pong) = (Event::open(&args.ping)?, Event::open(&args.pong)?);
         for _ in 0..args.rounds {
             if !ping.wait(BOUND) {
-                return Err("ping never set".into());
+                return Err(MeasureError::Failed("ping never set".into()));
             }
             ping.clear();
             pong.set();
