@@ -40,12 +40,16 @@ fn report(inputs: &[&Path], baseline: Option<&Path>, out: &Path) -> Output {
 
 /// Runs `ipcbench run ARGS --out DIR`, which must succeed; returns its stdout, the page
 /// and the results it wrote.
-fn run_into(args: &[&str], out_dir: &Path) -> (String, String, Results) {
+/// `ipcbench run ARGS --out OUT_DIR` with `env` set, which must succeed.
+fn run_into(args: &[&str], env: &[(&str, &str)], out_dir: &Path) -> (String, String, Results) {
     let out_arg = out_dir.display().to_string();
-    let mut all = vec!["run"];
-    all.extend_from_slice(args);
-    all.extend(["--out", &out_arg]);
-    let out = ipcbench(&all);
+    let out = Command::new(env!("CARGO_BIN_EXE_ipcbench"))
+        .arg("run")
+        .args(args)
+        .args(["--out", &out_arg])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ipcbench");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(
         out.status.code(),
@@ -918,7 +922,8 @@ fn renders_in_headless_chromium_without_requests_or_errors() {
 fn run_says_what_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let (stdout, html, results) = run_into(&["--quick", "--skip", "bench,check,stress"], &out_dir);
+    let (stdout, html, results) =
+        run_into(&["--quick", "--skip", "bench,check,stress"], &[], &out_dir);
     assert_eq!(results.profile, "quick");
     assert!(results.latency.is_empty() && results.scenarios.is_empty());
     for step in ["bench", "check", "stress"] {
@@ -976,12 +981,22 @@ fn run_refuses_bad_arguments_with_exit_2() {
 }
 
 /// A real step end to end: `run --quick` with the bench step only runs `ipcbench bench`
-/// as a child, folds its JSON in, and the page shows exactly those figures.
+/// as a child, folds its JSON in, and the page shows exactly those figures. Without a
+/// Python interpreter the CPython lane is left out, and the page says why where its
+/// figures would be.
 #[test]
 fn run_folds_a_real_step_into_the_report() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("run");
-    let (stdout, html, results) = run_into(&["--quick", "--skip", "check,stress"], &out_dir);
+    let no_python = dir.path().join("no-such-python3");
+    let (stdout, html, results) = run_into(
+        &["--quick", "--skip", "check,stress"],
+        &[(
+            ipcbench::measure::peer::cpython::PYTHON_ENV,
+            no_python.to_str().unwrap(),
+        )],
+        &out_dir,
+    );
     let line = stdout.lines().find(|l| l.starts_with("bench")).unwrap();
     assert!(
         line.contains(" ok ") && line.contains("calibrations"),
@@ -1004,4 +1019,9 @@ fn run_folds_a_real_step_into_the_report() {
     }
     assert!(html.contains("not run: skipped (--skip check)"));
     assert_eq!(cell(&html, "bench", "status").as_deref(), Some("ok"));
+    assert!(results.peers.is_empty());
+    assert!(
+        html.contains("not run: cpython: skipped: "),
+        "the peers section names why the lane was left out"
+    );
 }

@@ -99,6 +99,8 @@ pub struct Profile {
     pub seed: u64,
     /// Broken or slowed twins each step runs in place of its mechanism.
     pub twins: Twins,
+    /// Why a peer's lane was left out (e.g. "python3 not found"), for the page.
+    pub peer_skipped: std::cell::RefCell<Vec<String>>,
 }
 
 /// What a step did.
@@ -132,6 +134,7 @@ pub const STEPS: [Step; 3] = [
             Section::Throughput,
             Section::Scaling,
             Section::ProcessPool,
+            Section::Peers,
         ],
         run: bench,
     },
@@ -207,7 +210,13 @@ fn bench(results: &mut Results, profile: &Profile) -> Outcome {
             args.extend(["--peer".to_string(), "cpython".to_string()]);
             bound += PEER_ALLOWANCE;
         }
-        Err(reason) => eprintln!("cpython: skipped: {reason}"),
+        Err(reason) => {
+            eprintln!("cpython: skipped: {reason}");
+            profile
+                .peer_skipped
+                .borrow_mut()
+                .push(format!("cpython: skipped: {reason}"));
+        }
     }
     let code = run_subcommand(results, profile, "bench", &args, bound);
     outcome(code, || {
@@ -426,6 +435,7 @@ pub fn main(args: Args) -> i32 {
         dir: out.clone(),
         seed: results.created_unix,
         twins,
+        peer_skipped: Default::default(),
     };
     // Fail on an unusable output directory now, not after minutes of measuring.
     if let Err(e) = std::fs::create_dir_all(&out) {
@@ -450,6 +460,13 @@ pub fn main(args: Args) -> i32 {
         }
         rows.push((step.name, outcome, seconds));
     }
+    notes.extend(
+        profile
+            .peer_skipped
+            .take()
+            .into_iter()
+            .map(|why| (Section::Peers, format!("not run: {why}"))),
+    );
 
     let threshold_pct = crate::report::compare::Policy::default().threshold_pct;
     let regressions = baseline.as_ref().map_or(0, |(b, _)| {
@@ -569,6 +586,7 @@ mod tests {
             dir: PathBuf::from("."),
             seed: 1,
             twins: Twins::default(),
+            peer_skipped: Default::default(),
         };
         let outcome = run_step(&step, &mut results, &profile);
         assert_eq!(outcome, Outcome::Failed("panicked: deliberate".into()));
