@@ -659,3 +659,78 @@ fn junit_output_has_a_case_per_metric_and_behaviour() {
     );
     assert!(case("flock").failure.is_none());
 }
+
+fn raw(name: &str, placement: Placement, ns: f64) -> ipcbench::results::Calibration {
+    ipcbench::results::Calibration {
+        name: name.into(),
+        placement,
+        value: ns,
+        unit: "ns".into(),
+        spread: 0.05,
+        achieved: None,
+    }
+}
+
+/// The machine's raw costs: the cross-CPU wake-up (futex) and the pipe round trips the
+/// baseline's latencies are divided by, cross-CPU ones at `cross_ns`.
+fn with_machine(mut r: Results, cross_ns: f64) -> Results {
+    r.calibration = vec![
+        raw("futex-roundtrip", Placement::CrossCpu, cross_ns),
+        raw("futex-roundtrip", Placement::SameCpu, 4_000.0),
+        raw("pipe-roundtrip", Placement::CrossCpu, cross_ns),
+        raw("pipe-roundtrip", Placement::SameCpu, 4_000.0),
+    ];
+    let mut same = latency("queue/pipe/roundtrip/64B/same-cpu", 1.5, 0.08);
+    same.placement = Placement::SameCpu;
+    r.latency.push(same);
+    r
+}
+
+/// A day when the VM's idle CPUs take 9× longer to wake (seen on this machine class: the
+/// raw cross-CPU futex round trip at 11 µs one day, 103 µs the next) moves cross-CPU
+/// ratios several times with no change in the code. Such metrics are shown, marked and
+/// named, not gated; a same-CPU regression still fails on such a day, and on an unmoved
+/// machine the same cross-CPU slowdown fails.
+#[test]
+fn a_moved_machine_leaves_cross_cpu_metrics_shown_but_not_gated() {
+    let files = Files::new("machine-moved");
+    let base = files.write("base.json", &with_machine(baseline(), 11_000.0));
+    let cross = "queue/pipe/roundtrip/64B/cross-cpu";
+    let slower = |cross_ns: f64, which: &str| {
+        let mut r = with_machine(baseline(), cross_ns);
+        for l in r
+            .latency
+            .iter_mut()
+            .filter(|l| l.workload.as_str() == which)
+        {
+            l.ratio = l.ratio.map(|x| x * 4.0);
+        }
+        r
+    };
+
+    let moved = files.write("moved.json", &slower(103_000.0, cross));
+    let (code, out, _) = compare(&base, &moved, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(regressed_line(&out, cross).is_none(), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("worse≠") && l.contains(cross)),
+        "marked as worse on a moved machine: {out}"
+    );
+    assert!(
+        out.contains("machine moved: the machine's cross-CPU wake-up (futex-roundtrip, cross-cpu) moved 9.36× since the baseline (11 µs → 103 µs)"),
+        "{out}"
+    );
+
+    let same = "queue/pipe/roundtrip/64B/same-cpu";
+    let moved_same = files.write("moved-same.json", &slower(103_000.0, same));
+    let (code, out, _) = compare(&base, &moved_same, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 1, "{out}");
+    assert!(regressed_line(&out, same).is_some(), "{out}");
+
+    let unmoved = files.write("unmoved.json", &slower(12_000.0, cross));
+    let (code, out, _) = compare(&base, &unmoved, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 1, "{out}");
+    assert!(regressed_line(&out, cross).is_some(), "{out}");
+    assert!(!out.contains("machine moved"), "{out}");
+}

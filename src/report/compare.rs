@@ -20,7 +20,7 @@
 //! too.
 
 use crate::report::junit::{Suite, TestCase};
-use crate::results::{Expectation, Results};
+use crate::results::{Expectation, Placement, Results};
 use serde::{Deserialize, Serialize};
 
 /// Spread above which a speed metric is informational only (see the README's CI gate
@@ -52,6 +52,9 @@ pub(crate) enum Status {
     Regressed,
     /// Worse beyond threshold and noise, but too noisy to gate.
     NoisyWorse,
+    /// Worse beyond threshold and noise, but the machine's raw cost of the same kind moved
+    /// since the baseline (see [`MACHINE_MOVED`]): not gated on this run.
+    MachineMoved,
     /// In the baseline, not in this run.
     Missing,
     /// Better beyond threshold and noise.
@@ -68,6 +71,7 @@ impl Status {
         match self {
             Status::Regressed => "REGRESSED",
             Status::NoisyWorse => "worse (noisy, not gated)",
+            Status::MachineMoved => "worse (the machine moved, not gated)",
             Status::Missing => "missing",
             Status::Improved => "improved",
             Status::Unchanged => "ok",
@@ -120,6 +124,10 @@ pub struct Comparison {
     /// Regressions first, then the rest by status and key.
     pub(crate) metrics: Vec<MetricDelta>,
     pub(crate) behaviour: Vec<BehaviourDelta>,
+    /// How the machine's raw costs moved since the baseline, where they moved enough to
+    /// leave metrics ungated (empty on the same machine in the same state).
+    #[serde(default)]
+    pub(crate) machine_moved: Vec<String>,
 }
 
 impl Comparison {
@@ -164,16 +172,54 @@ struct Metric {
     /// A peer's figure (CPython's multiprocessing): another implementation's speed is
     /// shown beside ipcbench's, never a regression of ipcbench.
     peer: bool,
+    /// Whether its processes hand work to each other across CPUs (pinned apart, or left
+    /// to the scheduler with more than one process): its cost then rides on the machine's
+    /// cross-CPU wake-up.
+    crosses_cpus: bool,
+    /// The raw figure of the same run it is divided by, if recorded.
+    calibration: Option<f64>,
+}
+
+/// Factor by which a raw cost of the machine may move between the baseline and the run
+/// before the ratios that rest on it stop being comparable. A ratio to the same run's raw
+/// baseline cancels a uniformly faster or slower machine, but not a change in one kind
+/// of cost: on a VM whose idle vCPUs take ~100 µs instead of ~11 µs to wake (seen from
+/// one day to the next on the same machine class), a raw round trip pays it twice and a
+/// Pool's or a duplex Pipe's round trip several times, so their ratios move 2–15× with no
+/// change in the code. Such a metric is shown, marked, and not gated; behaviour is gated
+/// as always.
+pub(crate) const MACHINE_MOVED: f64 = 2.0;
+
+/// The raw cross-CPU wake-up the machine-state rule watches.
+const CROSS_CPU_WAKE: &str = "futex-roundtrip";
+
+fn calibration_value(results: &Results, name: &str, placement: Placement) -> Option<f64> {
+    let of = |p: Option<Placement>| {
+        results
+            .calibration
+            .iter()
+            .find(|c| c.name == name && p.is_none_or(|p| c.placement == p))
+            .map(|c| c.value)
+    };
+    of(Some(placement))
+        .or_else(|| of(None))
+        .filter(|v| v.is_finite() && *v > 0.0)
 }
 
 fn metrics(results: &Results) -> Vec<Metric> {
     let usable = |r: Option<f64>| r.filter(|r| r.is_finite() && *r > 0.0);
+    let raw = |name: &Option<String>, placement| {
+        name.as_deref()
+            .and_then(|n| calibration_value(results, n, placement))
+    };
     let latency = results.latency.iter().map(|l| Metric {
         key: format!("latency/{}", l.workload),
         ratio: usable(l.ratio),
         spread: l.spread,
         better: Better::Lower,
         peer: crate::measure::peer::is_peer_flavor(&l.flavor),
+        crosses_cpus: l.placement != Placement::SameCpu,
+        calibration: raw(&l.calibration, l.placement),
     });
     let throughput = results.throughput.iter().map(|t| Metric {
         key: format!("throughput/{}", t.workload),
@@ -181,8 +227,18 @@ fn metrics(results: &Results) -> Vec<Metric> {
         spread: t.spread,
         better: Better::Higher,
         peer: crate::measure::peer::is_peer_flavor(&t.flavor),
+        crosses_cpus: t.producers + t.consumers >= 2,
+        calibration: raw(&t.calibration, Placement::Unpinned),
     });
     latency.chain(throughput).collect()
+}
+
+/// How many times a raw cost moved (either way), when it moved by more than
+/// [`MACHINE_MOVED`].
+fn moved(base: Option<f64>, cur: Option<f64>) -> Option<f64> {
+    let (b, c) = (base?, cur?);
+    let factor = (c / b).max(b / c);
+    (factor > MACHINE_MOVED).then_some(factor)
 }
 
 /// Times worse than the baseline (above 1) or better (below 1), in the metric's own sense.
@@ -205,11 +261,35 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         .filter(|m| m.ratio.is_some() && !m.peer)
         .collect();
     let cur = metrics(current);
+    let wake = |r: &Results| calibration_value(r, CROSS_CPU_WAKE, Placement::CrossCpu);
+    let (wake_base, wake_cur) = (wake(baseline), wake(current));
+    let wake_moved = moved(wake_base, wake_cur);
+    let mut machine_moved = Vec::new();
+    if let (Some(factor), Some(b), Some(c)) = (wake_moved, wake_base, wake_cur) {
+        machine_moved.push(format!(
+            "the machine's cross-CPU wake-up ({CROSS_CPU_WAKE}, cross-cpu) moved {}× since the baseline ({} → {}): metrics whose processes hand off across CPUs are shown but not gated",
+            crate::report::units::significant(factor),
+            crate::report::units::human(b, crate::report::units::Unit::Nanos),
+            crate::report::units::human(c, crate::report::units::Unit::Nanos),
+        ));
+    }
     let mut deltas = Vec::new();
     for b in &base {
         let found = cur.iter().find(|c| c.key == b.key);
         match found.filter(|c| c.ratio.is_some()) {
-            Some(c) => deltas.push(metric_delta(b, c, policy)),
+            Some(c) => {
+                let by_wake = b.crosses_cpus && wake_moved.is_some();
+                let own = moved(b.calibration, c.calibration);
+                let delta = metric_delta(b, c, policy, by_wake || own.is_some());
+                if let (Some(factor), Status::MachineMoved, false) = (own, delta.status, by_wake) {
+                    machine_moved.push(format!(
+                        "{}: the raw figure it is divided by moved {}× since the baseline",
+                        b.key,
+                        crate::report::units::significant(factor)
+                    ));
+                }
+                deltas.push(delta);
+            }
             None => {
                 // Gone, or left without a ratio: a regression when the baseline gates it.
                 let gated = b.spread <= policy.max_gated_spread;
@@ -257,11 +337,14 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         max_gated_spread: policy.max_gated_spread,
         metrics: deltas,
         behaviour,
+        machine_moved,
     }
 }
 
 /// Both ratios present (the caller checked).
-fn metric_delta(base: &Metric, cur: &Metric, policy: Policy) -> MetricDelta {
+/// `machine`: the machine's raw cost this metric rests on moved since the baseline, so a
+/// worse figure is shown, not gated.
+fn metric_delta(base: &Metric, cur: &Metric, policy: Policy, machine: bool) -> MetricDelta {
     let (b, c) = (base.ratio.unwrap_or(1.0), cur.ratio.unwrap_or(1.0));
     let factor = times_worse(base.better, b, c);
     let worse_by = if factor >= 1.0 {
@@ -270,11 +353,13 @@ fn metric_delta(base: &Metric, cur: &Metric, policy: Policy) -> MetricDelta {
         -(1.0 / factor - 1.0)
     };
     let spread = base.spread;
-    let gated = spread <= policy.max_gated_spread;
+    let gated = spread <= policy.max_gated_spread && !machine;
     let beyond = |x: f64| x > policy.threshold_pct / 100.0 && x > spread;
     let status = if beyond(worse_by) {
         if gated {
             Status::Regressed
+        } else if machine {
+            Status::MachineMoved
         } else {
             Status::NoisyWorse
         }
@@ -469,6 +554,9 @@ pub(crate) fn to_junit(c: &Comparison, current: &Results) -> Suite {
                 )
             }
             Status::New => case.skipped("new since the baseline, not gated"),
+            Status::MachineMoved => case.skipped(
+                "worse, but the machine's raw cost it rests on moved since the baseline: shown, not gated",
+            ),
             _ if !m.gated => case.skipped(format!(
                 "baseline spread {:.0}% above {:.0}%: shown, not gated",
                 m.spread * 100.0,
@@ -543,6 +631,12 @@ pub(crate) fn to_table(c: &Comparison) -> String {
         c.threshold_pct,
         c.max_gated_spread * 100.0
     ));
+    for note in &c.machine_moved {
+        out.push_str(&format!("machine moved: {note}\n"));
+    }
+    if !c.machine_moved.is_empty() {
+        out.push('\n');
+    }
     let new = c.new_since_baseline();
     if new > 0 {
         out.push_str(&format!(
@@ -587,6 +681,7 @@ fn short_marker(s: Status) -> &'static str {
     match s {
         Status::Regressed => "REGRESSED",
         Status::NoisyWorse => "worse~",
+        Status::MachineMoved => "worse≠",
         Status::Missing => "missing",
         Status::Improved => "improved",
         Status::Unchanged => "ok",
@@ -609,6 +704,9 @@ pub(crate) fn to_markdown(c: &Comparison) -> String {
         c.threshold_pct,
         c.max_gated_spread * 100.0
     ));
+    for note in &c.machine_moved {
+        out.push_str(&format!("**Machine moved:** {note}.\n\n"));
+    }
     let new = c.new_since_baseline();
     if new > 0 {
         out.push_str(&format!(

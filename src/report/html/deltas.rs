@@ -13,6 +13,7 @@ pub(crate) fn marker(status: Status) -> String {
     let symbol = match status {
         Status::Regressed => "▲",
         Status::NoisyWorse => "△",
+        Status::MachineMoved => "≠",
         Status::Missing => "?",
         Status::Improved => "▼",
         Status::Unchanged => "=",
