@@ -43,6 +43,10 @@ pub struct Args {
     /// in the table, the results and the report. Recorded in the results.
     #[arg(long = "twin", value_name = "SCENARIO/VARIANT")]
     pub twins: Vec<String>,
+    /// Run the scenarios on a peer's own mechanisms instead: `cpython` runs them on
+    /// Python's multiprocessing, through python3 (`IPCBENCH_PYTHON` names another).
+    #[arg(long, value_name = "PEER", value_parser = ["cpython"])]
+    pub peer: Option<String>,
 }
 
 pub fn main(args: Args) -> i32 {
@@ -97,7 +101,19 @@ fn run(args: &Args) -> anyhow::Result<(Vec<VariantResult>, Vec<TestCase>)> {
     if args.cases == Some(0) {
         anyhow::bail!("--cases must be at least 1");
     }
-    let mut selected = search::select(args.scenario.as_deref(), args.variant.as_deref())?;
+    let mut selected = match &args.peer {
+        Some(peer) => {
+            anyhow::ensure!(
+                args.twins.is_empty(),
+                "--twin names ipcbench's broken twins; it does not go with --peer"
+            );
+            crate::measure::peer::cpython::probe()
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--peer {peer}"))?;
+            search::select_peer(peer, args.scenario.as_deref(), args.variant.as_deref())?
+        }
+        None => search::select(args.scenario.as_deref(), args.variant.as_deref())?,
+    };
     for name in &args.twins {
         let (scenario, twin) = as_mechanism_under_test(name).map_err(anyhow::Error::msg)?;
         match selected

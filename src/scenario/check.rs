@@ -377,6 +377,41 @@ pub fn select(
         Some(name) => vec![find(name)?],
         None => super::catalogue().to_vec(),
     };
+    select_variants(scenarios, scenario.is_some(), variant)
+}
+
+/// [`select`] among a peer's scenarios (`cpython`: Python's own multiprocessing); a
+/// scenario is named as in the catalogue (`ticket-oversell`) or with the peer's prefix.
+pub fn select_peer(
+    peer: &str,
+    scenario: Option<&str>,
+    variant: Option<&str>,
+) -> Result<Vec<(&'static dyn Scenario, Variant)>, ScenarioError> {
+    if peer != super::cpython::PEER {
+        return Err(format!("no peer {peer:?}; the peers are: {}", super::cpython::PEER).into());
+    }
+    let scenarios: Vec<&'static dyn Scenario> = match scenario {
+        Some(name) => vec![super::cpython::find(name).ok_or_else(|| {
+            let names: Vec<&str> = super::cpython::catalogue()
+                .iter()
+                .map(|s| s.name())
+                .collect();
+            ScenarioError::Failed(format!(
+                "the {peer} peer has no scenario {name:?}; its scenarios: {}",
+                names.join(", ")
+            ))
+        })?],
+        None => super::cpython::catalogue().to_vec(),
+    };
+    select_variants(scenarios, scenario.is_some(), variant)
+}
+
+fn select_variants(
+    scenarios: Vec<&'static dyn Scenario>,
+    named: bool,
+    variant: Option<&str>,
+) -> Result<Vec<(&'static dyn Scenario, Variant)>, ScenarioError> {
+    let scenario = named.then_some(());
     let mut selected = Vec::new();
     for s in scenarios {
         match variant {

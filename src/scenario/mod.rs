@@ -23,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod cpython;
 pub(crate) mod daemon_children;
 pub(crate) mod error;
 pub(crate) mod join_before_drain;
@@ -521,6 +522,7 @@ const BUILT_IN: &[&dyn Scenario] = {
 pub fn find(name: &str) -> Result<&'static dyn Scenario, ScenarioError> {
     catalogue()
         .iter()
+        .chain(cpython::catalogue())
         .copied()
         .find(|s| s.name() == name)
         .ok_or_else(|| {

@@ -416,6 +416,21 @@ impl Turnstile {
         })
     }
 
+    /// A step whose action reports both whether it progressed and the value to record:
+    /// what an outside worker (a Python process, through `scenario::cpython::bridge`)
+    /// tells the turnstile after doing its operation.
+    pub(crate) fn step_reported(
+        &self,
+        worker: usize,
+        label: &str,
+        action: impl FnOnce() -> (bool, i64),
+    ) -> Result<(bool, i64), ScheduleError> {
+        self.step_inner(worker, label, || {
+            let (progressed, value) = action();
+            ((progressed, value), progressed, value)
+        })
+    }
+
     fn step_inner<R>(
         &self,
         worker: usize,
