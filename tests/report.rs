@@ -380,7 +380,7 @@ fn cpython_figures_sit_beside_the_workloads_they_mirror() {
     }
     assert!(rows >= 10, "the fixture has CPython figures");
     assert_eq!(section.matches("<tr data-key=\"peer/").count(), rows);
-    assert!(section.contains("not run on Python code yet (issue 18, item 3)"));
+    assert!(section.contains("Scenarios: not run on Python code in these results"));
 
     // Results without CPython figures: the section says the lane was not run.
     let dir = tempfile::tempdir().unwrap();

@@ -160,6 +160,10 @@ const FULL_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Scenario cases per variant in the quick profile (`check`'s own default otherwise).
 const QUICK_CASES: u32 = 16;
+/// The same for the CPython scenarios, whose cases start a Python interpreter each (some
+/// 0.3 s): 6 cases of every variant take about a minute and a half on 2 cores, most of it
+/// the hung variants' deadlines.
+const QUICK_PEER_CASES: u32 = 6;
 
 /// How long each stress target runs.
 const QUICK_STRESS: &str = "3s";
@@ -236,7 +240,40 @@ fn check(results: &mut Results, profile: &Profile) -> Outcome {
         args.extend(["--cases".to_string(), QUICK_CASES.to_string()]);
     }
     args.extend(Twins::flags(&profile.twins.check));
-    let code = run_subcommand(results, profile, "check", &args, limit(profile));
+    let mut code = run_subcommand(results, profile, "check", &args, limit(profile));
+    // The same races on Python's own multiprocessing, when python3 answers.
+    match crate::measure::peer::cpython::probe() {
+        Ok(_) => {
+            let mut peer_args = vec![
+                "--peer".to_string(),
+                "cpython".to_string(),
+                "--seed".to_string(),
+                profile.seed.to_string(),
+            ];
+            if profile.quick {
+                peer_args.extend(["--cases".to_string(), QUICK_PEER_CASES.to_string()]);
+            }
+            let peer_code = run_subcommand(
+                results,
+                profile,
+                "check",
+                &peer_args,
+                limit(profile) + PEER_ALLOWANCE,
+            );
+            code = match (code, peer_code) {
+                (Ok(a), Ok(b)) => Ok(a.max(b)),
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            };
+        }
+        Err(reason) => {
+            eprintln!("cpython scenarios: skipped: {reason}");
+            let note = format!("cpython: skipped: {reason}");
+            let mut skipped = profile.peer_skipped.borrow_mut();
+            if !skipped.contains(&note) {
+                skipped.push(note);
+            }
+        }
+    }
     outcome(code, || {
         let matched = results.scenarios.iter().filter(|s| s.matches).count();
         format!(

@@ -115,7 +115,12 @@ fn dup_cloexec(fd: RawFd) -> std::io::Result<OwnedFd> {
 }
 
 /// Serves worker `worker` until its socket ends.
-fn serve(stream: UnixStream, segment: OwnedFd, worker: usize, bound: Duration) -> Result<(), String> {
+fn serve(
+    stream: UnixStream,
+    segment: OwnedFd,
+    worker: usize,
+    bound: Duration,
+) -> Result<(), String> {
     let fd = segment.as_raw_fd();
     std::mem::forget(segment); // `adopt` owns it from here
     let mut turnstile = Turnstile::adopt(TurnstileHandle { fd }, worker)
@@ -151,13 +156,11 @@ fn serve_lines(
             "step" => {
                 let mut failure = None;
                 turnstile
-                    .step_reported(worker, rest, || {
-                        match grant(&mut writer, &mut reader) {
-                            Ok(done) => done,
-                            Err(e) => {
-                                failure = Some(e);
-                                (true, 0)
-                            }
+                    .step_reported(worker, rest, || match grant(&mut writer, &mut reader) {
+                        Ok(done) => done,
+                        Err(e) => {
+                            failure = Some(e);
+                            (true, 0)
                         }
                     })
                     .map_err(|e| format!("python worker {worker}, step {rest:?}: {e}"))?;
@@ -178,13 +181,20 @@ fn serve_lines(
                     .map_err(|e| format!("python worker {worker}, finish: {e}"))?;
                 finished = true;
             }
-            _ => return Err(format!("python worker {worker} sent {line:?}, not a turnstile request")),
+            _ => {
+                return Err(format!(
+                    "python worker {worker} sent {line:?}, not a turnstile request"
+                ))
+            }
         }
     }
 }
 
 /// Tells the worker "go" and reads what its step did: (progressed, value).
-fn grant(writer: &mut UnixStream, reader: &mut BufReader<UnixStream>) -> Result<(bool, i64), String> {
+fn grant(
+    writer: &mut UnixStream,
+    reader: &mut BufReader<UnixStream>,
+) -> Result<(bool, i64), String> {
     writer.write_all(b"go\n").map_err(|e| e.to_string())?;
     let line = read_line(reader)
         .map_err(|e| e.to_string())?
@@ -197,7 +207,9 @@ fn parse_done(line: &str) -> Result<(bool, i64), String> {
     let mut words = line.split(' ');
     match (words.next(), words.next(), words.next(), words.next()) {
         (Some("done"), Some(value), Some(progressed), None) => {
-            let value = value.parse::<i64>().map_err(|_| format!("bad value in {line:?}"))?;
+            let value = value
+                .parse::<i64>()
+                .map_err(|_| format!("bad value in {line:?}"))?;
             match progressed {
                 "1" => Ok((true, value)),
                 "0" => Ok((false, value)),

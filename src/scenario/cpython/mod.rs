@@ -15,8 +15,8 @@
 pub(crate) mod bridge;
 
 use super::{
-    manager_lost_update, ticket_oversell, Case, CaseContext, CaseOutcome,
-    Scenario, ScenarioError, Schedule, Variant, Verdict,
+    manager_lost_update, ticket_oversell, Case, CaseContext, CaseOutcome, Scenario, ScenarioError,
+    Schedule, Variant, Verdict,
 };
 use crate::process::watchdog::{self, BlockedProcess};
 use crate::schedule::{Event, Mode, Turnstile};
@@ -167,7 +167,12 @@ fn run_python(
     if let Some(mut stdin) = python.stdin.take() {
         stdin.write_all(request.to_string().as_bytes())?;
     }
-    let history = || turnstile.as_ref().map(Turnstile::history).unwrap_or_default();
+    let history = || {
+        turnstile
+            .as_ref()
+            .map(Turnstile::history)
+            .unwrap_or_default()
+    };
     let until = Instant::now() + context.deadline;
     let status = loop {
         if let Some(status) = python.try_wait()? {
@@ -183,7 +188,12 @@ fn run_python(
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let stderr_tail = || tail(&std::fs::read_to_string(&stderr_path).unwrap_or_default(), 1500);
+    let stderr_tail = || {
+        tail(
+            &std::fs::read_to_string(&stderr_path).unwrap_or_default(),
+            1500,
+        )
+    };
     use std::os::unix::process::ExitStatusExt as _;
     if let Some(signal) = status.signal() {
         return Ok(CaseOutcome::new(
@@ -206,7 +216,10 @@ fn run_python(
         })?;
     if answer["ok"] != json!(true) {
         let error = answer["error"].as_str().unwrap_or("no error given");
-        let turnstile = bridged.err().map(|e| format!(" (turnstile: {e})")).unwrap_or_default();
+        let turnstile = bridged
+            .err()
+            .map(|e| format!(" (turnstile: {e})"))
+            .unwrap_or_default();
         return Err(ScenarioError::Failed(format!(
             "the CPython scenario failed: {error}{turnstile}; its stderr ends:\n{}",
             stderr_tail()
@@ -555,10 +568,16 @@ static LOCK_HOLDER_KILLED: PythonScenario = PythonScenario {
              for ever in futex",
             &["futex"],
         ),
-        Variant::holds("flock", "fcntl.flock: the kernel drops a dead holder's lock"),
+        Variant::holds(
+            "flock",
+            "fcntl.flock: the kernel drops a dead holder's lock",
+        ),
     ],
     cases: |_| {
-        (1usize..=3, prop_oneof![Just(libc::SIGKILL), Just(libc::SIGTERM)])
+        (
+            1usize..=3,
+            prop_oneof![Just(libc::SIGKILL), Just(libc::SIGTERM)],
+        )
             .prop_map(|(waiters, signal)| unforced(LockParams { waiters, signal }))
             .boxed()
     },
@@ -620,3 +639,113 @@ static DAEMON_CHILDREN: PythonScenario = PythonScenario {
     },
     reproducible: true,
 };
+
+#[cfg(test)]
+mod oracle_tests {
+    //! The oracles on hand-written observations, as the program reports them.
+    use super::*;
+
+    fn judge(scenario: &PythonScenario, params: Value, observed: Value) -> Verdict {
+        (scenario.oracle)("any", &params, &observed, &[]).expect("an observation it reads")
+    }
+
+    #[test]
+    fn a_torn_or_missing_frame_is_a_violation() {
+        let whole = json!({"sent": 8, "whole": 8, "torn": 0, "first": null});
+        assert_eq!(judge(&PIPE_SAME_END, json!({}), whole), Verdict::Holds);
+        let torn = json!({"sent": 8, "whole": 5, "torn": 1, "first": "frame 6 arrived torn"});
+        let v = judge(&PIPE_SAME_END, json!({}), torn);
+        assert!(v
+            .evidence()
+            .is_some_and(|e| e.contains("5 of 8 frames whole, 1 torn; first: frame 6")));
+        let missing = json!({"sent": 8, "whole": 7, "torn": 0, "first": null});
+        assert!(judge(&PIPE_SAME_END, json!({}), missing)
+            .evidence()
+            .is_some_and(|e| e.contains("frames missing")));
+    }
+
+    #[test]
+    fn every_item_exactly_once() {
+        let once = json!({"items": 3, "got": [0, 1, 2]});
+        assert_eq!(judge(&QUEUE_END_SIGNAL, json!({}), once), Verdict::Holds);
+        for got in [json!([0, 1]), json!([0, 1, 1, 2])] {
+            let v = judge(
+                &QUEUE_END_SIGNAL,
+                json!({}),
+                json!({"items": 3, "got": got}),
+            );
+            assert!(v.evidence().is_some(), "{v}");
+        }
+    }
+
+    #[test]
+    fn a_lost_task_must_be_reported() {
+        let all = json!({"tasks": 4, "results": 4, "reported": null});
+        assert_eq!(judge(&POOL_WORKER_DEATH, json!({}), all), Verdict::Holds);
+        let reported = json!({"tasks": 4, "results": 0, "reported": "BrokenProcessPool: x"});
+        assert_eq!(
+            judge(&POOL_WORKER_DEATH, json!({}), reported),
+            Verdict::Holds
+        );
+        let silent = json!({"tasks": 4, "results": 3, "reported": null});
+        assert!(judge(&POOL_WORKER_DEATH, json!({}), silent)
+            .evidence()
+            .is_some());
+    }
+
+    #[test]
+    fn every_waiter_gets_the_lock_and_the_item_arrives_whole() {
+        let v = judge(
+            &LOCK_HOLDER_KILLED,
+            json!({}),
+            json!({"waiters": 2, "acquired": 1}),
+        );
+        assert!(v.evidence().is_some_and(|e| e.contains("1 of 2 waiters")));
+        let ok = json!({"waiters": 2, "acquired": 2});
+        assert_eq!(judge(&LOCK_HOLDER_KILLED, json!({}), ok), Verdict::Holds);
+        let short = json!({"item_bytes": 10, "received": 4});
+        assert!(judge(&JOIN_BEFORE_DRAIN, json!({}), short)
+            .evidence()
+            .is_some());
+    }
+
+    #[test]
+    fn a_daemon_child_seen_after_its_parent_is_a_violation() {
+        let ended = json!({"parent_exit": 0, "child_outlived_ms": 0});
+        assert_eq!(judge(&DAEMON_CHILDREN, json!({}), ended), Verdict::Holds);
+        let outlived = json!({"parent_exit": -9, "child_outlived_ms": 500});
+        assert!(judge(&DAEMON_CHILDREN, json!({}), outlived)
+            .evidence()
+            .is_some_and(|e| e.contains("500 ms after its parent ended (exit -9)")));
+    }
+
+    #[test]
+    fn an_observation_the_oracle_cannot_read_is_an_error_not_a_verdict() {
+        let e = (QUEUE_END_SIGNAL.oracle)("any", &json!({}), &json!({"items": "x"}), &[]);
+        assert!(e.is_err());
+        let e = (MANAGER_LOST_UPDATE.oracle)("any", &json!({}), &json!({}), &[]);
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_scenario_is_found_by_either_name() {
+        assert_eq!(
+            find("ticket-oversell").unwrap().name(),
+            "cpython/ticket-oversell"
+        );
+        assert_eq!(
+            find("cpython/pipe-same-end").unwrap().name(),
+            "cpython/pipe-same-end"
+        );
+        assert!(find("segment-cleanup").is_none());
+        for s in catalogue() {
+            assert!(
+                super::super::catalogue()
+                    .iter()
+                    .any(|c| c.name() == s.name().trim_start_matches("cpython/")),
+                "{} mirrors no catalogue scenario",
+                s.name()
+            );
+        }
+    }
+}
