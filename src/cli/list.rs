@@ -21,10 +21,14 @@ pub fn sections() -> Vec<(&'static str, Vec<Row>)> {
     vec![
         (
             "scenarios (ipcbench check --scenario NAME --variant V)",
-            scenario_rows(),
+            scenario_rows(crate::scenario::catalogue()),
         ),
         ("workloads (ipcbench bench --filter TEXT)", workload_rows()),
         ("peers (ipcbench bench --peer NAME)", peer_rows()),
+        (
+            "peer scenarios (ipcbench check --peer cpython --scenario NAME --variant V)",
+            scenario_rows(crate::scenario::cpython::catalogue()),
+        ),
     ]
 }
 
@@ -73,9 +77,9 @@ fn workload_rows() -> Vec<Row> {
         .collect()
 }
 
-fn scenario_rows() -> Vec<Row> {
+fn scenario_rows(catalogue: &[&dyn crate::scenario::Scenario]) -> Vec<Row> {
     let mut rows = Vec::new();
-    for scenario in crate::scenario::catalogue() {
+    for scenario in catalogue {
         for variant in scenario.variants() {
             let expected = match variant.expected {
                 Expectation::Holds => "must hold".to_string(),
