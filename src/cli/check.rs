@@ -93,7 +93,13 @@ pub fn main(args: Args) -> i32 {
 /// The variants searched, and the JUnit cases of those not run (pending).
 fn run(args: &Args) -> anyhow::Result<(Vec<VariantResult>, Vec<TestCase>)> {
     if let Some(case) = &args.replay {
-        let scenario = args.scenario.as_deref().unwrap_or_default();
+        let mut scenario = args.scenario.as_deref().unwrap_or_default();
+        if args.peer.is_some() {
+            // `--peer cpython --scenario ticket-oversell`: the Python one.
+            if let Some(python) = crate::scenario::cpython::find(scenario) {
+                scenario = python.name();
+            }
+        }
         let variant = args.variant.as_deref().unwrap_or_default();
         let replayed = search::replay(scenario, variant, case).context("--replay")?;
         return Ok((vec![replayed], Vec::new()));

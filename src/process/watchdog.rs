@@ -23,6 +23,11 @@ pub struct BlockedProcess {
     /// thread held when this process was forked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waits_on: Option<String>,
+    /// Its own stack, where the program can give one (a Python process's, printed by
+    /// `faulthandler` when asked): the line of the program it is blocked at, which /proc
+    /// cannot say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 impl std::fmt::Display for BlockedProcess {
@@ -32,11 +37,36 @@ impl std::fmt::Display for BlockedProcess {
             "{} (pid {}) state {} in {} [wchan {}]",
             self.name, self.pid, self.state, self.syscall, self.wchan
         )?;
-        match &self.waits_on {
-            Some(on) => write!(f, " on {on}"),
+        if let Some(on) = &self.waits_on {
+            write!(f, " on {on}")?;
+        }
+        match self.stack.as_deref().and_then(innermost_frame) {
+            Some(frame) => write!(f, ", at {frame}"),
             None => Ok(()),
         }
     }
+}
+
+/// The innermost frame of a `faulthandler` dump worth naming: the first frame of the
+/// program itself (not of the standard library), else the first frame. `File "x.py",
+/// line 290 in consumer_body` reads `consumer_body (x.py:290)`.
+fn innermost_frame(stack: &str) -> Option<String> {
+    let frames: Vec<(&str, &str, &str)> = stack
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("File \"")?;
+            let (path, rest) = rest.split_once("\", line ")?;
+            let (line_no, function) = rest.split_once(" in ")?;
+            Some((path, line_no, function))
+        })
+        .collect();
+    let library = |path: &str| path.contains("/lib/python") || path.starts_with('<');
+    let (path, line_no, function) = frames
+        .iter()
+        .find(|(path, ..)| !library(path))
+        .or(frames.first())?;
+    let file = path.rsplit('/').next().unwrap_or(path);
+    Some(format!("{} ({file}:{line_no})", function.trim()))
 }
 
 /// What a watchdog found at its deadline.
@@ -123,6 +153,7 @@ fn read_state(pid: i32, name: &str) -> Option<BlockedProcess> {
         wait.describe(&maps)
     });
     Some(BlockedProcess {
+        stack: None,
         pid,
         name: name.to_string(),
         state: info.state,

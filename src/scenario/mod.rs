@@ -839,6 +839,7 @@ mod tests {
             wchan: wchan.into(),
             syscall: syscall.into(),
             waits_on: None,
+            stack: None,
         }
     }
 

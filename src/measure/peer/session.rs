@@ -436,7 +436,7 @@ impl Drop for Session {
 }
 
 /// Whether process `pid` has a handler for `signal` (its SigCgt mask in /proc).
-fn catches_signal(pid: i32, signal: i32) -> bool {
+pub(crate) fn catches_signal(pid: i32, signal: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

@@ -147,11 +147,17 @@ fn run_python(
         "answer": answer_path,
         "steps": bridge.as_ref().map(bridge::Bridge::python_fds).unwrap_or_default(),
     });
+    // One file for both, appended to: the program's output, tracebacks and the stacks
+    // `faulthandler` prints when asked.
+    let output = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&stderr_path)?;
     let mut python = std::process::Command::new(crate::measure::peer::cpython::python())
         .arg(&script)
         .stdin(std::process::Stdio::piped())
-        .stdout(std::fs::File::create(&stderr_path)?)
-        .stderr(std::fs::File::options().append(true).open(&stderr_path)?)
+        .stdout(output.try_clone()?)
+        .stderr(output)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .spawn()
         .map_err(|e| {
@@ -181,7 +187,7 @@ fn run_python(
         if Instant::now() >= until {
             return Ok(CaseOutcome::new(
                 Verdict::Hung {
-                    blocked: blocked_processes(),
+                    blocked: blocked_processes(&stderr_path),
                 },
                 history(),
             ));
@@ -232,15 +238,54 @@ fn run_python(
 }
 
 /// Every other process of the case's group (the Python processes), as the watchdog sees
-/// it, named by the role the program gave it.
-fn blocked_processes() -> Vec<BlockedProcess> {
+/// it, named by the role the program gave it, with its Python stack.
+fn blocked_processes(output: &std::path::Path) -> Vec<BlockedProcess> {
     // SAFETY: getpgrp and getpid cannot fail.
     let (group, me) = unsafe { (libc::getpgrp(), libc::getpid()) };
     crate::measure::peer::session::group_members(group)
         .into_iter()
         .filter(|p| p.pid != me)
-        .filter_map(|p| watchdog::diagnose(p.pid, &p.comm))
+        .filter_map(|p| {
+            let mut blocked = watchdog::diagnose(p.pid, &p.comm)?;
+            blocked.stack = python_stack(p.pid, output);
+            Some(blocked)
+        })
         .collect()
+}
+
+/// How long a process asked for its stack gets to print it, and the quiet that ends a
+/// dump (`faulthandler` writes one in many small writes).
+const STACK_GRACE: Duration = Duration::from_millis(300);
+const DUMP_QUIET: Duration = Duration::from_millis(20);
+
+/// Asks process `pid` for its Python stack (SIGUSR1, which the program registered with
+/// `faulthandler` and its forked processes inherit) and reads it from the case's output
+/// file. One process at a time, so that the dumps do not interleave; only a process that
+/// catches the signal is sent it (to any other it would be fatal).
+fn python_stack(pid: i32, output: &std::path::Path) -> Option<String> {
+    if !crate::measure::peer::session::catches_signal(pid, libc::SIGUSR1) {
+        return None;
+    }
+    let size = || std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    let mark = size();
+    // SAFETY: kill(2) on a live process of this case's group, which nothing reaps (so
+    // its pid is not reused) until the group is killed after the verdict.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    let until = Instant::now() + STACK_GRACE;
+    let (mut seen, mut quiet_since) = (mark, Instant::now());
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(2));
+        let now = size();
+        if now != seen {
+            (seen, quiet_since) = (now, Instant::now());
+        } else if seen > mark && quiet_since.elapsed() >= DUMP_QUIET {
+            break;
+        }
+    }
+    let text = std::fs::read(output).ok()?;
+    let dump = String::from_utf8_lossy(text.get(mark as usize..seen as usize)?);
+    let dump = dump.trim();
+    (!dump.is_empty()).then(|| tail(dump, 4000))
 }
 
 fn tail(text: &str, max: usize) -> String {
