@@ -75,6 +75,18 @@ fn every_python_race_is_caught_and_its_printed_command_reproduces_it() {
                 "{name} should be caught: {}",
                 result.detail()
             );
+            if result.verdict_label() == "hung" {
+                // Who waits is named by its role and by the Python line it waits at.
+                let detail = result.detail();
+                assert!(
+                    detail.contains("(ipcbench_scenarios.py:"),
+                    "{name}: no Python frame in {detail}"
+                );
+                assert!(
+                    !detail.contains("python3 (pid"),
+                    "{name}: a process unnamed: {detail}"
+                );
+            }
             let repro = result
                 .reproduction()
                 .unwrap_or_else(|| panic!("{name}: caught without a reproduction"));
