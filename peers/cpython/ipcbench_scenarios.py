@@ -435,7 +435,10 @@ def lock_holder_killed(variant, params):
         raise ScenarioError("the holder did not take the lock within 10 s")
     names = ["waiter %d" % i for i in range(params["waiters"])]
     waiters = [start(n, len(STEP_FDS), waiter_body, lock) for n in names]
-    os.kill(holder.pid, params["signal"])
+    if params["signal"] == signal.SIGTERM:
+        holder.terminate()  # the lesson's own words: terminate() a process holding a Lock
+    else:
+        holder.kill()
     holder.join()
     join_all(waiters)
     return {"waiters": params["waiters"], "acquired": sum(result_of(n) for n in names)}
