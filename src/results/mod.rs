@@ -73,6 +73,11 @@ pub struct PeerInfo {
     /// The start methods its measured workloads used (fork, spawn, forkserver).
     #[serde(default)]
     pub start_methods: Vec<String>,
+    /// Each of its workloads and the ipcbench workload it mirrors (the peer's own pairing),
+    /// so that a reader of the file (the README's script, a user's) compares like with
+    /// like without restating the pairing.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub pairs: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -312,6 +312,11 @@ impl Lane {
             version: hello.version,
             implementation: hello.implementation,
             start_methods: locked(&self.methods).iter().cloned().collect(),
+            pairs: (self.peer.specs)()
+                .into_iter()
+                .filter_map(|spec| Some(((self.peer.twin)(&spec.name)?, spec.name)))
+                .map(|(ours, peer)| (peer, ours))
+                .collect(),
         })
     }
 

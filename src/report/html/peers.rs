@@ -407,6 +407,7 @@ mod tests {
                 version: "3.11.7".into(),
                 implementation: "CPython".into(),
                 start_methods: vec!["fork".into(), "spawn".into()],
+                pairs: Default::default(),
             }],
             ..Results::default()
         }
