@@ -115,7 +115,7 @@ pub enum PeerError {
     /// The peer did not answer within the bound; its process group was killed.
     #[error(
         "{peer}: {doing} did not finish within {:.0} s; killed the peer's process group. \
-         Blocked: {blocked}{stacks}{stderr}",
+         Blocked: {blocked}{stacks_and_stderr}",
         bound.as_secs_f64()
     )]
     Stalled {
@@ -127,10 +127,9 @@ pub enum PeerError {
         bound: Duration,
         /// Each process of the peer's group and what it was blocked in.
         blocked: String,
-        /// Their Python stacks.
-        stacks: String,
-        /// The end of the peer's stderr before the stacks were asked for.
-        stderr: String,
+        /// Their Python stacks, then the end of the peer's stderr from before the stacks
+        /// were asked for.
+        stacks_and_stderr: String,
     },
     /// The peer ran the workload and says it failed.
     #[error("{peer}: {workload} failed in the peer: {error}{stderr}")]

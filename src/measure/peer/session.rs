@@ -249,8 +249,7 @@ impl Session {
                             doing: doing.to_string(),
                             bound,
                             blocked,
-                            stacks,
-                            stderr: self.stderr_note_before(mark),
+                            stacks_and_stderr: stacks + &self.stderr_note_before(mark),
                         });
                     }
                 }
