@@ -235,9 +235,9 @@ pub fn all() -> Vec<Workload> {
     all
 }
 
-/// A set of workloads registered with [`register_workloads!`], from this crate or any
-/// crate linking it: `bench`, `list` and the criterion benches find it with no central
-/// list to edit.
+/// A set of workloads registered with [`register_workloads!`](crate::register_workloads),
+/// from this crate or any crate linking it: `bench`, `list` and the criterion benches find
+/// it with no central list to edit.
 pub struct WorkloadSet {
     /// Names the set in messages.
     pub name: &'static str,

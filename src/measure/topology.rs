@@ -27,7 +27,7 @@ pub enum CpuListError {
     /// A part that is not a number.
     #[error("{0:?} is not a CPU number")]
     NotANumber(String),
-    /// A number above [`MAX_CPU`]: garbage, not a machine.
+    /// A number far above any machine's CPUs (65536): garbage, refused rather than allocated.
     #[error("CPU {0} is beyond {MAX_CPU}")]
     Beyond(usize),
     /// A range `hi-lo`.
