@@ -339,6 +339,15 @@ mod tests {
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count, "duplicate workload names");
+        // The builder leaves ops at (0, 0) until `.ops(quick, full)` is called.
+        for w in &all {
+            let (quick, full) = w.shape.ops;
+            assert!(
+                0 < quick && quick <= full,
+                "{}: ops {quick}, {full}",
+                w.shape.name
+            );
+        }
         // A ratio is only computed against the same name in the same placement.
         let calibrations: Vec<(&str, Placement)> = all
             .iter()

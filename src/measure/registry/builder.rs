@@ -92,7 +92,9 @@ impl<K> WorkloadBuilder<K> {
         self
     }
 
-    /// Operations per repeat: `quick` in the quick profile, `full` in the full one.
+    /// Operations per repeat: `quick` in the quick profile, `full` in the full one (no
+    /// default: a workload built without it runs no operation, and the registry's test
+    /// refuses one).
     pub fn ops(mut self, quick: usize, full: usize) -> Self {
         self.ops = (quick, full);
         self
