@@ -15,7 +15,7 @@
 #       20 senders each writing 1000 rounds of a 100-byte message to each of 20
 #       receivers, 40 processes), with -p (pipes) and without (Unix stream socketpairs),
 #       against ipcbench's calibration/{pipe,unix-socket}-messaging, which does the same
-#       (full profile: 1000 loops, see registry::MESSAGING_LOOPS); both give the total
+#       (full profile: 1000 loops, see measure::calibration::catalogue::MESSAGING_LOOPS); both give the total
 #       seconds from the start signal to the last worker reaped.
 # Each tool runs RUNS times, alternating. One run of memcpy or messaging is the median
 # of 5 repeats for both tools (ipcbench's full profile repeats 5 times). The

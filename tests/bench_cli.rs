@@ -106,9 +106,9 @@ fn list_shows_every_workload() {
     let text = String::from_utf8_lossy(&out.stdout);
     for workload in ipcbench::measure::registry::all() {
         assert!(
-            text.contains(&workload.name),
+            text.contains(&workload.shape.name),
             "{} not listed",
-            workload.name
+            workload.shape.name
         );
     }
 }

@@ -43,7 +43,7 @@ fn mp_semaphores() -> Vec<String> {
 fn spec(name: &str) -> Spec {
     cpython::specs()
         .into_iter()
-        .find(|s| s.name == name)
+        .find(|s| s.shape.name == name)
         .unwrap_or_else(|| panic!("no CPython workload {name}"))
 }
 
@@ -88,7 +88,8 @@ fn the_peer_answers_hello_with_its_version() {
 #[test]
 fn a_missing_interpreter_is_a_reason_not_a_crash() {
     let err = cpython::probe_program("/nonexistent/python3".as_ref()).unwrap_err();
-    assert_eq!(err, "/nonexistent/python3 not found");
+    assert!(err.is_missing(), "{err:?}");
+    assert_eq!(err.to_string(), "/nonexistent/python3 not found");
 }
 
 /// One workload of every CPython flavor returns exactly the operations asked.
@@ -102,18 +103,22 @@ fn one_workload_of_each_flavor_runs() {
         let lane = Lane::new(&cpython::PEER);
         let mut seen: Vec<&str> = Vec::new();
         for spec in cpython::specs() {
-            if seen.contains(&spec.flavor) {
+            if seen.contains(&spec.shape.flavor) {
                 continue;
             }
-            seen.push(spec.flavor);
+            seen.push(spec.shape.flavor);
             // Multiples of 4 so that every stream and crowd splits evenly.
             let ops = 8;
             let sample = lane
                 .run(&spec, ops)
-                .unwrap_or_else(|e| panic!("{}: {e}", spec.name));
-            assert_eq!(count(&sample), ops, "{}", spec.name);
+                .unwrap_or_else(|e| panic!("{}: {e}", spec.shape.name));
+            assert_eq!(count(&sample), ops, "{}", spec.shape.name);
             if let Sample::Times(trips) = &sample {
-                assert!(trips.samples_ns.iter().all(|&ns| ns > 0), "{}", spec.name);
+                assert!(
+                    trips.samples_ns.iter().all(|&ns| ns > 0),
+                    "{}",
+                    spec.shape.name
+                );
             }
         }
         for flavor in [
@@ -177,8 +182,8 @@ fn a_peer_killed_mid_workload_is_an_error_naming_it_with_nothing_left() {
         };
         // SAFETY: kill(2) on the peer this test started (its pid, read from the lane).
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        let err = worker.join().unwrap().unwrap_err();
-        assert!(err.contains(&spec.name), "{err}");
+        let err = worker.join().unwrap().unwrap_err().to_string();
+        assert!(err.contains(&spec.shape.name), "{err}");
         assert!(err.contains("died") && err.contains("signal 9"), "{err}");
         assert!(group_gone(pid), "the peer's group outlived it");
         assert!(hygiene::proc_info(child).is_none_or(|p| p.state == 'Z'));
@@ -205,8 +210,8 @@ fn a_stalled_peer_is_killed_at_its_bound() {
         // bound ends this.
         // SAFETY: kill(2) on the peer this test started.
         unsafe { libc::kill(pid, libc::SIGSTOP) };
-        let err = lane.run(&spec, 4).unwrap_err();
-        assert!(err.contains(&spec.name), "{err}");
+        let err = lane.run(&spec, 4).unwrap_err().to_string();
+        assert!(err.contains(&spec.shape.name), "{err}");
         assert!(err.contains("did not finish within"), "{err}");
         assert!(
             err.contains("state T"),
@@ -232,7 +237,7 @@ fn a_stalled_peer_is_reported_with_the_python_stack_of_each_process() {
         let mut spec = spec("queue/cpython-queue/stream/64B/1x1");
         spec.min_bound = Duration::from_secs(2);
         spec.per_op = Duration::ZERO;
-        let err = lane.run(&spec, 50_000_000).unwrap_err();
+        let err = lane.run(&spec, 50_000_000).unwrap_err().to_string();
         assert!(err.contains("did not finish within"), "{err}");
         assert!(
             err.contains(&format!("cpython peer (pid {pid}) state ")),

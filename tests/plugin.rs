@@ -86,23 +86,18 @@ ipcbench::register_scenario!(DOUBLING);
 fn plugin_workloads() -> Vec<ipcbench::measure::registry::Workload> {
     use ipcbench::measure::registry::Workload;
     use ipcbench::report::model::Placement;
-    vec![Workload::latency(
-        "plugin",
-        "raw-pipe",
-        "roundtrip",
-        Some(64),
-        Placement::SameCpu,
-        None,
-        (10, 10),
-        |placement, n| {
+    vec![Workload::latency("plugin", "raw-pipe", "roundtrip")
+        .size(64)
+        .placement(Placement::SameCpu)
+        .ops(10, 10)
+        .run(|placement, n| {
             ipcbench::measure::workloads::pipe::round_trip(
                 ipcbench::ipc::pipe::PipeKind::Duplex,
                 64,
                 placement,
                 n,
             )
-        },
-    )]
+        })]
 }
 ipcbench::register_workloads!("plugin-test", plugin_workloads);
 
@@ -141,7 +136,7 @@ fn a_registered_scenario_is_in_the_catalogue_and_searched_both_ways() {
 #[test]
 fn registered_workloads_and_twins_join_the_catalogues() {
     let workloads = ipcbench::measure::registry::all();
-    let names: Vec<&str> = workloads.iter().map(|w| w.name.as_str()).collect();
+    let names: Vec<&str> = workloads.iter().map(|w| w.shape.name.as_str()).collect();
     assert!(
         names.contains(&"plugin/raw-pipe/roundtrip/64B/same-cpu"),
         "{names:?}"

@@ -54,8 +54,9 @@ pub fn main(args: Args) -> i32 {
     for lane in &lanes {
         catalogue.extend(lane.workloads());
     }
-    let selection =
-        registry::select_from(catalogue, args.filter.as_deref()).and_then(|mut selection| {
+    let selection = registry::select_from(catalogue, args.filter.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|mut selection| {
             twins::apply(&mut selection, &args.twins)?;
             Ok(selection)
         });
@@ -74,9 +75,11 @@ pub fn main(args: Args) -> i32 {
     }
     // A peer that cannot start fails here, with why, before minutes of measuring.
     for lane in &lanes {
-        let wanted = selection
-            .iter()
-            .any(|w| w.flavor.starts_with(&format!("{}-", lane.peer().name)));
+        let wanted = selection.iter().any(|w| {
+            w.shape
+                .flavor
+                .starts_with(&format!("{}-", lane.peer().name))
+        });
         if !wanted {
             continue;
         }
@@ -113,7 +116,11 @@ pub fn main(args: Args) -> i32 {
     let mut run = runner::run(&selection, profile, |workload, repeat| {
         bar.set_position(started);
         started += 1;
-        bar.set_message(format!("{} ({}/{repeats})", workload.name, repeat + 1));
+        bar.set_message(format!(
+            "{} ({}/{repeats})",
+            workload.shape.name,
+            repeat + 1
+        ));
     });
     if !args.no_matrix && args.filter.is_none() {
         if let Some(topology) = run.results.topology.clone() {

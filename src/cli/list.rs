@@ -44,9 +44,9 @@ fn peer_rows() -> Vec<Row> {
         });
         for spec in (p.specs)() {
             rows.push(Row {
-                expected: kind_name(spec.kind).to_string(),
-                about: format!("divided by {}", spec.calibration),
-                name: spec.name,
+                expected: kind_name(spec.shape.kind).to_string(),
+                about: divided_by(spec.shape.calibration),
+                name: spec.shape.name,
             });
         }
     }
@@ -62,17 +62,21 @@ fn kind_name(kind: crate::measure::registry::Kind) -> &'static str {
     }
 }
 
+/// "divided by NAME", or nothing for a workload divided by no calibration.
+fn divided_by(calibration: Option<&str>) -> String {
+    calibration
+        .map(|base| format!("divided by {base}"))
+        .unwrap_or_default()
+}
+
 fn workload_rows() -> Vec<Row> {
     use crate::measure::registry;
     registry::all()
         .into_iter()
         .map(|w| Row {
-            expected: kind_name(w.kind).to_string(),
-            about: match w.calibration {
-                Some(base) => format!("divided by {base}"),
-                None => String::new(),
-            },
-            name: w.name,
+            expected: kind_name(w.shape.kind).to_string(),
+            about: divided_by(w.shape.calibration),
+            name: w.shape.name,
         })
         .collect()
 }

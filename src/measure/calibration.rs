@@ -56,6 +56,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod catalogue;
 pub mod handoff;
 pub mod messaging;
 

@@ -1,18 +1,27 @@
-//! Every workload `ipcbench bench` can run, with what it measures and how to run it in
-//! the quick and full profiles. The functions themselves live in `workloads/` and
-//! `calibration`, shared with the criterion benches; this is only the catalogue.
+//! The workload catalogue `ipcbench bench`, `list` and the criterion benches run, and
+//! what a workload is: [`Workload`] (made with its builder, [`builder`]), the sets
+//! registered with [`register_workloads!`](crate::register_workloads), and `--filter`
+//! ([`select`]).
+//!
+//! There is no list of workloads here: each family registers its own set from its file
+//! (`measure/workloads/*.rs`, the calibrations from `measure/calibration/catalogue.rs`),
+//! so adding a workload is one new file and its `mod` line. A set's rank orders the
+//! catalogue: calibrations 0, process 10, pipe 20, queue 30, pool 40, lock 50, sync 60,
+//! barrier 65, Manager 70, file store 80; a set registered without one comes after them.
 //!
 //! Naming: `family/flavor/what[/size][/placement]`, e.g. `pipe/duplex/roundtrip/64B/
 //! cross-cpu`; calibrations are `calibration/NAME/placement`. `--filter` matches a
 //! substring of these names.
 
-use super::calibration as cal;
-use super::calibration::{handoff, messaging};
-use super::workloads::process::{start_join_samples, StartKind};
-use super::workloads::RoundTrips;
+pub mod builder;
+
+pub use builder::{Baseline, Latency, Operations, Stream, WorkloadBuilder};
+
 use crate::results::Placement;
 use std::sync::Arc;
 use std::time::Duration;
+
+use super::workloads::RoundTrips;
 
 /// What a workload produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,9 +90,11 @@ impl Sample {
 /// Runs one repeat with the given number of operations.
 pub type RunFn = Arc<dyn Fn(usize) -> Sample + Send + Sync>;
 
-/// One registered workload.
-#[derive(Clone)]
-pub struct Workload {
+/// What a workload is, apart from how it runs: its name and the facts the results record
+/// with its figures. Written once, by [`WorkloadBuilder`], for ipcbench's own workloads,
+/// a plug-in's and a peer's alike (a peer's `Spec` holds one too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkloadShape {
     /// Unique; also the key in the results file.
     pub name: String,
     /// Mechanism family: "pipe", "queue", ...
@@ -105,21 +116,9 @@ pub struct Workload {
     pub calibration: Option<&'static str>,
     /// Operations per repeat: (quick, full).
     pub ops: (usize, usize),
-    /// Runs one repeat.
-    pub run: RunFn,
 }
 
-impl std::fmt::Debug for Workload {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workload")
-            .field("name", &self.name)
-            .field("kind", &self.kind)
-            .field("placement", &self.placement)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Workload {
+impl WorkloadShape {
     /// Operations per repeat in `profile`.
     pub fn ops(&self, profile: Profile) -> usize {
         match profile {
@@ -135,123 +134,71 @@ impl Workload {
             _ => None,
         }
     }
+}
 
-    /// A latency workload: `run(placement, ops)` gives per-operation times.
-    #[allow(clippy::too_many_arguments)]
+/// One registered workload: what it is, and how to run one repeat of it. Made with a
+/// builder: [`Workload::latency`], [`Workload::stream`], [`Workload::operations`] or
+/// [`Workload::calibration`], finished by its `run`.
+#[derive(Clone)]
+pub struct Workload {
+    /// What it is.
+    pub shape: WorkloadShape,
+    /// Runs one repeat.
+    pub run: RunFn,
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload")
+            .field("name", &self.shape.name)
+            .field("kind", &self.shape.kind)
+            .field("placement", &self.shape.placement)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workload {
+    /// A latency workload, `family/flavor/what[/SIZE]/PLACEMENT`: per-operation times
+    /// between two processes. `.size(64).placement(p).divided_by(c).ops(q, f).run(|p, n| ..)`.
     pub fn latency(
         family: &'static str,
         flavor: &'static str,
         what: &str,
-        message_bytes: Option<u64>,
-        placement: Placement,
-        calibration: Option<&'static str>,
-        ops: (usize, usize),
-        run: impl Fn(Placement, usize) -> RoundTrips + Send + Sync + 'static,
-    ) -> Workload {
-        let size = message_bytes.map(|b| format!("/{}", size_label(b)));
-        Workload {
-            name: format!(
-                "{family}/{flavor}/{what}{}/{}",
-                size.unwrap_or_default(),
-                placement.label()
-            ),
-            family,
-            flavor,
-            kind: Kind::Latency,
-            placement,
-            message_bytes: message_bytes.unwrap_or(0),
-            producers: 1,
-            consumers: 1,
-            calibration,
-            ops,
-            run: Arc::new(move |n| Sample::Times(run(placement, n))),
-        }
+    ) -> WorkloadBuilder<Latency> {
+        WorkloadBuilder::latency(family, flavor, what)
     }
 
-    /// A throughput workload: `run(messages)` gives the time to move them.
-    #[allow(clippy::too_many_arguments)]
-    pub fn throughput(
-        family: &'static str,
-        flavor: &'static str,
-        message_bytes: u64,
-        producers: u32,
-        consumers: u32,
-        calibration: Option<&'static str>,
-        ops: (usize, usize),
-        run: impl Fn(usize) -> Duration + Send + Sync + 'static,
-    ) -> Workload {
-        Workload {
-            name: format!(
-                "{family}/{flavor}/stream/{}/{producers}x{consumers}",
-                size_label(message_bytes)
-            ),
-            family,
-            flavor,
-            kind: Kind::Throughput,
-            placement: Placement::Unpinned,
-            message_bytes,
-            producers,
-            consumers,
-            calibration,
-            ops,
-            run: Arc::new(move |n| Sample::Moved {
-                messages: n as u64,
-                bytes: n as u64 * message_bytes,
-                elapsed: run(n),
-            }),
-        }
+    /// A stream, `family/flavor/stream/SIZE/PxC`: messages and bytes moved per second.
+    /// `.size(64).processes(4, 4).divided_by(c).ops(q, f).run(|n| elapsed)`.
+    pub fn stream(family: &'static str, flavor: &'static str) -> WorkloadBuilder<Stream> {
+        WorkloadBuilder::stream(family, flavor)
     }
 
-    /// Operations done by `processes` processes together (lock acquire+release, file
-    /// store updates, tasks, requests): `run(ops)` gives the time for all of them; the
-    /// figure is operations per second. Named `family/flavor/what`.
+    /// Operations done by several processes together (lock acquire+release, file store
+    /// updates, tasks, requests), `family/flavor/what`: operations per second.
+    /// `.processes(n)` or `.contenders(n)`, then `.divided_by(c).ops(q, f).run(|n| elapsed)`.
     pub fn operations(
         family: &'static str,
         flavor: &'static str,
         what: &str,
-        processes: u32,
-        calibration: Option<&'static str>,
-        ops: (usize, usize),
-        run: impl Fn(usize) -> Duration + Send + Sync + 'static,
-    ) -> Workload {
-        Workload {
-            name: format!("{family}/{flavor}/{what}"),
-            family,
-            flavor,
-            kind: Kind::Throughput,
-            placement: Placement::Unpinned,
-            message_bytes: 0,
-            producers: processes,
-            consumers: processes,
-            calibration,
-            ops,
-            run: Arc::new(move |n| Sample::Moved {
-                messages: n as u64,
-                bytes: 0,
-                elapsed: run(n),
-            }),
-        }
+    ) -> WorkloadBuilder<Operations> {
+        WorkloadBuilder::operations(family, flavor, what)
     }
 
-    fn calibration(
-        name: &'static str,
-        placement: Placement,
-        ops: (usize, usize),
-        run: impl Fn(usize) -> Sample + Send + Sync + 'static,
-    ) -> Workload {
-        Workload {
-            name: format!("calibration/{name}/{}", placement.label()),
-            family: "calibration",
-            flavor: name,
-            kind: Kind::Calibration,
-            placement,
-            message_bytes: 0,
-            producers: 1,
-            consumers: 1,
-            calibration: None,
-            ops,
-            run: Arc::new(run),
-        }
+    /// A raw baseline, `calibration/NAME/PLACEMENT`, that other figures are divided by.
+    /// `.placement(p).ops(q, f).run(|p, n| sample)`.
+    pub fn calibration(name: &'static str) -> WorkloadBuilder<Baseline> {
+        WorkloadBuilder::baseline(name)
+    }
+
+    /// Operations per repeat in `profile`.
+    pub fn ops(&self, profile: Profile) -> usize {
+        self.shape.ops(profile)
+    }
+
+    /// For a calibration: its calibration name (the middle of `calibration/NAME/...`).
+    pub fn calibration_name(&self) -> Option<&str> {
+        self.shape.calibration_name()
     }
 }
 
@@ -267,411 +214,6 @@ pub fn size_label(bytes: u64) -> String {
 /// The two placements of a two-process latency workload.
 pub const PLACEMENTS: [Placement; 2] = [Placement::SameCpu, Placement::CrossCpu];
 
-fn calibrations() -> Vec<Workload> {
-    let mut all = Vec::new();
-    // Two spinners on one CPU would measure the scheduler, not the cache line.
-    all.push(Workload::calibration(
-        cal::SHM_PINGPONG,
-        Placement::CrossCpu,
-        (20_000, 200_000),
-        |n| Sample::Times(cal::shm_pingpong(Placement::CrossCpu, n)),
-    ));
-    for placement in PLACEMENTS {
-        all.push(Workload::calibration(
-            cal::FUTEX_ROUNDTRIP,
-            placement,
-            (3_000, 30_000),
-            move |n| Sample::Times(cal::futex_roundtrip(placement, n)),
-        ));
-        all.push(Workload::calibration(
-            cal::PIPE_ROUNDTRIP,
-            placement,
-            (3_000, 30_000),
-            move |n| Sample::Times(cal::pipe_roundtrip(placement, n)),
-        ));
-        all.push(Workload::calibration(
-            cal::UNIX_SOCKET_ROUNDTRIP,
-            placement,
-            (3_000, 30_000),
-            move |n| Sample::Times(cal::unix_socket_roundtrip(placement, n)),
-        ));
-    }
-    // Unpinned too: the multi-client Manager and pool echo workloads are.
-    for placement in [Placement::SameCpu, Placement::CrossCpu, Placement::Unpinned] {
-        all.push(Workload::calibration(
-            cal::UNIX_SOCKET_REQUEST_REPLY,
-            placement,
-            (3_000, 30_000),
-            move |n| Sample::Times(cal::unix_socket_request_reply(placement, n)),
-        ));
-    }
-    // Unpinned, as the stream workloads run (a ratio needs the same placement).
-    for size in cal::STREAM_SIZES {
-        let ops = raw_stream_messages(size);
-        all.push(Workload::calibration(
-            cal::pipe_stream_name(size),
-            Placement::Unpinned,
-            ops,
-            move |n| cal::pipe_stream(size as usize, Placement::Unpinned, n),
-        ));
-        all.push(Workload::calibration(
-            cal::unix_stream_name(size),
-            Placement::Unpinned,
-            ops,
-            move |n| cal::unix_stream(size as usize, Placement::Unpinned, n),
-        ));
-    }
-    for (name, lock) in [
-        (cal::FLOCK_ACQUIRE_RELEASE, cal::FileLock::Flock),
-        (cal::FCNTL_ACQUIRE_RELEASE, cal::FileLock::Fcntl),
-    ] {
-        all.push(Workload::calibration(
-            name,
-            Placement::Unpinned,
-            (20_000, 200_000),
-            move |n| Sample::Times(cal::file_lock_acquire_release(lock, n)),
-        ));
-    }
-    for (processes, ops) in [
-        (1u32, (10_000_000, 100_000_000)),
-        (2, (4_000_000, 40_000_000)),
-        (4, (4_000_000, 40_000_000)),
-    ] {
-        all.push(Workload::calibration(
-            cal::atomic_increment_name(processes),
-            Placement::Unpinned,
-            ops,
-            move |n| {
-                Sample::Times(cal::per_op(
-                    cal::atomic_increments(processes as usize, n),
-                    n,
-                ))
-            },
-        ));
-    }
-    all.push(Workload::calibration(
-        cal::MEMCPY,
-        Placement::Unpinned,
-        (4, 32),
-        |n| {
-            let started = std::time::Instant::now();
-            let rate = cal::memcpy_bandwidth(n);
-            let elapsed = started.elapsed();
-            Sample::Moved {
-                messages: n as u64,
-                bytes: (rate * elapsed.as_secs_f64()) as u64,
-                elapsed,
-            }
-        },
-    ));
-    all.push(Workload::calibration(
-        cal::FORK_EXIT,
-        Placement::Unpinned,
-        (100, 1_000),
-        |n| Sample::Times(cal::fork_exit(n)),
-    ));
-    all.push(Workload::calibration(
-        cal::FORK_EXEC,
-        Placement::Unpinned,
-        (30, 300),
-        |n| Sample::Times(cal::fork_exec(n)),
-    ));
-    // Unpinned, as the pool workloads run.
-    all.push(Workload::calibration(
-        handoff::TASK_HANDOFF,
-        Placement::Unpinned,
-        (3_000, 30_000),
-        |n| Sample::Times(handoff::task_handoff(n)),
-    ));
-    all.push(Workload::calibration(
-        handoff::TASK_HANDOFF_2_WORKERS,
-        Placement::Unpinned,
-        (3_000, 30_000),
-        |n| {
-            let workers = handoff::STREAM_WORKERS;
-            Sample::Times(cal::per_op(handoff::task_stream(workers, n), n))
-        },
-    ));
-    // Operations are hackbench's loops; scripts/fidelity.sh passes perf the same.
-    for transport in [messaging::Transport::Pipe, messaging::Transport::UnixSocket] {
-        all.push(Workload::calibration(
-            transport.calibration_name(),
-            Placement::Unpinned,
-            MESSAGING_LOOPS,
-            move |loops| Sample::Times(messaging::messaging(transport, messaging::GROUPS, loops)),
-        ));
-    }
-    all
-}
-
-/// hackbench's loops per run of the messaging calibrations: (quick, full); the full
-/// figure is what scripts/fidelity.sh compares with `perf bench sched messaging -g 1 -l
-/// 1000` (the longer run leaves less to the start and exit of its 40 processes).
-pub const MESSAGING_LOOPS: (usize, usize) = (100, 1_000);
-
-fn process_workloads() -> Vec<Workload> {
-    [
-        (StartKind::Fork, cal::FORK_EXIT, (100, 1_000)),
-        (StartKind::Spawn, cal::FORK_EXEC, (30, 300)),
-    ]
-    .into_iter()
-    .map(|(start, calibration, ops)| {
-        Workload::latency(
-            "process",
-            start.name(),
-            "start-join",
-            None,
-            Placement::Unpinned,
-            Some(calibration),
-            ops,
-            move |_, n| start_join_samples(start, n),
-        )
-    })
-    .collect()
-}
-
-/// Message sizes of the throughput workloads (each has a raw stream calibration).
-pub const SIZES: [u64; 4] = cal::STREAM_SIZES;
-
-/// Messages per raw stream repeat: (quick, full); 32 MiB in the quick profile (30,000
-/// messages at 64 B), ten times as many in the full one; under 0.1 s a repeat at
-/// 64 KiB on an idle machine.
-fn raw_stream_messages(size: u64) -> (usize, usize) {
-    let quick = ((32u64 << 20) / size).clamp(32, 30_000) as usize;
-    (quick, quick * 10)
-}
-
-/// Messages per throughput repeat: (quick, full); multiples of 4 so that 4 producers
-/// share them evenly.
-pub fn stream_messages(size: u64) -> (usize, usize) {
-    let quick = ((4u64 << 20) / size).clamp(16, 4_000) as usize;
-    let full = ((64u64 << 20) / size).clamp(32, 20_000) as usize;
-    (quick, full)
-}
-
-/// Pipe round trips of 64 B and streams from 64 B to 1 MiB, each divided by the raw
-/// figure of its own transport: a duplex `Connection` is a socketpair (raw 64-byte Unix
-/// request-reply, raw Unix stream of the same size), a simplex one two pipes (raw pipe
-/// round trip).
-fn pipe_workloads() -> Vec<Workload> {
-    use crate::ipc::pipe::PipeKind;
-    use crate::measure::workloads::pipe;
-    let mut all = Vec::new();
-    for (kind, flavor) in [(PipeKind::Duplex, "duplex"), (PipeKind::Simplex, "simplex")] {
-        for placement in PLACEMENTS {
-            all.push(Workload::latency(
-                "pipe",
-                flavor,
-                "roundtrip",
-                Some(64),
-                placement,
-                Some(match kind {
-                    PipeKind::Duplex => cal::UNIX_SOCKET_REQUEST_REPLY,
-                    PipeKind::Simplex => cal::PIPE_ROUNDTRIP,
-                }),
-                (2_000, 20_000),
-                move |placement, n| pipe::round_trip(kind, 64, placement, n),
-            ));
-        }
-    }
-    for size in SIZES {
-        all.push(Workload::throughput(
-            "pipe",
-            "duplex",
-            size,
-            1,
-            1,
-            Some(cal::unix_stream_name(size)),
-            stream_messages(size),
-            move |n| pipe::throughput(size as usize, n, Placement::Unpinned),
-        ));
-    }
-    all
-}
-
-/// Queue round trips of 64 B per flavor, each divided by the raw figure its flavor rides
-/// on in that placement (pipe flavor: raw pipe round trip; shm flavor: the cache-line
-/// ping-pong across CPUs, the futex wake round trip on one CPU, where both sides must
-/// sleep; ipc-channel: 64-byte Unix request-reply), and streams 64 B to 1 MiB, 1→1 and
-/// 4→4, divided by the raw stream of the same size (pipe and shm flavors: pipe; channel:
-/// Unix socket).
-fn queue_workloads() -> Vec<Workload> {
-    use crate::ipc::queue::{BuiltOn, Flavor};
-    use crate::measure::workloads::queue;
-    let mut all = Vec::new();
-    for flavor in Flavor::all() {
-        for placement in PLACEMENTS {
-            let base = match (flavor.built_on(), placement) {
-                (BuiltOn::Pipe, _) => cal::PIPE_ROUNDTRIP,
-                (BuiltOn::SharedMemory, Placement::SameCpu) => cal::FUTEX_ROUNDTRIP,
-                (BuiltOn::SharedMemory, _) => cal::SHM_PINGPONG,
-                (BuiltOn::UnixSocket, _) => cal::UNIX_SOCKET_REQUEST_REPLY,
-            };
-            all.push(Workload::latency(
-                "queue",
-                flavor.name(),
-                "roundtrip",
-                Some(64),
-                placement,
-                Some(base),
-                (2_000, 20_000),
-                move |placement, n| queue::round_trip(flavor, 64, placement, n),
-            ));
-        }
-    }
-    for flavor in Flavor::all() {
-        for (producers, consumers) in [(1u32, 1u32), (4, 4)] {
-            for size in SIZES {
-                all.push(Workload::throughput(
-                    "queue",
-                    flavor.name(),
-                    size,
-                    producers,
-                    consumers,
-                    Some(match flavor.built_on() {
-                        BuiltOn::Pipe | BuiltOn::SharedMemory => cal::pipe_stream_name(size),
-                        BuiltOn::UnixSocket => cal::unix_stream_name(size),
-                    }),
-                    stream_messages(size),
-                    move |n| {
-                        queue::throughput(
-                            flavor,
-                            size as usize,
-                            producers as usize,
-                            consumers as usize,
-                            n,
-                        )
-                    },
-                ));
-            }
-        }
-    }
-    all
-}
-
-/// Short tasks through a pool of 2 (started outside the timed part) vs one process per
-/// task vs in-process; apply_async; the echo servers. A task through the pool is divided
-/// by the raw hand-off of the same task to a worker process (one at a time: the raw
-/// round trip; map and pipelined apply_async: the raw stream to 2 workers); a process
-/// per task, and the in-process run beside it, by the raw fork+_exit+waitpid.
-fn pool_workloads() -> Vec<Workload> {
-    use crate::ipc::pool::{Pool, PoolOptions};
-    use crate::measure::workloads::pool;
-    use crate::process::StartMethod;
-    use crate::programs::pool_echo::ServerKind;
-    fn with_pool<T>(run: impl FnOnce(&Pool) -> T) -> T {
-        let pool =
-            Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("start pool");
-        run(&pool)
-    }
-    let mut all = vec![
-        // One task through a running pool, timed per task for a distribution.
-        Workload::latency(
-            "pool",
-            "fork",
-            "apply-async",
-            None,
-            Placement::Unpinned,
-            Some(handoff::TASK_HANDOFF),
-            (300, 3_000),
-            |_, n| pool::apply_async_samples(n),
-        ),
-        Workload::operations(
-            "pool",
-            "sequential",
-            "short-tasks",
-            1,
-            Some(cal::FORK_EXIT),
-            (2_000, 20_000),
-            pool::short_tasks_sequential,
-        ),
-        Workload::operations(
-            "pool",
-            "pool-2-map",
-            "short-tasks/chunksize-1",
-            2,
-            Some(handoff::TASK_HANDOFF_2_WORKERS),
-            (1_000, 10_000),
-            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, 1)),
-        ),
-        Workload::operations(
-            "pool",
-            "pool-2-map",
-            "short-tasks/chunksize-auto",
-            2,
-            Some(handoff::TASK_HANDOFF_2_WORKERS),
-            (1_000, 10_000),
-            |n| with_pool(|p| pool::short_tasks_pool_map(p, n, p.default_chunksize(n))),
-        ),
-        Workload::operations(
-            "pool",
-            "pool-2-apply-async",
-            "round-trip",
-            2,
-            Some(handoff::TASK_HANDOFF),
-            (1_000, 10_000),
-            |n| with_pool(|p| pool::apply_async_round_trips(p, n)),
-        ),
-        Workload::operations(
-            "pool",
-            "pool-2-apply-async",
-            "pipelined",
-            2,
-            Some(handoff::TASK_HANDOFF_2_WORKERS),
-            (1_000, 10_000),
-            |n| with_pool(|p| pool::apply_async_pipelined(p, n)),
-        ),
-    ];
-    for (method, ops) in [
-        (StartMethod::Fork, (100, 1_000)),
-        (StartMethod::Spawn, (30, 300)),
-    ] {
-        all.push(Workload::operations(
-            "pool",
-            match method {
-                StartMethod::Fork => "process-per-task-fork",
-                StartMethod::Spawn => "process-per-task-spawn",
-            },
-            "short-tasks",
-            1,
-            Some(cal::FORK_EXIT),
-            ops,
-            move |n| pool::short_tasks_process_per_task(method, n),
-        ));
-    }
-    for (kind, flavor) in [
-        (
-            ServerKind::ProcessPerConnection,
-            "echo-process-per-connection",
-        ),
-        (ServerKind::Pool { workers: 4 }, "echo-pool-4"),
-    ] {
-        for clients in [1usize, 4, 16] {
-            all.push(Workload::operations(
-                "pool",
-                flavor,
-                &format!(
-                    "roundtrip/{}/{clients}-clients",
-                    size_label(pool::ECHO_MESSAGE as u64)
-                ),
-                clients as u32,
-                Some(cal::UNIX_SOCKET_REQUEST_REPLY),
-                // Multiples of 16, so every client does the same number of rounds.
-                (256, 2_048),
-                move |rounds| {
-                    pool::echo_round_trips(
-                        kind,
-                        clients,
-                        rounds.div_ceil(clients),
-                        StartMethod::Fork,
-                    )
-                },
-            ));
-        }
-    }
-    all
-}
-
 /// Every workload, calibrations first.
 pub fn all() -> Vec<Workload> {
     let mut sets: Vec<&WorkloadSet> = WORKLOAD_SETS.iter().collect();
@@ -680,10 +222,10 @@ pub fn all() -> Vec<Workload> {
     for set in sets {
         for workload in (set.make)() {
             // A name is a results key: the first registration keeps it.
-            if all.iter().any(|w| w.name == workload.name) {
+            if all.iter().any(|w| w.shape.name == workload.shape.name) {
                 eprintln!(
                     "ipcbench: workload {} of set {} is already registered; ignored",
-                    workload.name, set.name
+                    workload.shape.name, set.name
                 );
                 continue;
             }
@@ -693,9 +235,9 @@ pub fn all() -> Vec<Workload> {
     all
 }
 
-/// A set of workloads registered with [`register_workloads!`], from this crate or any
-/// crate linking it: `bench`, `list` and the criterion benches find it with no central
-/// list to edit.
+/// A set of workloads registered with [`register_workloads!`](crate::register_workloads),
+/// from this crate or any crate linking it: `bench`, `list` and the criterion benches find
+/// it with no central list to edit.
 pub struct WorkloadSet {
     /// Names the set in messages.
     pub name: &'static str,
@@ -733,44 +275,51 @@ macro_rules! register_workloads {
     };
 }
 
-crate::register_workloads!("calibration", calibrations, rank = 0);
-crate::register_workloads!("process", process_workloads, rank = 10);
-crate::register_workloads!("pipe", pipe_workloads, rank = 20);
-crate::register_workloads!("queue", queue_workloads, rank = 30);
-crate::register_workloads!("pool", pool_workloads, rank = 40);
+/// A `--filter` that matches no workload; its message lists every workload name, one a
+/// line, so the user can pick one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--filter {pattern:?} matches no workload; the workloads are:\n  {}", names.join("\n  "))]
+pub struct NoMatch {
+    /// The filter given.
+    pub pattern: String,
+    /// Every workload it was matched against, in the catalogue's order.
+    pub names: Vec<String>,
+}
 
 /// The workloads whose name contains `filter` (all without one), plus the calibrations
-/// they are divided by (same name, same placement), calibrations first. A filter that matches nothing is an error
-/// listing every workload name.
-pub fn select(filter: Option<&str>) -> Result<Vec<Workload>, String> {
+/// they are divided by (same name, same placement), calibrations first. A filter that
+/// matches nothing is an error listing every workload name.
+pub fn select(filter: Option<&str>) -> Result<Vec<Workload>, NoMatch> {
     select_from(all(), filter)
 }
 
 /// [`select`] over `all` (the catalogue, and a peer's workloads beside it).
-pub fn select_from(all: Vec<Workload>, filter: Option<&str>) -> Result<Vec<Workload>, String> {
+pub fn select_from(all: Vec<Workload>, filter: Option<&str>) -> Result<Vec<Workload>, NoMatch> {
     let Some(pattern) = filter else {
         return Ok(all);
     };
-    let chosen: Vec<&Workload> = all.iter().filter(|w| w.name.contains(pattern)).collect();
+    let chosen: Vec<&Workload> = all
+        .iter()
+        .filter(|w| w.shape.name.contains(pattern))
+        .collect();
     if chosen.is_empty() {
-        let names: Vec<&str> = all.iter().map(|w| w.name.as_str()).collect();
-        return Err(format!(
-            "--filter {pattern:?} matches no workload; the workloads are:\n  {}",
-            names.join("\n  ")
-        ));
+        return Err(NoMatch {
+            pattern: pattern.to_string(),
+            names: all.iter().map(|w| w.shape.name.clone()).collect(),
+        });
     }
     // A ratio needs the calibration of the same name in the same placement: only those.
     let needed: Vec<(&str, Placement)> = chosen
         .iter()
-        .filter_map(|w| Some((w.calibration?, w.placement)))
+        .filter_map(|w| Some((w.shape.calibration?, w.shape.placement)))
         .collect();
     Ok(all
         .iter()
         .filter(|w| {
-            w.name.contains(pattern)
-                || (w.kind == Kind::Calibration
+            w.shape.name.contains(pattern)
+                || (w.shape.kind == Kind::Calibration
                     && w.calibration_name()
-                        .is_some_and(|c| needed.contains(&(c, w.placement))))
+                        .is_some_and(|c| needed.contains(&(c, w.shape.placement))))
         })
         .cloned()
         .collect())
@@ -779,27 +328,38 @@ pub fn select_from(all: Vec<Workload>, filter: Option<&str>) -> Result<Vec<Workl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::calibration::catalogue::MESSAGING_LOOPS;
+    use crate::measure::calibration::{self as cal, handoff};
 
     #[test]
     fn names_are_unique_and_every_calibration_reference_exists() {
         let all = all();
-        let mut names: Vec<&str> = all.iter().map(|w| w.name.as_str()).collect();
+        let mut names: Vec<&str> = all.iter().map(|w| w.shape.name.as_str()).collect();
         names.sort_unstable();
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count, "duplicate workload names");
+        // The builder leaves ops at (0, 0) until `.ops(quick, full)` is called.
+        for w in &all {
+            let (quick, full) = w.shape.ops;
+            assert!(
+                0 < quick && quick <= full,
+                "{}: ops {quick}, {full}",
+                w.shape.name
+            );
+        }
         // A ratio is only computed against the same name in the same placement.
         let calibrations: Vec<(&str, Placement)> = all
             .iter()
-            .filter_map(|w| Some((w.calibration_name()?, w.placement)))
+            .filter_map(|w| Some((w.calibration_name()?, w.shape.placement)))
             .collect();
         for w in &all {
-            if let Some(c) = w.calibration {
+            if let Some(c) = w.shape.calibration {
                 assert!(
-                    calibrations.contains(&(c, w.placement)),
+                    calibrations.contains(&(c, w.shape.placement)),
                     "{} refers to missing {c} in placement {}",
-                    w.name,
-                    w.placement.label()
+                    w.shape.name,
+                    w.shape.placement.label()
                 );
             }
         }
@@ -811,30 +371,31 @@ mod tests {
     #[test]
     fn every_workload_names_a_baseline_of_its_kind() {
         let all = all();
-        for w in all.iter().filter(|w| w.kind != Kind::Calibration) {
+        for w in all.iter().filter(|w| w.shape.kind != Kind::Calibration) {
             let c = w
+                .shape
                 .calibration
-                .unwrap_or_else(|| panic!("{} names no calibration", w.name));
-            if w.kind == Kind::Throughput && w.message_bytes > 0 {
-                let size = size_label(w.message_bytes);
+                .unwrap_or_else(|| panic!("{} names no calibration", w.shape.name));
+            if w.shape.kind == Kind::Throughput && w.shape.message_bytes > 0 {
+                let size = size_label(w.shape.message_bytes);
                 assert!(
                     c.contains("-stream-") && c.ends_with(&format!("-{size}")),
                     "{} is divided by {c}, not a stream of {size}",
-                    w.name
+                    w.shape.name
                 );
             }
-            if w.kind == Kind::Throughput && w.message_bytes == 0 {
+            if w.shape.kind == Kind::Throughput && w.shape.message_bytes == 0 {
                 assert!(
                     !c.contains("-stream-") && c != cal::MEMCPY,
                     "{}: {c}",
-                    w.name
+                    w.shape.name
                 );
             }
         }
         let named = |name: &str| {
             all.iter()
-                .find(|w| w.name == name)
-                .and_then(|w| w.calibration)
+                .find(|w| w.shape.name == name)
+                .and_then(|w| w.shape.calibration)
         };
         assert_eq!(
             named("queue/shm/roundtrip/64B/same-cpu"),
@@ -891,14 +452,14 @@ mod tests {
             "calibration/pipe-messaging/unpinned",
             "calibration/unix-socket-messaging/unpinned",
         ] {
-            let w = all.iter().find(|w| w.name == name).expect(name);
-            assert_eq!(w.kind, Kind::Calibration, "{name}");
+            let w = all.iter().find(|w| w.shape.name == name).expect(name);
+            assert_eq!(w.shape.kind, Kind::Calibration, "{name}");
         }
         let messaging: Vec<_> = all
             .iter()
-            .filter(|w| w.name.contains("-messaging/"))
+            .filter(|w| w.shape.name.contains("-messaging/"))
             .collect();
-        assert!(messaging.iter().all(|w| w.ops == MESSAGING_LOOPS));
+        assert!(messaging.iter().all(|w| w.shape.ops == MESSAGING_LOOPS));
         let chosen = select(Some("pool/pool-2")).unwrap();
         let calibrations: Vec<&str> = chosen.iter().filter_map(|w| w.calibration_name()).collect();
         assert_eq!(
@@ -911,7 +472,7 @@ mod tests {
     #[test]
     fn filter_selects_matches_and_their_calibrations_only() {
         let chosen = select(Some("process/fork")).unwrap();
-        let names: Vec<&str> = chosen.iter().map(|w| w.name.as_str()).collect();
+        let names: Vec<&str> = chosen.iter().map(|w| w.shape.name.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -920,10 +481,10 @@ mod tests {
             ]
         );
         let chosen = select(Some("pipe-roundtrip")).unwrap();
-        assert!(chosen.len() == 2 && chosen.iter().all(|w| w.kind == Kind::Calibration));
+        assert!(chosen.len() == 2 && chosen.iter().all(|w| w.shape.kind == Kind::Calibration));
         // Only the calibration in the workload's own placement comes along.
         let chosen = select(Some("sync/event/wake-roundtrip/same-cpu")).unwrap();
-        let names: Vec<&str> = chosen.iter().map(|w| w.name.as_str()).collect();
+        let names: Vec<&str> = chosen.iter().map(|w| w.shape.name.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -937,9 +498,15 @@ mod tests {
     #[test]
     fn filter_matching_nothing_lists_the_workloads() {
         let err = select(Some("no-such-workload")).unwrap_err();
+        assert_eq!(err.names.len(), all().len());
+        let err = err.to_string();
         assert!(err.contains("no-such-workload"), "{err}");
         for w in all() {
-            assert!(err.contains(&w.name), "{} missing from: {err}", w.name);
+            assert!(
+                err.contains(&w.shape.name),
+                "{} missing from: {err}",
+                w.shape.name
+            );
         }
     }
 

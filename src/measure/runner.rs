@@ -48,7 +48,7 @@ pub fn run(
     mut progress: impl FnMut(&Workload, usize),
 ) -> Run {
     let mut ordered: Vec<&Workload> = selection.iter().collect();
-    ordered.sort_by_key(|w| w.kind != Kind::Calibration);
+    ordered.sort_by_key(|w| w.shape.kind != Kind::Calibration);
     let mut results = Results::new(profile.name());
     let mut failures = Vec::new();
     let machine = super::machine::Before::read();
@@ -70,7 +70,7 @@ pub fn run(
         }
         if let Some(message) = failed {
             failures.push(Failure {
-                workload: workload.name.clone(),
+                workload: workload.shape.name.clone(),
                 message,
             });
             continue;
@@ -98,7 +98,7 @@ const FLOORS: [&str; 2] = [SHM_PINGPONG, MEMCPY];
 fn recheck_floors(ordered: &[&Workload], profile: Profile) -> Vec<Calibration> {
     ordered
         .iter()
-        .filter(|w| w.kind == Kind::Calibration)
+        .filter(|w| w.shape.kind == Kind::Calibration)
         .filter(|w| w.calibration_name().is_some_and(|n| FLOORS.contains(&n)))
         .filter_map(|w| {
             let ops = w.ops(profile);
@@ -107,7 +107,7 @@ fn recheck_floors(ordered: &[&Workload], profile: Profile) -> Vec<Calibration> {
             let (values, unit) = per_repeat_figures(std::slice::from_ref(&sample));
             Some(Calibration {
                 name: w.calibration_name()?.to_string(),
-                placement: w.placement,
+                placement: w.shape.placement,
                 value: *values.first()?,
                 unit: unit.to_string(),
                 spread: 0.0,
@@ -299,7 +299,7 @@ pub fn record(
     samples: &[Sample],
     achieved: Option<Achieved>,
 ) {
-    match workload.kind {
+    match workload.shape.kind {
         Kind::Calibration => {
             // A time calibration's distribution is kept too (mean included), so its
             // tail can be charted and its mean compared with tools that report means.
@@ -310,9 +310,9 @@ pub fn record(
             results.calibration.push(Calibration {
                 name: workload
                     .calibration_name()
-                    .unwrap_or(&workload.name)
+                    .unwrap_or(&workload.shape.name)
                     .to_string(),
-                placement: workload.placement,
+                placement: workload.shape.placement,
                 value: median(&values),
                 unit: unit.to_string(),
                 spread: spread(&values),
@@ -342,12 +342,12 @@ pub fn record(
                 .ok()
                 .and_then(|c| throughput_ratio(c, msgs_per_sec, bytes_per_sec));
             results.throughput.push(Throughput {
-                workload: workload.name.clone(),
-                family: workload.family.to_string(),
-                flavor: workload.flavor.to_string(),
-                producers: workload.producers,
-                consumers: workload.consumers,
-                message_bytes: workload.message_bytes,
+                workload: workload.shape.name.clone(),
+                family: workload.shape.family.to_string(),
+                flavor: workload.shape.flavor.to_string(),
+                producers: workload.shape.producers,
+                consumers: workload.shape.consumers,
+                message_bytes: workload.shape.message_bytes,
                 msgs_per_sec,
                 bytes_per_sec,
                 spread: spread(&msgs),
@@ -383,14 +383,16 @@ fn record_latency(
         .ok()
         .and_then(|c| (c.value > 0.0).then(|| percentiles.p50 / c.value));
     results.latency.push(Latency {
-        workload: workload.name.clone(),
-        family: workload.family.to_string(),
-        flavor: workload.flavor.to_string(),
-        placement: workload.placement,
-        message_bytes: workload.message_bytes,
+        workload: workload.shape.name.clone(),
+        family: workload.shape.family.to_string(),
+        flavor: workload.shape.flavor.to_string(),
+        placement: workload.shape.placement,
+        message_bytes: workload.shape.message_bytes,
         ratio,
         calibration: base.as_ref().ok().map(|c| c.name.clone()),
-        ratio_note: base.err().filter(|_| workload.kind != Kind::Calibration),
+        ratio_note: base
+            .err()
+            .filter(|_| workload.shape.kind != Kind::Calibration),
         spread: spread(&medians),
         cdf: merged.cdf(CDF_POINTS),
         percentiles,
@@ -434,10 +436,10 @@ fn calibration_for<'a>(
     workload: &Workload,
     achieved: Option<&Achieved>,
 ) -> Result<&'a Calibration, String> {
-    let Some(name) = workload.calibration else {
+    let Some(name) = workload.shape.calibration else {
         return Err("no raw baseline of this kind is measured".into());
     };
-    let placement = workload.placement;
+    let placement = workload.shape.placement;
     let named = || results.calibration.iter().filter(move |c| c.name == name);
     let class = |a: Option<&Achieved>| a.and_then(|a| a.class);
     if let Some(base) = named().find(|c| c.placement == placement) {
@@ -466,6 +468,7 @@ fn calibration_for<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::measure::registry::WorkloadShape;
     use crate::measure::workloads::RoundTrips;
     use std::sync::Arc;
     use std::time::Duration;
@@ -477,16 +480,18 @@ mod tests {
         run: fn(usize) -> Sample,
     ) -> Workload {
         Workload {
-            name: name.to_string(),
-            family: "test",
-            flavor: "fake",
-            kind,
-            placement: Placement::CrossCpu,
-            message_bytes: 64,
-            producers: 1,
-            consumers: 1,
-            calibration,
-            ops: (3, 3),
+            shape: WorkloadShape {
+                name: name.to_string(),
+                family: "test",
+                flavor: "fake",
+                kind,
+                placement: Placement::CrossCpu,
+                message_bytes: 64,
+                producers: 1,
+                consumers: 1,
+                calibration,
+                ops: (3, 3),
+            },
             run: Arc::new(run),
         }
     }
@@ -539,7 +544,7 @@ mod tests {
         ];
         let mut seen = Vec::new();
         let run = run(&selection, Profile::Quick, |w, repeat| {
-            seen.push((w.name.clone(), repeat))
+            seen.push((w.shape.name.clone(), repeat))
         });
         assert!(run.failures.is_empty());
         assert_eq!(seen.len(), 4 * Profile::Quick.repeats());
@@ -586,7 +591,7 @@ mod tests {
             Some("base"),
             |_| times(2_000),
         );
-        same_cpu.placement = Placement::SameCpu;
+        same_cpu.shape.placement = Placement::SameCpu;
         let selection = [
             same_cpu,
             fake(
@@ -624,18 +629,18 @@ mod tests {
                 elapsed: Duration::from_secs(1),
             },
         );
-        lock_alone.family = "lock";
+        lock_alone.shape.family = "lock";
         let mut lock_crowd = lock_alone.clone();
-        lock_crowd.name = "lock/fake/acquire-release/4-proc".into();
-        lock_crowd.producers = 4;
+        lock_crowd.shape.name = "lock/fake/acquire-release/4-proc".into();
+        lock_crowd.shape.producers = 4;
         lock_crowd.run = Arc::new(|n| Sample::Moved {
             messages: n as u64 * 1_000_000_000,
             bytes: 0,
             elapsed: Duration::from_secs(1),
         });
         let mut lock_slower_crowd = lock_crowd.clone();
-        lock_slower_crowd.name = "lock/fake/acquire-release/2-proc".into();
-        lock_slower_crowd.producers = 2;
+        lock_slower_crowd.shape.name = "lock/fake/acquire-release/2-proc".into();
+        lock_slower_crowd.shape.producers = 2;
         lock_slower_crowd.run = Arc::new(|n| Sample::Moved {
             messages: n as u64 * 1_800_000,
             bytes: 0,
@@ -780,7 +785,7 @@ mod tests {
             let _pin = pin(mine);
             times(1_000)
         });
-        pinned.placement = Placement::SameCpu;
+        pinned.shape.placement = Placement::SameCpu;
         let mut free = fake("test/fake/free", Kind::Throughput, None, |n| {
             Sample::Moved {
                 messages: n as u64,
@@ -788,7 +793,7 @@ mod tests {
                 elapsed: Duration::from_secs(1),
             }
         });
-        free.placement = Placement::Unpinned;
+        free.shape.placement = Placement::Unpinned;
         let run = run(&[pinned, free], Profile::Quick, |_, _| {});
         assert!(run.failures.is_empty(), "{:?}", run.failures);
         let first = allowed_cpus()[0];

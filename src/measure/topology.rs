@@ -7,9 +7,10 @@
 //! unreadable or not a CPU list is not an error: that level is left unknown and
 //! [`Topology::notes`] says which file and why.
 
+use crate::process::entry::chain;
 use crate::results::{PairClass, Topology};
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Where the kernel describes CPUs and NUMA nodes.
 pub const CPU_ROOT: &str = "/sys/devices/system/cpu";
@@ -20,16 +21,74 @@ pub const NODE_ROOT: &str = "/sys/devices/system/node";
 /// garbage range ("0-4294967295") is refused instead of allocated.
 const MAX_CPU: usize = 1 << 16;
 
+/// Why a text is not a kernel CPU list.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CpuListError {
+    /// A part that is not a number.
+    #[error("{0:?} is not a CPU number")]
+    NotANumber(String),
+    /// A number far above any machine's CPUs (65536): garbage, refused rather than allocated.
+    #[error("CPU {0} is beyond {MAX_CPU}")]
+    Beyond(usize),
+    /// A range `hi-lo`.
+    #[error("range {0}-{1} runs backwards")]
+    Backwards(usize, usize),
+}
+
+/// Why one level of the topology is unknown: what sysfs lacked or said wrongly. Kept in
+/// the results as text, [`Topology::notes`], with its cause (`path: cause`).
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    /// A file could not be read.
+    #[error("{}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that should hold a CPU list does not.
+    #[error("{}: not a CPU list", path.display())]
+    NotCpuList {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: CpuListError,
+    },
+    /// A cache's `level` file that is not a number.
+    #[error("{}: not a cache level", path.display())]
+    NotLevel {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CPU's `cache` directory that describes no data or unified cache.
+    #[error("{}: no cache described", path.display())]
+    NoCache {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A CPU whose group, as sysfs lists it, does not contain the CPU itself.
+    #[error("cpu{cpu}'s group {group:?} does not contain it")]
+    NotInItsGroup {
+        /// The CPU.
+        cpu: usize,
+        /// The group listed for it.
+        group: Vec<usize>,
+    },
+}
+
 /// Parses a kernel CPU list ("0-3,8,10-11"; empty means no CPU). Sorted, deduplicated.
-pub fn parse_cpulist(text: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpulist(text: &str) -> Result<Vec<usize>, CpuListError> {
     let mut cpus = BTreeSet::new();
-    let number = |s: &str| -> Result<usize, String> {
+    let number = |s: &str| -> Result<usize, CpuListError> {
         let n: usize = s
             .trim()
             .parse()
-            .map_err(|_| format!("{s:?} is not a CPU number"))?;
+            .map_err(|_| CpuListError::NotANumber(s.to_string()))?;
         if n > MAX_CPU {
-            return Err(format!("CPU {n} is beyond {MAX_CPU}"));
+            return Err(CpuListError::Beyond(n));
         }
         Ok(n)
     };
@@ -38,7 +97,7 @@ pub fn parse_cpulist(text: &str) -> Result<Vec<usize>, String> {
             Some((lo, hi)) => {
                 let (lo, hi) = (number(lo)?, number(hi)?);
                 if lo > hi {
-                    return Err(format!("range {lo}-{hi} runs backwards"));
+                    return Err(CpuListError::Backwards(lo, hi));
                 }
                 cpus.extend(lo..=hi);
             }
@@ -51,9 +110,15 @@ pub fn parse_cpulist(text: &str) -> Result<Vec<usize>, String> {
 }
 
 /// Reads and parses a CPU list file; the error names the file.
-fn read_cpulist(path: &Path) -> Result<Vec<usize>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_cpulist(&text).map_err(|e| format!("{}: not a CPU list: {e}", path.display()))
+fn read_cpulist(path: &Path) -> Result<Vec<usize>, SysfsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SysfsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_cpulist(&text).map_err(|source| SysfsError::NotCpuList {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// The numbers N of the entries `PREFIXN` in `dir`, sorted.
@@ -72,13 +137,13 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<usize> {
 /// group is unknown, or is one that does not contain the CPU itself.
 fn groups(
     cpus: &[usize],
-    mut group_of: impl FnMut(usize) -> Result<Vec<usize>, String>,
-) -> Result<Vec<Vec<usize>>, String> {
+    mut group_of: impl FnMut(usize) -> Result<Vec<usize>, SysfsError>,
+) -> Result<Vec<Vec<usize>>, SysfsError> {
     let mut all = BTreeSet::new();
     for &cpu in cpus {
         let group = group_of(cpu)?;
         if !group.contains(&cpu) {
-            return Err(format!("cpu{cpu}'s group {group:?} does not contain it"));
+            return Err(SysfsError::NotInItsGroup { cpu, group });
         }
         all.insert(group);
     }
@@ -87,7 +152,7 @@ fn groups(
 
 /// The shared-CPU list of `cpu`'s last-level cache: the highest `level` among its data
 /// or unified caches, and the level.
-fn llc_of(cpu_root: &Path, cpu: usize) -> Result<(u32, Vec<usize>), String> {
+fn llc_of(cpu_root: &Path, cpu: usize) -> Result<(u32, Vec<usize>), SysfsError> {
     let cache = cpu_root.join(format!("cpu{cpu}/cache"));
     let mut best: Option<(u32, std::path::PathBuf)> = None;
     for index in numbered(&cache, "index") {
@@ -97,15 +162,18 @@ fn llc_of(cpu_root: &Path, cpu: usize) -> Result<(u32, Vec<usize>), String> {
         }
         let level_file = dir.join("level");
         let level: u32 = std::fs::read_to_string(&level_file)
-            .map_err(|e| format!("{}: {e}", level_file.display()))?
+            .map_err(|source| SysfsError::Read {
+                path: level_file.clone(),
+                source,
+            })?
             .trim()
             .parse()
-            .map_err(|_| format!("{}: not a cache level", level_file.display()))?;
+            .map_err(|_| SysfsError::NotLevel { path: level_file })?;
         if best.as_ref().is_none_or(|(l, _)| level > *l) {
             best = Some((level, dir));
         }
     }
-    let (level, dir) = best.ok_or_else(|| format!("{}: no cache described", cache.display()))?;
+    let (level, dir) = best.ok_or(SysfsError::NoCache { path: cache })?;
     Ok((level, read_cpulist(&dir.join("shared_cpu_list"))?))
 }
 
@@ -119,7 +187,9 @@ pub fn read(cpu_root: &Path, node_root: &Path, allowed: &[usize]) -> Topology {
             let listed = numbered(cpu_root, "cpu");
             notes.push(format!(
                 "online CPUs unknown ({}); taken as the cpuN directories {listed:?}",
-                other.err().unwrap_or_else(|| "empty list".into())
+                other
+                    .err()
+                    .map_or_else(|| "empty list".into(), |e| chain(&e))
             ));
             listed
         }
@@ -138,14 +208,14 @@ pub fn read(cpu_root: &Path, node_root: &Path, allowed: &[usize]) -> Topology {
             read_cpulist(&dir.join("core_cpus_list"))
         }
     })
-    .unwrap_or_else(|why| unknown("SMT siblings", why));
+    .unwrap_or_else(|why| unknown("SMT siblings", chain(&why)));
     let mut llc_level = None;
     let llc_groups = groups(&online, |cpu| {
         let (level, shared) = llc_of(cpu_root, cpu)?;
         llc_level = llc_level.max(Some(level));
         Ok(shared)
     })
-    .unwrap_or_else(|why| unknown("last-level cache sharing", why));
+    .unwrap_or_else(|why| unknown("last-level cache sharing", chain(&why)));
     let llc_level = llc_level.filter(|_| !llc_groups.is_empty());
     let nodes = numbered(node_root, "node");
     let numa_nodes = if nodes.is_empty() {
@@ -159,7 +229,7 @@ pub fn read(cpu_root: &Path, node_root: &Path, allowed: &[usize]) -> Topology {
             .map(|n| read_cpulist(&node_root.join(format!("node{n}/cpulist"))))
             .filter(|cpus| cpus.as_ref().map_or(true, |c| !c.is_empty()))
             .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_else(|why| unknown("NUMA nodes", why))
+            .unwrap_or_else(|why| unknown("NUMA nodes", chain(&why)))
     };
     Topology {
         source: cpu_root.display().to_string(),
@@ -273,7 +343,7 @@ mod tests {
             ("0-4294967295", "beyond"),
             ("1-", "not a CPU number"),
         ] {
-            let err = parse_cpulist(garbage).unwrap_err();
+            let err = parse_cpulist(garbage).unwrap_err().to_string();
             assert!(err.contains(says), "{garbage}: {err}");
         }
     }

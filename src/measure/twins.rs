@@ -32,10 +32,10 @@ pub const SLOWED: [SlowedTwin; 1] = [SlowedTwin {
 impl SlowedTwin {
     /// Whether `workload` is one this twin replaces: its flavor's queue round trips.
     fn replaces(&self, workload: &Workload) -> bool {
-        workload.kind == Kind::Latency
-            && workload.family == "queue"
-            && workload.flavor == self.flavor.name()
-            && workload.name.contains("/roundtrip/")
+        workload.shape.kind == Kind::Latency
+            && workload.shape.family == "queue"
+            && workload.shape.flavor == self.flavor.name()
+            && workload.shape.name.contains("/roundtrip/")
     }
 
     /// The held-back time per operation.
@@ -49,31 +49,49 @@ pub fn find(name: &str) -> Option<&'static SlowedTwin> {
     SLOWED.iter().find(|t| t.name == name)
 }
 
+/// Why `--twin` names cannot be applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TwinError {
+    /// No slowed twin has this name.
+    #[error("--twin: no slowed twin is named {name:?}; the slowed twins: {}", known.join(", "))]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// The slowed twins there are.
+        known: Vec<&'static str>,
+    },
+    /// The twin replaces none of the selected workloads (a `--filter` left them out).
+    #[error("--twin {name}: none of the selected workloads is one it replaces ({about})")]
+    NothingToReplace {
+        /// The twin's name.
+        name: String,
+        /// What it slows.
+        about: &'static str,
+    },
+}
+
 /// Replaces the workloads of `selection` that the twins named in `names` stand in for.
 /// An unknown name, or a twin none of whose workloads is selected, is an error.
-pub fn apply(selection: &mut [Workload], names: &[String]) -> Result<(), String> {
+pub fn apply(selection: &mut [Workload], names: &[String]) -> Result<(), TwinError> {
     for name in names {
-        let twin = find(name).ok_or_else(|| {
-            let known: Vec<&str> = SLOWED.iter().map(|t| t.name).collect();
-            format!(
-                "--twin: no slowed twin is named {name:?}; the slowed twins: {}",
-                known.join(", ")
-            )
+        let twin = find(name).ok_or_else(|| TwinError::Unknown {
+            name: name.clone(),
+            known: SLOWED.iter().map(|t| t.name).collect(),
         })?;
         let mut replaced = 0;
         for workload in selection.iter_mut().filter(|w| twin.replaces(w)) {
-            let (flavor, extra, placement) = (twin.flavor, twin.extra, workload.placement);
-            let bytes = workload.message_bytes as usize;
+            let (flavor, extra, placement) = (twin.flavor, twin.extra, workload.shape.placement);
+            let bytes = workload.shape.message_bytes as usize;
             workload.run = Arc::new(move |n| {
                 Sample::Times(queue::round_trip_slowed(flavor, bytes, placement, n, extra))
             });
             replaced += 1;
         }
         if replaced == 0 {
-            return Err(format!(
-                "--twin {name}: none of the selected workloads is one it replaces ({})",
-                twin.about
-            ));
+            return Err(TwinError::NothingToReplace {
+                name: name.clone(),
+                about: twin.about,
+            });
         }
     }
     Ok(())
@@ -87,19 +105,19 @@ mod tests {
     #[test]
     fn a_slowed_twin_replaces_only_its_own_workloads() {
         let mut all = registry::select(None).unwrap();
-        let before: Vec<String> = all.iter().map(|w| w.name.clone()).collect();
+        let before: Vec<String> = all.iter().map(|w| w.shape.name.clone()).collect();
         let runs: Vec<_> = all
             .iter()
             .map(|w| Arc::as_ptr(&w.run) as *const ())
             .collect();
         apply(&mut all, &["queue-pipe-slowed".to_string()]).unwrap();
-        let after: Vec<String> = all.iter().map(|w| w.name.clone()).collect();
+        let after: Vec<String> = all.iter().map(|w| w.shape.name.clone()).collect();
         assert_eq!(before, after, "a twin keeps the workloads' names");
         let changed: Vec<&str> = all
             .iter()
             .zip(&runs)
             .filter(|(w, old)| Arc::as_ptr(&w.run) as *const () != **old)
-            .map(|(w, _)| w.name.as_str())
+            .map(|(w, _)| w.shape.name.as_str())
             .collect();
         assert!(!changed.is_empty());
         for name in changed {
@@ -110,10 +128,16 @@ mod tests {
     #[test]
     fn an_unknown_or_unselected_twin_is_an_error() {
         let mut all = registry::select(None).unwrap();
-        let err = apply(&mut all, &["queue-pipe-slow".to_string()]).unwrap_err();
+        let err = apply(&mut all, &["queue-pipe-slow".to_string()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("queue-pipe-slowed"), "{err}");
         let mut locks = registry::select(Some("lock/")).unwrap();
         let err = apply(&mut locks, &["queue-pipe-slowed".to_string()]).unwrap_err();
-        assert!(err.contains("none of the selected workloads"), "{err}");
+        assert!(matches!(err, TwinError::NothingToReplace { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("none of the selected workloads"),
+            "{err}"
+        );
     }
 }

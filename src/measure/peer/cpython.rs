@@ -11,11 +11,11 @@
 //! `cpython-process-spawn`, `cpython-pool-2-map`. Every flavor starts with `cpython-`.
 
 use super::session::PeerCommand;
-use super::{Peer, Spec};
+use super::{Peer, PeerError, Spec};
 use crate::measure::calibration::{self as cal, handoff};
-use crate::measure::registry::{size_label, stream_messages, Kind, PLACEMENTS, SIZES};
-use crate::results::Placement;
-use serde_json::{json, Value};
+use crate::measure::registry::{Workload, PLACEMENTS};
+use crate::measure::workloads::{stream_messages, SIZES};
+use serde_json::json;
 use std::time::Duration;
 
 /// The peer program.
@@ -81,19 +81,20 @@ pub fn python() -> std::ffi::OsString {
 }
 
 /// Whether the lane can run here: the peer's hello, or why not ("python3 not found").
-pub fn probe() -> Result<super::Hello, String> {
+pub fn probe() -> Result<super::Hello, PeerError> {
     probe_program(&python())
 }
 
 /// [`probe`] with the interpreter `program`.
-pub fn probe_program(program: &std::ffi::OsStr) -> Result<super::Hello, String> {
+pub fn probe_program(program: &std::ffi::OsStr) -> Result<super::Hello, PeerError> {
     let mut session =
-        super::session::Session::start(PEER.name, &command_with(program)).map_err(|e| {
-            if e.contains("No such file or directory") {
-                format!("{} not found", program.to_string_lossy())
-            } else {
-                e
+        super::session::Session::start(PEER.name, &command_with(program)).map_err(|e| match e {
+            PeerError::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                PeerError::Missing {
+                    program: program.to_string_lossy().into_owned(),
+                }
             }
+            other => other,
         })?;
     let answer = session.request(
         "hello",
@@ -101,47 +102,7 @@ pub fn probe_program(program: &std::ffi::OsStr) -> Result<super::Hello, String> 
         Duration::from_secs(20),
     )?;
     session.close(Duration::from_secs(10));
-    super::Hello::parse(&answer).map_err(|e| format!("{}: {e}", PEER.name))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn spec(
-    family: &'static str,
-    flavor: &'static str,
-    what: &str,
-    kind: Kind,
-    placement: Placement,
-    message_bytes: u64,
-    (producers, consumers): (u32, u32),
-    calibration: &'static str,
-    ops: (usize, usize),
-    request: Value,
-) -> Spec {
-    let size = if message_bytes > 0 && kind == Kind::Latency {
-        format!("/{}", size_label(message_bytes))
-    } else {
-        String::new()
-    };
-    let name = match kind {
-        Kind::Latency => format!("{family}/{flavor}/{what}{size}/{}", placement.label()),
-        _ => format!("{family}/{flavor}/{what}"),
-    };
-    Spec {
-        name,
-        family,
-        flavor,
-        kind,
-        placement,
-        message_bytes,
-        producers,
-        consumers,
-        calibration,
-        ops,
-        request,
-        start_method: "fork",
-        min_bound: Duration::from_secs(20),
-        per_op: Duration::from_millis(10),
-    }
+    super::Hello::parse(PEER.name, &answer)
 }
 
 /// A stream of `size`-byte messages, `p`x`c`, named as ipcbench's throughput workloads.
@@ -149,21 +110,18 @@ fn stream(
     flavor: &'static str,
     mechanism: &str,
     size: u64,
-    p: u32,
-    c: u32,
+    (p, c): (u32, u32),
     base: &'static str,
 ) -> Spec {
     let family = if mechanism == "pipe" { "pipe" } else { "queue" };
-    spec(
-        family,
-        flavor,
-        &format!("stream/{}/{p}x{c}", size_label(size)),
-        Kind::Throughput,
-        Placement::Unpinned,
-        size,
-        (p, c),
-        base,
-        stream_messages(size),
+    let (quick, full) = stream_messages(size);
+    Spec::new(
+        Workload::stream(family, flavor)
+            .size(size)
+            .processes(p, c)
+            .divided_by(base)
+            .ops(quick, full)
+            .shape(),
         json!({"mechanism": mechanism, "what": "stream"}),
     )
 }
@@ -179,16 +137,13 @@ pub fn specs() -> Vec<Spec> {
         ("cpython-joinablequeue", "joinablequeue"),
     ] {
         for placement in PLACEMENTS {
-            all.push(spec(
-                "queue",
-                flavor,
-                "roundtrip",
-                Kind::Latency,
-                placement,
-                64,
-                (1, 1),
-                cal::PIPE_ROUNDTRIP,
-                (2_000, 20_000),
+            all.push(Spec::new(
+                Workload::latency("queue", flavor, "roundtrip")
+                    .size(64)
+                    .placement(placement)
+                    .divided_by(cal::PIPE_ROUNDTRIP)
+                    .ops(2_000, 20_000)
+                    .shape(),
                 json!({"mechanism": mechanism, "what": "roundtrip"}),
             ));
         }
@@ -197,8 +152,7 @@ pub fn specs() -> Vec<Spec> {
                 flavor,
                 mechanism,
                 size,
-                1,
-                1,
+                (1, 1),
                 cal::pipe_stream_name(size),
             ));
         }
@@ -208,8 +162,7 @@ pub fn specs() -> Vec<Spec> {
             "cpython-queue",
             "queue",
             size,
-            4,
-            4,
+            (4, 4),
             cal::pipe_stream_name(size),
         ));
     }
@@ -224,16 +177,13 @@ pub fn specs() -> Vec<Spec> {
         ("cpython-pipe-simplex", "simplex", cal::PIPE_ROUNDTRIP),
     ] {
         for placement in PLACEMENTS {
-            all.push(spec(
-                "pipe",
-                flavor,
-                "roundtrip",
-                Kind::Latency,
-                placement,
-                64,
-                (1, 1),
-                base,
-                (2_000, 20_000),
+            all.push(Spec::new(
+                Workload::latency("pipe", flavor, "roundtrip")
+                    .size(64)
+                    .placement(placement)
+                    .divided_by(base)
+                    .ops(2_000, 20_000)
+                    .shape(),
                 json!({"mechanism": "pipe", "what": "roundtrip", "variant": variant}),
             ));
         }
@@ -243,24 +193,19 @@ pub fn specs() -> Vec<Spec> {
             "cpython-pipe-duplex",
             "pipe",
             size,
-            1,
-            1,
+            (1, 1),
             cal::unix_stream_name(size),
         ));
     }
     // mp.Lock is a semaphore in shared memory (futex), as the robust mutex: divided by
     // the atomic increment of as many processes.
     for processes in [1u32, 2, 4] {
-        all.push(spec(
-            "lock",
-            "cpython-lock",
-            &format!("acquire-release/{processes}-proc"),
-            Kind::Throughput,
-            Placement::Unpinned,
-            0,
-            (processes, 0),
-            cal::atomic_increment_name(processes),
-            (5_000, 50_000),
+        all.push(Spec::new(
+            Workload::operations("lock", "cpython-lock", "acquire-release")
+                .contenders(processes)
+                .divided_by(cal::atomic_increment_name(processes))
+                .ops(5_000, 50_000)
+                .shape(),
             json!({"mechanism": "lock", "what": "acquire-release"}),
         ));
     }
@@ -269,16 +214,12 @@ pub fn specs() -> Vec<Spec> {
         ("cpython-event", "event"),
     ] {
         for placement in PLACEMENTS {
-            all.push(spec(
-                "sync",
-                flavor,
-                "wake-roundtrip",
-                Kind::Latency,
-                placement,
-                0,
-                (1, 1),
-                cal::FUTEX_ROUNDTRIP,
-                (2_000, 20_000),
+            all.push(Spec::new(
+                Workload::latency("sync", flavor, "wake-roundtrip")
+                    .placement(placement)
+                    .divided_by(cal::FUTEX_ROUNDTRIP)
+                    .ops(2_000, 20_000)
+                    .shape(),
                 json!({"mechanism": mechanism, "what": "wake-roundtrip"}),
             ));
         }
@@ -291,45 +232,32 @@ pub fn specs() -> Vec<Spec> {
         ("cpython-manager-dict", "dict"),
     ] {
         for placement in PLACEMENTS {
-            all.push(spec(
-                "manager",
-                flavor,
-                "rpc-increment",
-                Kind::Latency,
-                placement,
-                0,
-                (1, 1),
-                cal::UNIX_SOCKET_REQUEST_REPLY,
-                (2_000, 20_000),
+            all.push(Spec::new(
+                Workload::latency("manager", flavor, "rpc-increment")
+                    .placement(placement)
+                    .divided_by(cal::UNIX_SOCKET_REQUEST_REPLY)
+                    .ops(2_000, 20_000)
+                    .shape(),
                 json!({"mechanism": "manager", "what": "rpc-increment", "variant": variant}),
             ));
         }
     }
     for clients in [1u32, 2, 4] {
-        all.push(spec(
-            "manager",
-            "cpython-manager",
-            &format!("increments/{clients}-proc"),
-            Kind::Throughput,
-            Placement::Unpinned,
-            0,
-            (clients, 0),
-            cal::UNIX_SOCKET_REQUEST_REPLY,
-            (2_000, 20_000),
+        all.push(Spec::new(
+            Workload::operations("manager", "cpython-manager", "increments")
+                .contenders(clients)
+                .divided_by(cal::UNIX_SOCKET_REQUEST_REPLY)
+                .ops(2_000, 20_000)
+                .shape(),
             json!({"mechanism": "manager", "what": "increments"}),
         ));
     }
     // Pool(2), fork-started outside the clock, as ipcbench's pool workloads.
-    all.push(spec(
-        "pool",
-        "cpython-pool-fork",
-        "apply-async",
-        Kind::Latency,
-        Placement::Unpinned,
-        0,
-        (1, 1),
-        handoff::TASK_HANDOFF,
-        (300, 3_000),
+    all.push(Spec::new(
+        Workload::latency("pool", "cpython-pool-fork", "apply-async")
+            .divided_by(handoff::TASK_HANDOFF)
+            .ops(300, 3_000)
+            .shape(),
         json!({"mechanism": "pool", "what": "apply-async-latency", "workers": 2}),
     ));
     for (what, base, request) in [
@@ -345,16 +273,12 @@ pub fn specs() -> Vec<Spec> {
             json!({"mechanism": "pool", "what": "map", "chunksize": null}),
         ),
     ] {
-        all.push(spec(
-            "pool",
-            "cpython-pool-2-map",
-            what,
-            Kind::Throughput,
-            Placement::Unpinned,
-            0,
-            (2, 2),
-            base,
-            (1_000, 10_000),
+        all.push(Spec::new(
+            Workload::operations("pool", "cpython-pool-2-map", what)
+                .processes(2)
+                .divided_by(base)
+                .ops(1_000, 10_000)
+                .shape(),
             request,
         ));
     }
@@ -362,16 +286,12 @@ pub fn specs() -> Vec<Spec> {
         ("round-trip", handoff::TASK_HANDOFF),
         ("pipelined", handoff::TASK_HANDOFF_2_WORKERS),
     ] {
-        all.push(spec(
-            "pool",
-            "cpython-pool-2-apply-async",
-            what,
-            Kind::Throughput,
-            Placement::Unpinned,
-            0,
-            (2, 2),
-            base,
-            (1_000, 10_000),
+        all.push(Spec::new(
+            Workload::operations("pool", "cpython-pool-2-apply-async", what)
+                .processes(2)
+                .divided_by(base)
+                .ops(1_000, 10_000)
+                .shape(),
             json!({"mechanism": "pool", "what": format!("apply-async-{what}"), "workers": 2}),
         ));
     }
@@ -379,7 +299,7 @@ pub fn specs() -> Vec<Spec> {
     // interpreter started afresh) by the raw fork+exec, forkserver (a fork of the server,
     // asked over a socket) by the raw fork+_exit. Spawn and forkserver take tens of
     // milliseconds each in CPython: the counts of ipcbench's spawn workload.
-    for (method, base, ops, per_op) in [
+    for (method, base, (quick, full), per_op) in [
         ("fork", cal::FORK_EXIT, (100, 1_000), 100),
         ("spawn", cal::FORK_EXEC, (30, 300), 1_000),
         ("forkserver", cal::FORK_EXIT, (30, 300), 1_000),
@@ -389,16 +309,11 @@ pub fn specs() -> Vec<Spec> {
             "spawn" => "cpython-process-spawn",
             _ => "cpython-process-forkserver",
         };
-        let mut s = spec(
-            "process",
-            flavor,
-            "start-join",
-            Kind::Latency,
-            Placement::Unpinned,
-            0,
-            (1, 1),
-            base,
-            ops,
+        let mut s = Spec::new(
+            Workload::latency("process", flavor, "start-join")
+                .divided_by(base)
+                .ops(quick, full)
+                .shape(),
             json!({"mechanism": "process", "what": "start-join"}),
         );
         s.start_method = method;
@@ -419,24 +334,26 @@ mod tests {
     fn every_workload_mirrors_one_of_ipcbench() {
         let ours = registry::all();
         let specs = specs();
-        for s in &specs {
+        for s in specs.iter().map(|s| &s.shape) {
             assert!(s.flavor.starts_with("cpython-"), "{}", s.name);
             assert!(s.name.starts_with(&format!("{}/{}/", s.family, s.flavor)));
             let counterpart =
                 twin(&s.name).unwrap_or_else(|| panic!("unmapped flavor {}", s.flavor));
-            let w = ours
+            let w = &ours
                 .iter()
-                .find(|w| w.name == counterpart)
-                .unwrap_or_else(|| panic!("{} mirrors no workload ({counterpart})", s.name));
+                .find(|w| w.shape.name == counterpart)
+                .unwrap_or_else(|| panic!("{} mirrors no workload ({counterpart})", s.name))
+                .shape;
             assert_eq!(w.message_bytes, s.message_bytes, "{}", s.name);
             assert_eq!(w.placement, s.placement, "{}", s.name);
             assert_eq!(w.kind, s.kind, "{}", s.name);
             if s.flavor != "cpython-process-forkserver" {
                 assert_eq!(w.ops, s.ops, "{}", s.name);
             }
-            assert_eq!(w.calibration, Some(s.calibration), "{}", s.name);
+            assert!(s.calibration.is_some(), "{} is divided by nothing", s.name);
+            assert_eq!(w.calibration, s.calibration, "{}", s.name);
         }
-        let mut names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        let mut names: Vec<&str> = specs.iter().map(|s| s.shape.name.as_str()).collect();
         names.sort_unstable();
         let count = names.len();
         names.dedup();
@@ -459,7 +376,7 @@ mod tests {
     fn a_request_carries_what_the_peer_needs() {
         let s = specs()
             .into_iter()
-            .find(|s| s.name == "pool/cpython-pool-2-map/short-tasks/chunksize-1")
+            .find(|s| s.shape.name == "pool/cpython-pool-2-map/short-tasks/chunksize-1")
             .unwrap();
         let r = s.request(10, Some((0, 1)), Duration::from_secs(3));
         assert_eq!(r["op"], "run");
@@ -468,6 +385,6 @@ mod tests {
         assert_eq!(r["ops"], 10);
         assert_eq!(r["cpus"], json!([0, 1]));
         assert_eq!(r["bound_s"], 3.0);
-        assert_eq!(r["workload"], s.name.as_str());
+        assert_eq!(r["workload"], s.shape.name.as_str());
     }
 }

@@ -10,9 +10,12 @@
 //! * [`cpython`]: CPython's `multiprocessing`, the workloads mirroring ipcbench's.
 
 pub mod cpython;
+mod error;
 pub mod session;
 
-use crate::measure::registry::{Kind, Sample, Workload};
+pub use error::PeerError;
+
+use crate::measure::registry::{Sample, Workload, WorkloadShape};
 use crate::measure::workloads::{cpus_for, record_placement, RoundTrips};
 use crate::results::{PeerInfo, Placement};
 use serde_json::{json, Value};
@@ -57,42 +60,25 @@ pub fn twin(name: &str) -> Option<String> {
 }
 
 /// The peer called `name`; an unknown name is an error naming the known ones.
-pub fn find(name: &str) -> Result<&'static Peer, String> {
-    known().into_iter().find(|p| p.name == name).ok_or_else(|| {
-        format!(
-            "--peer {name}: no such peer; the known peers are: {}",
-            known()
-                .iter()
-                .map(|p| p.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })
+pub fn find(name: &str) -> Result<&'static Peer, PeerError> {
+    known()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| PeerError::Unknown {
+            name: name.to_string(),
+            known: known().iter().map(|p| p.name).collect(),
+        })
 }
 
-/// One workload a peer runs: its registry entry's shape and what to ask the peer.
+/// One workload a peer runs: what it is, described as any registry workload is (by the
+/// same builder, so its name follows the same rule as its ipcbench counterpart's), and
+/// what to ask the peer.
 #[derive(Clone, Debug)]
 pub struct Spec {
-    /// The workload's name, as in the registry (the results key).
-    pub name: String,
-    /// Mechanism family, as its ipcbench counterpart.
-    pub family: &'static str,
-    /// Flavor within the family.
-    pub flavor: &'static str,
-    /// Latency or throughput.
-    pub kind: Kind,
-    /// Where its processes run.
-    pub placement: Placement,
-    /// Payload of one message, bytes.
-    pub message_bytes: u64,
-    /// Producer processes.
-    pub producers: u32,
-    /// Consumer processes.
-    pub consumers: u32,
-    /// The calibration it is divided by, the same as its ipcbench counterpart's.
-    pub calibration: &'static str,
-    /// Operations per repeat: (quick, full), as the workload it mirrors.
-    pub ops: (usize, usize),
+    /// What it is: its name (the results key), family, flavor, kind, placement, sizes,
+    /// processes, the calibration it is divided by (the same as its ipcbench
+    /// counterpart's) and its operations per repeat.
+    pub shape: WorkloadShape,
     /// The peer's own words for it (the request's fields besides ops, cpus and bound).
     pub request: Value,
     /// The start method its processes use (recorded in the results).
@@ -105,6 +91,18 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// A spec of `shape` asking the peer `request`: fork-started, bounded at 20 s plus
+    /// 10 ms per operation.
+    pub fn new(shape: WorkloadShape, request: Value) -> Spec {
+        Spec {
+            shape,
+            request,
+            start_method: "fork",
+            min_bound: Duration::from_secs(20),
+            per_op: Duration::from_millis(10),
+        }
+    }
+
     /// The bound of one repeat of `ops` operations.
     pub fn bound(&self, ops: usize) -> Duration {
         self.min_bound
@@ -118,11 +116,11 @@ impl Spec {
         let mut request = self.request.clone();
         let fields = [
             ("op", json!("run")),
-            ("workload", json!(self.name)),
+            ("workload", json!(self.shape.name)),
             ("ops", json!(ops)),
-            ("size", json!(self.message_bytes)),
-            ("producers", json!(self.producers)),
-            ("consumers", json!(self.consumers)),
+            ("size", json!(self.shape.message_bytes)),
+            ("producers", json!(self.shape.producers)),
+            ("consumers", json!(self.shape.consumers)),
             ("start_method", json!(self.start_method)),
             ("cpus", json!(cpus.map(|(a, b)| [a, b]))),
             ("bound_s", json!(bound.as_secs_f64())),
@@ -153,13 +151,18 @@ pub struct Hello {
 }
 
 impl Hello {
-    pub(crate) fn parse(answer: &Value) -> Result<Hello, String> {
+    /// `peer`'s hello, from its answer.
+    pub(crate) fn parse(peer: &str, answer: &Value) -> Result<Hello, PeerError> {
         let text = |key: &str| {
             answer
                 .get(key)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| format!("its hello has no {key}: {answer}"))
+                .ok_or_else(|| PeerError::Answer {
+                    peer: peer.to_string(),
+                    doing: None,
+                    problem: format!("its hello has no {key}: {answer}"),
+                })
         };
         Ok(Hello {
             version: text("python")?,
@@ -222,21 +225,25 @@ impl Lane {
 
     /// Starts the peer (if it is not running) and returns its hello: whether the lane can
     /// run here, and if not, why.
-    pub fn hello(&self) -> Result<Hello, String> {
+    pub fn hello(&self) -> Result<Hello, PeerError> {
         let mut session = locked(&self.session);
         self.ensure(&mut session)?;
         locked(&self.hello)
             .clone()
-            .ok_or_else(|| format!("{}: no hello", self.peer.name))
+            .ok_or_else(|| PeerError::Answer {
+                peer: self.peer.name.to_string(),
+                doing: None,
+                problem: "no hello".into(),
+            })
     }
 
-    fn ensure(&self, slot: &mut Option<Session>) -> Result<(), String> {
+    fn ensure(&self, slot: &mut Option<Session>) -> Result<(), PeerError> {
         if slot.is_some() {
             return Ok(());
         }
         let mut session = Session::start(self.peer.name, &(self.peer.command)())?;
         let answer = session.request("hello", &json!({"op": "hello"}), HELLO_BOUND)?;
-        let hello = Hello::parse(&answer).map_err(|e| format!("{}: {e}", self.peer.name))?;
+        let hello = Hello::parse(self.peer.name, &answer)?;
         *locked(&self.hello) = Some(hello);
         self.pid.store(session.pid(), Ordering::SeqCst);
         *slot = Some(session);
@@ -244,8 +251,8 @@ impl Lane {
     }
 
     /// One repeat of `spec` with `ops` operations, in the placement its spec names.
-    pub fn run(&self, spec: &Spec, ops: usize) -> Result<Sample, String> {
-        let cpus = match spec.placement {
+    pub fn run(&self, spec: &Spec, ops: usize) -> Result<Sample, PeerError> {
+        let cpus = match spec.shape.placement {
             Placement::Unpinned => None,
             placement => match cpus_for(placement) {
                 (Some(a), Some(b)) => Some((a, b)),
@@ -261,7 +268,7 @@ impl Lane {
         let mut slot = locked(&self.session);
         self.ensure(&mut slot)?;
         let session = slot.as_mut().expect("ensured");
-        let answer = session.request(&spec.name, &request, bound);
+        let answer = session.request(&spec.shape.name, &request, bound);
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
@@ -276,12 +283,12 @@ impl Lane {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no error given");
-            return Err(format!(
-                "{}: {} failed in the peer: {error}{}",
-                self.peer.name,
-                spec.name,
-                session.stderr_note()
-            ));
+            return Err(PeerError::Failed {
+                peer: self.peer.name.to_string(),
+                workload: spec.shape.name.clone(),
+                error: error.to_string(),
+                stderr: session.stderr_note(),
+            });
         }
         locked(&self.methods).insert(spec.start_method.to_string());
         if let Some(cpus) = answer.get("cpus") {
@@ -301,7 +308,11 @@ impl Lane {
                 (responder.len() == 1).then(|| responder[0]),
             );
         }
-        sample(spec, &answer).map_err(|e| format!("{}: {}: {e}", self.peer.name, spec.name))
+        sample(spec, &answer).map_err(|problem| PeerError::Answer {
+            peer: self.peer.name.to_string(),
+            doing: Some(spec.shape.name.clone()),
+            problem,
+        })
     }
 
     /// What the results record about this peer: None if it never answered.
@@ -336,16 +347,7 @@ impl Lane {
                 let lane = self.clone();
                 let run_spec = spec.clone();
                 Workload {
-                    name: spec.name,
-                    family: spec.family,
-                    flavor: spec.flavor,
-                    kind: spec.kind,
-                    placement: spec.placement,
-                    message_bytes: spec.message_bytes,
-                    producers: spec.producers,
-                    consumers: spec.consumers,
-                    calibration: Some(spec.calibration),
-                    ops: spec.ops,
+                    shape: spec.shape,
                     // The runner records a panic as the workload's failure, by name.
                     run: Arc::new(move |ops| {
                         lane.run(&run_spec, ops).unwrap_or_else(|e| panic!("{e}"))
@@ -362,7 +364,8 @@ impl Drop for Lane {
     }
 }
 
-/// The sample a peer's answer carries, checked against what was asked.
+/// The sample a peer's answer carries, checked against what was asked; the error says
+/// what is wrong with the answer (the caller names the peer and the workload).
 fn sample(spec: &Spec, answer: &Value) -> Result<Sample, String> {
     match answer.get("kind").and_then(Value::as_str) {
         Some("times") => {
@@ -400,7 +403,7 @@ fn sample(spec: &Spec, answer: &Value) -> Result<Sample, String> {
         }
         other => Err(format!(
             "an answer of kind {other:?} for a {:?} workload",
-            spec.kind
+            spec.shape.kind
         )),
     }
 }

@@ -7,6 +7,7 @@
 //! `TMPDIR` pointing into a directory of this run's, removed when the session ends, so
 //! the temp files a killed interpreter could not remove (`pymp-*` sockets) go with it.
 
+use super::PeerError;
 use crate::process::{hygiene, watchdog, Pid};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -74,9 +75,11 @@ pub struct Session {
 
 impl Session {
     /// Starts the peer in its own process group. `name` names it in every message.
-    pub fn start(name: &str, command: &PeerCommand) -> Result<Session, String> {
-        let dir = hygiene::temp_dir()
-            .map_err(|e| format!("{name}: cannot create a temp directory: {e}"))?;
+    pub fn start(name: &str, command: &PeerCommand) -> Result<Session, PeerError> {
+        let dir = hygiene::temp_dir().map_err(|source| PeerError::TempDir {
+            peer: name.to_string(),
+            source,
+        })?;
         let result = Session::start_in(name, command, dir.clone());
         if result.is_err() {
             hygiene::remove_temp(&dir);
@@ -84,12 +87,15 @@ impl Session {
         result
     }
 
-    fn start_in(name: &str, command: &PeerCommand, dir: PathBuf) -> Result<Session, String> {
+    fn start_in(name: &str, command: &PeerCommand, dir: PathBuf) -> Result<Session, PeerError> {
         let mut cmd = Command::new(&command.program);
         if let Some((file, source)) = command.script {
             let path = dir.join(file);
-            std::fs::write(&path, source)
-                .map_err(|e| format!("{name}: cannot write {}: {e}", path.display()))?;
+            std::fs::write(&path, source).map_err(|source| PeerError::Script {
+                peer: name.to_string(),
+                path: path.clone(),
+                source,
+            })?;
             cmd.arg(path);
         }
         cmd.args(&command.args)
@@ -100,11 +106,10 @@ impl Session {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "{name}: cannot start {}: {e}",
-                command.program.to_string_lossy()
-            )
+        let mut child = cmd.spawn().map_err(|source| PeerError::Spawn {
+            peer: name.to_string(),
+            program: command.program.to_string_lossy().into_owned(),
+            source,
         })?;
         let pid = Pid::from_raw(child.id() as i32);
         hygiene::track_child(pid, Some(pid));
@@ -122,7 +127,10 @@ impl Session {
                         }
                     }
                 })
-                .map_err(|e| format!("{name}: cannot start a reader thread: {e}"))?;
+                .map_err(|source| PeerError::Reader {
+                    peer: name.to_string(),
+                    source,
+                })?;
         }
         let kept = Arc::new(Mutex::new(StderrTail::default()));
         let stderr_reader = stderr.map(|mut stderr| {
@@ -173,9 +181,11 @@ impl Session {
         doing: &str,
         request: &Value,
         bound: Duration,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, PeerError> {
         if self.ended {
-            return Err(format!("{}: the peer has already ended", self.name));
+            return Err(PeerError::Ended {
+                peer: self.name.clone(),
+            });
         }
         let mut line = request.to_string();
         line.push('\n');
@@ -183,12 +193,14 @@ impl Session {
             .stdin
             .as_mut()
             .map(|s| s.write_all(line.as_bytes()).and_then(|_| s.flush()));
-        if let Some(Err(e)) = sent {
-            let why = self.end_dead(Duration::from_secs(2));
-            return Err(format!(
-                "{}: cannot send {doing} to the peer ({e}): {why}",
-                self.name
-            ));
+        if let Some(Err(source)) = sent {
+            let death = self.end_dead(Duration::from_secs(2));
+            return Err(PeerError::Send {
+                peer: self.name.clone(),
+                doing: doing.to_string(),
+                source,
+                death,
+            });
         }
         let deadline = Instant::now() + bound;
         loop {
@@ -198,45 +210,47 @@ impl Session {
             match self.lines.recv_timeout(slice) {
                 Ok(Ok(text)) if text.trim().is_empty() => continue,
                 Ok(Ok(text)) => {
-                    return serde_json::from_str(&text).map_err(|e| {
+                    return serde_json::from_str(&text).map_err(|source| {
                         self.kill();
-                        format!(
-                            "{}: while running {doing}, the peer wrote a line that is not \
-                             JSON ({e}): {:?}{}",
-                            self.name,
-                            shorten(&text, 200),
-                            self.stderr_note()
-                        )
+                        PeerError::NotJson {
+                            peer: self.name.clone(),
+                            doing: doing.to_string(),
+                            line: shorten(&text, 200),
+                            stderr: self.stderr_note(),
+                            source,
+                        }
                     })
                 }
                 Ok(Err(_)) | Err(RecvTimeoutError::Disconnected) => {
-                    let why = self.end_dead(Duration::from_secs(2));
-                    return Err(format!(
-                        "{}: the peer died while running {doing}: {why}",
-                        self.name
-                    ));
+                    let death = self.end_dead(Duration::from_secs(2));
+                    return Err(PeerError::Died {
+                        peer: self.name.clone(),
+                        doing: doing.to_string(),
+                        death,
+                    });
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.exited() {
                         // Dead, but a child of its kept stdout open: no EOF.
-                        let why = self.end_dead(Duration::ZERO);
-                        return Err(format!(
-                            "{}: the peer died while running {doing}: {why}",
-                            self.name
-                        ));
+                        let death = self.end_dead(Duration::ZERO);
+                        return Err(PeerError::Died {
+                            peer: self.name.clone(),
+                            doing: doing.to_string(),
+                            death,
+                        });
                     }
                     if Instant::now() >= deadline {
                         let blocked = self.blocked();
                         let mark = self.stderr_total();
                         let stacks = self.python_stacks();
                         self.kill();
-                        return Err(format!(
-                            "{}: {doing} did not finish within {:.0} s; killed the peer's \
-                             process group. Blocked: {blocked}{stacks}{}",
-                            self.name,
-                            bound.as_secs_f64(),
-                            self.stderr_note_before(mark)
-                        ));
+                        return Err(PeerError::Stalled {
+                            peer: self.name.clone(),
+                            doing: doing.to_string(),
+                            bound,
+                            blocked,
+                            stacks_and_stderr: stacks + &self.stderr_note_before(mark),
+                        });
                     }
                 }
             }

@@ -73,16 +73,13 @@ pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
     let mut all = Vec::new();
     for parties in PARTIES {
         for placement in PLACEMENTS {
-            all.push(Workload::latency(
-                "sync",
-                "barrier",
-                &format!("all-arrive/{parties}-parties"),
-                None,
-                placement,
-                Some(FUTEX_ROUNDTRIP),
-                (1_000, 10_000),
-                move |placement, n| all_arrive(parties, placement, n),
-            ));
+            all.push(
+                Workload::latency("sync", "barrier", &format!("all-arrive/{parties}-parties"))
+                    .placement(placement)
+                    .divided_by(FUTEX_ROUNDTRIP)
+                    .ops(1_000, 10_000)
+                    .run(move |placement, n| all_arrive(parties, placement, n)),
+            );
         }
     }
     all

@@ -54,22 +54,20 @@ crate::register_workloads!("filestore", catalogue, rank = 80);
 /// by the raw flock pair.
 pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
     use crate::measure::calibration as cal;
+    use crate::measure::registry::Workload;
     let mut all = Vec::new();
     for kind in StoreLockKind::ALL {
         for processes in [1u32, 2] {
-            let mut workload = super::lock::ops_workload(
-                "filestore",
-                kind.name(),
-                "read-modify-write",
-                processes,
-                (200, 2_000),
-                move |n| read_modify_write(kind, processes as usize, n),
+            all.push(
+                Workload::operations("filestore", kind.name(), "read-modify-write")
+                    .contenders(processes)
+                    .divided_by(match kind {
+                        StoreLockKind::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
+                        _ => cal::FLOCK_ACQUIRE_RELEASE,
+                    })
+                    .ops(200, 2_000)
+                    .run(move |n| read_modify_write(kind, processes as usize, n)),
             );
-            workload.calibration = Some(match kind {
-                StoreLockKind::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
-                _ => cal::FLOCK_ACQUIRE_RELEASE,
-            });
-            all.push(workload);
         }
     }
     all

@@ -49,36 +49,6 @@ pub fn acquire_release(flavor: LockFlavor, processes: usize, iters: usize) -> Du
     timed_crowd("measure-lock-contender", &lock.address(), processes, iters)
 }
 
-/// A registry entry for an "operations by N processes" workload of this family: named
-/// `family/flavor/what/N-proc`, reported as operations per second.
-pub(crate) fn ops_workload(
-    family: &'static str,
-    flavor: &'static str,
-    what: &str,
-    processes: u32,
-    ops: (usize, usize),
-    run: impl Fn(usize) -> Duration + Send + Sync + 'static,
-) -> crate::measure::registry::Workload {
-    use crate::measure::registry::{Kind, Sample, Workload};
-    Workload {
-        name: format!("{family}/{flavor}/{what}/{processes}-proc"),
-        family,
-        flavor,
-        kind: Kind::Throughput,
-        placement: crate::results::Placement::Unpinned,
-        message_bytes: 0,
-        producers: processes,
-        consumers: 0,
-        calibration: None,
-        ops,
-        run: std::sync::Arc::new(move |n| Sample::Moved {
-            messages: n as u64,
-            bytes: 0,
-            elapsed: run(n),
-        }),
-    }
-}
-
 crate::register_workloads!("lock", catalogue, rank = 50);
 
 /// This family's entries in `measure::registry`, each divided by a raw figure of its
@@ -87,23 +57,23 @@ crate::register_workloads!("lock", catalogue, rank = 50);
 /// shared word (operations per raw increment).
 pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
     use crate::measure::calibration as cal;
+    use crate::measure::registry::Workload;
     let mut all = Vec::new();
     for flavor in LockFlavor::SAFE {
         for processes in [1u32, 2, 4] {
-            let mut workload = ops_workload(
-                "lock",
-                flavor.name(),
-                "acquire-release",
-                processes,
-                (5_000, 50_000),
-                move |n| acquire_release(flavor, processes as usize, n),
+            all.push(
+                Workload::operations("lock", flavor.name(), "acquire-release")
+                    .contenders(processes)
+                    .divided_by(match flavor {
+                        LockFlavor::Flock => cal::FLOCK_ACQUIRE_RELEASE,
+                        LockFlavor::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
+                        LockFlavor::Robust | LockFlavor::Plain => {
+                            cal::atomic_increment_name(processes)
+                        }
+                    })
+                    .ops(5_000, 50_000)
+                    .run(move |n| acquire_release(flavor, processes as usize, n)),
             );
-            workload.calibration = Some(match flavor {
-                LockFlavor::Flock => cal::FLOCK_ACQUIRE_RELEASE,
-                LockFlavor::Fcntl => cal::FCNTL_ACQUIRE_RELEASE,
-                LockFlavor::Robust | LockFlavor::Plain => cal::atomic_increment_name(processes),
-            });
-            all.push(workload);
         }
     }
     all

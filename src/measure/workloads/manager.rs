@@ -64,29 +64,21 @@ pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
     let mut all: Vec<Workload> = PLACEMENTS
         .into_iter()
         .map(|placement| {
-            Workload::latency(
-                "manager",
-                "server",
-                "rpc-increment",
-                None,
-                placement,
-                Some(UNIX_SOCKET_REQUEST_REPLY),
-                (2_000, 20_000),
-                rpc_round_trips,
-            )
+            Workload::latency("manager", "server", "rpc-increment")
+                .placement(placement)
+                .divided_by(UNIX_SOCKET_REQUEST_REPLY)
+                .ops(2_000, 20_000)
+                .run(rpc_round_trips)
         })
         .collect();
     for clients in [1u32, 2, 4] {
-        let mut workload = super::lock::ops_workload(
-            "manager",
-            "server",
-            "increments",
-            clients,
-            (2_000, 20_000),
-            move |n| increments(clients as usize, n),
+        all.push(
+            Workload::operations("manager", "server", "increments")
+                .contenders(clients)
+                .divided_by(UNIX_SOCKET_REQUEST_REPLY)
+                .ops(2_000, 20_000)
+                .run(move |n| increments(clients as usize, n)),
         );
-        workload.calibration = Some(UNIX_SOCKET_REQUEST_REPLY);
-        all.push(workload);
     }
     all
 }

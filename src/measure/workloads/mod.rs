@@ -28,6 +28,18 @@ use crate::results::{Achieved, Placement, Topology};
 use std::cell::RefCell;
 use std::time::Duration;
 
+/// Message sizes of the stream workloads, 64 B to 1 MiB (each has a raw stream
+/// calibration of its size).
+pub const SIZES: [u64; 4] = crate::measure::calibration::STREAM_SIZES;
+
+/// Messages per stream repeat: (quick, full); multiples of 4 so that 4 producers share
+/// them evenly.
+pub fn stream_messages(size: u64) -> (usize, usize) {
+    let quick = ((4u64 << 20) / size).clamp(16, 4_000) as usize;
+    let full = ((64u64 << 20) / size).clamp(32, 20_000) as usize;
+    (quick, full)
+}
+
 /// Per-operation times of one latency run, in nanoseconds, in the order measured.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoundTrips {

@@ -166,3 +166,41 @@ pub fn memcpy(bytes: usize, iters: usize) -> Duration {
     }
     t.elapsed()
 }
+
+crate::register_workloads!("pipe", catalogue, rank = 20);
+
+/// This family's entries in `measure::registry`: round trips of 64 B and streams from
+/// 64 B to 1 MiB, each divided by the raw figure of its own transport: a duplex
+/// `Connection` is a socketpair (raw 64-byte Unix request-reply, raw Unix stream of the
+/// same size), a simplex one two pipes (raw pipe round trip).
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration as cal;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all = Vec::new();
+    for (kind, flavor) in [(PipeKind::Duplex, "duplex"), (PipeKind::Simplex, "simplex")] {
+        for placement in PLACEMENTS {
+            all.push(
+                Workload::latency("pipe", flavor, "roundtrip")
+                    .size(64)
+                    .placement(placement)
+                    .divided_by(match kind {
+                        PipeKind::Duplex => cal::UNIX_SOCKET_REQUEST_REPLY,
+                        PipeKind::Simplex => cal::PIPE_ROUNDTRIP,
+                    })
+                    .ops(2_000, 20_000)
+                    .run(move |placement, n| round_trip(kind, 64, placement, n)),
+            );
+        }
+    }
+    for size in super::SIZES {
+        let (quick, full) = super::stream_messages(size);
+        all.push(
+            Workload::stream("pipe", "duplex")
+                .size(size)
+                .divided_by(cal::unix_stream_name(size))
+                .ops(quick, full)
+                .run(move |n| throughput(size as usize, n, Placement::Unpinned)),
+        );
+    }
+    all
+}

@@ -125,3 +125,90 @@ pub fn echo_round_trips(
 ) -> Duration {
     echo::round_trips(kind, clients, rounds, ECHO_MESSAGE, method).expect("echo round trips")
 }
+
+crate::register_workloads!("pool", catalogue, rank = 40);
+
+/// This family's entries in `measure::registry`: short tasks through a pool of 2 (started
+/// outside the timed part) vs one process per task vs in-process; apply_async; the echo
+/// servers. A task through the pool is divided by the raw hand-off of the same task to a
+/// worker process (one at a time: the raw round trip; map and pipelined apply_async: the
+/// raw stream to 2 workers); a process per task, and the in-process run beside it, by
+/// the raw fork+_exit+waitpid.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration::{self as cal, handoff};
+    use crate::measure::registry::{size_label, Workload};
+    fn with_pool<T>(run: impl FnOnce(&Pool) -> T) -> T {
+        let pool =
+            Pool::new(PoolOptions::new().size(2).method(StartMethod::Fork)).expect("start pool");
+        run(&pool)
+    }
+    let mut all = vec![
+        // One task through a running pool, timed per task for a distribution.
+        Workload::latency("pool", "fork", "apply-async")
+            .divided_by(handoff::TASK_HANDOFF)
+            .ops(300, 3_000)
+            .run(|_, n| apply_async_samples(n)),
+        Workload::operations("pool", "sequential", "short-tasks")
+            .processes(1)
+            .divided_by(cal::FORK_EXIT)
+            .ops(2_000, 20_000)
+            .run(short_tasks_sequential),
+        Workload::operations("pool", "pool-2-map", "short-tasks/chunksize-1")
+            .processes(2)
+            .divided_by(handoff::TASK_HANDOFF_2_WORKERS)
+            .ops(1_000, 10_000)
+            .run(|n| with_pool(|p| short_tasks_pool_map(p, n, 1))),
+        Workload::operations("pool", "pool-2-map", "short-tasks/chunksize-auto")
+            .processes(2)
+            .divided_by(handoff::TASK_HANDOFF_2_WORKERS)
+            .ops(1_000, 10_000)
+            .run(|n| with_pool(|p| short_tasks_pool_map(p, n, p.default_chunksize(n)))),
+        Workload::operations("pool", "pool-2-apply-async", "round-trip")
+            .processes(2)
+            .divided_by(handoff::TASK_HANDOFF)
+            .ops(1_000, 10_000)
+            .run(|n| with_pool(|p| apply_async_round_trips(p, n))),
+        Workload::operations("pool", "pool-2-apply-async", "pipelined")
+            .processes(2)
+            .divided_by(handoff::TASK_HANDOFF_2_WORKERS)
+            .ops(1_000, 10_000)
+            .run(|n| with_pool(|p| apply_async_pipelined(p, n))),
+    ];
+    for (method, flavor, (quick, full)) in [
+        (StartMethod::Fork, "process-per-task-fork", (100, 1_000)),
+        (StartMethod::Spawn, "process-per-task-spawn", (30, 300)),
+    ] {
+        all.push(
+            Workload::operations("pool", flavor, "short-tasks")
+                .processes(1)
+                .divided_by(cal::FORK_EXIT)
+                .ops(quick, full)
+                .run(move |n| short_tasks_process_per_task(method, n)),
+        );
+    }
+    for (kind, flavor) in [
+        (
+            ServerKind::ProcessPerConnection,
+            "echo-process-per-connection",
+        ),
+        (ServerKind::Pool { workers: 4 }, "echo-pool-4"),
+    ] {
+        for clients in [1usize, 4, 16] {
+            let what = format!(
+                "roundtrip/{}/{clients}-clients",
+                size_label(ECHO_MESSAGE as u64)
+            );
+            all.push(
+                Workload::operations("pool", flavor, &what)
+                    .processes(clients as u32)
+                    .divided_by(cal::UNIX_SOCKET_REQUEST_REPLY)
+                    // Multiples of 16, so every client does the same number of rounds.
+                    .ops(256, 2_048)
+                    .run(move |rounds| {
+                        echo_round_trips(kind, clients, rounds.div_ceil(clients), StartMethod::Fork)
+                    }),
+            );
+        }
+    }
+    all
+}

@@ -136,3 +136,24 @@ fn raw_fork_exec() {
         }
     }
 }
+
+crate::register_workloads!("process", catalogue, rank = 10);
+
+/// This family's entries in `measure::registry`: start+join per start method, fork
+/// divided by the raw fork+`_exit`+waitpid, spawn by the raw fork+exec.
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::measure::calibration as cal;
+    use crate::measure::registry::Workload;
+    [
+        (StartKind::Fork, cal::FORK_EXIT, (100, 1_000)),
+        (StartKind::Spawn, cal::FORK_EXEC, (30, 300)),
+    ]
+    .into_iter()
+    .map(|(start, calibration, (quick, full))| {
+        Workload::latency("process", start.name(), "start-join")
+            .divided_by(calibration)
+            .ops(quick, full)
+            .run(move |_, n| start_join_samples(start, n))
+    })
+    .collect()
+}

@@ -224,3 +224,64 @@ pub fn throughput(
     consumer_children.into_iter().for_each(finish);
     elapsed
 }
+
+crate::register_workloads!("queue", catalogue, rank = 30);
+
+/// This family's entries in `measure::registry`, for every flavor (plug-ins included):
+/// round trips of 64 B, each divided by the raw figure its flavor rides on in that
+/// placement (pipe flavor: raw pipe round trip; shm flavor: the cache-line ping-pong
+/// across CPUs, the futex wake round trip on one CPU, where both sides must sleep;
+/// ipc-channel: 64-byte Unix request-reply), and streams 64 B to 1 MiB, 1→1 and 4→4,
+/// divided by the raw stream of the same size (pipe and shm flavors: pipe; channel: Unix
+/// socket).
+pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
+    use crate::ipc::queue::BuiltOn;
+    use crate::measure::calibration as cal;
+    use crate::measure::registry::{Workload, PLACEMENTS};
+    let mut all = Vec::new();
+    for flavor in Flavor::all() {
+        for placement in PLACEMENTS {
+            let base = match (flavor.built_on(), placement) {
+                (BuiltOn::Pipe, _) => cal::PIPE_ROUNDTRIP,
+                (BuiltOn::SharedMemory, Placement::SameCpu) => cal::FUTEX_ROUNDTRIP,
+                (BuiltOn::SharedMemory, _) => cal::SHM_PINGPONG,
+                (BuiltOn::UnixSocket, _) => cal::UNIX_SOCKET_REQUEST_REPLY,
+            };
+            all.push(
+                Workload::latency("queue", flavor.name(), "roundtrip")
+                    .size(64)
+                    .placement(placement)
+                    .divided_by(base)
+                    .ops(2_000, 20_000)
+                    .run(move |placement, n| round_trip(flavor, 64, placement, n)),
+            );
+        }
+    }
+    for flavor in Flavor::all() {
+        for (producers, consumers) in [(1u32, 1u32), (4, 4)] {
+            for size in super::SIZES {
+                let (quick, full) = super::stream_messages(size);
+                all.push(
+                    Workload::stream("queue", flavor.name())
+                        .size(size)
+                        .processes(producers, consumers)
+                        .divided_by(match flavor.built_on() {
+                            BuiltOn::Pipe | BuiltOn::SharedMemory => cal::pipe_stream_name(size),
+                            BuiltOn::UnixSocket => cal::unix_stream_name(size),
+                        })
+                        .ops(quick, full)
+                        .run(move |n| {
+                            throughput(
+                                flavor,
+                                size as usize,
+                                producers as usize,
+                                consumers as usize,
+                                n,
+                            )
+                        }),
+                );
+            }
+        }
+    }
+    all
+}

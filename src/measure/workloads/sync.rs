@@ -123,16 +123,13 @@ pub fn catalogue() -> Vec<crate::measure::registry::Workload> {
     let mut all = Vec::new();
     for primitive in Primitive::ALL {
         for placement in PLACEMENTS {
-            all.push(Workload::latency(
-                "sync",
-                primitive.name(),
-                "wake-roundtrip",
-                None,
-                placement,
-                Some(FUTEX_ROUNDTRIP),
-                (2_000, 20_000),
-                move |placement, n| wake_round_trips(primitive, placement, n),
-            ));
+            all.push(
+                Workload::latency("sync", primitive.name(), "wake-roundtrip")
+                    .placement(placement)
+                    .divided_by(FUTEX_ROUNDTRIP)
+                    .ops(2_000, 20_000)
+                    .run(move |placement, n| wake_round_trips(primitive, placement, n)),
+            );
         }
     }
     all
