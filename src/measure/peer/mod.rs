@@ -325,7 +325,7 @@ impl Lane {
             start_methods: locked(&self.methods).iter().cloned().collect(),
             pairs: (self.peer.specs)()
                 .into_iter()
-                .filter_map(|spec| Some(((self.peer.twin)(&spec.name)?, spec.name)))
+                .filter_map(|spec| Some(((self.peer.twin)(&spec.shape.name)?, spec.shape.name)))
                 .map(|(ours, peer)| (peer, ours))
                 .collect(),
         })
