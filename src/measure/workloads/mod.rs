@@ -20,6 +20,7 @@ pub mod lock;
 pub mod manager;
 pub mod pipe;
 pub mod pool;
+pub mod pool_elastic;
 pub mod process;
 pub mod queue;
 pub mod sync;
