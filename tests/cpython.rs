@@ -11,7 +11,7 @@ use ipcbench::process::hygiene;
 use ipcbench::results::Results;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::leak_checked;
+use support::{leak_checked, mp_semaphores};
 
 /// python3's version, or None (the test then says it is skipped).
 fn python_version(test: &str) -> Option<String> {
@@ -27,17 +27,6 @@ fn python_version(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// `sem.mp-*` names in /dev/shm: what a leaking multiprocessing semaphore leaves.
-fn mp_semaphores() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with("sem.mp-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn spec(name: &str) -> Spec {

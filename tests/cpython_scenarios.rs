@@ -11,7 +11,7 @@ use ipcbench::scenario::check::{search, select_peer, Search};
 use ipcbench::scenario::{self, run_case, Case, Expectation, Schedule, Verdict};
 use std::process::Command;
 use std::time::Duration;
-use support::leak_checked;
+use support::{leak_checked, mp_semaphores};
 
 fn python_found(test: &str) -> bool {
     let found = Command::new(cpython::python())
@@ -30,17 +30,6 @@ fn ipcbench(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("ipcbench runs")
-}
-
-/// `sem.mp-*` names in /dev/shm: what a leaking multiprocessing semaphore leaves.
-fn mp_semaphores() -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.starts_with("sem.mp-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn run(scenario: &str, variant: &str, params: serde_json::Value, choices: &[u8]) -> Verdict {

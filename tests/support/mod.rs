@@ -83,3 +83,14 @@ fn created_by_a_stranger(leak: &hygiene::Leak) -> bool {
     };
     pid != std::process::id() as i32 && hygiene::proc_info(pid).is_some_and(|p| p.state != 'Z')
 }
+
+/// `sem.mp-*` names in /dev/shm: what a leaking Python multiprocessing semaphore leaves.
+pub fn mp_semaphores() -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("sem.mp-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -68,46 +68,39 @@ fn until_size(pool: &Pool, workers: usize) -> Duration {
     }
 }
 
-/// One sample per burst: `MAX` holding tasks submitted at once, timed until `MAX` workers
-/// run; then the burst is drained and the pool shrinks back before the next one.
+/// A burst from `MIN` workers: `MAX` holding tasks submitted at once. Returns how long the
+/// pool took to run `MAX` workers, once every task has returned.
+fn burst(pool: &Pool) -> Duration {
+    until_size(pool, MIN);
+    let handles: Vec<_> = (0..MAX)
+        .map(|_| {
+            pool.apply_async::<_, u64>(HOLD_TASK, &(HOLD.as_millis() as u64))
+                .expect("submit a holding task")
+        })
+        .collect();
+    let grew = until_size(pool, MAX);
+    for handle in handles {
+        handle.get(pool.timeout()).expect("a holding task's result");
+    }
+    grew
+}
+
+/// One sample per burst: the time until `MAX` workers run.
 pub fn grow_samples(bursts: usize) -> RoundTrips {
     let pool = elastic_pool();
     let samples_ns = (0..bursts)
-        .map(|_| {
-            until_size(&pool, MIN);
-            let handles: Vec<_> = (0..MAX)
-                .map(|_| {
-                    pool.apply_async::<_, u64>(HOLD_TASK, &(HOLD.as_millis() as u64))
-                        .expect("submit a holding task")
-                })
-                .collect();
-            let grew = until_size(&pool, MAX);
-            for handle in handles {
-                handle.get(pool.timeout()).expect("a holding task's result");
-            }
-            grew.as_nanos() as u64
-        })
+        .map(|_| burst(&pool).as_nanos() as u64)
         .collect();
     RoundTrips { samples_ns }
 }
 
-/// One sample per burst: after `MAX` holding tasks have all returned, how long past the
-/// idle timeout the pool takes to be back at `MIN`.
+/// One sample per burst: once its tasks have all returned, how long past the idle
+/// timeout the pool takes to be back at `MIN`.
 pub fn shrink_samples(bursts: usize) -> RoundTrips {
     let pool = elastic_pool();
     let samples_ns = (0..bursts)
         .map(|_| {
-            until_size(&pool, MIN);
-            let handles: Vec<_> = (0..MAX)
-                .map(|_| {
-                    pool.apply_async::<_, u64>(HOLD_TASK, &(HOLD.as_millis() as u64))
-                        .expect("submit a holding task")
-                })
-                .collect();
-            until_size(&pool, MAX);
-            for handle in handles {
-                handle.get(pool.timeout()).expect("a holding task's result");
-            }
+            burst(&pool);
             let shrank = until_size(&pool, MIN);
             shrank.saturating_sub(IDLE_TIMEOUT).as_nanos() as u64
         })
