@@ -7,7 +7,8 @@
 //! burst's submission until `MAX` workers run, divided by the run's raw fork+exit+waitpid
 //! (growing by `MAX - MIN` workers costs at least that many forks). Shrinking is measured
 //! past the idle timeout, which is the pool's setting, not its cost: the figure is how long
-//! after an idle worker's timeout the pool is back at `MIN`.
+//! after an idle worker's timeout the pool is back at `MIN`, divided by fork+exit+waitpid
+//! too (retiring a worker is its exit and a wait).
 
 use super::pool::SHORT_TASK;
 use super::RoundTrips;
@@ -127,7 +128,10 @@ fn catalogue() -> Vec<Workload> {
             .divided_by(cal::FORK_EXIT)
             .ops(10, 100)
             .run(|_, n| grow_samples(n)),
+        // Retiring a worker is a message, its exit and a wait: of the kind of the raw
+        // fork+exit+waitpid, the nearest raw figure the run measures.
         Workload::latency("pool", flavor, "shrink-past-idle-timeout")
+            .divided_by(cal::FORK_EXIT)
             .ops(10, 100)
             .run(|_, n| shrink_samples(n)),
         Workload::operations("pool", flavor, "short-tasks-while-growing")
