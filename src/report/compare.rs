@@ -63,6 +63,10 @@ pub(crate) enum Status {
     Unchanged,
     /// In this run, not in the baseline.
     New,
+    /// A peer's figure (CPython's multiprocessing, flavors `cpython-*`): another
+    /// implementation's speed, shown beside ipcbench's and never gated, with or without a
+    /// baseline, so it is not "new" either: a refresh would not gate it.
+    Peer,
 }
 
 impl Status {
@@ -76,6 +80,7 @@ impl Status {
             Status::Improved => "improved",
             Status::Unchanged => "ok",
             Status::New => "new",
+            Status::Peer => "peer (never gated)",
         }
     }
 }
@@ -147,18 +152,38 @@ impl Comparison {
         self.regressions() == 0
     }
 
-    /// Metrics and behaviours in this run that the baseline does not have, so does not
-    /// gate: the catalogue or the workload list changed since it was recorded.
+    /// Metrics and behaviours in this run that the baseline does not have and a refresh
+    /// of it would gate: the catalogue or the workload list changed since it was recorded.
+    /// Peers' figures are never gated ([`Status::Peer`]), and a new metric whose spread in
+    /// this run is above the gated spread would be recorded too noisy to gate
+    /// ([`Comparison::new_too_noisy`]): neither is counted.
     pub(crate) fn new_since_baseline(&self) -> usize {
         self.metrics
             .iter()
-            .filter(|m| m.status == Status::New)
+            .filter(|m| m.status == Status::New && m.spread <= self.max_gated_spread)
             .count()
             + self
                 .behaviour
                 .iter()
                 .filter(|b| b.status == Status::New)
                 .count()
+    }
+
+    /// New metrics whose spread in this run is above the gated spread: a baseline folded
+    /// from this run would record them too noisy to gate.
+    pub(crate) fn new_too_noisy(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::New && m.spread > self.max_gated_spread)
+            .count()
+    }
+
+    /// Peers' figures shown for reference, never gated.
+    pub(crate) fn peers(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::Peer)
+            .count()
     }
 }
 
@@ -255,7 +280,7 @@ fn times_worse(better: Better, base: f64, cur: f64) -> f64 {
 /// that the run lacks.
 pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Comparison {
     // A peer's figures are never gated, even in a baseline that has them: they show as
-    // new in every comparison.
+    // peers' figures in every comparison, never as new (a refresh would not gate them).
     let base: Vec<Metric> = metrics(baseline)
         .into_iter()
         .filter(|m| m.ratio.is_some() && !m.peer)
@@ -312,6 +337,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
     }
     // New: what this run could gate (it has a ratio) and the baseline does not have.
     // Calibrations and figures without a baseline of their kind have no ratio to gate.
+    // A peer's figure is shown as such: no baseline would gate it.
     for c in cur
         .iter()
         .filter(|c| c.ratio.is_some() && !base.iter().any(|b| b.key == c.key))
@@ -324,7 +350,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             worse_by: None,
             spread: c.spread,
             gated: false,
-            status: Status::New,
+            status: if c.peer { Status::Peer } else { Status::New },
         });
     }
     deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
@@ -554,6 +580,7 @@ pub(crate) fn to_junit(c: &Comparison, current: &Results) -> Suite {
                 )
             }
             Status::New => case.skipped("new since the baseline, not gated"),
+            Status::Peer => case.skipped("a peer's figure (another implementation), never gated"),
             Status::MachineMoved => case.skipped(
                 "worse, but the machine's raw cost it rests on moved since the baseline: shown, not gated",
             ),
@@ -637,12 +664,7 @@ pub(crate) fn to_table(c: &Comparison) -> String {
     if !c.machine_moved.is_empty() {
         out.push('\n');
     }
-    let new = c.new_since_baseline();
-    if new > 0 {
-        out.push_str(&format!(
-            "{new} metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them\n\n"
-        ));
-    }
+    out.push_str(&new_and_peers(c, ""));
     out.push_str(&format!(
         "{:<11} {:<58} {:>10} {:>10} {:>16} {:>8}\n",
         "status", "metric (ratio to calibration)", "baseline", "current", "worse by", "spread"
@@ -677,6 +699,34 @@ pub(crate) fn to_table(c: &Comparison) -> String {
     out
 }
 
+/// What the run has that the baseline does not gate, counted apart: new metrics and
+/// behaviours a refresh would gate, new metrics too noisy for a refresh to gate, peers'
+/// figures no refresh gates. A paragraph per kind present (counts in `strong`, e.g. `**`
+/// for markdown), each ending in a blank line; empty when there are none.
+pub(crate) fn new_and_peers(c: &Comparison, strong: &str) -> String {
+    let mut out = String::new();
+    let new = c.new_since_baseline();
+    if new > 0 {
+        out.push_str(&format!(
+            "{strong}{new}{strong} metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them\n\n"
+        ));
+    }
+    let noisy = c.new_too_noisy();
+    if noisy > 0 {
+        out.push_str(&format!(
+            "{strong}{noisy}{strong} metric(s) new since the baseline with a spread above {:.0}% in this run: a refreshed baseline would show them, not gate them\n\n",
+            c.max_gated_spread * 100.0
+        ));
+    }
+    let peers = c.peers();
+    if peers > 0 {
+        out.push_str(&format!(
+            "{strong}{peers}{strong} peer figure(s) (CPython's multiprocessing) shown for reference, never gated\n\n"
+        ));
+    }
+    out
+}
+
 fn short_marker(s: Status) -> &'static str {
     match s {
         Status::Regressed => "REGRESSED",
@@ -686,6 +736,7 @@ fn short_marker(s: Status) -> &'static str {
         Status::Improved => "improved",
         Status::Unchanged => "ok",
         Status::New => "new",
+        Status::Peer => "peer",
     }
 }
 
@@ -707,12 +758,7 @@ pub(crate) fn to_markdown(c: &Comparison) -> String {
     for note in &c.machine_moved {
         out.push_str(&format!("**Machine moved:** {note}.\n\n"));
     }
-    let new = c.new_since_baseline();
-    if new > 0 {
-        out.push_str(&format!(
-            "**{new}** metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them.\n\n"
-        ));
-    }
+    out.push_str(&new_and_peers(c, "**"));
     let behaviour_header = "| status | behaviour | expected | baseline | current | detail |\n|---|---|---|---|---|---|\n";
     let metric_header = "| status | metric (ratio to calibration) | baseline | current | worse by | spread |\n|---|---|---:|---:|---:|---:|\n";
     let behaviour_row = |b: &BehaviourDelta| {
@@ -861,8 +907,9 @@ mod tests {
         r
     }
 
-    /// A CPython figure ten times worse than a baseline that (wrongly) has it is still
-    /// new, not gated: the peer's speed is not ipcbench's regression.
+    /// A CPython figure ten times worse than a baseline that (wrongly) has it is a peer's
+    /// figure, not gated and not counted as new: the peer's speed is not ipcbench's
+    /// regression, and no refresh of the baseline would gate it.
     #[test]
     fn peer_figures_are_never_gated() {
         let peer = |ratio: f64| {
@@ -874,8 +921,10 @@ mod tests {
         let c = compare(&peer(1.0), &peer(10.0), Policy::default());
         assert!(c.passed(), "{:?}", c.metrics);
         assert_eq!(c.metrics.len(), 1);
-        assert_eq!(c.metrics[0].status, Status::New);
+        assert_eq!(c.metrics[0].status, Status::Peer);
         assert!(!c.metrics[0].gated);
+        assert_eq!(c.new_since_baseline(), 0, "a refresh would not gate it");
+        assert_eq!(c.peers(), 1);
         // ipcbench's own figure, the same way, regresses.
         let c = compare(
             &run_with(1.0, 0.01),

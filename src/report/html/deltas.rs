@@ -18,6 +18,7 @@ pub(crate) fn marker(status: Status) -> String {
         Status::Improved => "▼",
         Status::Unchanged => "=",
         Status::New => "+",
+        Status::Peer => "◦",
     };
     format!("{symbol} {}", status.marker())
 }
