@@ -106,6 +106,10 @@ pub(crate) struct MetricDelta {
     pub(crate) spread: f64,
     pub(crate) gated: bool,
     pub(crate) status: Status,
+    /// Not gated on this run because a raw cost it rests on moved more than
+    /// [`MACHINE_MOVED`] times since the baseline (named in `Comparison::machine_moved`).
+    #[serde(default)]
+    pub(crate) machine_moved: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -201,8 +205,10 @@ struct Metric {
     /// to the scheduler with more than one process): its cost then rides on the machine's
     /// cross-CPU wake-up.
     crosses_cpus: bool,
-    /// The raw figure of the same run it is divided by, if recorded.
-    calibration: Option<f64>,
+    /// The name of the raw figure it is divided by, if recorded.
+    calibration_name: Option<String>,
+    /// That raw figure in the same run and its unit, if recorded.
+    calibration: Option<(f64, String)>,
 }
 
 /// Factor by which a raw cost of the machine may move between the baseline and the run
@@ -218,17 +224,33 @@ pub(crate) const MACHINE_MOVED: f64 = 2.0;
 /// The raw cross-CPU wake-up the machine-state rule watches.
 const CROSS_CPU_WAKE: &str = "futex-roundtrip";
 
-fn calibration_value(results: &Results, name: &str, placement: Placement) -> Option<f64> {
+/// The raw figure `name` of `results` in `placement` (or, failing that, any placement)
+/// and its unit, when usable.
+fn calibration_value(
+    results: &Results,
+    name: &str,
+    placement: Placement,
+) -> Option<(f64, String)> {
     let of = |p: Option<Placement>| {
         results
             .calibration
             .iter()
             .find(|c| c.name == name && p.is_none_or(|p| c.placement == p))
-            .map(|c| c.value)
+            .map(|c| (c.value, c.unit.clone()))
     };
     of(Some(placement))
         .or_else(|| of(None))
-        .filter(|v| v.is_finite() && *v > 0.0)
+        .filter(|(v, _)| v.is_finite() && *v > 0.0)
+}
+
+/// A raw figure for people, in its own unit.
+fn raw_text(value: f64, unit: &str) -> String {
+    use crate::report::units::{human, Unit};
+    match unit {
+        "ns" => human(value, Unit::Nanos),
+        "bytes/s" => human(value, Unit::BytesPerSec),
+        other => format!("{} {other}", crate::report::units::significant(value)),
+    }
 }
 
 fn metrics(results: &Results) -> Vec<Metric> {
@@ -244,6 +266,7 @@ fn metrics(results: &Results) -> Vec<Metric> {
         better: Better::Lower,
         peer: crate::measure::peer::is_peer_flavor(&l.flavor),
         crosses_cpus: l.placement != Placement::SameCpu,
+        calibration_name: l.calibration.clone(),
         calibration: raw(&l.calibration, l.placement),
     });
     let throughput = results.throughput.iter().map(|t| Metric {
@@ -253,6 +276,7 @@ fn metrics(results: &Results) -> Vec<Metric> {
         better: Better::Higher,
         peer: crate::measure::peer::is_peer_flavor(&t.flavor),
         crosses_cpus: t.producers + t.consumers >= 2,
+        calibration_name: t.calibration.clone(),
         calibration: raw(&t.calibration, Placement::Unpinned),
     });
     latency.chain(throughput).collect()
@@ -286,7 +310,9 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         .filter(|m| m.ratio.is_some() && !m.peer)
         .collect();
     let cur = metrics(current);
-    let wake = |r: &Results| calibration_value(r, CROSS_CPU_WAKE, Placement::CrossCpu);
+    let wake = |r: &Results| {
+        calibration_value(r, CROSS_CPU_WAKE, Placement::CrossCpu).map(|(value, _)| value)
+    };
     let (wake_base, wake_cur) = (wake(baseline), wake(current));
     let wake_moved = moved(wake_base, wake_cur);
     let mut machine_moved = Vec::new();
@@ -298,20 +324,33 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             crate::report::units::human(c, crate::report::units::Unit::Nanos),
         ));
     }
+    // Each raw figure that moved on its own, and the metrics divided by it.
+    let mut own_moved: Vec<(String, Vec<String>)> = Vec::new();
     let mut deltas = Vec::new();
     for b in &base {
         let found = cur.iter().find(|c| c.key == b.key);
         match found.filter(|c| c.ratio.is_some()) {
             Some(c) => {
                 let by_wake = b.crosses_cpus && wake_moved.is_some();
-                let own = moved(b.calibration, c.calibration);
+                let own = moved(
+                    b.calibration.as_ref().map(|r| r.0),
+                    c.calibration.as_ref().map(|r| r.0),
+                );
                 let delta = metric_delta(b, c, policy, by_wake || own.is_some());
-                if let (Some(factor), Status::MachineMoved, false) = (own, delta.status, by_wake) {
-                    machine_moved.push(format!(
-                        "{}: the raw figure it is divided by moved {}× since the baseline",
-                        b.key,
-                        crate::report::units::significant(factor)
-                    ));
+                if let (Some(factor), false, Some(bc), Some(cc)) =
+                    (own, by_wake, b.calibration.as_ref(), c.calibration.as_ref())
+                {
+                    let name = b.calibration_name.clone().unwrap_or_default();
+                    let text = format!(
+                        "the raw figure {name} moved {}× since the baseline ({} → {})",
+                        crate::report::units::significant(factor),
+                        raw_text(bc.0, &bc.1),
+                        raw_text(cc.0, &cc.1),
+                    );
+                    match own_moved.iter_mut().find(|(t, _)| *t == text) {
+                        Some((_, keys)) => keys.push(b.key.clone()),
+                        None => own_moved.push((text, vec![b.key.clone()])),
+                    }
                 }
                 deltas.push(delta);
             }
@@ -331,6 +370,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
                     } else {
                         Status::Missing
                     },
+                    machine_moved: false,
                 })
             }
         }
@@ -351,9 +391,17 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             spread: c.spread,
             gated: false,
             status: if c.peer { Status::Peer } else { Status::New },
+            machine_moved: false,
         });
     }
     deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
+    for (text, keys) in own_moved {
+        machine_moved.push(format!(
+            "{text}: {} divided by it {} shown but not gated",
+            keys.join(", "),
+            if keys.len() == 1 { "is" } else { "are" }
+        ));
+    }
 
     let mut behaviour = scenario_deltas(baseline, current);
     behaviour.extend(stress_deltas(baseline, current));
@@ -403,6 +451,7 @@ fn metric_delta(base: &Metric, cur: &Metric, policy: Policy, machine: bool) -> M
         spread,
         gated,
         status,
+        machine_moved: machine,
     }
 }
 
