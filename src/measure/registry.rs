@@ -332,6 +332,16 @@ fn calibrations() -> Vec<Workload> {
             move |n| Sample::Times(cal::file_lock_acquire_release(lock, n)),
         ));
     }
+    // Unpinned, one process, as the file store's workloads run.
+    all.push(Workload::calibration(
+        cal::FILE_READ_MODIFY_WRITE,
+        Placement::Unpinned,
+        (500, 5_000),
+        |n| {
+            let content = super::workloads::filestore::initial_bytes();
+            Sample::Times(cal::file_read_modify_write(&content, n))
+        },
+    ));
     for (processes, ops) in [
         (1u32, (10_000_000, 100_000_000)),
         (2, (4_000_000, 40_000_000)),
@@ -856,6 +866,22 @@ mod tests {
             named("sync/event/wake-roundtrip/cross-cpu"),
             Some(cal::FUTEX_ROUNDTRIP)
         );
+        // The file store by raw file I/O of its own kind, never by a lock: the two move
+        // apart between machines.
+        for kind in crate::ipc::filestore::StoreLockKind::ALL {
+            for processes in [1, 2] {
+                let workload = format!("filestore/{}/read-modify-write/{processes}-proc", kind.name());
+                assert_eq!(
+                    named(&workload),
+                    Some(cal::FILE_READ_MODIFY_WRITE),
+                    "{workload}"
+                );
+            }
+        }
+        assert!(all
+            .iter()
+            .any(|w| w.name == "calibration/file-read-modify-write/unpinned"
+                && w.kind == Kind::Calibration));
         // A task through the pool by the raw hand-off of a task; a process per task by
         // the raw process start.
         for (workload, base) in [

@@ -137,6 +137,11 @@ pub struct Comparison {
     /// leave metrics ungated (empty on the same machine in the same state).
     #[serde(default)]
     pub(crate) machine_moved: Vec<String>,
+    /// Metrics divided by another raw figure in this run than in the baseline (a new
+    /// calibration of their own kind): their ratios are not comparable, so they show as
+    /// new until the baseline is refreshed. One line each, naming both figures.
+    #[serde(default)]
+    pub(crate) recalibrated: Vec<String>,
 }
 
 impl Comparison {
@@ -316,6 +321,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
     let (wake_base, wake_cur) = (wake(baseline), wake(current));
     let wake_moved = moved(wake_base, wake_cur);
     let mut machine_moved = Vec::new();
+    let mut recalibrated = Vec::new();
     if let (Some(factor), Some(b), Some(c)) = (wake_moved, wake_base, wake_cur) {
         machine_moved.push(format!(
             "the machine's cross-CPU wake-up ({CROSS_CPU_WAKE}, cross-cpu) moved {}× since the baseline ({} → {}): metrics whose processes hand off across CPUs are shown but not gated",
@@ -330,6 +336,32 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
     for b in &base {
         let found = cur.iter().find(|c| c.key == b.key);
         match found.filter(|c| c.ratio.is_some()) {
+            // Divided by another raw figure than in the baseline: a ratio of another
+            // kind, new until the baseline is refreshed (neither a regression nor an
+            // improvement of the code).
+            Some(c)
+                if b.calibration_name.is_some()
+                    && c.calibration_name.is_some()
+                    && b.calibration_name != c.calibration_name =>
+            {
+                recalibrated.push(format!(
+                    "{}: divided by {} in this run, by {} in the baseline: the ratios are not comparable, so it shows as new until the baseline is refreshed",
+                    b.key,
+                    c.calibration_name.as_deref().unwrap_or_default(),
+                    b.calibration_name.as_deref().unwrap_or_default(),
+                ));
+                deltas.push(MetricDelta {
+                    key: c.key.clone(),
+                    better: c.better,
+                    baseline: None,
+                    current: c.ratio,
+                    worse_by: None,
+                    spread: c.spread,
+                    gated: false,
+                    status: Status::New,
+                    machine_moved: false,
+                });
+            }
             Some(c) => {
                 let by_wake = b.crosses_cpus && wake_moved.is_some();
                 let own = moved(
@@ -412,6 +444,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         metrics: deltas,
         behaviour,
         machine_moved,
+        recalibrated,
     }
 }
 
@@ -710,7 +743,10 @@ pub(crate) fn to_table(c: &Comparison) -> String {
     for note in &c.machine_moved {
         out.push_str(&format!("machine moved: {note}\n"));
     }
-    if !c.machine_moved.is_empty() {
+    for note in &c.recalibrated {
+        out.push_str(&format!("recalibrated: {note}\n"));
+    }
+    if !c.machine_moved.is_empty() || !c.recalibrated.is_empty() {
         out.push('\n');
     }
     out.push_str(&new_and_peers(c, ""));
@@ -806,6 +842,9 @@ pub(crate) fn to_markdown(c: &Comparison) -> String {
     ));
     for note in &c.machine_moved {
         out.push_str(&format!("**Machine moved:** {note}.\n\n"));
+    }
+    for note in &c.recalibrated {
+        out.push_str(&format!("**Recalibrated:** {note}.\n\n"));
     }
     out.push_str(&new_and_peers(c, "**"));
     let behaviour_header = "| status | behaviour | expected | baseline | current | detail |\n|---|---|---|---|---|---|\n";

@@ -148,7 +148,13 @@ pub(crate) fn section(
         },
     );
     out.push_str(&machine_moved(c, &ungated));
-
+    for note in &c.recalibrated {
+        let _ = write!(
+            out,
+            "<p class=\"note recalibrated\"><b>Recalibrated:</b> {}.</p>",
+            esc(note)
+        );
+    }
     out.push_str(
         "<h3>Behaviour</h3><div class=\"table\"><table id=\"table-deltas-behaviour\"><thead><tr>\
          <th>status</th><th>scenario or stress target</th><th>expected</th><th>baseline</th>\
