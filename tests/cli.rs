@@ -93,8 +93,9 @@ fn the_file_store_is_divided_by_raw_file_io_of_its_own_kind() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.lines()
-            .any(|l| l.trim_start().starts_with("calibration/file-read-modify-write/unpinned ")),
+        text.lines().any(|l| l
+            .trim_start()
+            .starts_with("calibration/file-read-modify-write/unpinned ")),
         "{text}"
     );
     let rows: Vec<&str> = text
@@ -104,6 +105,10 @@ fn the_file_store_is_divided_by_raw_file_io_of_its_own_kind() {
     // Four locks (none, flock, fcntl, shm-mutex), one and two processes: names unchanged.
     assert_eq!(rows.len(), 8, "{text}");
     for row in rows {
-        assert!(row.trim_end().ends_with("divided by file-read-modify-write"), "{row}");
+        assert!(
+            row.trim_end()
+                .ends_with("divided by file-read-modify-write"),
+            "{row}"
+        );
     }
 }

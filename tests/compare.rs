@@ -612,13 +612,16 @@ fn peers_and_noisy_new_metrics_are_not_counted_as_new() {
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("new since the baseline"), "{out}");
     assert!(
-        out.contains("2 peer figure(s) (CPython's multiprocessing) shown for reference, never gated"),
+        out.contains(
+            "2 peer figure(s) (CPython's multiprocessing) shown for reference, never gated"
+        ),
         "{out}"
     );
     for key in ["cross-cpu", "same-cpu"] {
         let key = format!("latency/queue/cpython-queue/roundtrip/64B/{key}");
         assert!(
-            out.lines().any(|l| l.starts_with("peer ") && l.contains(&key)),
+            out.lines()
+                .any(|l| l.starts_with("peer ") && l.contains(&key)),
             "{key}: {out}"
         );
     }
@@ -668,8 +671,10 @@ fn a_metric_divided_by_a_new_calibration_is_new_not_a_regression() {
         "filestore/flock/read-modify-write/2-proc",
     );
     let mut base = baseline();
-    base.throughput.push(store(one, "flock-acquire-release", 0.004));
-    base.throughput.push(store(two, "flock-acquire-release", 0.003));
+    base.throughput
+        .push(store(one, "flock-acquire-release", 0.004));
+    base.throughput
+        .push(store(two, "flock-acquire-release", 0.003));
     let mut current = baseline();
     // Per raw update, one ratio reads far higher and one far lower than per lock pair.
     current
@@ -689,7 +694,10 @@ fn a_metric_divided_by_a_new_calibration_is_new_not_a_regression() {
             )),
             "{out}"
         );
-        let line = out.lines().find(|l| l.contains(key) && !l.starts_with("recalibrated")).unwrap();
+        let line = out
+            .lines()
+            .find(|l| l.contains(key) && !l.starts_with("recalibrated"))
+            .unwrap();
         assert!(line.starts_with("new "), "{line}");
     }
     assert!(

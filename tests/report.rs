@@ -550,11 +550,18 @@ fn deltas_name_what_moved_on_the_machine_and_what_is_not_gated() {
     current.save(&current_path).unwrap();
     let page = |base: &Path, out_dir: &Path| {
         let out = report(&[&current_path], Some(base), out_dir);
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::read_to_string(out_dir.join("index.html")).unwrap()
     };
     let html = page(&base_path, &dir.path().join("out"));
-    let block = &html[html.find("id=\"machine-moved\"").expect("the machine-moved notes")..];
+    let block = &html[html
+        .find("id=\"machine-moved\"")
+        .expect("the machine-moved notes")..];
     let block = &block[..block.find("</div>").unwrap()];
     assert!(
         block.contains("the machine&#39;s cross-CPU wake-up (futex-roundtrip, cross-cpu) moved 9.36× since the baseline (11 µs → 103 µs)"),
@@ -567,17 +574,24 @@ fn deltas_name_what_moved_on_the_machine_and_what_is_not_gated() {
         "{block}"
     );
     // The metrics left ungated, the worse ones first and marked.
-    let listed = &block[block.find("id=\"machine-moved-metrics\"").expect("the list")..];
+    let listed = &block[block
+        .find("id=\"machine-moved-metrics\"")
+        .expect("the list")..];
     let items: Vec<&str> = listed.split("<li ").skip(1).collect();
     assert!(items.len() >= 2, "{listed}");
     for item in &items[..2] {
-        assert!(item.contains("≠ worse (the machine moved, not gated)"), "{item}");
+        assert!(
+            item.contains("≠ worse (the machine moved, not gated)"),
+            "{item}"
+        );
     }
     assert!(items[..2].iter().any(|i| i.contains(cross)));
     assert!(items[..2].iter().any(|i| i.contains(same)));
     // A cross-CPU metric that did not get worse is not gated either, and listed.
     assert!(
-        items.iter().any(|i| i.contains("pipe/duplex/roundtrip/64B/cross-cpu")),
+        items
+            .iter()
+            .any(|i| i.contains("pipe/duplex/roundtrip/64B/cross-cpu")),
         "{listed}"
     );
     // Same-CPU metrics on raw figures that did not move (the Unix-socket round trip)
@@ -589,7 +603,10 @@ fn deltas_name_what_moved_on_the_machine_and_what_is_not_gated() {
     for key in [cross, same] {
         let key = format!("latency/{key}");
         let marker = cell(&html, &key, "marker").unwrap();
-        assert!(marker.contains("≠ worse (the machine moved, not gated)"), "{marker}");
+        assert!(
+            marker.contains("≠ worse (the machine moved, not gated)"),
+            "{marker}"
+        );
         let row = &html[html.find(&format!("<tr data-key=\"{key}\"")).unwrap()..];
         let row = &row[..row.find("</tr>").unwrap()];
         assert!(row.contains("no (the machine moved ≠)"), "{row}");
@@ -597,7 +614,10 @@ fn deltas_name_what_moved_on_the_machine_and_what_is_not_gated() {
     }
     let summary = &html[html.find("id=\"delta-summary\"").unwrap()..];
     let summary = &summary[..summary.find("</p>").unwrap()];
-    assert!(summary.contains("not gated because the machine moved"), "{summary}");
+    assert!(
+        summary.contains("not gated because the machine moved"),
+        "{summary}"
+    );
 
     // The same slowdowns on an unmoved machine: regressions, and no machine notes.
     let mut unmoved = baseline.clone();

@@ -870,7 +870,10 @@ mod tests {
         // apart between machines.
         for kind in crate::ipc::filestore::StoreLockKind::ALL {
             for processes in [1, 2] {
-                let workload = format!("filestore/{}/read-modify-write/{processes}-proc", kind.name());
+                let workload = format!(
+                    "filestore/{}/read-modify-write/{processes}-proc",
+                    kind.name()
+                );
                 assert_eq!(
                     named(&workload),
                     Some(cal::FILE_READ_MODIFY_WRITE),

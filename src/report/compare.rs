@@ -231,11 +231,7 @@ const CROSS_CPU_WAKE: &str = "futex-roundtrip";
 
 /// The raw figure `name` of `results` in `placement` (or, failing that, any placement)
 /// and its unit, when usable.
-fn calibration_value(
-    results: &Results,
-    name: &str,
-    placement: Placement,
-) -> Option<(f64, String)> {
+fn calibration_value(results: &Results, name: &str, placement: Placement) -> Option<(f64, String)> {
     let of = |p: Option<Placement>| {
         results
             .calibration
