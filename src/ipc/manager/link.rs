@@ -1,34 +1,40 @@
 //! The Manager's transport: a connected Unix stream socket carrying the suite's frames
-//! (`ipc::frame`), with one system call per receive and one per send where the kernel
-//! allows it.
+//! (`ipc::frame`): a send is one `sendmsg`, a receive one `poll` and one `recv` of the
+//! header and the payload together.
 //!
 //! # Why not `pipe::Connection`
 //!
-//! A `Connection` is non-blocking and waits in `poll` with a deadline, because a pipe end
-//! may be shared by several readers (a reader that loses a race for the data must wait
-//! again, not block in read(2) for ever); and it reads a frame's header and payload with
-//! separate reads. A receive then costs a `poll` and two `read`s. A Manager connection
-//! has exactly one reader at each end and one request in flight, so none of that is
-//! needed: a profile of the RPC round trip showed it dominated by kernel scheduling and
-//! system calls, not by the JSON (docs/notes/issue-19.md).
+//! A `Connection` reads a frame's header and its payload with separate reads, and tries
+//! a read before its poll now and then (both right for a pipe end several readers
+//! share). A Manager connection has one reader at each end and one request in flight: a
+//! receive here is one `poll` for input and one `recv` into a buffer the link keeps
+//! (header and payload together, bytes beyond the frame kept for the next receive), a
+//! send one `sendmsg` of the header and the payload from where they lie. An RPC makes 6
+//! system calls where it made 8.2 (`strace -ff`, docs/notes/issue-19.md).
+//!
+//! # Why a poll, not a blocking recv bounded by `SO_RCVTIMEO`
+//!
+//! One system call per receive was tried first: a blocking socket, the bound as the
+//! socket's receive timeout. It made the RPC *slower* across CPUs (2.10–2.22× the raw
+//! request/reply against 1.86–1.93× with poll + recv, alternated runs). A thread asleep
+//! in a stream socket's `recv` waits on the socket's queue with a wake function that
+//! does not look at the event, so each time its peer takes a message this thread sent,
+//! the kernel's write-space callback (`unix_write_space`, an EPOLLOUT wake) wakes it for
+//! nothing: `perf record -e sched:sched_wakeup` counted one such wake-up per message. A
+//! thread asleep in `poll` for POLLIN is only woken for input. The raw request/reply
+//! baseline (blocking reads) pays those wake-ups too.
 //!
 //! # How the bound is kept
-//!
-//! The socket is *blocking*, and the bound on each call is the socket's own receive or
-//! send timeout (`SO_RCVTIMEO`, `SO_SNDTIMEO`): a blocked `recv`/`sendmsg` returns
-//! `EAGAIN` when it passes. The timeout is set only when it differs from the one already
-//! set (a client's calls and a server's idle wait each use one value), so the hot path is
-//! one `recvfrom` into a buffer the link keeps (header and payload together, and any
-//! bytes beyond the frame kept for the next receive) and one `sendmsg` of the header and
-//! the payload from where they lie. A zero timeout is a non-blocking try
-//! (`MSG_DONTWAIT`): a zero `SO_RCVTIMEO` would mean "wait for ever".
 //!
 //! The bounds are those of `Connection`: the caller's timeout bounds the wait for a
 //! frame to *start* (or for room to start sending one); once its first byte has moved a
 //! frame gets the link's own bound (at least), counted from that byte, and a stall
 //! inside it is a cut frame (`FrameError::Truncated`, or a send error naming the torn
-//! frame), never a "no message" timeout. A signal (`EINTR`, which a socket timeout makes
-//! `recv` return instead of restarting) waits again for what is left of the bound.
+//! frame), never a "no message" timeout. A receive waits in `poll` until the deadline;
+//! the socket is blocking and a send is bounded by the socket's own send timeout
+//! (`SO_SNDTIMEO`, set only when a send's bound differs from the one set, so not on the
+//! hot path); a zero bound is a non-blocking try (`MSG_DONTWAIT`: a zero `SO_SNDTIMEO`
+//! would mean "wait for ever"). A signal (`EINTR`) waits again for what is left.
 //!
 //! # Memory
 //!
@@ -59,16 +65,8 @@ pub(crate) struct Link {
     max_payload: usize,
     /// The link's own bound, which a frame that has started gets (at least).
     bound: Duration,
-    /// What `SO_RCVTIMEO` / `SO_SNDTIMEO` are set to now (None: not set by us).
-    receive_timeout: Option<Duration>,
+    /// What `SO_SNDTIMEO` is set to now (None: not set by us).
     send_timeout: Option<Duration>,
-}
-
-/// Which of the socket's two timeouts.
-#[derive(Clone, Copy)]
-enum Direction {
-    Receive,
-    Send,
 }
 
 impl Link {
@@ -80,8 +78,8 @@ impl Link {
         if flags.contains(OFlag::O_NONBLOCK) {
             fcntl(&fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
         }
-        // The socket's timeouts are set by the first call that waits (then only when a
-        // call's bound differs).
+        // The socket's send timeout is set by the first send that may wait (then only
+        // when a send's bound differs).
         Ok(Link {
             fd,
             buf: vec![0; BUFFER],
@@ -89,7 +87,6 @@ impl Link {
             end: 0,
             max_payload: max_payload.min(frame::MAX_PAYLOAD_LIMIT),
             bound,
-            receive_timeout: None,
             send_timeout: None,
         })
     }
@@ -111,15 +108,12 @@ impl Link {
         self.buf.len()
     }
 
-    fn set_timeout(&mut self, direction: Direction, timeout: Duration) -> std::io::Result<()> {
-        let (option, current) = match direction {
-            Direction::Receive => (libc::SO_RCVTIMEO, &mut self.receive_timeout),
-            Direction::Send => (libc::SO_SNDTIMEO, &mut self.send_timeout),
-        };
-        if *current == Some(timeout) {
+    /// Sets `SO_SNDTIMEO` to `timeout`, unless it is set to that already.
+    fn set_send_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
+        if self.send_timeout == Some(timeout) {
             return Ok(());
         }
-        // Zero would mean "no timeout": the callers use MSG_DONTWAIT for a zero bound, and
+        // Zero would mean "no timeout": the caller uses MSG_DONTWAIT for a zero bound, and
         // anything shorter than the timeval's microsecond is rounded up to it.
         let seconds = timeout.as_secs().min(i32::MAX as u64);
         let mut micros = timeout.subsec_micros();
@@ -136,16 +130,16 @@ impl Link {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
                 libc::SOL_SOCKET,
-                option,
+                libc::SO_SNDTIMEO,
                 (&value as *const libc::timeval).cast(),
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             )
         };
         if r != 0 {
-            *current = None;
+            self.send_timeout = None;
             return Err(std::io::Error::last_os_error());
         }
-        *current = Some(timeout);
+        self.send_timeout = Some(timeout);
         Ok(())
     }
 
@@ -163,28 +157,22 @@ impl Link {
         if started {
             deadline = deadline.max(called + self.bound);
         }
-        let mut first = true;
         loop {
             if let Some(range) = self.whole_frame()? {
                 self.start = range.end;
                 return Ok(&self.buf[range]);
             }
             self.make_room();
-            // The caller's timeout as it was given for the first wait of a frame not yet
-            // started (so a client's or server's fixed bound sets no socket option);
-            // what is left of the deadline otherwise.
-            let wait = if first && !started {
-                timeout
-            } else {
-                deadline.saturating_duration_since(Instant::now())
-            };
-            first = false;
-            let flags = if wait.is_zero() {
-                libc::MSG_DONTWAIT
-            } else {
-                self.set_timeout(Direction::Receive, wait)?;
-                0
-            };
+            // Wait in poll for input only, then take what came in one recv (see the
+            // module docs for why not a blocking recv). A passed deadline still polls
+            // once, without waiting.
+            if !crate::ipc::pipe::wait_raw_fd(self.fd.as_raw_fd(), libc::POLLIN, Some(deadline))? {
+                return Err(if started {
+                    self.cut()
+                } else {
+                    PipeError::Timeout(timeout)
+                });
+            }
             let room = &mut self.buf[self.end..];
             // SAFETY: receives at most `room.len()` bytes into the live buffer `room`, on
             // a socket this link owns.
@@ -193,7 +181,7 @@ impl Link {
                     self.fd.as_raw_fd(),
                     room.as_mut_ptr().cast(),
                     room.len(),
-                    flags,
+                    libc::MSG_DONTWAIT,
                 )
             };
             if n > 0 {
@@ -210,10 +198,9 @@ impl Link {
                 Some(nix::errno::Errno::last())
             };
             match errno {
+                // Ready but taken by nothing else (one reader): spurious, or a signal.
                 Some(nix::errno::Errno::EINTR) => continue,
-                Some(nix::errno::Errno::EAGAIN) if !wait.is_zero() && Instant::now() < deadline => {
-                    continue
-                }
+                Some(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => continue,
                 Some(nix::errno::Errno::EAGAIN) if !started => {
                     return Err(PipeError::Timeout(timeout))
                 }
@@ -337,7 +324,7 @@ impl Link {
             if wait.is_zero() {
                 flags |= libc::MSG_DONTWAIT;
             } else {
-                self.set_timeout(Direction::Send, wait)?;
+                self.set_send_timeout(wait)?;
             }
             let (head, body) = if written < HEADER_LEN {
                 (&header[written..], payload)

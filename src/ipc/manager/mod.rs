@@ -1,7 +1,7 @@
 //! Manager (Python's `multiprocessing.Manager`): a server process holding named values —
 //! counters, dicts (string -> JSON value), lists — and proxies that reach it from any
 //! process that has its address, over a Unix socket with the suite's frame codec
-//! (`ipc::frame`), one blocking system call per send and per receive (`link`).
+//! (`ipc::frame`): a send is one `sendmsg`, a receive one `poll` and one `recv` (`link`).
 //!
 //! * Every call is bounded by the client's timeout (`DEFAULT_CALL_TIMEOUT` unless set).
 //! * Every request is applied atomically on the server, so [`Counter::increment`] and

@@ -4,9 +4,10 @@
 //! cannot start, gets a `Response::Refused` naming the reason and is disconnected, while
 //! the server goes on — and an accept loop that ends the process's entry on shutdown.
 //!
-//! A connection's thread waits for a request in one blocking `recv` and answers in one
-//! `sendmsg` (`link`), with its receive and reply buffers kept for the connection's life:
-//! one wake of the server per request.
+//! A connection's thread waits for a request in `poll`, takes it in one `recv` and
+//! answers in one `sendmsg` (`link`), with its receive and reply buffers kept for the
+//! connection's life: one wake of the server per request (a thread asleep in a blocking
+//! `recv` would also be woken each time the client takes a reply; see `link`).
 
 use super::link::Link;
 use super::protocol::{Key, Request, Response};
