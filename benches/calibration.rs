@@ -55,6 +55,10 @@ fn calibration(c: &mut Criterion) {
             b.iter_custom(|iters| cal::file_lock_acquire_release(lock, iters as usize).total())
         });
     }
+    group.bench_function(cal::FILE_READ_MODIFY_WRITE, |b| {
+        let content = ipcbench::measure::workloads::filestore::initial_bytes();
+        b.iter_custom(|iters| cal::file_read_modify_write(&content, iters as usize).total())
+    });
     for processes in [1u32, 2, 4] {
         group.bench_function(cal::atomic_increment_name(processes), |b| {
             b.iter_custom(|iters| cal::atomic_increments(processes as usize, iters as usize))

@@ -82,3 +82,33 @@ fn forked_child_of_the_binary_has_default_signal_handlers() {
     );
     assert!(text.contains("caught signals []"), "{text}");
 }
+
+/// The file store's figures are divided by a raw figure of their own kind (file I/O: the
+/// store's read, temp-file write and rename without its lock and its JSON), listed as a
+/// calibration like its siblings, never by a lock: file I/O and locks move apart between
+/// machines (2.8× on one CI machine with no change in the code).
+#[test]
+fn the_file_store_is_divided_by_raw_file_io_of_its_own_kind() {
+    let out = ipcbench(&["list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l
+            .trim_start()
+            .starts_with("calibration/file-read-modify-write/unpinned ")),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("filestore/"))
+        .collect();
+    // Four locks (none, flock, fcntl, shm-mutex), one and two processes: names unchanged.
+    assert_eq!(rows.len(), 8, "{text}");
+    for row in rows {
+        assert!(
+            row.trim_end()
+                .ends_with("divided by file-read-modify-write"),
+            "{row}"
+        );
+    }
+}

@@ -587,6 +587,129 @@ fn what_the_baseline_lacks_is_counted_as_new_not_gated() {
     assert!(!same.contains("new since the baseline"), "{same}");
 }
 
+/// A peer's figures (CPython's multiprocessing, flavors `cpython-*`) are never gated, so
+/// they are not "new since the baseline" either, in a baseline that has them or not: the
+/// count says what a refresh would gate, and goes to zero once it is refreshed. They are
+/// listed apart. So is a new metric too noisy in this run for a refresh to gate.
+#[test]
+fn peers_and_noisy_new_metrics_are_not_counted_as_new() {
+    let files = Files::new("new-peers");
+    let peer = |workload: &str| {
+        let mut l = latency(workload, 4.0, 0.05);
+        l.flavor = "cpython-queue".into();
+        l
+    };
+    let mut base = baseline();
+    base.latency
+        .push(peer("queue/cpython-queue/roundtrip/64B/cross-cpu"));
+    let mut current = base.clone();
+    current
+        .latency
+        .push(peer("queue/cpython-queue/roundtrip/64B/same-cpu"));
+    let base_path = files.write("base.json", &base);
+    let cur = files.write("cur.json", &current);
+    let (code, out, _) = compare(&base_path, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("new since the baseline"), "{out}");
+    assert!(
+        out.contains(
+            "2 peer figure(s) (CPython's multiprocessing) shown for reference, never gated"
+        ),
+        "{out}"
+    );
+    for key in ["cross-cpu", "same-cpu"] {
+        let key = format!("latency/queue/cpython-queue/roundtrip/64B/{key}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("peer ") && l.contains(&key)),
+            "{key}: {out}"
+        );
+    }
+    let (_, md, _) = compare(&base_path, &cur, &["--format", "markdown"]);
+    assert!(!md.contains("new since the baseline"), "{md}");
+    assert!(md.contains("**2** peer figure(s)"), "{md}");
+
+    // One new metric of ipcbench's own, steady, and one too noisy in this run to be
+    // gated by a refresh: only the first counts as "refresh to gate".
+    current
+        .latency
+        .push(latency("queue/pipe/roundtrip/4KiB/cross-cpu", 1.3, 0.1));
+    current
+        .latency
+        .push(latency("queue/shm/roundtrip/4KiB/cross-cpu", 1.3, 0.9));
+    let cur = files.write("cur-new.json", &current);
+    let (code, out, _) = compare(&base_path, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 metric(s) new since the baseline with a spread above 50% in this run"),
+        "{out}"
+    );
+}
+
+/// A metric whose raw baseline changed kind since the baseline (the file store, divided
+/// by a lock calibration then and by raw file I/O now) has a ratio of another kind: it is
+/// neither a regression nor an improvement, but new until the baseline is refreshed, and
+/// `compare` says which figures it was divided by. A baseline without the new calibration
+/// neither crashes the gate nor fails it.
+#[test]
+fn a_metric_divided_by_a_new_calibration_is_new_not_a_regression() {
+    let files = Files::new("recalibrated");
+    let store = |workload: &str, calibration: &str, ratio: f64| {
+        let mut t = throughput(workload, ratio, 0.1);
+        t.family = "filestore".into();
+        t.flavor = "flock".into();
+        t.message_bytes = 0;
+        t.calibration = Some(calibration.into());
+        t
+    };
+    let (one, two) = (
+        "filestore/flock/read-modify-write/1-proc",
+        "filestore/flock/read-modify-write/2-proc",
+    );
+    let mut base = baseline();
+    base.throughput
+        .push(store(one, "flock-acquire-release", 0.004));
+    base.throughput
+        .push(store(two, "flock-acquire-release", 0.003));
+    let mut current = baseline();
+    // Per raw update, one ratio reads far higher and one far lower than per lock pair.
+    current
+        .throughput
+        .push(store(one, "file-read-modify-write", 0.7));
+    current
+        .throughput
+        .push(store(two, "file-read-modify-write", 0.0005));
+    let base_path = files.write("base.json", &base);
+    let cur = files.write("cur.json", &current);
+    let (code, out, err) = compare(&base_path, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}{err}");
+    for key in [one, two] {
+        assert!(
+            out.contains(&format!(
+                "recalibrated: throughput/{key}: divided by file-read-modify-write in this run, by flock-acquire-release in the baseline"
+            )),
+            "{out}"
+        );
+        let line = out
+            .lines()
+            .find(|l| l.contains(key) && !l.starts_with("recalibrated"))
+            .unwrap();
+        assert!(line.starts_with("new "), "{line}");
+    }
+    assert!(
+        out.contains("2 metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them"),
+        "{out}"
+    );
+    // The same run against a baseline of its own kind is gated as usual.
+    let (code, out, _) = compare(&cur, &cur, &["--threshold", CI_THRESHOLD]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("recalibrated"), "{out}");
+}
+
 /// `--junit`: one test case per metric and behaviour; a regression is a failing case
 /// carrying its message and the command that reproduces it; a metric the baseline does
 /// not gate is skipped; markup in a detail is escaped (the file parses).

@@ -108,6 +108,44 @@ fn killing_the_server_mid_run_fails_every_client_call_with_server_gone() {
     });
 }
 
+/// A stalled server (stopped, alive, its socket open) is a `Timeout` within the client's
+/// bound, never a hang, and never a "server gone"; once it runs again the client's next
+/// call reconnects and is served. A client that stalls inside a request does not stop the
+/// server serving others.
+#[test]
+fn a_stalled_server_is_a_timeout_within_the_bound_and_a_stalled_client_stalls_no_one() {
+    use nix::sys::signal::Signal;
+    leak_checked(|| {
+        let mut manager = Manager::start(StartMethod::Fork).unwrap();
+        let bound = Duration::from_millis(300);
+        let client = manager.client().unwrap().with_timeout(bound);
+        assert_eq!(client.counter("n").increment(1).unwrap(), 1);
+        manager.process().signal(Signal::SIGSTOP).unwrap();
+        let started = Instant::now();
+        let err = client.counter("n").increment(1).unwrap_err();
+        let took = started.elapsed();
+        manager.process().signal(Signal::SIGCONT).unwrap();
+        assert!(matches!(err, ManagerError::Timeout { .. }), "{err}");
+        assert!(took >= bound, "timed out after {took:?}, before its bound");
+        assert!(took < bound * 10, "timed out after {took:?}");
+        // The late request may or may not have been applied (it was sent); the client
+        // reconnects and goes on.
+        let n = client.counter("n").increment(1).unwrap();
+        assert!((2..=3).contains(&n), "{n}");
+
+        // Half a request, then nothing: the server waits on that connection alone.
+        let mut raw = std::os::unix::net::UnixStream::connect(&manager.address().socket).unwrap();
+        let frame = ipcbench::ipc::frame::encode(br#"{"op":"ping"}"#);
+        std::io::Write::write_all(&mut raw, &frame[..frame.len() / 2]).unwrap();
+        let other = manager.client().unwrap().with_timeout(CALL_TIMEOUT);
+        other.ping().unwrap();
+        assert_eq!(other.counter("n").increment(1).unwrap(), n + 1);
+        drop(raw);
+        drop((client, other));
+        assert!(manager.shutdown(CALL_TIMEOUT).is_ok());
+    });
+}
+
 #[test]
 fn a_malformed_request_gets_an_error_reply_and_the_server_goes_on() {
     leak_checked(|| {

@@ -506,6 +506,131 @@ fn deltas_put_regressions_first_with_a_text_marker() {
     assert!(html.contains("<b>3 regressions</b>"));
 }
 
+/// When a raw cost of the machine moved since the baseline, the page says so as the gate
+/// does: which raw cost moved and by how much, which metrics are therefore not gated, and
+/// the worse ones marked ≠ (not ▲). On an unmoved machine none of it shows.
+#[test]
+fn deltas_name_what_moved_on_the_machine_and_what_is_not_gated() {
+    use ipcbench::report::model::{Calibration, Placement};
+    let dir = tempfile::tempdir().unwrap();
+    let raw = |name: &str, placement: Placement, value: f64| Calibration {
+        name: name.into(),
+        placement,
+        value,
+        unit: "ns".into(),
+        spread: 0.05,
+        achieved: None,
+    };
+    let mut current = Results::load(&fixture()).unwrap();
+    // The cross-CPU wake-up 9.36x slower today than in the baseline.
+    current
+        .calibration
+        .push(raw("futex-roundtrip", Placement::CrossCpu, 103_000.0));
+    let mut baseline = current.clone();
+    for c in &mut baseline.calibration {
+        if c.name == "futex-roundtrip" {
+            c.value = 11_000.0;
+        }
+        // And the same-CPU pipe round trip 3x faster today.
+        if c.name == "pipe-roundtrip" && c.placement == Placement::SameCpu {
+            c.value *= 3.0;
+        }
+    }
+    // Both a cross-CPU and a same-CPU metric resting on them got 2x worse.
+    let cross = "queue/shm/roundtrip/64B/cross-cpu";
+    let same = "queue/pipe/roundtrip/64B/same-cpu";
+    for l in &mut baseline.latency {
+        if l.workload == cross || l.workload == same {
+            l.ratio = l.ratio.map(|r| r / 2.0);
+        }
+    }
+    let base_path = dir.path().join("baseline.json");
+    baseline.save(&base_path).unwrap();
+    let current_path = dir.path().join("current.json");
+    current.save(&current_path).unwrap();
+    let page = |base: &Path, out_dir: &Path| {
+        let out = report(&[&current_path], Some(base), out_dir);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(out_dir.join("index.html")).unwrap()
+    };
+    let html = page(&base_path, &dir.path().join("out"));
+    let block = &html[html
+        .find("id=\"machine-moved\"")
+        .expect("the machine-moved notes")..];
+    let block = &block[..block.find("</div>").unwrap()];
+    assert!(
+        block.contains("the machine&#39;s cross-CPU wake-up (futex-roundtrip, cross-cpu) moved 9.36× since the baseline (11 µs → 103 µs)"),
+        "{block}"
+    );
+    assert!(
+        block.contains(&format!(
+            "the raw figure pipe-roundtrip moved 3× since the baseline (17.9 µs → 5.98 µs): latency/pipe/duplex/roundtrip/64B/same-cpu, latency/pipe/simplex/roundtrip/64B/same-cpu, latency/{same}, latency/queue/shm/roundtrip/64B/same-cpu divided by it are shown but not gated"
+        )),
+        "{block}"
+    );
+    // The metrics left ungated, the worse ones first and marked.
+    let listed = &block[block
+        .find("id=\"machine-moved-metrics\"")
+        .expect("the list")..];
+    let items: Vec<&str> = listed.split("<li ").skip(1).collect();
+    assert!(items.len() >= 2, "{listed}");
+    for item in &items[..2] {
+        assert!(
+            item.contains("≠ worse (the machine moved, not gated)"),
+            "{item}"
+        );
+    }
+    assert!(items[..2].iter().any(|i| i.contains(cross)));
+    assert!(items[..2].iter().any(|i| i.contains(same)));
+    // A cross-CPU metric that did not get worse is not gated either, and listed.
+    assert!(
+        items
+            .iter()
+            .any(|i| i.contains("pipe/duplex/roundtrip/64B/cross-cpu")),
+        "{listed}"
+    );
+    // Same-CPU metrics on raw figures that did not move (the Unix-socket round trip)
+    // are gated as always.
+    assert!(!items
+        .iter()
+        .any(|i| i.contains("queue/channel/roundtrip/64B/same-cpu")));
+    // In the table: the ≠ status, and why it is not gated.
+    for key in [cross, same] {
+        let key = format!("latency/{key}");
+        let marker = cell(&html, &key, "marker").unwrap();
+        assert!(
+            marker.contains("≠ worse (the machine moved, not gated)"),
+            "{marker}"
+        );
+        let row = &html[html.find(&format!("<tr data-key=\"{key}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(row.contains("no (the machine moved ≠)"), "{row}");
+        assert!(!row.contains("REGRESSED"), "{row}");
+    }
+    let summary = &html[html.find("id=\"delta-summary\"").unwrap()..];
+    let summary = &summary[..summary.find("</p>").unwrap()];
+    assert!(
+        summary.contains("not gated because the machine moved"),
+        "{summary}"
+    );
+
+    // The same slowdowns on an unmoved machine: regressions, and no machine notes.
+    let mut unmoved = baseline.clone();
+    unmoved.calibration = current.calibration.clone();
+    let unmoved_path = dir.path().join("unmoved.json");
+    unmoved.save(&unmoved_path).unwrap();
+    let html = page(&unmoved_path, &dir.path().join("out-unmoved"));
+    assert!(!html.contains("id=\"machine-moved\""));
+    assert!(cell(&html, &format!("latency/{cross}"), "marker")
+        .unwrap()
+        .contains("▲ REGRESSED"));
+}
+
 /// The first thing on the page is the verdict: with a baseline, the slowed workload and
 /// the broken scenario are named there, worst first, each linked to a place that exists.
 #[test]

@@ -21,6 +21,13 @@
 //! * `flock-acquire-release`, `fcntl-acquire-release`: uncontended flock(LOCK_EX/UN) and
 //!   fcntl(F_SETLKW F_WRLCK / F_SETLK F_UNLCK) of a whole unnamed temp file by one
 //!   process, time per pair (ns, each pair timed, clock read included).
+//! * `file-read-modify-write`: what a file-store update does to its file, minus its lock
+//!   and its JSON: read the whole file (`std::fs::read`: open, statx, read, read, close),
+//!   change a byte, write it to a temp file beside it (`std::fs::write`: open, write,
+//!   close) and rename that over it, in a temp directory of the same file system as the
+//!   store's, with as many bytes as the store's workloads hold; one process, time per
+//!   update. The file store's figures are divided by it, not by a lock: file I/O and
+//!   locks move apart from one machine (or day) to another.
 //! * `atomic-increment-uncontended`, `atomic-increment-contended-2`, `-4`: fetch_add on
 //!   one AtomicU64 in shared memory by 1 (this process), 2 or 4 forked processes
 //!   (unpinned, timed first start to last end as the lock crowds are); time per
@@ -80,6 +87,8 @@ pub const FUTEX_ROUNDTRIP: &str = "futex-roundtrip";
 pub const FLOCK_ACQUIRE_RELEASE: &str = "flock-acquire-release";
 /// Name of the uncontended fcntl acquire and release: the floor of an fcntl lock.
 pub const FCNTL_ACQUIRE_RELEASE: &str = "fcntl-acquire-release";
+/// Name of the raw file read + temp-file write + rename: the floor of a file-store update.
+pub const FILE_READ_MODIFY_WRITE: &str = "file-read-modify-write";
 /// Name of the uncontended atomic increment: the floor of a shared counter.
 pub const ATOMIC_INCREMENT_UNCONTENDED: &str = "atomic-increment-uncontended";
 
@@ -712,6 +721,47 @@ pub fn file_lock_acquire_release(lock: FileLock, iters: usize) -> RoundTrips {
     RoundTrips { samples_ns }
 }
 
+// ---- file read-modify-write ----
+
+/// Raw read-modify-write of a small file by this process alone, as the file store does
+/// it minus its lock and its encoding: `std::fs::read` of the whole file, one byte
+/// changed, `std::fs::write` of a temp file beside it, `rename(2)` of that over the file
+/// (the same system calls, in the same order, on the same file system: a tracked temp
+/// directory, removed at the end). The file holds `content` (the store's bytes). Each
+/// update timed, after a warm-up of a tenth as many (at least 10).
+pub fn file_read_modify_write(content: &[u8], iters: usize) -> RoundTrips {
+    let dir = crate::process::hygiene::temp_dir().expect("temp directory");
+    let path = dir.join("store.json");
+    let temp = dir.join(format!("store.json.tmp-{}", std::process::id()));
+    let run = || -> std::io::Result<Vec<u64>> {
+        std::fs::write(&path, content)?;
+        let update = || -> std::io::Result<()> {
+            let mut bytes = std::fs::read(&path)?;
+            // The change: the last digit counts on, so the file keeps the store's length.
+            if let Some(digit) = bytes.iter_mut().rev().find(|b| b.is_ascii_digit()) {
+                *digit = b'0' + (*digit - b'0' + 1) % 10;
+            }
+            std::fs::write(&temp, &bytes)?;
+            std::fs::rename(&temp, &path)
+        };
+        for _ in 0..(iters / 10).max(10) {
+            update()?;
+        }
+        (0..iters)
+            .map(|_| {
+                let started = Instant::now();
+                update()?;
+                Ok(started.elapsed().as_nanos() as u64)
+            })
+            .collect()
+    };
+    let samples = run();
+    crate::process::hygiene::remove_temp(&dir);
+    RoundTrips {
+        samples_ns: samples.expect("raw file read-modify-write"),
+    }
+}
+
 // ---- contended atomic increment ----
 
 fn increment_member(args: CrowdArgs<String>) -> Result<(), MeasureError> {
@@ -929,6 +979,12 @@ mod tests {
         for lock in [FileLock::Flock, FileLock::Fcntl] {
             assert_eq!(file_lock_acquire_release(lock, 50).samples_ns.len(), 50);
         }
+        assert_eq!(
+            file_read_modify_write(b"{\n  \"sold\": 0\n}", 20)
+                .samples_ns
+                .len(),
+            20
+        );
         for processes in [1, 2, 4] {
             // atomic_increments asserts that no increment was lost.
             let elapsed = atomic_increments(processes, 10_000);

@@ -417,6 +417,25 @@ mod tests {
             named("sync/event/wake-roundtrip/cross-cpu"),
             Some(cal::FUTEX_ROUNDTRIP)
         );
+        // The file store by raw file I/O of its own kind, never by a lock: the two move
+        // apart between machines.
+        for kind in crate::ipc::filestore::StoreLockKind::ALL {
+            for processes in [1, 2] {
+                let workload = format!(
+                    "filestore/{}/read-modify-write/{processes}-proc",
+                    kind.name()
+                );
+                assert_eq!(
+                    named(&workload),
+                    Some(cal::FILE_READ_MODIFY_WRITE),
+                    "{workload}"
+                );
+            }
+        }
+        assert!(all.iter().any(
+            |w| w.shape.name == "calibration/file-read-modify-write/unpinned"
+                && w.shape.kind == Kind::Calibration
+        ));
         // A task through the pool by the raw hand-off of a task; a process per task by
         // the raw process start.
         for (workload, base) in [

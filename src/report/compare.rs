@@ -63,6 +63,10 @@ pub(crate) enum Status {
     Unchanged,
     /// In this run, not in the baseline.
     New,
+    /// A peer's figure (CPython's multiprocessing, flavors `cpython-*`): another
+    /// implementation's speed, shown beside ipcbench's and never gated, with or without a
+    /// baseline, so it is not "new" either: a refresh would not gate it.
+    Peer,
 }
 
 impl Status {
@@ -76,6 +80,7 @@ impl Status {
             Status::Improved => "improved",
             Status::Unchanged => "ok",
             Status::New => "new",
+            Status::Peer => "peer (never gated)",
         }
     }
 }
@@ -101,6 +106,10 @@ pub(crate) struct MetricDelta {
     pub(crate) spread: f64,
     pub(crate) gated: bool,
     pub(crate) status: Status,
+    /// Not gated on this run because a raw cost it rests on moved more than
+    /// [`MACHINE_MOVED`] times since the baseline (named in `Comparison::machine_moved`).
+    #[serde(default)]
+    pub(crate) machine_moved: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +137,11 @@ pub struct Comparison {
     /// leave metrics ungated (empty on the same machine in the same state).
     #[serde(default)]
     pub(crate) machine_moved: Vec<String>,
+    /// Metrics divided by another raw figure in this run than in the baseline (a new
+    /// calibration of their own kind): their ratios are not comparable, so they show as
+    /// new until the baseline is refreshed. One line each, naming both figures.
+    #[serde(default)]
+    pub(crate) recalibrated: Vec<String>,
 }
 
 impl Comparison {
@@ -147,18 +161,38 @@ impl Comparison {
         self.regressions() == 0
     }
 
-    /// Metrics and behaviours in this run that the baseline does not have, so does not
-    /// gate: the catalogue or the workload list changed since it was recorded.
+    /// Metrics and behaviours in this run that the baseline does not have and a refresh
+    /// of it would gate: the catalogue or the workload list changed since it was recorded.
+    /// Peers' figures are never gated ([`Status::Peer`]), and a new metric whose spread in
+    /// this run is above the gated spread would be recorded too noisy to gate
+    /// ([`Comparison::new_too_noisy`]): neither is counted.
     pub(crate) fn new_since_baseline(&self) -> usize {
         self.metrics
             .iter()
-            .filter(|m| m.status == Status::New)
+            .filter(|m| m.status == Status::New && m.spread <= self.max_gated_spread)
             .count()
             + self
                 .behaviour
                 .iter()
                 .filter(|b| b.status == Status::New)
                 .count()
+    }
+
+    /// New metrics whose spread in this run is above the gated spread: a baseline folded
+    /// from this run would record them too noisy to gate.
+    pub(crate) fn new_too_noisy(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::New && m.spread > self.max_gated_spread)
+            .count()
+    }
+
+    /// Peers' figures shown for reference, never gated.
+    pub(crate) fn peers(&self) -> usize {
+        self.metrics
+            .iter()
+            .filter(|m| m.status == Status::Peer)
+            .count()
     }
 }
 
@@ -176,8 +210,10 @@ struct Metric {
     /// to the scheduler with more than one process): its cost then rides on the machine's
     /// cross-CPU wake-up.
     crosses_cpus: bool,
-    /// The raw figure of the same run it is divided by, if recorded.
-    calibration: Option<f64>,
+    /// The name of the raw figure it is divided by, if recorded.
+    calibration_name: Option<String>,
+    /// That raw figure in the same run and its unit, if recorded.
+    calibration: Option<(f64, String)>,
 }
 
 /// Factor by which a raw cost of the machine may move between the baseline and the run
@@ -193,17 +229,29 @@ pub(crate) const MACHINE_MOVED: f64 = 2.0;
 /// The raw cross-CPU wake-up the machine-state rule watches.
 const CROSS_CPU_WAKE: &str = "futex-roundtrip";
 
-fn calibration_value(results: &Results, name: &str, placement: Placement) -> Option<f64> {
+/// The raw figure `name` of `results` in `placement` (or, failing that, any placement)
+/// and its unit, when usable.
+fn calibration_value(results: &Results, name: &str, placement: Placement) -> Option<(f64, String)> {
     let of = |p: Option<Placement>| {
         results
             .calibration
             .iter()
             .find(|c| c.name == name && p.is_none_or(|p| c.placement == p))
-            .map(|c| c.value)
+            .map(|c| (c.value, c.unit.clone()))
     };
     of(Some(placement))
         .or_else(|| of(None))
-        .filter(|v| v.is_finite() && *v > 0.0)
+        .filter(|(v, _)| v.is_finite() && *v > 0.0)
+}
+
+/// A raw figure for people, in its own unit.
+fn raw_text(value: f64, unit: &str) -> String {
+    use crate::report::units::{human, Unit};
+    match unit {
+        "ns" => human(value, Unit::Nanos),
+        "bytes/s" => human(value, Unit::BytesPerSec),
+        other => format!("{} {other}", crate::report::units::significant(value)),
+    }
 }
 
 fn metrics(results: &Results) -> Vec<Metric> {
@@ -219,6 +267,7 @@ fn metrics(results: &Results) -> Vec<Metric> {
         better: Better::Lower,
         peer: crate::measure::peer::is_peer_flavor(&l.flavor),
         crosses_cpus: l.placement != Placement::SameCpu,
+        calibration_name: l.calibration.clone(),
         calibration: raw(&l.calibration, l.placement),
     });
     let throughput = results.throughput.iter().map(|t| Metric {
@@ -228,6 +277,7 @@ fn metrics(results: &Results) -> Vec<Metric> {
         better: Better::Higher,
         peer: crate::measure::peer::is_peer_flavor(&t.flavor),
         crosses_cpus: t.producers + t.consumers >= 2,
+        calibration_name: t.calibration.clone(),
         calibration: raw(&t.calibration, Placement::Unpinned),
     });
     latency.chain(throughput).collect()
@@ -255,16 +305,19 @@ fn times_worse(better: Better, base: f64, cur: f64) -> f64 {
 /// that the run lacks.
 pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Comparison {
     // A peer's figures are never gated, even in a baseline that has them: they show as
-    // new in every comparison.
+    // peers' figures in every comparison, never as new (a refresh would not gate them).
     let base: Vec<Metric> = metrics(baseline)
         .into_iter()
         .filter(|m| m.ratio.is_some() && !m.peer)
         .collect();
     let cur = metrics(current);
-    let wake = |r: &Results| calibration_value(r, CROSS_CPU_WAKE, Placement::CrossCpu);
+    let wake = |r: &Results| {
+        calibration_value(r, CROSS_CPU_WAKE, Placement::CrossCpu).map(|(value, _)| value)
+    };
     let (wake_base, wake_cur) = (wake(baseline), wake(current));
     let wake_moved = moved(wake_base, wake_cur);
     let mut machine_moved = Vec::new();
+    let mut recalibrated = Vec::new();
     if let (Some(factor), Some(b), Some(c)) = (wake_moved, wake_base, wake_cur) {
         machine_moved.push(format!(
             "the machine's cross-CPU wake-up ({CROSS_CPU_WAKE}, cross-cpu) moved {}× since the baseline ({} → {}): metrics whose processes hand off across CPUs are shown but not gated",
@@ -273,20 +326,59 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             crate::report::units::human(c, crate::report::units::Unit::Nanos),
         ));
     }
+    // Each raw figure that moved on its own, and the metrics divided by it.
+    let mut own_moved: Vec<(String, Vec<String>)> = Vec::new();
     let mut deltas = Vec::new();
     for b in &base {
         let found = cur.iter().find(|c| c.key == b.key);
         match found.filter(|c| c.ratio.is_some()) {
+            // Divided by another raw figure than in the baseline: a ratio of another
+            // kind, new until the baseline is refreshed (neither a regression nor an
+            // improvement of the code).
+            Some(c)
+                if b.calibration_name.is_some()
+                    && c.calibration_name.is_some()
+                    && b.calibration_name != c.calibration_name =>
+            {
+                recalibrated.push(format!(
+                    "{}: divided by {} in this run, by {} in the baseline: the ratios are not comparable, so it shows as new until the baseline is refreshed",
+                    b.key,
+                    c.calibration_name.as_deref().unwrap_or_default(),
+                    b.calibration_name.as_deref().unwrap_or_default(),
+                ));
+                deltas.push(MetricDelta {
+                    key: c.key.clone(),
+                    better: c.better,
+                    baseline: None,
+                    current: c.ratio,
+                    worse_by: None,
+                    spread: c.spread,
+                    gated: false,
+                    status: Status::New,
+                    machine_moved: false,
+                });
+            }
             Some(c) => {
                 let by_wake = b.crosses_cpus && wake_moved.is_some();
-                let own = moved(b.calibration, c.calibration);
+                let own = moved(
+                    b.calibration.as_ref().map(|r| r.0),
+                    c.calibration.as_ref().map(|r| r.0),
+                );
                 let delta = metric_delta(b, c, policy, by_wake || own.is_some());
-                if let (Some(factor), Status::MachineMoved, false) = (own, delta.status, by_wake) {
-                    machine_moved.push(format!(
-                        "{}: the raw figure it is divided by moved {}× since the baseline",
-                        b.key,
-                        crate::report::units::significant(factor)
-                    ));
+                if let (Some(factor), false, Some(bc), Some(cc)) =
+                    (own, by_wake, b.calibration.as_ref(), c.calibration.as_ref())
+                {
+                    let name = b.calibration_name.clone().unwrap_or_default();
+                    let text = format!(
+                        "the raw figure {name} moved {}× since the baseline ({} → {})",
+                        crate::report::units::significant(factor),
+                        raw_text(bc.0, &bc.1),
+                        raw_text(cc.0, &cc.1),
+                    );
+                    match own_moved.iter_mut().find(|(t, _)| *t == text) {
+                        Some((_, keys)) => keys.push(b.key.clone()),
+                        None => own_moved.push((text, vec![b.key.clone()])),
+                    }
                 }
                 deltas.push(delta);
             }
@@ -306,12 +398,14 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
                     } else {
                         Status::Missing
                     },
+                    machine_moved: false,
                 })
             }
         }
     }
     // New: what this run could gate (it has a ratio) and the baseline does not have.
     // Calibrations and figures without a baseline of their kind have no ratio to gate.
+    // A peer's figure is shown as such: no baseline would gate it.
     for c in cur
         .iter()
         .filter(|c| c.ratio.is_some() && !base.iter().any(|b| b.key == c.key))
@@ -324,10 +418,18 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
             worse_by: None,
             spread: c.spread,
             gated: false,
-            status: Status::New,
+            status: if c.peer { Status::Peer } else { Status::New },
+            machine_moved: false,
         });
     }
     deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
+    for (text, keys) in own_moved {
+        machine_moved.push(format!(
+            "{text}: {} divided by it {} shown but not gated",
+            keys.join(", "),
+            if keys.len() == 1 { "is" } else { "are" }
+        ));
+    }
 
     let mut behaviour = scenario_deltas(baseline, current);
     behaviour.extend(stress_deltas(baseline, current));
@@ -338,6 +440,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         metrics: deltas,
         behaviour,
         machine_moved,
+        recalibrated,
     }
 }
 
@@ -377,6 +480,7 @@ fn metric_delta(base: &Metric, cur: &Metric, policy: Policy, machine: bool) -> M
         spread,
         gated,
         status,
+        machine_moved: machine,
     }
 }
 
@@ -554,6 +658,7 @@ pub(crate) fn to_junit(c: &Comparison, current: &Results) -> Suite {
                 )
             }
             Status::New => case.skipped("new since the baseline, not gated"),
+            Status::Peer => case.skipped("a peer's figure (another implementation), never gated"),
             Status::MachineMoved => case.skipped(
                 "worse, but the machine's raw cost it rests on moved since the baseline: shown, not gated",
             ),
@@ -634,15 +739,13 @@ pub(crate) fn to_table(c: &Comparison) -> String {
     for note in &c.machine_moved {
         out.push_str(&format!("machine moved: {note}\n"));
     }
-    if !c.machine_moved.is_empty() {
+    for note in &c.recalibrated {
+        out.push_str(&format!("recalibrated: {note}\n"));
+    }
+    if !c.machine_moved.is_empty() || !c.recalibrated.is_empty() {
         out.push('\n');
     }
-    let new = c.new_since_baseline();
-    if new > 0 {
-        out.push_str(&format!(
-            "{new} metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them\n\n"
-        ));
-    }
+    out.push_str(&new_and_peers(c, ""));
     out.push_str(&format!(
         "{:<11} {:<58} {:>10} {:>10} {:>16} {:>8}\n",
         "status", "metric (ratio to calibration)", "baseline", "current", "worse by", "spread"
@@ -677,6 +780,34 @@ pub(crate) fn to_table(c: &Comparison) -> String {
     out
 }
 
+/// What the run has that the baseline does not gate, counted apart: new metrics and
+/// behaviours a refresh would gate, new metrics too noisy for a refresh to gate, peers'
+/// figures no refresh gates. A paragraph per kind present (counts in `strong`, e.g. `**`
+/// for markdown), each ending in a blank line; empty when there are none.
+pub(crate) fn new_and_peers(c: &Comparison, strong: &str) -> String {
+    let mut out = String::new();
+    let new = c.new_since_baseline();
+    if new > 0 {
+        out.push_str(&format!(
+            "{strong}{new}{strong} metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them\n\n"
+        ));
+    }
+    let noisy = c.new_too_noisy();
+    if noisy > 0 {
+        out.push_str(&format!(
+            "{strong}{noisy}{strong} metric(s) new since the baseline with a spread above {:.0}% in this run: a refreshed baseline would show them, not gate them\n\n",
+            c.max_gated_spread * 100.0
+        ));
+    }
+    let peers = c.peers();
+    if peers > 0 {
+        out.push_str(&format!(
+            "{strong}{peers}{strong} peer figure(s) (CPython's multiprocessing) shown for reference, never gated\n\n"
+        ));
+    }
+    out
+}
+
 fn short_marker(s: Status) -> &'static str {
     match s {
         Status::Regressed => "REGRESSED",
@@ -686,6 +817,7 @@ fn short_marker(s: Status) -> &'static str {
         Status::Improved => "improved",
         Status::Unchanged => "ok",
         Status::New => "new",
+        Status::Peer => "peer",
     }
 }
 
@@ -707,12 +839,10 @@ pub(crate) fn to_markdown(c: &Comparison) -> String {
     for note in &c.machine_moved {
         out.push_str(&format!("**Machine moved:** {note}.\n\n"));
     }
-    let new = c.new_since_baseline();
-    if new > 0 {
-        out.push_str(&format!(
-            "**{new}** metric(s) or behaviour(s) new since the baseline, not gated: refresh the baseline to gate them.\n\n"
-        ));
+    for note in &c.recalibrated {
+        out.push_str(&format!("**Recalibrated:** {note}.\n\n"));
     }
+    out.push_str(&new_and_peers(c, "**"));
     let behaviour_header = "| status | behaviour | expected | baseline | current | detail |\n|---|---|---|---|---|---|\n";
     let metric_header = "| status | metric (ratio to calibration) | baseline | current | worse by | spread |\n|---|---|---:|---:|---:|---:|\n";
     let behaviour_row = |b: &BehaviourDelta| {
@@ -861,8 +991,9 @@ mod tests {
         r
     }
 
-    /// A CPython figure ten times worse than a baseline that (wrongly) has it is still
-    /// new, not gated: the peer's speed is not ipcbench's regression.
+    /// A CPython figure ten times worse than a baseline that (wrongly) has it is a peer's
+    /// figure, not gated and not counted as new: the peer's speed is not ipcbench's
+    /// regression, and no refresh of the baseline would gate it.
     #[test]
     fn peer_figures_are_never_gated() {
         let peer = |ratio: f64| {
@@ -874,8 +1005,10 @@ mod tests {
         let c = compare(&peer(1.0), &peer(10.0), Policy::default());
         assert!(c.passed(), "{:?}", c.metrics);
         assert_eq!(c.metrics.len(), 1);
-        assert_eq!(c.metrics[0].status, Status::New);
+        assert_eq!(c.metrics[0].status, Status::Peer);
         assert!(!c.metrics[0].gated);
+        assert_eq!(c.new_since_baseline(), 0, "a refresh would not gate it");
+        assert_eq!(c.peers(), 1);
         // ipcbench's own figure, the same way, regresses.
         let c = compare(
             &run_with(1.0, 0.01),

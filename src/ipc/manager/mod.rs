@@ -1,7 +1,7 @@
 //! Manager (Python's `multiprocessing.Manager`): a server process holding named values —
 //! counters, dicts (string -> JSON value), lists — and proxies that reach it from any
 //! process that has its address, over a Unix socket with the suite's frame codec
-//! (`ipc::frame`, through `pipe::Connection`).
+//! (`ipc::frame`): a send is one `sendmsg`, a receive one `poll` and one `recv` (`link`).
 //!
 //! * Every call is bounded by the client's timeout (`DEFAULT_CALL_TIMEOUT` unless set).
 //! * Every request is applied atomically on the server, so [`Counter::increment`] and
@@ -17,13 +17,15 @@
 //!   limit, and a header's claimed length is never allocated up front (see `ipc::frame`).
 //! * [`Manager::shutdown`] ends the server process; dropping the [`Manager`] kills it.
 
+mod link;
 pub(crate) mod protocol;
 pub(crate) mod server;
 
 pub use protocol::{decode_request, decode_response, Key, Request, Response};
 
-use crate::ipc::pipe::{Connection, PipeError};
+use crate::ipc::pipe::PipeError;
 use crate::process::{self, hygiene, Child, Options, StartMethod};
+use link::Link;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -276,9 +278,17 @@ impl Drop for Manager {
 /// would answer the next request) and the next call reconnects.
 pub struct ManagerClient {
     address: ManagerAddress,
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Connected>,
     timeout: Duration,
     max_message: usize,
+}
+
+/// A client's connection, if it has one, and its request bytes, reused from one call to
+/// the next.
+#[derive(Default)]
+struct Connected {
+    link: Option<Link>,
+    request: Vec<u8>,
 }
 
 impl ManagerClient {
@@ -287,17 +297,22 @@ impl ManagerClient {
     pub fn connect(address: &ManagerAddress) -> Result<ManagerClient, ManagerError> {
         let client = ManagerClient {
             address: address.clone(),
-            conn: Mutex::new(None),
+            conn: Mutex::new(Connected::default()),
             timeout: DEFAULT_CALL_TIMEOUT,
             max_message: DEFAULT_MAX_MESSAGE,
         };
-        *client.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(client.open()?);
+        client.conn.lock().unwrap_or_else(|p| p.into_inner()).link = Some(client.open()?);
         Ok(client)
     }
 
     /// Sets the bound on every call.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(link) = slot.link.as_mut() {
+            link.set_bound(timeout);
+        }
+        drop(slot);
         self
     }
 
@@ -307,8 +322,8 @@ impl ManagerClient {
     pub fn with_max_message(mut self, max: usize) -> Self {
         self.max_message = max.min(crate::ipc::frame::MAX_PAYLOAD_LIMIT);
         let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(conn) = slot.as_mut() {
-            conn.set_max_payload(self.max_message);
+        if let Some(link) = slot.link.as_mut() {
+            link.set_max_payload(self.max_message);
         }
         drop(slot);
         self
@@ -319,12 +334,9 @@ impl ManagerClient {
         &self.address
     }
 
-    fn open(&self) -> Result<Connection, ManagerError> {
+    fn open(&self) -> Result<Link, ManagerError> {
         let stream = UnixStream::connect(&self.address.socket).map_err(|e| self.gone(e))?;
-        let mut conn = Connection::from_socket(OwnedFd::from(stream)).map_err(|e| self.gone(e))?;
-        conn.set_timeout(self.timeout);
-        conn.set_max_payload(self.max_message);
-        Ok(conn)
+        Link::new(OwnedFd::from(stream), self.timeout, self.max_message).map_err(|e| self.gone(e))
     }
 
     fn gone(&self, reason: impl std::fmt::Display) -> ManagerError {
@@ -336,11 +348,23 @@ impl ManagerClient {
 
     /// Sends one request and returns the server's value (an error reply is `Remote`).
     pub(crate) fn call(&self, request: &Request) -> Result<Value, ManagerError> {
-        let bytes = serde_json::to_vec(request).map_err(|e| ManagerError::Protocol {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Connected {
+            link: slot,
+            request: bytes,
+        } = &mut *guard;
+        bytes.clear();
+        serde_json::to_writer(&mut *bytes, request).map_err(|e| ManagerError::Protocol {
             address: self.address.to_string(),
             reason: format!("cannot encode request: {e}"),
         })?;
-        match self.call_raw(&bytes)? {
+        let response = self.exchange(slot, bytes);
+        // A large request's buffer is not kept for the client's life.
+        if bytes.capacity() > link::BUFFER {
+            *bytes = Vec::new();
+        }
+        drop(guard);
+        match response? {
             Response::Ok(value) => Ok(value),
             Response::Err(message) => Err(ManagerError::Remote {
                 address: self.address.to_string(),
@@ -358,23 +382,30 @@ impl ManagerClient {
     /// of the server's handling of malformed requests, and the raw-bytes benchmark. A
     /// refusal of the connection is [`ManagerError::Refused`], never returned as a reply.
     pub fn call_raw(&self, payload: &[u8]) -> Result<Response, ManagerError> {
-        let mut slot = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        self.exchange(&mut guard.link, payload)
+    }
+
+    /// One request and its reply on the connection in `slot` (connecting first if there
+    /// is none): one `sendmsg` and one `recv` when the reply fits the link's buffer.
+    fn exchange(&self, slot: &mut Option<Link>, payload: &[u8]) -> Result<Response, ManagerError> {
         if slot.is_none() {
             *slot = Some(self.open()?);
         }
-        let conn = slot.as_ref().expect("connected above");
-        let result = match conn.send_bytes_timeout(payload, self.timeout) {
-            Ok(()) => conn.recv_bytes_timeout(self.timeout),
+        let conn = slot.as_mut().expect("connected above");
+        let sent = conn.send(payload, self.timeout);
+        let result = match sent {
+            Ok(()) => conn.recv(self.timeout).map(decode_response),
             // A server that refused this connection wrote why before closing it: the
             // refusal is already here to read.
-            Err(PipeError::PeerGone) => match conn.recv_bytes_timeout(Duration::ZERO) {
-                Ok(bytes) => Ok(bytes),
+            Err(PipeError::PeerGone) => match conn.recv(Duration::ZERO) {
+                Ok(bytes) => Ok(decode_response(bytes)),
                 Err(_) => Err(PipeError::PeerGone),
             },
             Err(e) => Err(e),
         };
-        let bytes = match result {
-            Ok(bytes) => bytes,
+        let decoded = match result {
+            Ok(decoded) => decoded,
             // Refused before a byte was sent: the connection is still in step.
             Err(PipeError::TooLarge { len, max }) => {
                 return Err(ManagerError::Protocol {
@@ -401,7 +432,7 @@ impl ManagerClient {
                 });
             }
         };
-        match decode_response(&bytes) {
+        match decoded {
             Ok(Response::Refused(reason)) => {
                 *slot = None;
                 Err(ManagerError::Refused {

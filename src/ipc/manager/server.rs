@@ -3,10 +3,16 @@
 //! `ManagerConfig::max_connections` of them; a client past the limit, or one whose thread
 //! cannot start, gets a `Response::Refused` naming the reason and is disconnected, while
 //! the server goes on — and an accept loop that ends the process's entry on shutdown.
+//!
+//! A connection's thread waits for a request in `poll`, takes it in one `recv` and
+//! answers in one `sendmsg` (`link`), with its receive and reply buffers kept for the
+//! connection's life: one wake of the server per request (a thread asleep in a blocking
+//! `recv` would also be woken each time the client takes a reply; see `link`).
 
+use super::link::Link;
 use super::protocol::{Key, Request, Response};
 use super::ManagerConfig;
-use crate::ipc::pipe::{Connection, PipeError};
+use crate::ipc::pipe::{PipeError, DEFAULT_TIMEOUT};
 use crate::register_entry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -120,15 +126,19 @@ impl Server {
     /// says why and its connection is closed; the server goes on either way (it never
     /// panics on a client's account).
     fn admit(self: &Arc<Self>, stream: std::os::unix::net::UnixStream) {
-        let Ok(mut conn) = Connection::from_socket(OwnedFd::from(stream)) else {
+        // A frame that has started gets the pipes' own bound to finish, as before.
+        let Ok(mut conn) = Link::new(
+            OwnedFd::from(stream),
+            DEFAULT_TIMEOUT,
+            self.config.max_message,
+        ) else {
             return; // dropping it closes it; the client sees the connection end
         };
-        conn.set_max_payload(self.config.max_message);
         let max = self.config.max_connections;
         if self.active.fetch_add(1, Ordering::SeqCst) >= max {
             self.active.fetch_sub(1, Ordering::SeqCst);
             refuse(
-                &conn,
+                &mut conn,
                 format!(
                     "the server is at its limit of {max} connections (max_connections); \
                      try again once a client disconnects"
@@ -153,19 +163,21 @@ impl Server {
             });
         if let Err(e) = spawned {
             let conn = handoff.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(conn) = conn {
+            if let Some(mut conn) = conn {
                 refuse(
-                    &conn,
+                    &mut conn,
                     format!("cannot start a thread for this connection: {e}"),
                 );
             }
         }
     }
 
-    fn serve_client(&self, conn: Connection) {
+    fn serve_client(&self, mut conn: Link) {
+        // The reply's bytes, reused from one request to the next.
+        let mut reply = Vec::new();
         loop {
-            let bytes = match conn.recv_bytes_timeout(IDLE_POLL) {
-                Ok(bytes) => bytes,
+            let decoded = match conn.recv(IDLE_POLL) {
+                Ok(bytes) => super::protocol::decode_request(bytes),
                 Err(PipeError::Timeout(_)) => {
                     if self.shutdown.load(Ordering::SeqCst) {
                         return;
@@ -175,22 +187,30 @@ impl Server {
                 Err(PipeError::Corrupt(e)) => {
                     // The stream lost its frame boundaries: answer, then drop this client
                     // (the others are untouched).
-                    let _ = conn.send(&Response::Err(format!("malformed frame: {e}")));
+                    let _ = send(
+                        &mut conn,
+                        &mut reply,
+                        &Response::Err(format!("malformed frame: {e}")),
+                    );
                     return;
                 }
                 Err(_) => return, // the client went away
             };
             self.served.fetch_add(1, Ordering::Relaxed);
-            let (response, stop) = match super::protocol::decode_request(&bytes) {
+            let (response, stop) = match decoded {
                 Ok(Request::Shutdown) => (Response::Ok(Value::Null), true),
                 Ok(request) => (self.apply(request), false),
                 Err(message) => (Response::Err(message), false),
             };
-            let sent = match conn.send(&response) {
+            let sent = match send(&mut conn, &mut reply, &response) {
                 // Nothing was sent: the client still gets an answer, naming the limit.
-                Err(PipeError::TooLarge { len, max }) => conn.send(&Response::Err(format!(
-                    "reply of {len} bytes exceeds the maximum message size of {max} bytes"
-                ))),
+                Err(PipeError::TooLarge { len, max }) => send(
+                    &mut conn,
+                    &mut reply,
+                    &Response::Err(format!(
+                        "reply of {len} bytes exceeds the maximum message size of {max} bytes"
+                    )),
+                ),
                 other => other,
             };
             if stop {
@@ -212,10 +232,23 @@ impl Server {
     }
 }
 
+/// Sends `response` in one frame, encoded into `bytes` (cleared first, kept for the next
+/// reply), bounded by the pipes' own bound.
+fn send(conn: &mut Link, bytes: &mut Vec<u8>, response: &Response) -> Result<(), PipeError> {
+    bytes.clear();
+    serde_json::to_writer(&mut *bytes, response).map_err(|e| PipeError::Encode(e.to_string()))?;
+    let sent = conn.send(bytes, DEFAULT_TIMEOUT);
+    // A large reply's buffer is not kept for the connection's life.
+    if bytes.capacity() > super::link::BUFFER {
+        *bytes = Vec::new();
+    }
+    sent
+}
+
 /// Tells a client it will not be served, and why; the caller then drops (closes) it.
-fn refuse(conn: &Connection, reason: String) {
+fn refuse(conn: &mut Link, reason: String) {
     if let Ok(bytes) = serde_json::to_vec(&Response::Refused(reason)) {
-        let _ = conn.send_bytes_timeout(&bytes, REFUSAL_BOUND);
+        let _ = conn.send(&bytes, REFUSAL_BOUND);
     }
 }
 

@@ -84,6 +84,15 @@ pub fn catalogue() -> Vec<Workload> {
                 .run(move |_, n| Sample::Times(cal::file_lock_acquire_release(lock, n))),
         );
     }
+    // Unpinned, one process, as the file store's workloads run.
+    all.push(
+        Workload::calibration(cal::FILE_READ_MODIFY_WRITE)
+            .ops(500, 5_000)
+            .run(|_, n| {
+                let content = crate::measure::workloads::filestore::initial_bytes();
+                Sample::Times(cal::file_read_modify_write(&content, n))
+            }),
+    );
     for (processes, (quick, full)) in [
         (1u32, (10_000_000, 100_000_000)),
         (2, (4_000_000, 40_000_000)),

@@ -18,6 +18,7 @@ pub(crate) fn marker(status: Status) -> String {
         Status::Improved => "▼",
         Status::Unchanged => "=",
         Status::New => "+",
+        Status::Peer => "◦",
     };
     format!("{symbol} {}", status.marker())
 }
@@ -28,6 +29,61 @@ fn row_class(status: Status) -> &'static str {
         Status::Improved => "good",
         _ => "",
     }
+}
+
+/// Why a metric is or is not gated, in the table's "gated" column.
+fn gated_text(m: &MetricDelta) -> &'static str {
+    match m.status {
+        _ if m.gated => "yes",
+        Status::Peer => "no (a peer's figure)",
+        Status::New => "no (not in the baseline)",
+        _ if m.machine_moved => "no (the machine moved ≠)",
+        _ => "no (too noisy)",
+    }
+}
+
+/// The machine-moved notes, as the gate prints them: which raw cost moved, by how much,
+/// and the metrics left ungated on this run for it (the worse ones, marked ≠, first).
+/// Empty when the machine did not move.
+fn machine_moved(c: &Comparison, ungated: &[&MetricDelta]) -> String {
+    if c.machine_moved.is_empty() && ungated.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<div id=\"machine-moved\" class=\"note\"><p><b>The machine moved since the \
+         baseline.</b> A ratio to the same run's raw figure cancels a uniformly faster or \
+         slower machine, not a change in one kind of raw cost; the metrics resting on a raw \
+         cost that moved are shown, not gated, on this run (behaviour is gated as \
+         always).</p><ul>",
+    );
+    for note in &c.machine_moved {
+        let _ = write!(out, "<li>{}</li>", esc(note));
+    }
+    out.push_str("</ul>");
+    if !ungated.is_empty() {
+        let mut sorted = ungated.to_vec();
+        sorted.sort_by_key(|m| (m.status != Status::MachineMoved, m.key.clone()));
+        let _ = write!(
+            out,
+            "<p>Not gated on this run for that reason ({}; worse ones marked ≠):</p><ul id=\"machine-moved-metrics\">",
+            sorted.len()
+        );
+        for m in sorted {
+            let _ = write!(
+                out,
+                "<li data-key=\"{key}\"><a href=\"#delta-{key}\">{key}</a>{}</li>",
+                if m.status == Status::MachineMoved {
+                    format!(" — {}", esc(&marker(m.status)))
+                } else {
+                    String::new()
+                },
+                key = esc(&m.key)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</div>");
+    out
 }
 
 /// The comparison with, inside each status, the largest change first.
@@ -62,22 +118,43 @@ pub(crate) fn section(
         "<section id=\"deltas\"><h2>Deltas against the baseline</h2><p>Baseline \
          <code>{}</code> ({}). As the CI gate (<code>ipcbench compare</code>) decides: \
          timings compare by their ratio to a calibration of the same run; a metric regresses \
-         when it got worse by more than {}% <i>and</i> by more than the spread either run \
-         recorded; a metric whose spread exceeds {} is shown but not gated. Every scenario \
-         verdict must match its expectation and every stress run must be clean.</p>",
+         when it got worse by more than {}% <i>and</i> by more than the spread the baseline \
+         recorded; a metric whose baseline spread exceeds {} is shown but not gated, and so is \
+         one whose raw cost moved more than {}× since the baseline (the machine moved, \
+         marked ≠). Every scenario verdict must match its expectation and every stress run \
+         must be clean.</p>",
         esc(baseline_name),
         esc(&utc_text(baseline.created_unix)),
         num(c.threshold_pct),
         num(c.max_gated_spread),
+        num(compare::MACHINE_MOVED),
     );
+    let ungated: Vec<&MetricDelta> = c.metrics.iter().filter(|m| m.machine_moved).collect();
     let _ = write!(
         out,
         "<p id=\"delta-summary\" class=\"{}\"><b>{regressions} regression{}</b> — the gate \
-         would {}.</p>",
+         would {}{}.</p>",
         if regressions > 0 { "note" } else { "" },
         if regressions == 1 { "" } else { "s" },
         if regressions > 0 { "FAIL" } else { "pass" },
+        if ungated.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} metric{} not gated because the machine moved (<a href=\"#machine-moved\">below</a>)",
+                ungated.len(),
+                if ungated.len() == 1 { "" } else { "s" }
+            )
+        },
     );
+    out.push_str(&machine_moved(c, &ungated));
+    for note in &c.recalibrated {
+        let _ = write!(
+            out,
+            "<p class=\"note recalibrated\"><b>Recalibrated:</b> {}.</p>",
+            esc(note)
+        );
+    }
     out.push_str(
         "<h3>Behaviour</h3><div class=\"table\"><table id=\"table-deltas-behaviour\"><thead><tr>\
          <th>status</th><th>scenario or stress target</th><th>expected</th><th>baseline</th>\
@@ -120,7 +197,7 @@ pub(crate) fn section(
                 .map(|w| format!("{:+.1}%", if (w * 100.0).abs() < 0.05 { 0.0 } else { w * 100.0 }))
                 .unwrap_or_else(|| "—".into()),
             num(m.spread),
-            if m.gated { "yes" } else { "no (too noisy)" },
+            gated_text(m),
             key = esc(&m.key),
             distribution = m
                 .key
