@@ -403,6 +403,29 @@ struct Worker {
     producer: u32,
 }
 
+/// A killed worker not yet reaped: a dying process may take a while to leave the kernel.
+struct Dying {
+    slot: usize,
+    worker: Worker,
+    /// When the fault (or the run, at a hang) sent its SIGKILL.
+    killed_at: Instant,
+}
+
+/// How a worker left its slot, which decides how [`Run::retire`] books it.
+#[derive(Clone, Copy)]
+enum Exit {
+    /// SIGKILLed by the injector at this instant and reaped (or given up on).
+    Killed(Instant),
+    /// Ended on its own before the stop request: a failure, reported with what it returned.
+    Early,
+    /// Still in its slot when the run stopped: asked to stop, or killed at a hang or at the
+    /// end bound (`killed`). What it returned must match its board cell.
+    Stopped {
+        /// Whether the run killed it.
+        killed: bool,
+    },
+}
+
 /// Operations committed by producers that have ended, and their `extra` words.
 #[derive(Default)]
 struct Retired {
@@ -426,22 +449,6 @@ impl Retired {
         self.ops += committed;
         self.extra += extra;
         committed
-    }
-
-    /// Books a killed worker that is gone, with how long its death took, and tells the
-    /// target.
-    fn book_killed(
-        &mut self,
-        (board, ledger, target, report): (&Board, &mut Ledger, &mut dyn Target, &mut StressReport),
-        slot: usize,
-        worker: &Worker,
-        killed_at: Instant,
-    ) {
-        report.slowest_death_ms = report
-            .slowest_death_ms
-            .max(killed_at.elapsed().as_secs_f64() * 1000.0);
-        self.book(board, ledger, slot, worker.producer, true);
-        target.worker_ended(slot, worker.child.pid(), true);
     }
 }
 
@@ -489,6 +496,8 @@ pub fn run(
     report
 }
 
+/// Runs the phases of one run in order: start, step until the duration ends (or an error,
+/// a poisoned mechanism or a hang ends it), stop, drain, settle.
 fn drive(
     target: &mut dyn Target,
     config: &Config,
@@ -496,146 +505,406 @@ fn drive(
     report: &mut StressReport,
     on_tick: &mut dyn FnMut(Tick),
 ) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_BACKLOG);
-    let mut ledger = Ledger::default();
-    let gap = config.fault_gap.unwrap_or_else(|| target.mean_fault_gap());
-    let mut injector = Injector::new(
-        Schedule::new(config.seed, &config.faults, config.procs, gap),
-        config.procs,
-    );
-    let mut workers: Vec<Option<Worker>> = (0..config.procs).map(|_| None).collect();
-    let mut next_producer: u32 = 0;
-    let mut killed: BTreeSet<u32> = BTreeSet::new();
-    let mut progress_ops: u64 = 0;
-    let name = target.name();
-    let accounting = target.accounting();
-    let mut retired = Retired::default();
-    // Killed workers not yet reaped: (slot, worker, when killed).
-    let mut dying: Vec<(usize, Worker, Instant)> = Vec::new();
+    let mut run = Run::new(target, config, board, report);
+    run.start();
+    while run.running() {
+        run.step(on_tick);
+    }
+    run.stop();
+    run.drain();
+    run.settle();
+}
 
-    let start =
-        |slot: usize, target: &mut dyn Target, ledger: &mut Ledger, next_producer: &mut u32| {
-            start_worker(
-                slot,
-                target,
-                ledger,
-                next_producer,
-                board,
-                config,
-                &name,
-                &tx,
-            )
-        };
+/// One run of a target: its workers (live and dying), its books (the ledger, the retired
+/// workers' operations, the killed producers), its fault schedule and its clocks. Each
+/// phase is a method; a worker that ended, however it ended, goes through [`Run::retire`].
+struct Run<'a> {
+    target: &'a mut dyn Target,
+    config: &'a Config,
+    board: &'a Board,
+    report: &'a mut StressReport,
+    name: String,
+    accounting: Accounting,
+    /// The sending side every worker's parent-side reader gets a clone of; dropped by
+    /// [`Run::drain`], after which no worker starts.
+    events: Option<SyncSender<Event>>,
+    rx: Receiver<Event>,
+    ledger: Ledger,
+    /// Progress reported by [`Event::Progress`] (targets that move no messages).
+    progress_ops: u64,
+    injector: Injector,
+    /// The live worker of each slot; `None` while its slot is empty.
+    workers: Vec<Option<Worker>>,
+    /// Killed workers not yet reaped.
+    dying: Vec<Dying>,
+    next_producer: u32,
+    /// Producers whose process the run killed (a torn frame from one is excused).
+    killed: BTreeSet<u32>,
+    retired: Retired,
+    /// Whether the target runs its own processes ([`Target::setup`]).
+    external: bool,
+    /// Slots `0..consumers` run consumers ([`Target::consumer_slots`]).
+    consumers: usize,
+    consumer_kills: u64,
+    /// The run stalled: the stop kills the workers left and replaces none.
+    hung: bool,
+    /// The stop was requested: a killed worker is replaced only if it is a consumer the
+    /// producers still need.
+    stopping: bool,
+    /// The board's `producers_done` word is set.
+    producers_signalled: bool,
+    clock: Clock,
+}
 
-    let external = {
-        let producer = next_producer;
-        next_producer += 1;
-        ledger.open(producer);
-        let spec = WorkerSpec {
-            target: name.clone(),
-            slot: 0,
-            producer,
-            board: board.name().to_string(),
-            max_body: config.max_body,
-            procs: config.procs,
+/// The clocks of a run's main loop, started once its workers are up.
+struct Clock {
+    deadline: Instant,
+    began: Instant,
+    /// The last progress seen, and when it changed.
+    last_progress: (u64, Instant),
+    last_tick: Instant,
+}
+
+impl Clock {
+    fn start(duration: Duration) -> Clock {
+        Clock {
+            deadline: Instant::now() + duration,
+            began: Instant::now(),
+            last_progress: (0, Instant::now()),
+            last_tick: Instant::now(),
+        }
+    }
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        target: &'a mut dyn Target,
+        config: &'a Config,
+        board: &'a Board,
+        report: &'a mut StressReport,
+    ) -> Run<'a> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Event>(EVENT_BACKLOG);
+        let gap = config.fault_gap.unwrap_or_else(|| target.mean_fault_gap());
+        let injector = Injector::new(
+            Schedule::new(config.seed, &config.faults, config.procs, gap),
+            config.procs,
+        );
+        let name = target.name();
+        let accounting = target.accounting();
+        Run {
+            target,
+            config,
+            board,
+            report,
+            name,
+            accounting,
+            events: Some(tx),
+            rx,
+            ledger: Ledger::default(),
+            progress_ops: 0,
+            injector,
+            workers: (0..config.procs).map(|_| None).collect(),
+            dying: Vec::new(),
+            next_producer: 0,
+            killed: BTreeSet::new(),
+            retired: Retired::default(),
+            external: false,
+            consumers: 0,
+            consumer_kills: 0,
+            hung: false,
+            stopping: false,
+            producers_signalled: false,
+            clock: Clock::start(config.duration),
+        }
+    }
+
+    /// Start: sets the target up (a target that runs its own processes says so), else
+    /// starts one worker per slot; then starts the clocks.
+    fn start(&mut self) {
+        let spec = self.open_producer(0);
+        let producer = spec.producer;
+        let setup = match &self.events {
+            Some(events) => self.target.setup(&spec, events),
+            None => Err(closed()),
         };
-        let external = match target.setup(&spec, &tx) {
+        self.external = match setup {
             Ok(external) => external,
             Err(e) => {
-                report.errors.push(format!("cannot set up: {}", e.chain()));
+                self.report
+                    .errors
+                    .push(format!("cannot set up: {}", e.chain()));
                 false
             }
         };
-        if !external {
-            ledger.forget(producer);
+        if !self.external {
+            self.ledger.forget(producer);
         }
-        external
-    };
-    let slots_to_start = if external { 0 } else { config.procs };
-    for (slot, place) in workers.iter_mut().enumerate().take(slots_to_start) {
-        match start(slot, target, &mut ledger, &mut next_producer) {
-            Ok(w) => *place = Some(w),
-            Err(e) => {
-                report
-                    .errors
-                    .push(format!("cannot start worker {slot}: {}", e.chain()));
+        let slots_to_start = if self.external { 0 } else { self.config.procs };
+        for slot in 0..slots_to_start {
+            match self.start_worker(slot) {
+                Ok(w) => self.workers[slot] = Some(w),
+                Err(e) => {
+                    self.report
+                        .errors
+                        .push(format!("cannot start worker {slot}: {}", e.chain()));
+                    break;
+                }
+            }
+        }
+        self.clock = Clock::start(self.config.duration);
+        self.consumers = if self.external {
+            0
+        } else {
+            self.target
+                .consumer_slots(self.config.procs)
+                .min(self.config.procs)
+        };
+    }
+
+    /// Whether the main loop goes on: no error, not poisoned, not hung, time left.
+    fn running(&self) -> bool {
+        !self.hung
+            && self.report.errors.is_empty()
+            && self.report.poisoned.is_none()
+            && Instant::now() < self.clock.deadline
+    }
+
+    /// Step, one tick of the main loop: take the events up to the next fault's point,
+    /// deliver the faults due, reap and replace the killed, fail a worker that ended on
+    /// its own, watch for a stall (which sets `hung`), and report progress.
+    fn step(&mut self, on_tick: &mut dyn FnMut(Tick)) {
+        let due = self.injector.next_due();
+        self.take_events(Duration::from_millis(2), due);
+        let progress = match self.accounting {
+            Accounting::Messages => self.ledger.delivered + self.progress_ops,
+            Accounting::Operations => self.retired.ops + live_ops(self.board, &self.workers),
+        };
+        let now = Instant::now();
+        let victims = self.victims();
+        for slot in self.injector.tick(progress, now, &victims) {
+            if let Some(mut worker) = self.workers[slot].take() {
+                self.killed.insert(worker.producer);
+                self.consumer_kills += u64::from(slot < self.consumers);
+                // Usually gone at once: wait a little so that the replacement is in place
+                // before the next fault (which keeps a seed's run reproducible); a slow
+                // death is left to the reaping below.
+                let _ = worker.child.join(Some(Duration::from_millis(100)));
+                self.dying.push(Dying {
+                    slot,
+                    worker,
+                    killed_at: now,
+                });
+            }
+        }
+        self.reap_dying();
+        // A worker that ended on its own before the stop request failed.
+        for slot in 0..self.workers.len() {
+            if let Some(worker) = self.workers[slot].take_if(|w| !w.child.is_alive()) {
+                self.retire(slot, worker, Exit::Early);
+            }
+        }
+        if progress != self.clock.last_progress.0 {
+            self.clock.last_progress = (progress, now);
+        } else if now.duration_since(self.clock.last_progress.1) >= self.config.stall_after {
+            let any_running = self.external
+                || (0..self.workers.len())
+                    .any(|slot| self.workers[slot].is_some() && !self.injector.is_stopped(slot));
+            if any_running {
+                self.report.hangs.push(format!(
+                    "no progress for {:?} at {progress} operations: {}",
+                    self.config.stall_after,
+                    diagnose(&self.workers)
+                ));
+                self.hung = true;
+                return;
+            }
+        }
+        if now.duration_since(self.clock.last_tick) >= Duration::from_millis(100) {
+            self.clock.last_tick = now;
+            on_tick(Tick {
+                elapsed: self.clock.began.elapsed(),
+                messages: progress,
+                faults: self.injector.applied().len() as u64,
+            });
+        }
+    }
+
+    /// Stop: asks every worker to finish its operation and return, continues the paused
+    /// (kills every worker after a hang), waits for them all to end, then retires them.
+    fn stop(&mut self) {
+        self.board.request_stop();
+        let victims = self.victims();
+        self.injector.release_all(&victims);
+        if self.hung {
+            self.kill_workers();
+        }
+        self.stopping = true;
+        self.wait_for_end();
+        self.retire_all();
+    }
+
+    /// Waits, within `END_BOUND`, for every worker to end: keeps taking events and
+    /// reaping the killed, and once no producer is left sets the board's
+    /// `producers_done` word for the consumers. Past the bound, reports a hang and kills
+    /// the workers left.
+    fn wait_for_end(&mut self) {
+        let end_by = Instant::now() + END_BOUND;
+        loop {
+            self.take_events(Duration::from_millis(5), None);
+            // While producers still run, a killed consumer is replaced: the mechanism must
+            // keep draining for the producers to finish.
+            self.reap_dying();
+            if !self.producers_signalled {
+                let consumers = self.consumers;
+                let producer_alive = self
+                    .workers
+                    .iter_mut()
+                    .skip(consumers)
+                    .any(|w| w.as_mut().is_some_and(|w| w.child.is_alive()))
+                    || self
+                        .dying
+                        .iter_mut()
+                        .any(|d| d.slot >= consumers && d.worker.child.is_alive());
+                if !producer_alive {
+                    self.board.signal_producers_done();
+                    self.producers_signalled = true;
+                }
+            }
+            let all_done = self
+                .workers
+                .iter_mut()
+                .all(|w| w.as_mut().is_none_or(|w| !w.child.is_alive()))
+                && self.dying.iter_mut().all(|d| !d.worker.child.is_alive());
+            if all_done {
+                break;
+            }
+            if Instant::now() >= end_by {
+                self.report.hangs.push(format!(
+                    "workers did not finish within {END_BOUND:?} of the stop request: {}{}",
+                    diagnose(&self.workers),
+                    self.dying
+                        .iter()
+                        .filter_map(|d| watchdog::diagnose(
+                            d.worker.child.pid().as_raw(),
+                            d.worker.child.name()
+                        ))
+                        .map(|b| format!("; killed but not gone: {b}"))
+                        .collect::<String>()
+                ));
+                self.kill_workers();
                 break;
             }
         }
     }
 
-    let deadline = Instant::now() + config.duration;
-    let began = Instant::now();
-    let mut last_progress = (0u64, Instant::now());
-    let mut last_tick = Instant::now();
-    let mut hung = false;
-    let consumers = if external {
-        0
-    } else {
-        target.consumer_slots(config.procs).min(config.procs)
-    };
-    let mut consumer_kills: u64 = 0;
-    while report.errors.is_empty() && report.poisoned.is_none() && Instant::now() < deadline {
-        let due = injector.next_due();
-        drain_events(
-            &rx,
-            Duration::from_millis(2),
-            due,
-            &mut ledger,
-            &mut progress_ops,
-            &killed,
-            report,
-        );
-        let progress = match accounting {
-            Accounting::Messages => ledger.delivered + progress_ops,
-            Accounting::Operations => retired.ops + live_ops(board, &workers),
-        };
-        let now = Instant::now();
-        let victims = if external {
-            external_victims(target, config.procs)
-        } else {
-            victims(&workers)
-        };
-        for slot in injector.tick(progress, now, &victims) {
-            if let Some(mut worker) = workers[slot].take() {
-                killed.insert(worker.producer);
-                consumer_kills += u64::from(slot < consumers);
-                // Usually gone at once: wait a little so that the replacement is in place
-                // before the next fault (which keeps a seed's run reproducible); a slow
-                // death is left to the reaping below.
-                let _ = worker.child.join(Some(Duration::from_millis(100)));
-                dying.push((slot, worker, now));
-            }
+    /// Retires every worker left once they have ended (or been given up on): the killed
+    /// first, then each slot's last worker.
+    fn retire_all(&mut self) {
+        for mut dying in std::mem::take(&mut self.dying) {
+            // Reaped above, or given up on with a hang report: its cell is as final as it
+            // gets.
+            let _ = dying.worker.child.join(Some(Duration::from_secs(5)));
+            self.retire(dying.slot, dying.worker, Exit::Killed(dying.killed_at));
         }
-        // Reap the killed (without waiting: a dying process may take a while to leave
-        // the kernel) and replace each once it is gone, so its board cell is final.
-        let mut still_dying = Vec::new();
-        for (slot, mut worker, killed_at) in dying.drain(..) {
-            if worker.child.is_alive() {
-                still_dying.push((slot, worker, killed_at));
+        for slot in 0..self.workers.len() {
+            let Some(worker) = self.workers[slot].take() else {
                 continue;
-            }
-            retired.book_killed(
-                (board, &mut ledger, target, report),
-                slot,
-                &worker,
-                killed_at,
-            );
-            match start(slot, target, &mut ledger, &mut next_producer) {
-                Ok(w) => workers[slot] = Some(w),
-                Err(e) => report
-                    .errors
-                    .push(format!("cannot replace worker {slot}: {}", e.chain())),
+            };
+            let killed = self.killed.contains(&worker.producer);
+            self.retire(slot, worker, Exit::Stopped { killed });
+        }
+    }
+
+    /// Drain: lets the target's parent-side consumers finish, drops the run's sender,
+    /// and takes everything still in flight until the channel disconnects (every reader
+    /// has seen its stream end), within `END_BOUND`.
+    fn drain(&mut self) {
+        self.target.close();
+        drop(self.events.take());
+        let drained_by = Instant::now() + END_BOUND;
+        loop {
+            match self.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= drained_by => {
+                    self.report.hangs.push(format!(
+                        "deliveries still pending {END_BOUND:?} after every worker ended"
+                    ));
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        dying = still_dying;
-        // A worker that ended on its own before the stop request failed.
-        for (slot, place) in workers.iter_mut().enumerate() {
-            let ended = place.as_mut().is_some_and(|w| !w.child.is_alive());
-            if ended {
-                let mut worker = place.take().expect("present");
+    }
+
+    /// Settle: the target's own settlement over the run's totals, the ledger's, and every
+    /// figure into the report.
+    fn settle(mut self) {
+        let report = &mut *self.report;
+        let ledger = &mut self.ledger;
+        let kills = self.injector.count(FaultKind::Kill);
+        let (committed, killed_mid_operation) = ledger.totals();
+        let settlement = self.target.finish(&Totals {
+            committed,
+            killed_mid_operation,
+            kills,
+            extra: self.retired.extra,
+            consumer_kills: self.consumer_kills,
+        });
+        report.errors.extend(settlement.failures);
+        report.notes.extend(settlement.notes);
+        if let Some(why) = &report.poisoned {
+            report
+                .notes
+                .push(format!("the run ended early, poisoned: {why}"));
+        }
+        if self.accounting == Accounting::Messages {
+            ledger.settle();
+        }
+        if settlement.excusable_losses > 0 {
+            let excused = ledger.losses.min(settlement.excusable_losses);
+            ledger.losses -= excused;
+            ledger.accounted_in_flight += excused;
+            report.notes.push(format!(
+                "{excused} losses accounted in flight, at most {} allowed: {}",
+                settlement.excusable_losses, settlement.excuse
+            ));
+        }
+        ledger.accounted_in_flight += settlement.accounted_in_flight;
+        ledger.losses += settlement.losses;
+        ledger.duplicates += settlement.duplicates;
+        ledger.corrupt += settlement.corrupt;
+        report.faults = self.injector.applied().to_vec();
+        report.kills = self.injector.count(FaultKind::Kill);
+        report.stops = self.injector.count(FaultKind::Stop);
+        report.slows = self.injector.count(FaultKind::Slow);
+        report.messages = match self.accounting {
+            Accounting::Messages => ledger.delivered + self.progress_ops,
+            Accounting::Operations => self.retired.ops,
+        };
+        report.torn_rejected = ledger.torn_rejected;
+        report.accounted_in_flight = ledger.accounted_in_flight;
+        report.losses = ledger.losses;
+        report.duplicates = ledger.duplicates;
+        report.corrupt = ledger.corrupt;
+        report.samples = ledger.samples.clone();
+    }
+
+    /// Retires a worker that ended and is out of its slot: books its board cell (now
+    /// final) into the ledger and the totals, reports what is wrong with how it ended,
+    /// and tells the target (except for a worker that ended early, as before).
+    fn retire(&mut self, slot: usize, mut worker: Worker, exit: Exit) {
+        let killed = match exit {
+            Exit::Killed(killed_at) => {
+                self.report.slowest_death_ms = self
+                    .report
+                    .slowest_death_ms
+                    .max(killed_at.elapsed().as_secs_f64() * 1000.0);
+                true
+            }
+            Exit::Early => {
                 let outcome = worker.child.result::<u64>(Some(Duration::ZERO));
-                report.errors.push(format!(
+                self.report.errors.push(format!(
                     "worker {slot} (producer {}) ended before the stop request: {}",
                     worker.producer,
                     match outcome {
@@ -643,296 +912,161 @@ fn drive(
                         Err(e) => e.to_string(),
                     }
                 ));
-                retired.book(board, &mut ledger, slot, worker.producer, false);
+                false
             }
-        }
-        if progress != last_progress.0 {
-            last_progress = (progress, now);
-        } else if now.duration_since(last_progress.1) >= config.stall_after {
-            let any_running = external
-                || (0..workers.len())
-                    .any(|slot| workers[slot].is_some() && !injector.is_stopped(slot));
-            if any_running {
-                report.hangs.push(format!(
-                    "no progress for {:?} at {progress} operations: {}",
-                    config.stall_after,
-                    diagnose(&workers)
-                ));
-                hung = true;
-                break;
-            }
-        }
-        if now.duration_since(last_tick) >= Duration::from_millis(100) {
-            last_tick = now;
-            on_tick(Tick {
-                elapsed: began.elapsed(),
-                messages: progress,
-                faults: injector.applied().len() as u64,
-            });
-        }
-    }
-
-    // Stop: ask every worker to finish its operation and return, continue the paused.
-    board.request_stop();
-    injector.release_all(&if external {
-        external_victims(target, config.procs)
-    } else {
-        victims(&workers)
-    });
-    if hung {
-        for worker in workers.iter().flatten() {
-            let _ = worker.child.kill();
-            killed.insert(worker.producer);
-        }
-    }
-    let end_by = Instant::now() + END_BOUND;
-    let mut producers_signalled = false;
-    loop {
-        drain_events(
-            &rx,
-            Duration::from_millis(5),
-            None,
-            &mut ledger,
-            &mut progress_ops,
-            &killed,
-            report,
-        );
-        // Reap the killed that are gone. While producers still run, a killed consumer is
-        // replaced: the mechanism must keep draining for the producers to finish.
-        let mut still_dying = Vec::new();
-        for (slot, mut worker, killed_at) in dying.drain(..) {
-            if worker.child.is_alive() {
-                still_dying.push((slot, worker, killed_at));
-                continue;
-            }
-            retired.book_killed(
-                (board, &mut ledger, target, report),
-                slot,
-                &worker,
-                killed_at,
-            );
-            if slot < consumers && !producers_signalled && !hung {
-                match start(slot, target, &mut ledger, &mut next_producer) {
-                    Ok(w) => workers[slot] = Some(w),
-                    Err(e) => report
-                        .errors
-                        .push(format!("cannot replace consumer {slot}: {}", e.chain())),
+            Exit::Stopped { killed } => killed,
+        };
+        let committed =
+            self.retired
+                .book(self.board, &mut self.ledger, slot, worker.producer, killed);
+        match exit {
+            Exit::Early => return,
+            Exit::Killed(_) => {}
+            Exit::Stopped { killed } => {
+                match worker.child.result::<u64>(Some(Duration::from_secs(5))) {
+                    Ok(n) if n == committed => {}
+                    Ok(n) => self.report.errors.push(format!(
+                        "worker {slot} (producer {}) returned {n} operations, the board says {committed}",
+                        worker.producer
+                    )),
+                    Err(_) if killed => {}
+                    Err(e) => self.report.errors.push(format!("worker {slot}: {e}")),
                 }
             }
         }
-        dying = still_dying;
-        if !producers_signalled {
-            let producer_alive = workers
-                .iter_mut()
-                .skip(consumers)
-                .any(|w| w.as_mut().is_some_and(|w| w.child.is_alive()))
-                || dying
-                    .iter_mut()
-                    .any(|(slot, w, _)| *slot >= consumers && w.child.is_alive());
-            if !producer_alive {
-                board.signal_producers_done();
-                producers_signalled = true;
+        self.target.worker_ended(slot, worker.child.pid(), killed);
+    }
+
+    /// Retires each killed worker that is gone (without waiting: a dying process may
+    /// take a while to leave the kernel), so its board cell is final, and starts a
+    /// replacement in its slot where one is due ([`Run::replacement`]).
+    fn reap_dying(&mut self) {
+        for mut dying in std::mem::take(&mut self.dying) {
+            if dying.worker.child.is_alive() {
+                self.dying.push(dying);
+                continue;
             }
-        }
-        let all_done = workers
-            .iter_mut()
-            .all(|w| w.as_mut().is_none_or(|w| !w.child.is_alive()))
-            && dying.iter_mut().all(|(_, w, _)| !w.child.is_alive());
-        if all_done {
-            break;
-        }
-        if Instant::now() >= end_by {
-            report.hangs.push(format!(
-                "workers did not finish within {END_BOUND:?} of the stop request: {}{}",
-                diagnose(&workers),
-                dying
-                    .iter()
-                    .filter_map(|(_, w, _)| watchdog::diagnose(
-                        w.child.pid().as_raw(),
-                        w.child.name()
-                    ))
-                    .map(|b| format!("; killed but not gone: {b}"))
-                    .collect::<String>()
-            ));
-            for worker in workers.iter().flatten() {
-                let _ = worker.child.kill();
-                killed.insert(worker.producer);
+            let slot = dying.slot;
+            self.retire(slot, dying.worker, Exit::Killed(dying.killed_at));
+            if let Some(role) = self.replacement(slot) {
+                match self.start_worker(slot) {
+                    Ok(w) => self.workers[slot] = Some(w),
+                    Err(e) => self
+                        .report
+                        .errors
+                        .push(format!("cannot replace {role} {slot}: {}", e.chain())),
+                }
             }
-            break;
         }
     }
-    for (slot, mut worker, killed_at) in dying.drain(..) {
-        // Reaped above, or given up on with a hang report: its cell is as final as it gets.
-        let _ = worker.child.join(Some(Duration::from_secs(5)));
-        retired.book_killed(
-            (board, &mut ledger, target, report),
+
+    /// Whether a killed worker of `slot` is replaced, named as the error would name it:
+    /// always before the stop; after it, only a consumer, while producers still run and
+    /// the run did not hang.
+    fn replacement(&self, slot: usize) -> Option<&'static str> {
+        if !self.stopping {
+            Some("worker")
+        } else if slot < self.consumers && !self.producers_signalled && !self.hung {
+            Some("consumer")
+        } else {
+            None
+        }
+    }
+
+    /// Kills every live worker (a hang, or the end bound passed); each is then retired as
+    /// killed.
+    fn kill_workers(&mut self) {
+        for worker in self.workers.iter().flatten() {
+            let _ = worker.child.kill();
+            self.killed.insert(worker.producer);
+        }
+    }
+
+    /// A new producer id, open in the ledger, and the spec of a process for `slot`.
+    fn open_producer(&mut self, slot: usize) -> WorkerSpec {
+        let producer = self.next_producer;
+        self.next_producer += 1;
+        self.ledger.open(producer);
+        WorkerSpec {
+            target: self.name.clone(),
             slot,
-            &worker,
-            killed_at,
-        );
+            producer,
+            board: self.board.name().to_string(),
+            max_body: self.config.max_body,
+            procs: self.config.procs,
+        }
     }
-    for (slot, worker) in workers.iter_mut().enumerate() {
-        let Some(mut worker) = worker.take() else {
-            continue;
+
+    /// Starts a worker in `slot` with a fresh board cell and a new producer id.
+    fn start_worker(&mut self, slot: usize) -> Result<Worker, StressError> {
+        self.board.reset(slot);
+        let spec = self.open_producer(slot);
+        let Some(events) = &self.events else {
+            return Err(closed());
         };
-        let was_killed = killed.contains(&worker.producer);
-        let committed = retired.book(board, &mut ledger, slot, worker.producer, was_killed);
-        match worker.child.result::<u64>(Some(Duration::from_secs(5))) {
-            Ok(n) if n == committed => {}
-            Ok(n) => report.errors.push(format!(
-                "worker {slot} (producer {}) returned {n} operations, the board says {committed}",
-                worker.producer
-            )),
-            Err(_) if was_killed => {}
-            Err(e) => report.errors.push(format!("worker {slot}: {e}")),
-        }
-        target.worker_ended(slot, worker.child.pid(), was_killed);
+        let child = self.target.start_worker(&spec, events)?;
+        Ok(Worker {
+            child,
+            producer: spec.producer,
+        })
     }
-    target.close();
-    drop(tx);
-    // Everything in flight comes out now; the channel disconnects when every parent-side
-    // reader has seen its stream end.
-    let drained_by = Instant::now() + END_BOUND;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(event) => handle(event, &mut ledger, &mut progress_ops, &killed, report),
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) if Instant::now() >= drained_by => {
-                report.hangs.push(format!(
-                    "deliveries still pending {END_BOUND:?} after every worker ended"
-                ));
-                break;
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+
+    /// The processes the injector may fault, slot by slot.
+    fn victims(&self) -> Vec<Option<Victim>> {
+        if self.external {
+            external_victims(&*self.target, self.config.procs)
+        } else {
+            victims(&self.workers)
         }
     }
-    let kills = injector.count(FaultKind::Kill);
-    let (committed, killed_mid_operation) = ledger.totals();
-    let settlement = target.finish(&Totals {
-        committed,
-        killed_mid_operation,
-        kills,
-        extra: retired.extra,
-        consumer_kills,
-    });
-    report.errors.extend(settlement.failures);
-    report.notes.extend(settlement.notes);
-    if let Some(why) = &report.poisoned {
-        report
-            .notes
-            .push(format!("the run ended early, poisoned: {why}"));
-    }
-    if accounting == Accounting::Messages {
-        ledger.settle();
-    }
-    if settlement.excusable_losses > 0 {
-        let excused = ledger.losses.min(settlement.excusable_losses);
-        ledger.losses -= excused;
-        ledger.accounted_in_flight += excused;
-        report.notes.push(format!(
-            "{excused} losses accounted in flight, at most {} allowed: {}",
-            settlement.excusable_losses, settlement.excuse
-        ));
-    }
-    ledger.accounted_in_flight += settlement.accounted_in_flight;
-    ledger.losses += settlement.losses;
-    ledger.duplicates += settlement.duplicates;
-    ledger.corrupt += settlement.corrupt;
-    report.faults = injector.applied().to_vec();
-    report.kills = injector.count(FaultKind::Kill);
-    report.stops = injector.count(FaultKind::Stop);
-    report.slows = injector.count(FaultKind::Slow);
-    report.messages = match accounting {
-        Accounting::Messages => ledger.delivered + progress_ops,
-        Accounting::Operations => retired.ops,
-    };
-    report.torn_rejected = ledger.torn_rejected;
-    report.accounted_in_flight = ledger.accounted_in_flight;
-    report.losses = ledger.losses;
-    report.duplicates = ledger.duplicates;
-    report.corrupt = ledger.corrupt;
-    report.samples = ledger.samples.clone();
-}
 
-#[allow(clippy::too_many_arguments)]
-fn start_worker(
-    slot: usize,
-    target: &mut dyn Target,
-    ledger: &mut Ledger,
-    next_producer: &mut u32,
-    board: &Board,
-    config: &Config,
-    name: &str,
-    tx: &SyncSender<Event>,
-) -> Result<Worker, StressError> {
-    board.reset(slot);
-    let producer = *next_producer;
-    *next_producer += 1;
-    ledger.open(producer);
-    let spec = WorkerSpec {
-        target: name.to_string(),
-        slot,
-        producer,
-        board: board.name().to_string(),
-        max_body: config.max_body,
-        procs: config.procs,
-    };
-    let child = target.start_worker(&spec, tx)?;
-    Ok(Worker { child, producer })
-}
-
-/// Takes the events queued (waiting up to `wait` for the first), stopping early once
-/// progress reaches `until` (the next fault's point) and after a bounded batch, so that
-/// faults land at their exact point and timed pauses are not starved.
-fn drain_events(
-    rx: &Receiver<Event>,
-    wait: Duration,
-    until: Option<u64>,
-    ledger: &mut Ledger,
-    progress_ops: &mut u64,
-    killed: &BTreeSet<u32>,
-    report: &mut StressReport,
-) {
-    let reached = |ledger: &Ledger, ops: u64| until.is_some_and(|u| ledger.delivered + ops >= u);
-    if reached(ledger, *progress_ops) {
-        return;
-    }
-    match rx.recv_timeout(wait) {
-        Ok(event) => handle(event, ledger, progress_ops, killed, report),
-        Err(_) => return,
-    }
-    for _ in 0..2_000 {
-        if reached(ledger, *progress_ops) {
+    /// Takes the events queued (waiting up to `wait` for the first), stopping early once
+    /// progress reaches `until` (the next fault's point) and after a bounded batch, so
+    /// that faults land at their exact point and timed pauses are not starved.
+    fn take_events(&mut self, wait: Duration, until: Option<u64>) {
+        let reached =
+            |run: &Run| until.is_some_and(|u| run.ledger.delivered + run.progress_ops >= u);
+        if reached(self) {
             return;
         }
-        match rx.try_recv() {
-            Ok(event) => handle(event, ledger, progress_ops, killed, report),
+        match self.rx.recv_timeout(wait) {
+            Ok(event) => self.handle(event),
             Err(_) => return,
+        }
+        for _ in 0..2_000 {
+            if reached(self) {
+                return;
+            }
+            match self.rx.try_recv() {
+                Ok(event) => self.handle(event),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Accounts one event.
+    fn handle(&mut self, event: Event) {
+        let report = &mut *self.report;
+        match event {
+            Event::Delivered(payload) => self.ledger.deliver(&payload),
+            Event::Progress(n) => self.progress_ops += n,
+            Event::Torn { producer, .. } if self.killed.contains(&producer) => self.ledger.torn(),
+            Event::Torn { producer, reason } => report.errors.push(format!(
+                "torn frame from producer {producer}, which was not killed: {reason}"
+            )),
+            Event::Failed(text) => report.errors.push(text),
+            Event::Excused { producer, seq } => self.ledger.excuse(producer, seq),
+            Event::Ended { producer, sent } => self.ledger.end(producer, sent, sent, false),
+            Event::Poisoned(why) => {
+                report.poisoned.get_or_insert(why);
+            }
         }
     }
 }
 
-fn handle(
-    event: Event,
-    ledger: &mut Ledger,
-    progress_ops: &mut u64,
-    killed: &BTreeSet<u32>,
-    report: &mut StressReport,
-) {
-    match event {
-        Event::Delivered(payload) => ledger.deliver(&payload),
-        Event::Progress(n) => *progress_ops += n,
-        Event::Torn { producer, .. } if killed.contains(&producer) => ledger.torn(),
-        Event::Torn { producer, reason } => report.errors.push(format!(
-            "torn frame from producer {producer}, which was not killed: {reason}"
-        )),
-        Event::Failed(text) => report.errors.push(text),
-        Event::Excused { producer, seq } => ledger.excuse(producer, seq),
-        Event::Ended { producer, sent } => ledger.end(producer, sent, sent, false),
-        Event::Poisoned(why) => {
-            report.poisoned.get_or_insert(why);
-        }
-    }
+/// Why a worker cannot start once the run has drained: its events would go nowhere.
+fn closed() -> StressError {
+    StressError::Failed("the run's event channel is closed".into())
 }
 
 /// Operations committed so far by the live workers.
