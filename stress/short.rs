@@ -99,17 +99,38 @@ fn a_seed_reproduces_its_fault_schedule() {
         }
         runs.push(report.faults);
     }
-    // Where each fault was applied: its point of progress and its plan. (Which producer
-    // it hit depends on process timing only when a killed worker is slow to be reaped.)
-    let points = |r: &Vec<stress::faults::AppliedFault>| -> Vec<_> {
-        r.iter().map(|f| (f.progress, f.planned)).collect()
+    // Where each fault was applied, by its planned point: its point of progress and its
+    // plan. (Which producer it hit depends on process timing only when a killed worker is
+    // slow to be reaped.) A fault whose slot is empty at its point, because the worker
+    // killed there before is still being replaced, is skipped in that run: on a loaded
+    // machine a reap can take longer than the gap between two faults, so the two runs
+    // of one seed are compared on the faults both applied, which must be the same faults
+    // at the same points, and nearly all of them.
+    let points = |r: &Vec<stress::faults::AppliedFault>| {
+        r.iter()
+            .map(|f| (f.planned.at_progress, (f.progress, f.planned)))
+            .collect::<std::collections::BTreeMap<_, _>>()
     };
     let (a, b, c) = (points(&runs[0]), points(&runs[1]), points(&runs[2]));
-    let common = a.len().min(b.len());
-    assert!(common >= 5, "too few faults to compare: {common}");
-    assert_eq!(a[..common], b[..common], "same seed, other faults");
-    let common = common.min(c.len());
-    assert_ne!(a[..common], c[..common], "another seed, same faults");
+    let end = |m: &std::collections::BTreeMap<u64, _>| m.keys().last().copied().unwrap_or(0);
+    let horizon = end(&a).min(end(&b));
+    let planned = |m: &std::collections::BTreeMap<u64, _>| m.range(..=horizon).count();
+    let both: Vec<u64> = a.keys().filter(|k| b.contains_key(k)).copied().collect();
+    assert!(both.len() >= 5, "too few faults to compare: {}", both.len());
+    for point in &both {
+        assert_eq!(a[point], b[point], "same seed, another fault at {point}");
+    }
+    let most = planned(&a).max(planned(&b));
+    assert!(
+        both.len() * 10 >= most * 8,
+        "same seed, but only {} of {most} faults in common",
+        both.len()
+    );
+    let other: Vec<u64> = a.keys().filter(|k| c.contains_key(k)).copied().collect();
+    assert!(
+        other.len() * 2 < a.len().min(c.len()) || other.iter().any(|k| a[k] != c[k]),
+        "another seed, the same faults"
+    );
 }
 
 /// A target whose workers stop making progress after a few operations (a bounded sleep
