@@ -101,6 +101,21 @@ fn plugin_workloads() -> Vec<ipcbench::measure::registry::Workload> {
 }
 ipcbench::register_workloads!("plugin-test", plugin_workloads);
 
+/// One workload on its own, registered with the singular macro.
+fn plugin_stream() -> ipcbench::measure::registry::Workload {
+    ipcbench::measure::registry::Workload::stream("plugin", "raw-pipe")
+        .size(64)
+        .ops(10, 10)
+        .run(|n| {
+            ipcbench::measure::workloads::pipe::throughput(
+                64,
+                n,
+                ipcbench::report::model::Placement::Unpinned,
+            )
+        })
+}
+ipcbench::register_workload!(plugin_stream);
+
 fn plugin_twins() -> Vec<Box<dyn ipcbench::stress::Target>> {
     use ipcbench::ipc::queue::Flavor;
     use ipcbench::stress::queue::{Defect, QueueTarget};
@@ -140,6 +155,10 @@ fn registered_workloads_and_twins_join_the_catalogues() {
     assert!(
         names.contains(&"plugin/raw-pipe/roundtrip/64B/same-cpu"),
         "{names:?}"
+    );
+    assert!(
+        names.contains(&"plugin/raw-pipe/stream/64B/1x1"),
+        "register_workload! adds one workload: {names:?}"
     );
     // After the built-ins, which keep their order (calibrations first).
     let plugin = names.iter().position(|n| n.starts_with("plugin/")).unwrap();

@@ -275,6 +275,21 @@ macro_rules! register_workloads {
     };
 }
 
+/// Registers one workload, made by `fn() -> Workload` (usually a builder chain), in a set of
+/// its own named after the function: `ipcbench::register_workload!(my_queue_roundtrip);`.
+/// The plural [`register_workloads!`] registers a family's set in one go.
+#[macro_export]
+macro_rules! register_workload {
+    ($make:path) => {
+        const _: () = {
+            fn make_one() -> ::std::vec::Vec<$crate::measure::registry::Workload> {
+                ::std::vec![$make()]
+            }
+            $crate::register_workloads!(stringify!($make), make_one);
+        };
+    };
+}
+
 /// A `--filter` that matches no workload; its message lists every workload name, one a
 /// line, so the user can pick one.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
