@@ -108,6 +108,26 @@ fn killing_the_server_mid_run_fails_every_client_call_with_server_gone() {
     });
 }
 
+/// Waits (at most 10 s) until every thread of `pid` is stopped (state `T` in
+/// /proc/PID/task/TID/stat).
+fn all_threads_stopped(pid: i32) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let states: Vec<char> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.ok()?.path().join("stat")).ok()?;
+                stat.rsplit_once(')')?.1.trim().chars().next()
+            })
+            .collect();
+        if !states.is_empty() && states.iter().all(|&s| s == 'T') {
+            return;
+        }
+        assert!(Instant::now() < until, "not stopped after 10 s: {states:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A stalled server (stopped, alive, its socket open) is a `Timeout` within the client's
 /// bound, never a hang, and never a "server gone"; once it runs again the client's next
 /// call reconnects and is served. A client that stalls inside a request does not stop the
@@ -121,6 +141,9 @@ fn a_stalled_server_is_a_timeout_within_the_bound_and_a_stalled_client_stalls_no
         let client = manager.client().unwrap().with_timeout(bound);
         assert_eq!(client.counter("n").increment(1).unwrap(), 1);
         manager.process().signal(Signal::SIGSTOP).unwrap();
+        // kill(2) returns before the stop takes hold: a server thread running on the other
+        // CPU at that moment could still serve the next request (seen once in CI).
+        all_threads_stopped(manager.process().pid().as_raw());
         let started = Instant::now();
         let err = client.counter("n").increment(1).unwrap_err();
         let took = started.elapsed();
