@@ -507,3 +507,21 @@ impl Snapshot {
         }
     }
 }
+
+/// Whether process `pid` has a handler for `signal` (its SigCgt mask in /proc).
+pub fn catches_signal(pid: i32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// Live (not zombie) processes of process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<ProcInfo> {
+    all_processes()
+        .into_iter()
+        .filter(|p| p.pgid == pgid && p.state != 'Z')
+        .collect()
+}

@@ -823,3 +823,12 @@ pub(crate) fn ignore_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }
+
+/// Environment variable naming the Python interpreter the CPython lane and its scenarios
+/// run (default `python3` on PATH).
+pub const PYTHON_ENV: &str = "IPCBENCH_PYTHON";
+
+/// The Python interpreter to start: `IPCBENCH_PYTHON`, else `python3` on PATH.
+pub fn python() -> std::ffi::OsString {
+    std::env::var_os(PYTHON_ENV).unwrap_or_else(|| "python3".into())
+}

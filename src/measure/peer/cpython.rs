@@ -23,8 +23,7 @@ pub const SCRIPT: &str = include_str!("../../../peers/cpython/ipcbench_peer.py")
 /// The file the shipped peer script is written to in the session's directory.
 pub const SCRIPT_NAME: &str = "ipcbench_peer.py";
 
-/// Environment variable naming the Python interpreter (default `python3` on PATH).
-pub const PYTHON_ENV: &str = "IPCBENCH_PYTHON";
+pub use crate::process::{python, PYTHON_ENV};
 
 /// CPython's multiprocessing, run by `python3` with the shipped script.
 pub static PEER: Peer = Peer {
@@ -73,11 +72,6 @@ fn command_with(program: &std::ffi::OsStr) -> PeerCommand {
         args: Vec::new(),
         script: Some((SCRIPT_NAME, SCRIPT)),
     }
-}
-
-/// The interpreter the lane runs: `IPCBENCH_PYTHON`, else `python3` on PATH.
-pub fn python() -> std::ffi::OsString {
-    std::env::var_os(PYTHON_ENV).unwrap_or_else(|| "python3".into())
 }
 
 /// Whether the lane can run here: the peer's hello, or why not ("python3 not found").

@@ -8,6 +8,8 @@
 //! the temp files a killed interpreter could not remove (`pymp-*` sockets) go with it.
 
 use super::PeerError;
+use crate::process::hygiene::catches_signal;
+pub use crate::process::hygiene::group_members;
 use crate::process::{hygiene, watchdog, Pid};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -447,24 +449,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Whether process `pid` has a handler for `signal` (its SigCgt mask in /proc).
-pub(crate) fn catches_signal(pid: i32, signal: i32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("SigCgt:"))
-        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
-}
-
-/// Live (not zombie) processes of process group `pgid`.
-pub fn group_members(pgid: i32) -> Vec<hygiene::ProcInfo> {
-    hygiene::all_processes()
-        .into_iter()
-        .filter(|p| p.pgid == pgid && p.state != 'Z')
-        .collect()
 }
 
 fn exit_text(status: std::process::ExitStatus) -> String {

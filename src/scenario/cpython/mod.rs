@@ -153,7 +153,7 @@ fn run_python(
         .create(true)
         .append(true)
         .open(&stderr_path)?;
-    let mut python = std::process::Command::new(crate::measure::peer::cpython::python())
+    let mut python = std::process::Command::new(crate::process::python())
         .arg(&script)
         .stdin(std::process::Stdio::piped())
         .stdout(output.try_clone()?)
@@ -163,7 +163,7 @@ fn run_python(
         .map_err(|e| {
             ScenarioError::Failed(format!(
                 "cannot start {}: {e}",
-                crate::measure::peer::cpython::python().to_string_lossy()
+                crate::process::python().to_string_lossy()
             ))
         })?;
     let mut bridge = bridge;
@@ -242,7 +242,7 @@ fn run_python(
 fn blocked_processes(output: &std::path::Path) -> Vec<BlockedProcess> {
     // SAFETY: getpgrp and getpid cannot fail.
     let (group, me) = unsafe { (libc::getpgrp(), libc::getpid()) };
-    crate::measure::peer::session::group_members(group)
+    crate::process::hygiene::group_members(group)
         .into_iter()
         .filter(|p| p.pid != me)
         .filter_map(|p| {
@@ -263,7 +263,7 @@ const DUMP_QUIET: Duration = Duration::from_millis(20);
 /// file. One process at a time, so that the dumps do not interleave; only a process that
 /// catches the signal is sent it (to any other it would be fatal).
 fn python_stack(pid: i32, output: &std::path::Path) -> Option<String> {
-    if !crate::measure::peer::session::catches_signal(pid, libc::SIGUSR1) {
+    if !crate::process::hygiene::catches_signal(pid, libc::SIGUSR1) {
         return None;
     }
     let size = || std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
