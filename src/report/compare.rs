@@ -346,17 +346,7 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
                     c.calibration_name.as_deref().unwrap_or_default(),
                     b.calibration_name.as_deref().unwrap_or_default(),
                 ));
-                deltas.push(MetricDelta {
-                    key: c.key.clone(),
-                    better: c.better,
-                    baseline: None,
-                    current: c.ratio,
-                    worse_by: None,
-                    spread: c.spread,
-                    gated: false,
-                    status: Status::New,
-                    machine_moved: false,
-                });
+                deltas.push(not_in_baseline(c, Status::New));
             }
             Some(c) => {
                 let by_wake = b.crosses_cpus && wake_moved.is_some();
@@ -410,17 +400,10 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
         .iter()
         .filter(|c| c.ratio.is_some() && !base.iter().any(|b| b.key == c.key))
     {
-        deltas.push(MetricDelta {
-            key: c.key.clone(),
-            better: c.better,
-            baseline: None,
-            current: c.ratio,
-            worse_by: None,
-            spread: c.spread,
-            gated: false,
-            status: if c.peer { Status::Peer } else { Status::New },
-            machine_moved: false,
-        });
+        deltas.push(not_in_baseline(
+            c,
+            if c.peer { Status::Peer } else { Status::New },
+        ));
     }
     deltas.sort_by(|a, b| a.status.cmp(&b.status).then_with(|| a.key.cmp(&b.key)));
     for (text, keys) in own_moved {
@@ -447,6 +430,21 @@ pub fn compare(baseline: &Results, current: &Results, policy: Policy) -> Compari
 /// Both ratios present (the caller checked).
 /// `machine`: the machine's raw cost this metric rests on moved since the baseline, so a
 /// worse figure is shown, not gated.
+/// A metric of this run with no comparable baseline figure: shown with `status`, not gated.
+fn not_in_baseline(c: &Metric, status: Status) -> MetricDelta {
+    MetricDelta {
+        key: c.key.clone(),
+        better: c.better,
+        baseline: None,
+        current: c.ratio,
+        worse_by: None,
+        spread: c.spread,
+        gated: false,
+        status,
+        machine_moved: false,
+    }
+}
+
 fn metric_delta(base: &Metric, cur: &Metric, policy: Policy, machine: bool) -> MetricDelta {
     let (b, c) = (base.ratio.unwrap_or(1.0), cur.ratio.unwrap_or(1.0));
     let factor = times_worse(base.better, b, c);
